@@ -1,0 +1,10 @@
+//! scalper: a synchronous live-trading runtime that keeps options positions on Dhan safe.
+//!
+//! The path of a tick: `feed` (socket → codec → tick cache) → `exec::exit_engine` (risk rules
+//! from `risk`) → `exec::router` → `broker` (paper or Dhan). `runtime` supervises the worker
+//! threads, `store` persists, `ops` is the operator's surface, `sim` is the built-in Dhan
+//! simulator, `replay` drives the same core on a virtual clock.
+
+pub mod domain;
+pub mod runtime;
+pub mod sim;

@@ -1,0 +1,5 @@
+//! The built-in Dhan simulator: a market-data WebSocket server and a broker (REST + order-update
+//! socket) that follow spec dhan-v2 as faithfully as the engine's client must. Used by `make run`
+//! (paper mode), by `scalper sim`, and by the tests over real loopback sockets.
+
+pub mod prices;
