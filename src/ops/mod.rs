@@ -1,0 +1,4 @@
+//! The operator's surface: metrics, health, the HTTP server with the control API, logging.
+
+pub mod health;
+pub mod metrics;
