@@ -1,7 +1,16 @@
 //! The supervised worker runtime: named worker threads, their stop signals and heartbeats, and
 //! the supervisor that restarts a panicked worker with backoff and escalates when one keeps
-//! failing.
+//! failing; plus signals, systemd notification and host tuning.
 
+pub mod backoff;
+pub mod host;
+pub mod panic_hook;
+pub mod supervisor;
 pub mod worker;
 
+pub use backoff::Backoff;
+pub use supervisor::{
+    Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle, SupervisorOutcome, WorkerSpec,
+    WorkerState, WorkerStatus,
+};
 pub use worker::{Heartbeat, StopHandle, StopSignal, Worker, WorkerCtx, monotonic_millis};
