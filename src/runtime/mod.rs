@@ -5,7 +5,9 @@
 pub mod backoff;
 pub mod host;
 pub mod panic_hook;
+pub mod signals;
 pub mod supervisor;
+pub mod systemd;
 pub mod worker;
 
 pub use backoff::Backoff;
