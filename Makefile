@@ -19,6 +19,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+install: build
+	scripts/install.sh
+
 fmt:
 	$(CARGO) fmt --all
 

@@ -3,6 +3,7 @@
 //! failing; plus signals, systemd notification and host tuning.
 
 pub mod backoff;
+pub mod failpoint;
 pub mod host;
 pub mod panic_hook;
 pub mod signals;
