@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use scalper::ops::metrics::Metrics;
 use scalper::runtime::{
-    Supervisor, SupervisorConfig, SupervisorEvent, SupervisorOutcome, Worker, WorkerCtx,
-    WorkerSpec, WorkerState,
+    Supervisor, SupervisorConfig, SupervisorEvent, SupervisorOutcome, WorkerCtx, WorkerSpec,
+    WorkerState,
 };
 
 fn quick_config() -> SupervisorConfig {
@@ -38,39 +38,43 @@ fn wait_event(
     }
 }
 
-/// A worker that counts into externally held state and beats until stopped.
-fn counting_worker(counter: Arc<AtomicU64>, panic_at: Option<u64>) -> Box<dyn Worker> {
-    Box::new(move |ctx: &WorkerCtx| {
-        while ctx.sleep(Duration::from_millis(2)) {
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            if panic_at == Some(n) {
-                panic!("injected failure at count {n}");
-            }
-        }
-        Ok(())
-    })
-}
-
 #[test]
 fn a_panicking_worker_is_respawned_after_its_backoff_and_keeps_external_state() {
     let counter = Arc::new(AtomicU64::new(0));
-    let spawns = Arc::new(AtomicU64::new(0));
+    let spawned_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let panicked_at: Arc<Mutex<Option<Instant>>> = Arc::default();
     let mut sup = Supervisor::new(quick_config(), Metrics::new());
-    let (c, s) = (counter.clone(), spawns.clone());
+    let (c, s, p) = (counter.clone(), spawned_at.clone(), panicked_at.clone());
     sup.add(WorkerSpec::new("counter", Duration::from_secs(5), move || {
         // Only the first incarnation panics; state lives in `c`, outside the worker.
-        let first = s.fetch_add(1, Ordering::SeqCst) == 0;
-        counting_worker(c.clone(), first.then_some(10))
+        let first = {
+            let mut v = s.lock();
+            v.push(Instant::now());
+            v.len() == 1
+        };
+        let (c, p) = (c.clone(), p.clone());
+        Box::new(move |ctx: &WorkerCtx| {
+            while ctx.sleep(Duration::from_millis(2)) {
+                let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                if first && n == 10 {
+                    *p.lock() = Some(Instant::now());
+                    panic!("injected failure at count {n}");
+                }
+            }
+            Ok(())
+        })
     }));
     let handle = sup.start().unwrap();
-    let (failed, failed_at) =
+    let (failed, _) =
         wait_event(handle.events(), |e| matches!(e, SupervisorEvent::WorkerFailed { .. }));
     let SupervisorEvent::WorkerFailed { reason, restart_in, .. } = failed else { unreachable!() };
     assert!(reason.contains("injected failure at count 10"), "{reason}");
     assert_eq!(restart_in, Duration::from_millis(50));
-    let (_, restarted_at) =
-        wait_event(handle.events(), |e| matches!(e, SupervisorEvent::WorkerRestarted { .. }));
-    assert!(restarted_at.duration_since(failed_at) + Duration::from_millis(5) >= restart_in);
+    wait_event(handle.events(), |e| matches!(e, SupervisorEvent::WorkerRestarted { .. }));
+    // The respawn waited out the backoff, measured where it happened.
+    let panic_time = panicked_at.lock().expect("the first incarnation panicked");
+    let respawn_time = spawned_at.lock()[1];
+    assert!(respawn_time.duration_since(panic_time) >= restart_in);
     // The respawned worker continues from the externally held count.
     let deadline = Instant::now() + Duration::from_secs(20);
     while counter.load(Ordering::SeqCst) < 30 {
@@ -82,7 +86,7 @@ fn a_panicking_worker_is_respawned_after_its_backoff_and_keeps_external_state() 
     assert_eq!(st[0].state, WorkerState::Running);
     handle.shutdown();
     assert_eq!(handle.join(), SupervisorOutcome::Stopped { left_behind: vec![] });
-    assert_eq!(spawns.load(Ordering::SeqCst), 2);
+    assert_eq!(spawned_at.lock().len(), 2);
 }
 
 #[test]

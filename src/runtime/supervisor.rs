@@ -305,6 +305,9 @@ struct Run {
     exit_rx: Receiver<ExitReport>,
     metrics: SupervisorMetrics,
     announced_up: bool,
+    /// Events go out after the status table is published, so whoever reacts to an event sees
+    /// a table at least as new as the event.
+    pending: Vec<SupervisorEvent>,
 }
 
 impl Run {
@@ -360,6 +363,7 @@ impl Run {
             exit_rx,
             metrics,
             announced_up: false,
+            pending: Vec::new(),
         }
     }
 
@@ -498,9 +502,8 @@ impl Run {
                 self.cfg.restart_budget,
                 self.cfg.restart_window
             );
-            let _ = self
-                .events
-                .send(SupervisorEvent::Escalating { worker: name.clone(), reason: reason.clone() });
+            self.pending
+                .push(SupervisorEvent::Escalating { worker: name.clone(), reason: reason.clone() });
             return Some((name, reason));
         }
         let backoff = Backoff::new(self.cfg.backoff_base, self.cfg.backoff_cap)
@@ -512,7 +515,7 @@ impl Run {
             "Worker {} failed ({reason}); restarting in {backoff:?}",
             slot.spec.name
         );
-        let _ = self.events.send(SupervisorEvent::WorkerFailed {
+        self.pending.push(SupervisorEvent::WorkerFailed {
             worker: slot.spec.name.clone(),
             reason,
             restart_in: backoff,
@@ -532,8 +535,7 @@ impl Run {
                 self.metrics.restarts.with_label_values(&[&name]).inc();
                 self.spawn(i);
                 log::info!(target: "supervisor", "Worker {name} restarted (restart #{restarts})");
-                let _ =
-                    self.events.send(SupervisorEvent::WorkerRestarted { worker: name, restarts });
+                self.pending.push(SupervisorEvent::WorkerRestarted { worker: name, restarts });
             }
         }
     }
@@ -560,10 +562,10 @@ impl Run {
                         "Worker {worker} is stuck: no heartbeat for {age:?} (limit {:?})",
                         slot.spec.heartbeat_limit
                     );
-                    let _ = self.events.send(SupervisorEvent::WorkerStuck { worker, age });
+                    self.pending.push(SupervisorEvent::WorkerStuck { worker, age });
                 } else {
                     log::info!(target: "supervisor", "Worker {worker} is beating again");
-                    let _ = self.events.send(SupervisorEvent::WorkerRecovered { worker });
+                    self.pending.push(SupervisorEvent::WorkerRecovered { worker });
                 }
             }
         }
@@ -574,11 +576,11 @@ impl Run {
                 .all(|s| s.state == WorkerState::Running && s.heartbeat.age().is_some())
         {
             self.announced_up = true;
-            let _ = self.events.send(SupervisorEvent::AllUp);
+            self.pending.push(SupervisorEvent::AllUp);
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let table = self
             .slots
             .iter()
@@ -593,6 +595,9 @@ impl Run {
             })
             .collect();
         *self.status.write() = table;
+        for ev in self.pending.drain(..) {
+            let _ = self.events.send(ev);
+        }
     }
 
     /// Stops every worker in reverse start order, each within its deadline. Returns the names
@@ -630,15 +635,14 @@ impl Run {
                 let _ = running.thread.join();
                 slot.state = WorkerState::Stopped;
                 log::info!(target: "supervisor", "Worker {name} stopped");
-                let _ = self.events.send(SupervisorEvent::WorkerStopped { worker: name, order });
+                self.pending.push(SupervisorEvent::WorkerStopped { worker: name, order });
             } else {
                 slot.state = WorkerState::Abandoned;
                 log::error!(
                     target: "supervisor",
                     "Worker {name} did not stop within {deadline:?}; leaving it behind"
                 );
-                let _ =
-                    self.events.send(SupervisorEvent::WorkerLeftBehind { worker: name.clone() });
+                self.pending.push(SupervisorEvent::WorkerLeftBehind { worker: name.clone() });
                 left_behind.push(name);
             }
             order += 1;
