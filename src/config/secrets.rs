@@ -447,4 +447,79 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(read_control_token_file(&data).unwrap(), b);
     }
+
+    fn config(text: &str) -> Config {
+        Config::from_toml_str(text).unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn environment_wins_over_the_secrets_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.env");
+        fs::write(&path, "DHAN_CLIENT_ID=from-file\nDHAN_ACCESS_TOKEN=file-token\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg = config(&format!("[secrets]\nfile = {:?}\n", path.display().to_string()));
+        let s = Secrets::resolve(&cfg, env(&[(DHAN_ACCESS_TOKEN, "env-token")])).unwrap();
+        assert_eq!(s.dhan_client_id.expose(), "from-file");
+        assert_eq!(s.dhan_access_token.expose(), "env-token");
+        assert_eq!(s.dhan_source, CredentialSource::SecretsFile);
+        assert!(s.control_token.is_none(), "paper mode generates one at startup");
+    }
+
+    #[test]
+    fn paper_against_the_simulator_falls_back_to_its_credentials() {
+        let cfg = config("");
+        let s = Secrets::resolve(&cfg, env(&[])).unwrap();
+        assert_eq!(s.dhan_source, CredentialSource::Simulator);
+        assert_eq!(s.dhan_access_token, cfg.sim.access_token);
+        assert_eq!(s.dhan_client_id, cfg.sim.client_id);
+    }
+
+    #[test]
+    fn paper_on_the_real_feed_needs_dhan_credentials() {
+        let cfg = config("[feed]\nsource = \"dhan\"\n");
+        let err = Secrets::resolve(&cfg, env(&[])).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "paper mode needs DHAN_CLIENT_ID, DHAN_ACCESS_TOKEN: set them in the environment or \
+             in the secrets file"
+        );
+    }
+
+    #[test]
+    fn live_mode_needs_every_credential_and_a_long_control_token() {
+        let cfg = config("mode = \"live\"\n[limits]\nmax_daily_loss_rupees = 1000\n");
+        let err = Secrets::resolve(&cfg, env(&[(DHAN_CLIENT_ID, "1")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "live mode needs DHAN_ACCESS_TOKEN, SCALPER_CONTROL_TOKEN: set them in the \
+             environment or in the secrets file"
+        );
+        let short =
+            [(DHAN_CLIENT_ID, "1"), (DHAN_ACCESS_TOKEN, "t"), (SCALPER_CONTROL_TOKEN, "short")];
+        assert!(matches!(Secrets::resolve(&cfg, env(&short)), Err(SecretsError::TooShort { .. })));
+        let full = [
+            (DHAN_CLIENT_ID, "1"),
+            (DHAN_ACCESS_TOKEN, "token-abc"),
+            (SCALPER_CONTROL_TOKEN, "0123456789abcdef"),
+        ];
+        let s = Secrets::resolve(&cfg, env(&full)).unwrap();
+        assert_eq!(s.dhan_source, CredentialSource::Environment);
+        assert_eq!(s.control_token_or_generate(&cfg).unwrap().expose(), "0123456789abcdef");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("token-abc") && !shown.contains("0123456789abcdef"), "{shown}");
+    }
+
+    #[test]
+    fn a_configured_but_missing_secrets_file_is_an_error() {
+        let cfg = config("[secrets]\nfile = \"/nonexistent/scalper.env\"\n");
+        let err = Secrets::resolve(&cfg, env(&[])).unwrap_err().to_string();
+        assert!(err.starts_with("reading secrets file /nonexistent/scalper.env:"), "{err}");
+    }
 }

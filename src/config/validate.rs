@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use url::Url;
 
@@ -371,6 +372,42 @@ fn broker(c: &mut Collector, raw: &RawConfig, live: bool) -> BrokerConfig {
 fn risk(c: &mut Collector, r: &RawRisk) -> RiskConfig {
     let off_to_100 = "must be between 0 (off) and 100";
     let off_or_more = "must be 0 (off) or more";
+    // In file order, so errors come out in the order an operator reads them.
+    let mut risk = RiskConfig {
+        stop_loss: c
+            .pct("risk.stop_loss_pct", &r.stop_loss_pct, Bp(0), HUNDRED_PCT, off_to_100)
+            .unwrap_or_default(),
+        take_profit: c
+            .pct("risk.take_profit_pct", &r.take_profit_pct, Bp(0), MAX_PCT, off_or_more)
+            .unwrap_or_default(),
+        trail_drop: c
+            .pct("risk.trail_drop_pct", &r.trail_drop_pct, Bp(0), HUNDRED_PCT, off_to_100)
+            .unwrap_or_default(),
+        trail_activation: c
+            .rupees(
+                "risk.trail_activation_rupees",
+                &r.trail_activation_rupees,
+                Paise(0),
+                "must not be negative",
+            )
+            .unwrap_or_default(),
+        peak_drawdown: c
+            .pct("risk.peak_drawdown_pct", &r.peak_drawdown_pct, Bp(0), MAX_PCT, off_or_more)
+            .unwrap_or_default(),
+        peak_drawdown_activation: c
+            .pct(
+                "risk.peak_drawdown_activation_pct",
+                &r.peak_drawdown_activation_pct,
+                Bp(0),
+                MAX_PCT,
+                "must not be negative",
+            )
+            .unwrap_or_default(),
+        ratchet: Vec::new(),
+        stale_after: Duration::ZERO,
+        stale_exit_after: None,
+    };
+
     let mut ratchet: Vec<RatchetTier> = Vec::new();
     let mut prev: Option<(RatchetTier, usize)> = None;
     for (i, t) in r.ratchet.iter().enumerate() {
@@ -412,42 +449,12 @@ fn risk(c: &mut Collector, r: &RawRisk) -> RiskConfig {
         prev = Some((tier, i));
         ratchet.push(tier);
     }
+    risk.ratchet = ratchet;
+    risk.stale_after = c.millis("risk.stale_after_ms", r.stale_after_ms, 1).unwrap_or_default();
     let stale_exit =
         c.secs("risk.stale_exit_after_secs", r.stale_exit_after_secs, 0).unwrap_or_default();
-    RiskConfig {
-        stop_loss: c
-            .pct("risk.stop_loss_pct", &r.stop_loss_pct, Bp(0), HUNDRED_PCT, off_to_100)
-            .unwrap_or_default(),
-        take_profit: c
-            .pct("risk.take_profit_pct", &r.take_profit_pct, Bp(0), MAX_PCT, off_or_more)
-            .unwrap_or_default(),
-        trail_drop: c
-            .pct("risk.trail_drop_pct", &r.trail_drop_pct, Bp(0), HUNDRED_PCT, off_to_100)
-            .unwrap_or_default(),
-        trail_activation: c
-            .rupees(
-                "risk.trail_activation_rupees",
-                &r.trail_activation_rupees,
-                Paise(0),
-                "must not be negative",
-            )
-            .unwrap_or_default(),
-        peak_drawdown: c
-            .pct("risk.peak_drawdown_pct", &r.peak_drawdown_pct, Bp(0), MAX_PCT, off_or_more)
-            .unwrap_or_default(),
-        peak_drawdown_activation: c
-            .pct(
-                "risk.peak_drawdown_activation_pct",
-                &r.peak_drawdown_activation_pct,
-                Bp(0),
-                MAX_PCT,
-                "must not be negative",
-            )
-            .unwrap_or_default(),
-        ratchet,
-        stale_after: c.millis("risk.stale_after_ms", r.stale_after_ms, 1).unwrap_or_default(),
-        stale_exit_after: (!stale_exit.is_zero()).then_some(stale_exit),
-    }
+    risk.stale_exit_after = (!stale_exit.is_zero()).then_some(stale_exit);
+    risk
 }
 
 fn limits(c: &mut Collector, raw: &RawConfig, live: bool) -> LimitsConfig {
