@@ -84,9 +84,11 @@ trait Show {
 }
 
 impl Show for Bp {
+    /// As a percentage the way it is written in the file: `250` → `2.5`.
     fn show(&self) -> String {
         let s = self.to_string();
-        s.trim_end_matches('%').to_string()
+        let s = s.trim_end_matches('%');
+        if s.contains('.') { s.trim_end_matches('0').to_string() } else { s.to_string() }
     }
 }
 
