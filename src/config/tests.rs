@@ -251,7 +251,7 @@ fn limits_are_validated_and_required_in_live_mode() {
         (
             "negative trades",
             "[limits]\nmax_trades_per_day = -1\n",
-            "limits.max_trades_per_day: -1 is out of range: must be between 0 and 4294967295",
+            "limits.max_trades_per_day: -1 is out of range: must be at least 0",
         ),
         (
             "negative cooldown",
@@ -339,9 +339,14 @@ fn http_listen_is_loopback_unless_allowed() {
             "http.listen: \"localhost:8080\" is not an IP address and port (e.g. \"127.0.0.1:8080\")",
         ),
         (
+            "huge bodies",
+            "[http]\nmax_body_bytes = 100000000\n",
+            "http.max_body_bytes: 100000000 is out of range: must be between 1 and 16777216",
+        ),
+        (
             "empty bodies only",
             "[http]\nmax_body_bytes = 0\n",
-            "http.max_body_bytes: 0 is out of range: must be between 1 and 4294967295",
+            "http.max_body_bytes: 0 is out of range: must be between 1 and 16777216",
         ),
     ]);
     accepted(&[
@@ -382,7 +387,7 @@ fn feed_settings_are_validated() {
         (
             "empty position queue",
             "[feed]\nposition_queue = 0\n",
-            "feed.position_queue: 0 is out of range: must be between 1 and 4294967295",
+            "feed.position_queue: 0 is out of range: must be at least 1",
         ),
         (
             "sim source without simulator or url",
@@ -450,7 +455,7 @@ fn mode_decides_the_broker_and_live_endpoints() {
         (
             "breaker never trips",
             "[broker]\nbreaker_failures = 0\n",
-            "broker.breaker_failures: 0 is out of range: must be between 1 and 4294967295",
+            "broker.breaker_failures: 0 is out of range: must be at least 1",
         ),
     ]);
     assert_eq!(
@@ -523,7 +528,7 @@ fn paper_and_entries_are_validated() {
         (
             "zero quantity",
             "[entries]\ndemo_quantity = 0\n",
-            "entries.demo_quantity: 0 is out of range: must be between 1 and 4294967295",
+            "entries.demo_quantity: 0 is out of range: must be at least 1",
         ),
         (
             "index entries",
@@ -642,7 +647,7 @@ fn runtime_host_and_cadences_are_validated() {
         (
             "no restarts",
             "[runtime]\nrestart_budget = 0\n",
-            "runtime.restart_budget: 0 is out of range: must be between 1 and 4294967295",
+            "runtime.restart_budget: 0 is out of range: must be at least 1",
         ),
         (
             "zero worker limit",

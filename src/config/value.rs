@@ -200,8 +200,12 @@ impl Collector {
     /// An integer within `[min, max]`.
     pub fn int(&mut self, key: &str, value: i64, min: i64, max: i64) -> Option<i64> {
         if value < min || value > max {
-            let msg = if max == i64::MAX {
+            // Counts and durations have no real upper bound: say only what is wrong.
+            let unbounded = max >= i64::from(u32::MAX);
+            let msg = if unbounded && value < min {
                 format!("{value} is out of range: must be at least {min}")
+            } else if unbounded {
+                format!("{value} is out of range: must be at most {max}")
             } else {
                 format!("{value} is out of range: must be between {min} and {max}")
             };

@@ -1,19 +1,28 @@
 //! Turns the file as written (`raw.rs`) into the typed [`Config`] (`types.rs`), applying every
 //! range and cross-key rule and collecting every problem with its key path, so that an
 //! operator fixes a file in one pass. Pure: no I/O, no environment.
+//!
+//! This file holds the top level, the connections (`[http]`, `[feed]`, `[broker]`, `[sim]`)
+//! and the rules of each mode; `trading.rs` the trading rules (`[risk]`, `[limits]`,
+//! `[session]`, `[entries]`); `services.rs` storage and supervision (`[store]`, `[redis]`,
+//! `[instance]`, `[runtime]`).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::{Bp, Paise, Qty, TimeOfDay};
+use crate::domain::{Bp, Paise};
+
+mod services;
+mod trading;
+
+use services::{instance, redis, runtime, store};
+use trading::{entries, limits, risk, session};
 
 use super::ConfigErrors;
-use super::raw::{RawConfig, RawFeed, RawRisk};
+use super::raw::{RawConfig, RawFeed};
 use super::types::*;
 use super::value::{Collector, is_loopback_url};
 
@@ -24,6 +33,8 @@ const MAX_FEED_INSTRUMENTS: usize = 5_000;
 const MIN_LIVE_COOLOFF_429_SECS: i64 = 60;
 const MAX_PCT: Bp = Bp(1_000_000); // 10 000 %: a sanity bound, not a rule of the spec
 const HUNDRED_PCT: Bp = Bp(10_000);
+/// Request bodies are small JSON commands; 16 MiB is already far more than any needs.
+const MAX_BODY_BYTES: i64 = 16 << 20;
 
 /// Path of the in-process simulator's endpoints on its one listening socket.
 pub const SIM_FEED_PATH: &str = "/";
@@ -158,9 +169,8 @@ fn http(c: &mut Collector, raw: &RawConfig) -> HttpConfig {
     HttpConfig {
         listen,
         max_body_bytes: c
-            .size("http.max_body_bytes", h.max_body_bytes, 1)
-            .unwrap_or(1)
-            .min(16 << 20),
+            .int("http.max_body_bytes", h.max_body_bytes, 1, MAX_BODY_BYTES)
+            .unwrap_or(1) as usize,
         allow_remote: h.allow_remote,
     }
 }
@@ -366,359 +376,6 @@ fn broker(c: &mut Collector, raw: &RawConfig, live: bool) -> BrokerConfig {
         breaker_open: c
             .secs("broker.breaker_open_secs", b.breaker_open_secs, 1)
             .unwrap_or_default(),
-    }
-}
-
-fn risk(c: &mut Collector, r: &RawRisk) -> RiskConfig {
-    let off_to_100 = "must be between 0 (off) and 100";
-    let off_or_more = "must be 0 (off) or more";
-    // In file order, so errors come out in the order an operator reads them.
-    let mut risk = RiskConfig {
-        stop_loss: c
-            .pct("risk.stop_loss_pct", &r.stop_loss_pct, Bp(0), HUNDRED_PCT, off_to_100)
-            .unwrap_or_default(),
-        take_profit: c
-            .pct("risk.take_profit_pct", &r.take_profit_pct, Bp(0), MAX_PCT, off_or_more)
-            .unwrap_or_default(),
-        trail_drop: c
-            .pct("risk.trail_drop_pct", &r.trail_drop_pct, Bp(0), HUNDRED_PCT, off_to_100)
-            .unwrap_or_default(),
-        trail_activation: c
-            .rupees(
-                "risk.trail_activation_rupees",
-                &r.trail_activation_rupees,
-                Paise(0),
-                "must not be negative",
-            )
-            .unwrap_or_default(),
-        peak_drawdown: c
-            .pct("risk.peak_drawdown_pct", &r.peak_drawdown_pct, Bp(0), MAX_PCT, off_or_more)
-            .unwrap_or_default(),
-        peak_drawdown_activation: c
-            .pct(
-                "risk.peak_drawdown_activation_pct",
-                &r.peak_drawdown_activation_pct,
-                Bp(0),
-                MAX_PCT,
-                "must not be negative",
-            )
-            .unwrap_or_default(),
-        ratchet: Vec::new(),
-        stale_after: Duration::ZERO,
-        stale_exit_after: None,
-    };
-
-    let mut ratchet: Vec<RatchetTier> = Vec::new();
-    let mut prev: Option<(RatchetTier, usize)> = None;
-    for (i, t) in r.ratchet.iter().enumerate() {
-        let at_key = format!("risk.ratchet[{i}].at_pct");
-        let off_key = format!("risk.ratchet[{i}].stop_offset_pct");
-        let at = c.pct(&at_key, &t.at_pct, Bp(1), MAX_PCT, "a tier activates above 0");
-        let off = c.pct(
-            &off_key,
-            &t.stop_offset_pct,
-            Bp(-9_999),
-            MAX_PCT,
-            "the stop offset must be above -100",
-        );
-        let (Some(at), Some(stop_offset)) = (at, off) else {
-            prev = None;
-            continue;
-        };
-        if stop_offset >= at {
-            c.push(
-                &off_key,
-                format!("{} is not below the tier's at_pct {} (the stop would sit above the price that activated it)", t.stop_offset_pct, t.at_pct),
-            );
-        }
-        if let Some((p, j)) = prev {
-            if at <= p.at {
-                c.push(&at_key, format!("{} is not above risk.ratchet[{j}].at_pct {} (tiers must be strictly increasing)", t.at_pct, r.ratchet[j].at_pct));
-            }
-            if stop_offset <= p.stop_offset {
-                c.push(
-                    &off_key,
-                    format!(
-                        "{} is not above risk.ratchet[{j}].stop_offset_pct {} (a higher tier must lock in more)",
-                        t.stop_offset_pct, r.ratchet[j].stop_offset_pct
-                    ),
-                );
-            }
-        }
-        let tier = RatchetTier { at, stop_offset };
-        prev = Some((tier, i));
-        ratchet.push(tier);
-    }
-    risk.ratchet = ratchet;
-    risk.stale_after = c.millis("risk.stale_after_ms", r.stale_after_ms, 1).unwrap_or_default();
-    let stale_exit =
-        c.secs("risk.stale_exit_after_secs", r.stale_exit_after_secs, 0).unwrap_or_default();
-    risk.stale_exit_after = (!stale_exit.is_zero()).then_some(stale_exit);
-    risk
-}
-
-fn limits(c: &mut Collector, raw: &RawConfig, live: bool) -> LimitsConfig {
-    let l = &raw.limits;
-    let max_daily_loss = match &l.max_daily_loss_rupees {
-        Some(v) => c
-            .rupees("limits.max_daily_loss_rupees", v, Paise(1), "must be above 0")
-            .unwrap_or_default(),
-        None if live => {
-            c.push(
-                "limits.max_daily_loss_rupees",
-                "required in live mode (the day's loss at which every position is closed and trading halts)",
-            );
-            Paise(0)
-        }
-        None => Paise(500_000),
-    };
-    LimitsConfig {
-        max_daily_loss,
-        max_trades_per_day: c
-            .count("limits.max_trades_per_day", l.max_trades_per_day, 0)
-            .unwrap_or(0),
-        max_open_positions: c
-            .count("limits.max_open_positions", l.max_open_positions, 0)
-            .unwrap_or(0),
-        reentry_cooldown: c
-            .secs("limits.reentry_cooldown_secs", l.reentry_cooldown_secs, 0)
-            .unwrap_or_default(),
-    }
-}
-
-fn session(c: &mut Collector, raw: &RawConfig) -> SessionConfig {
-    let s = &raw.session;
-    let square_off = c.time_of_day("session.square_off_time", &s.square_off_time);
-    let cutoff = c.time_of_day("session.entry_cutoff_time", &s.entry_cutoff_time);
-    if let (Some(sq), Some(cut)) = (square_off, cutoff)
-        && cut > sq
-    {
-        c.push("session.entry_cutoff_time", format!("{cut} is after session.square_off_time {sq}"));
-    }
-    let mut holidays = BTreeSet::new();
-    for (i, text) in s.holidays.iter().enumerate() {
-        if let Some(d) = c.date(&format!("session.holidays[{i}]"), text) {
-            holidays.insert(d);
-        }
-    }
-    SessionConfig {
-        square_off_time: square_off.unwrap_or(TimeOfDay(0)),
-        entry_cutoff_time: cutoff.unwrap_or(TimeOfDay(0)),
-        holidays,
-        weekends: s.weekends,
-    }
-}
-
-fn entries(
-    c: &mut Collector,
-    raw: &RawConfig,
-    sim: &SimConfig,
-    broker: &BrokerConfig,
-    live: bool,
-) -> EntriesConfig {
-    let e = &raw.entries;
-    let demo_instruments = match &e.demo_instruments {
-        Some(list) => {
-            let mut out = Vec::new();
-            for (i, text) in list.iter().enumerate() {
-                let key = format!("entries.demo_instruments[{i}]");
-                if let Some(k) = c.instrument(&key, text) {
-                    if !k.segment.is_tradable() {
-                        c.push(key, format!("{k} is an index, not a tradable instrument"));
-                    } else if out.contains(&k) {
-                        c.push(key, format!("{k} is listed twice"));
-                    } else {
-                        out.push(k);
-                    }
-                }
-            }
-            out
-        }
-        None => sim
-            .instruments
-            .iter()
-            .map(|i| i.instrument)
-            .filter(|k| k.segment.is_tradable())
-            .collect(),
-    };
-    if e.demo
-        && demo_instruments.is_empty()
-        && e.demo_instruments.as_ref().is_none_or(|l| l.is_empty())
-    {
-        c.push("entries.demo_instruments", "demo entries need at least one tradable instrument");
-    }
-    if e.demo
-        && live
-        && !(is_loopback_url(&broker.rest_url) && is_loopback_url(&broker.order_update_url))
-    {
-        c.push("entries.demo", "demo entries place real orders: live mode allows them only against a loopback simulator");
-    }
-    EntriesConfig {
-        demo: e.demo,
-        demo_interval: c
-            .secs("entries.demo_interval_secs", e.demo_interval_secs, 1)
-            .unwrap_or_default(),
-        demo_quantity: Qty(i64::from(
-            c.count("entries.demo_quantity", e.demo_quantity, 1).unwrap_or(1),
-        )),
-        demo_instruments,
-    }
-}
-
-fn store(c: &mut Collector, raw: &RawConfig, data_dir: &std::path::Path) -> StoreConfig {
-    let s = &raw.store;
-    let backend = match s.backend {
-        StoreKind::Sqlite => {
-            let path = match s.sqlite_path.as_deref() {
-                Some(p) if p.trim().is_empty() => {
-                    c.push("store.sqlite_path", "must not be empty");
-                    PathBuf::new()
-                }
-                Some(p) => PathBuf::from(p.trim()),
-                None => data_dir.join("scalper.db"),
-            };
-            StoreBackend::Sqlite { path }
-        }
-        StoreKind::Postgres => {
-            let url = match s.postgres_url.as_deref().and_then(non_empty) {
-                None => {
-                    c.push("store.postgres_url", "required when store.backend = \"postgres\"");
-                    String::new()
-                }
-                Some(text) => {
-                    // The text is never echoed: it might carry a password.
-                    match postgres::Config::from_str(text) {
-                        Err(_) => c.push(
-                            "store.postgres_url",
-                            "not a PostgreSQL connection string (postgres://user@host:port/db or key=value pairs)",
-                        ),
-                        Ok(pg) if pg.get_password().is_some() => c.push(
-                            "store.postgres_url",
-                            "carries a password: remove it and set PGPASSWORD in the environment or the secrets file",
-                        ),
-                        Ok(_) => {}
-                    }
-                    text.to_string()
-                }
-            };
-            StoreBackend::Postgres { url }
-        }
-    };
-    let spill_dir = match s.spill_dir.as_deref() {
-        Some(p) if p.trim().is_empty() => {
-            c.push("store.spill_dir", "must not be empty");
-            PathBuf::new()
-        }
-        Some(p) => PathBuf::from(p.trim()),
-        None => data_dir.join("spill"),
-    };
-    let queue_capacity = c.size("store.queue_capacity", s.queue_capacity, 1);
-    let batch_max = c.size("store.batch_max", s.batch_max, 1);
-    if let (Some(q), Some(b)) = (queue_capacity, batch_max)
-        && b > q
-    {
-        c.push("store.batch_max", format!("{b} is above store.queue_capacity {q}"));
-    }
-    StoreConfig {
-        backend,
-        spill_dir,
-        queue_capacity: queue_capacity.unwrap_or(1),
-        batch_max: batch_max.unwrap_or(1),
-        flush_interval: c
-            .millis("store.flush_interval_ms", s.flush_interval_ms, 1)
-            .unwrap_or_default(),
-    }
-}
-
-fn redis(c: &mut Collector, raw: &RawConfig, heartbeat: &HeartbeatConfig) -> RedisConfig {
-    let r = &raw.redis;
-    let url = c.url("redis.url", &r.url, &["redis", "rediss"]);
-    if let Some(u) = &url
-        && u.password().is_some()
-    {
-        c.push("redis.url", "carries a password: remove it and set REDIS_PASSWORD in the environment or the secrets file");
-    }
-    let ttl = c.secs("redis.heartbeat_ttl_secs", r.heartbeat_ttl_secs, 1);
-    if let Some(ttl) = ttl
-        && !heartbeat.interval.is_zero()
-        && ttl <= heartbeat.interval
-    {
-        c.push(
-            "redis.heartbeat_ttl_secs",
-            format!(
-                "{} must be longer than heartbeat.interval_secs {} (or the heartbeat key expires between beats)",
-                r.heartbeat_ttl_secs, raw.heartbeat.interval_secs
-            ),
-        );
-    }
-    RedisConfig {
-        enabled: r.enabled,
-        url: url.unwrap_or_else(placeholder_url),
-        key_prefix: r.key_prefix.clone(),
-        heartbeat_ttl: ttl.unwrap_or_default(),
-    }
-}
-
-fn instance(c: &mut Collector, raw: &RawConfig) -> InstanceConfig {
-    let i = &raw.instance;
-    if i.lease == LeaseKind::Redis && !raw.redis.enabled {
-        c.push("instance.lease", "\"redis\" needs redis.enabled = true");
-    }
-    let ttl = c.millis("instance.lease_ttl_ms", i.lease_ttl_ms, 1);
-    let renew = c.millis("instance.renew_every_ms", i.renew_every_ms, 1);
-    if let (Some(t), Some(r)) = (ttl, renew)
-        && r >= t
-    {
-        c.push(
-            "instance.renew_every_ms",
-            format!(
-                "{} must be shorter than instance.lease_ttl_ms {}",
-                i.renew_every_ms, i.lease_ttl_ms
-            ),
-        );
-    }
-    InstanceConfig {
-        lease: i.lease,
-        lease_ttl: ttl.unwrap_or_default(),
-        renew_every: renew.unwrap_or_default(),
-    }
-}
-
-fn runtime(c: &mut Collector, raw: &RawConfig) -> RuntimeConfig {
-    let r = &raw.runtime;
-    let base = c.millis("runtime.backoff_base_ms", r.backoff_base_ms, 1);
-    let cap = c.millis("runtime.backoff_cap_ms", r.backoff_cap_ms, 1);
-    if let (Some(b), Some(cp)) = (base, cap)
-        && b > cp
-    {
-        c.push(
-            "runtime.backoff_cap_ms",
-            format!("{} is below runtime.backoff_base_ms {}", r.backoff_cap_ms, r.backoff_base_ms),
-        );
-    }
-    let mut heartbeat_limits = BTreeMap::new();
-    for (name, ms) in &r.heartbeat_limits {
-        let key = format!("runtime.heartbeat_limits.{name}");
-        if name.trim().is_empty() {
-            c.push(key, "a worker name must not be empty");
-        } else if let Some(d) = c.millis(&key, *ms, 1) {
-            heartbeat_limits.insert(name.clone(), d);
-        }
-    }
-    RuntimeConfig {
-        backoff_base: base.unwrap_or_default(),
-        backoff_cap: cap.unwrap_or_default(),
-        restart_budget: c.count("runtime.restart_budget", r.restart_budget, 1).unwrap_or(1),
-        restart_window: c
-            .secs("runtime.restart_window_secs", r.restart_window_secs, 1)
-            .unwrap_or_default(),
-        stop_deadline: c
-            .millis("runtime.stop_deadline_ms", r.stop_deadline_ms, 1)
-            .unwrap_or_default(),
-        heartbeat_limit: c
-            .millis("runtime.heartbeat_limit_ms", r.heartbeat_limit_ms, 1)
-            .unwrap_or_default(),
-        heartbeat_limits,
     }
 }
 
