@@ -69,7 +69,13 @@ pub fn plan_reload(
     running: &Config,
     candidate: Result<Config, ConfigErrors>,
 ) -> Result<Reload, ReloadError> {
-    let new = candidate.map_err(ReloadError::Invalid)?;
+    let mut new = candidate.map_err(ReloadError::Invalid)?;
+    // The running config had the in-process simulator's port filled in at startup; the file
+    // still says port 0. Compare like with like.
+    let (file_sim, bound_sim) = (new.sim.listen, running.sim.listen);
+    if file_sim.port() == 0 && bound_sim.port() != 0 && file_sim.ip() == bound_sim.ip() {
+        new.bind_simulator(bound_sim);
+    }
     let restart = restart_keys(running, &new);
     if !restart.is_empty() {
         return Err(ReloadError::NeedsRestart { keys: restart });

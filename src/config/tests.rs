@@ -731,3 +731,36 @@ fn unknown_keys_and_syntax_errors_name_the_key_and_line() {
         assert!(errs[0].starts_with(want), "{name}: want {want:?}\n got {:?}", errs[0]);
     }
 }
+
+#[test]
+fn reload_compares_against_the_bound_simulator_address() {
+    let file = "mode = \"live\"\n[feed]\nurl = \"ws://127.0.0.1:0/\"\n[broker]\nrest_url = \"http://127.0.0.1:0/v2\"\norder_update_url = \"ws://127.0.0.1:0/order-update\"\n[sim]\nenabled = true\nbroker = true\n[limits]\nmax_daily_loss_rupees = 3000\n";
+    let mut running = ok(file);
+    running.bind_simulator("127.0.0.1:40001".parse().unwrap());
+    let same = plan_reload(&running, Config::from_toml_str(file)).unwrap();
+    assert!(same.changes.is_empty());
+    assert_eq!(same.config, running);
+    let moved = file.replace("enabled = true", "enabled = true\nlisten = \"127.0.0.1:9000\"");
+    match plan_reload(&running, Config::from_toml_str(&moved)) {
+        Err(ReloadError::NeedsRestart { keys }) => {
+            assert!(keys.contains(&"sim.listen"), "{keys:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reload_reports_old_and_new_values_as_written() {
+    let running = ok("");
+    let new = "[risk]\nstale_exit_after_secs = 20\nratchet = [{ at_pct = 10, stop_offset_pct = -2.5 }]\n[limits]\nmax_daily_loss_rupees = 2500.50\n";
+    let plan = plan_reload(&running, Config::from_toml_str(new)).unwrap();
+    let shown: Vec<String> = plan.changes.iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "risk.ratchet: [10→-5, 15→0, 25→10, 40→20, 60→30, 80→40, 120→60] → [10→-2.5]",
+            "risk.stale_exit_after_secs: never → 20s",
+            "limits.max_daily_loss_rupees: 5000.00 → 2500.50",
+        ]
+    );
+}
