@@ -6,6 +6,7 @@
 //! simulator, `replay` drives the same core on a virtual clock.
 
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod ops;
 pub mod runtime;

@@ -1,0 +1,525 @@
+//! Secrets: the Dhan credentials, the control API token and database passwords. They come from
+//! the environment or from the `KEY=VALUE` file named by `[secrets] file` (the environment
+//! wins), never from the config file itself, and they never appear in a log, error, panic or
+//! `Debug` output: [`Secret`] prints `***`.
+//!
+//! `Config::load` validates the file; [`Secrets::resolve`] is called once at startup with the
+//! validated config and applies the mode's rules (live mode needs real credentials, paper mode
+//! against the simulator falls back to the simulator's own). [`generate_control_token`] makes
+//! the paper-mode control token when none is configured.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::types::{Config, FeedSource, Mode};
+
+/// Name of the file holding the generated paper-mode control token, inside `data_dir`.
+pub const CONTROL_TOKEN_FILE: &str = "control-token";
+/// The shortest control token accepted in live mode.
+pub const MIN_CONTROL_TOKEN_LEN: usize = 16;
+
+/// Environment / secrets-file keys.
+pub const DHAN_CLIENT_ID: &str = "DHAN_CLIENT_ID";
+pub const DHAN_ACCESS_TOKEN: &str = "DHAN_ACCESS_TOKEN";
+pub const SCALPER_CONTROL_TOKEN: &str = "SCALPER_CONTROL_TOKEN";
+pub const PGPASSWORD: &str = "PGPASSWORD";
+pub const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
+const KNOWN_KEYS: [&str; 5] =
+    [DHAN_CLIENT_ID, DHAN_ACCESS_TOKEN, SCALPER_CONTROL_TOKEN, PGPASSWORD, REDIS_PASSWORD];
+
+/// A secret string. `Debug` and `Display` print `***`; the value is reachable only through
+/// [`Secret::expose`], at the one place that must send it (a header, a URL, a comparison).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself. Never log or format it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Compares with `candidate` in time that does not depend on where they differ (for the
+    /// control API's bearer token).
+    pub fn matches(&self, candidate: &str) -> bool {
+        let a = self.0.as_bytes();
+        let b = candidate.as_bytes();
+        let mut diff = a.len() ^ b.len();
+        for i in 0..a.len().max(b.len()) {
+            let x = a.get(i).copied().unwrap_or(0);
+            let y = b.get(i).copied().unwrap_or(0);
+            diff |= usize::from(x ^ y);
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        // A hand-written visitor so that a wrongly typed value is not echoed in the error.
+        struct SecretVisitor;
+        impl Visitor<'_> for SecretVisitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(E::custom("expected a string (value not shown)"))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(E::custom("expected a string (value not shown)"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom("expected a string (value not shown)"))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom("expected a string (value not shown)"))
+            }
+        }
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Why the secrets could not be resolved. No variant carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error(
+        "secrets file {} has mode {mode:04o}: it must not be readable or writable by group or \
+         others (chmod 600 {})",
+        path.display(),
+        path.display()
+    )]
+    InsecureFile { path: PathBuf, mode: u32 },
+    #[error("reading secrets file {}: {source}", path.display())]
+    ReadFile { path: PathBuf, source: io::Error },
+    #[error("secrets file {} line {line}: {reason}", path.display())]
+    BadLine { path: PathBuf, line: usize, reason: String },
+    #[error(
+        "{mode} mode needs {}: set them in the environment or in the secrets file",
+        keys.join(", ")
+    )]
+    Missing { mode: Mode, keys: Vec<&'static str> },
+    #[error("{key} is shorter than {min} characters", min = MIN_CONTROL_TOKEN_LEN)]
+    TooShort { key: &'static str },
+    #[error("writing control token {}: {source}", path.display())]
+    WriteToken { path: PathBuf, source: io::Error },
+    #[error("reading random bytes from /dev/urandom for the control token: {0}")]
+    Random(io::Error),
+}
+
+/// Where a Dhan credential came from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    Environment,
+    SecretsFile,
+    /// The simulator's own (`[sim] client_id`/`access_token`), paper mode against the simulator.
+    Simulator,
+}
+
+/// The resolved secrets. `Debug` shows only `***`.
+#[derive(Clone, Debug)]
+pub struct Secrets {
+    pub dhan_client_id: Secret,
+    pub dhan_access_token: Secret,
+    /// Where the Dhan credentials came from (for the startup log line).
+    pub dhan_source: CredentialSource,
+    /// `None` in paper mode when not configured: call [`generate_control_token`].
+    pub control_token: Option<Secret>,
+    pub pg_password: Option<Secret>,
+    pub redis_password: Option<Secret>,
+}
+
+impl Secrets {
+    /// Resolves the secrets from the process environment and the configured secrets file.
+    pub fn from_process_env(config: &Config) -> Result<Secrets, SecretsError> {
+        Secrets::resolve(config, |key| std::env::var(key).ok())
+    }
+
+    /// Resolves the secrets: each key from `env` if set and non-empty, else from the secrets
+    /// file. Live mode needs `DHAN_CLIENT_ID`, `DHAN_ACCESS_TOKEN` and `SCALPER_CONTROL_TOKEN`
+    /// (at least 16 characters). With `feed.source = "sim"` missing Dhan credentials default to
+    /// the simulator's; otherwise they are required too (the feed needs them).
+    pub fn resolve(
+        config: &Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Secrets, SecretsError> {
+        let file = match &config.secrets.file {
+            Some(path) => read_secrets_file(path)?,
+            None => BTreeMap::new(),
+        };
+        let lookup = |key: &'static str| -> Option<(Secret, CredentialSource)> {
+            match env(key).filter(|v| !v.is_empty()) {
+                Some(v) => Some((Secret::new(v), CredentialSource::Environment)),
+                None => file.get(key).map(|v| (v.clone(), CredentialSource::SecretsFile)),
+            }
+        };
+        let live = config.mode == Mode::Live;
+        let client_id = lookup(DHAN_CLIENT_ID);
+        let access_token = lookup(DHAN_ACCESS_TOKEN);
+        let control_token = lookup(SCALPER_CONTROL_TOKEN).map(|(s, _)| s);
+
+        let sim_fallback = !live && config.feed.source == FeedSource::Sim;
+        let mut missing = Vec::new();
+        let (dhan_client_id, dhan_access_token, dhan_source) = match (client_id, access_token) {
+            (Some((id, src)), Some((token, _))) => (id, token, src),
+            (id, token) if sim_fallback => {
+                // Both or neither: mixing a real client id with the simulator's token would
+                // only produce a confusing authentication failure.
+                if id.is_some() || token.is_some() {
+                    log::warn!(
+                        target: "config",
+                        "only one of {DHAN_CLIENT_ID}/{DHAN_ACCESS_TOKEN} is set; using the \
+                         simulator's credentials"
+                    );
+                }
+                (
+                    config.sim.client_id.clone(),
+                    config.sim.access_token.clone(),
+                    CredentialSource::Simulator,
+                )
+            }
+            (id, token) => {
+                if id.is_none() {
+                    missing.push(DHAN_CLIENT_ID);
+                }
+                if token.is_none() {
+                    missing.push(DHAN_ACCESS_TOKEN);
+                }
+                (Secret::default(), Secret::default(), CredentialSource::Environment)
+            }
+        };
+        if live && control_token.is_none() {
+            missing.push(SCALPER_CONTROL_TOKEN);
+        }
+        if !missing.is_empty() {
+            return Err(SecretsError::Missing { mode: config.mode, keys: missing });
+        }
+        if live && control_token.as_ref().is_some_and(|t| t.expose().len() < MIN_CONTROL_TOKEN_LEN)
+        {
+            return Err(SecretsError::TooShort { key: SCALPER_CONTROL_TOKEN });
+        }
+        Ok(Secrets {
+            dhan_client_id,
+            dhan_access_token,
+            dhan_source,
+            control_token,
+            pg_password: lookup(PGPASSWORD).map(|(s, _)| s),
+            redis_password: lookup(REDIS_PASSWORD).map(|(s, _)| s),
+        })
+    }
+
+    /// The configured control token, or (paper mode) a freshly generated one written to
+    /// `<data_dir>/control-token`.
+    pub fn control_token_or_generate(&self, config: &Config) -> Result<Secret, SecretsError> {
+        match &self.control_token {
+            Some(t) => Ok(t.clone()),
+            None => generate_control_token(&config.data_dir),
+        }
+    }
+}
+
+/// Reads a `KEY=VALUE` secrets file after checking that only its owner can read or write it.
+/// Blank lines and `#` comments are skipped, an `export ` prefix and quotes around the value
+/// are allowed (so the same file works as a shell include and a systemd `EnvironmentFile`).
+/// Unknown keys are refused: a misspelt key would otherwise look like a missing secret.
+pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<&'static str, Secret>, SecretsError> {
+    let read_err = |source| SecretsError::ReadFile { path: path.to_path_buf(), source };
+    let mut file = fs::File::open(path).map_err(read_err)?;
+    let mode = file.metadata().map_err(read_err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(SecretsError::InsecureFile { path: path.to_path_buf(), mode: mode & 0o7777 });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(read_err)?;
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let bad = |reason: String| SecretsError::BadLine {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(bad("expected KEY=VALUE".into()));
+        };
+        let key = key.trim();
+        let Some(known) = KNOWN_KEYS.iter().copied().find(|k| *k == key) else {
+            return Err(bad(format!(
+                "unknown key {key:?} (expected one of {})",
+                KNOWN_KEYS.join(", ")
+            )));
+        };
+        let value = value.trim();
+        let value = strip_quotes(value);
+        out.insert(known, Secret::new(value));
+    }
+    Ok(out)
+}
+
+fn strip_quotes(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
+}
+
+/// Where the paper-mode control token is written: `<data_dir>/control-token`.
+pub fn control_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(CONTROL_TOKEN_FILE)
+}
+
+/// Generates a random control token (32 bytes from the OS, hex) and writes it to
+/// `<data_dir>/control-token` with mode 0600, replacing any previous one atomically. Local
+/// tools (`scalper status`, `scalper flatten`) read it from there.
+pub fn generate_control_token(data_dir: &Path) -> Result<Secret, SecretsError> {
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(SecretsError::Random)?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+
+    let path = control_token_path(data_dir);
+    let tmp = data_dir.join(format!(".{CONTROL_TOKEN_FILE}.tmp"));
+    let write_err = |source| SecretsError::WriteToken { path: path.clone(), source };
+    fs::create_dir_all(data_dir).map_err(write_err)?;
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write_err(e)),
+    }
+    // Created 0600 from the start, so the token is never readable by others, not even briefly.
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(write_err)?;
+    f.write_all(token.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(write_err)?;
+    fs::rename(&tmp, &path).map_err(write_err)?;
+    Ok(Secret::new(token))
+}
+
+/// Reads the control token written by [`generate_control_token`] (for local tools).
+pub fn read_control_token_file(data_dir: &Path) -> Result<Secret, SecretsError> {
+    let path = control_token_path(data_dir);
+    let text = fs::read_to_string(&path)
+        .map_err(|source| SecretsError::ReadFile { path: path.clone(), source })?;
+    Ok(Secret::new(text.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_prints_stars_in_debug_display_and_panics() {
+        let s = Secret::new("eyJhbGciOi-very-secret");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{:?}", Some(s.clone())), "Some(***)");
+        let r = std::panic::catch_unwind(|| panic!("token was {s:?}"));
+        let msg = r.unwrap_err();
+        let msg = msg.downcast_ref::<String>().unwrap();
+        assert!(!msg.contains("very-secret"), "{msg}");
+    }
+
+    #[test]
+    fn secret_matches_only_the_exact_value() {
+        let s = Secret::new("abc123");
+        assert!(s.matches("abc123"));
+        for other in ["abc12", "abc1234", "abd123", ""] {
+            assert!(!s.matches(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn secret_type_errors_do_not_echo_the_value() {
+        #[derive(Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            t: Secret,
+        }
+        let err = toml::from_str::<T>("t = 987654321\n").err().unwrap();
+        assert!(!err.message().contains("987654321"), "{}", err.message());
+        assert!(err.message().contains("value not shown"), "{}", err.message());
+    }
+
+    #[test]
+    fn quotes_and_export_are_accepted_in_the_secrets_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.env");
+        fs::write(
+            &path,
+            "# comment\n\nexport DHAN_CLIENT_ID=\"11\"\nDHAN_ACCESS_TOKEN='tok=en'\nPGPASSWORD=pw\n",
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let m = read_secrets_file(&path).unwrap();
+        assert_eq!(m[DHAN_CLIENT_ID].expose(), "11");
+        assert_eq!(m[DHAN_ACCESS_TOKEN].expose(), "tok=en");
+        assert_eq!(m[PGPASSWORD].expose(), "pw");
+    }
+
+    #[test]
+    fn secrets_file_errors_name_the_line_but_never_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.env");
+        for (text, want) in [
+            ("DHAN_ACCES_TOKEN=hunter2\n", "line 1: unknown key \"DHAN_ACCES_TOKEN\""),
+            ("\nhunter2\n", "line 2: expected KEY=VALUE"),
+        ] {
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            let err = read_secrets_file(&path).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_file_with_group_or_other_bits_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.env");
+        fs::write(&path, "DHAN_CLIENT_ID=1\n").unwrap();
+        for (mode, ok) in
+            [(0o600, true), (0o400, true), (0o640, false), (0o644, false), (0o602, false)]
+        {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let r = read_secrets_file(&path);
+            assert_eq!(r.is_ok(), ok, "mode {mode:o}");
+            if !ok {
+                let err = r.unwrap_err().to_string();
+                assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
+                assert!(err.contains(&path.display().to_string()), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn generated_control_token_is_random_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let a = generate_control_token(&data).unwrap();
+        let path = control_token_path(&data);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(a.expose().len(), 64);
+        assert_eq!(read_control_token_file(&data).unwrap(), a);
+        let b = generate_control_token(&data).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(read_control_token_file(&data).unwrap(), b);
+    }
+
+    fn config(text: &str) -> Config {
+        Config::from_toml_str(text).unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn environment_wins_over_the_secrets_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.env");
+        fs::write(&path, "DHAN_CLIENT_ID=from-file\nDHAN_ACCESS_TOKEN=file-token\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg = config(&format!("[secrets]\nfile = {:?}\n", path.display().to_string()));
+        let s = Secrets::resolve(&cfg, env(&[(DHAN_ACCESS_TOKEN, "env-token")])).unwrap();
+        assert_eq!(s.dhan_client_id.expose(), "from-file");
+        assert_eq!(s.dhan_access_token.expose(), "env-token");
+        assert_eq!(s.dhan_source, CredentialSource::SecretsFile);
+        assert!(s.control_token.is_none(), "paper mode generates one at startup");
+    }
+
+    #[test]
+    fn paper_against_the_simulator_falls_back_to_its_credentials() {
+        let cfg = config("");
+        let s = Secrets::resolve(&cfg, env(&[])).unwrap();
+        assert_eq!(s.dhan_source, CredentialSource::Simulator);
+        assert_eq!(s.dhan_access_token, cfg.sim.access_token);
+        assert_eq!(s.dhan_client_id, cfg.sim.client_id);
+    }
+
+    #[test]
+    fn paper_on_the_real_feed_needs_dhan_credentials() {
+        let cfg = config("[feed]\nsource = \"dhan\"\n");
+        let err = Secrets::resolve(&cfg, env(&[])).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "paper mode needs DHAN_CLIENT_ID, DHAN_ACCESS_TOKEN: set them in the environment or \
+             in the secrets file"
+        );
+    }
+
+    #[test]
+    fn live_mode_needs_every_credential_and_a_long_control_token() {
+        let cfg = config("mode = \"live\"\n[limits]\nmax_daily_loss_rupees = 1000\n");
+        let err = Secrets::resolve(&cfg, env(&[(DHAN_CLIENT_ID, "1")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "live mode needs DHAN_ACCESS_TOKEN, SCALPER_CONTROL_TOKEN: set them in the \
+             environment or in the secrets file"
+        );
+        let short =
+            [(DHAN_CLIENT_ID, "1"), (DHAN_ACCESS_TOKEN, "t"), (SCALPER_CONTROL_TOKEN, "short")];
+        assert!(matches!(Secrets::resolve(&cfg, env(&short)), Err(SecretsError::TooShort { .. })));
+        let full = [
+            (DHAN_CLIENT_ID, "1"),
+            (DHAN_ACCESS_TOKEN, "token-abc"),
+            (SCALPER_CONTROL_TOKEN, "0123456789abcdef"),
+        ];
+        let s = Secrets::resolve(&cfg, env(&full)).unwrap();
+        assert_eq!(s.dhan_source, CredentialSource::Environment);
+        assert_eq!(s.control_token_or_generate(&cfg).unwrap().expose(), "0123456789abcdef");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("token-abc") && !shown.contains("0123456789abcdef"), "{shown}");
+    }
+
+    #[test]
+    fn a_configured_but_missing_secrets_file_is_an_error() {
+        let cfg = config("[secrets]\nfile = \"/nonexistent/scalper.env\"\n");
+        let err = Secrets::resolve(&cfg, env(&[])).unwrap_err().to_string();
+        assert!(err.starts_with("reading secrets file /nonexistent/scalper.env:"), "{err}");
+    }
+}

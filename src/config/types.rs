@@ -1,0 +1,476 @@
+//! The validated configuration as the rest of the engine sees it: every value already typed
+//! (`Bp`, `Paise`, `RatePct`, `TimeOfDay`, `InstrumentKey`, `Duration`, `Url`, dates), every
+//! default and cross-key rule already applied. Nothing downstream parses text again.
+//!
+//! Built only by `validate.rs` from the file layout in `raw.rs`; the key each field comes from
+//! is named in its doc (see `config/production.example.toml` for the full commented layout).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{Datelike, NaiveDate, Weekday};
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::{Bp, InstrumentKey, Paise, Qty, TimeOfDay};
+
+use super::secrets::Secret;
+use super::value::RatePct;
+
+/// `mode`: paper trading (simulated fills) or live trading (real orders).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Paper,
+    Live,
+}
+
+/// `feed.source`: where market data comes from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedSource {
+    /// The built-in simulator (in-process, or an external one at `feed.url`).
+    Sim,
+    /// Dhan's market feed (or anything speaking its protocol at `feed.url`).
+    Dhan,
+}
+
+/// `feed.mode`: the Dhan subscription type (spec dhan-v2 §1).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedMode {
+    Ticker,
+    #[default]
+    Quote,
+    Full,
+}
+
+/// `broker.kind`: who executes orders.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// The engine's own paper broker (fills at the last traded price).
+    Paper,
+    /// Dhan's REST API and order-update socket (or the simulator's broker half).
+    Dhan,
+}
+
+/// `broker.product_type`: Dhan's `productType` for every order.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ProductType {
+    #[default]
+    Intraday,
+    Margin,
+}
+
+impl ProductType {
+    /// The value sent to Dhan.
+    pub const fn wire_name(self) -> &'static str {
+        match self {
+            ProductType::Intraday => "INTRADAY",
+            ProductType::Margin => "MARGIN",
+        }
+    }
+}
+
+/// `sim.scenario_speed`: how a replayed scenario is paced.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScenarioSpeed {
+    /// Follow the timestamps of the file.
+    #[default]
+    Realtime,
+    /// As fast as the feed can send.
+    Fast,
+}
+
+/// `store.backend`, as written.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+/// `instance.lease`: how a second engine on the same account is kept out.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseKind {
+    #[default]
+    None,
+    Redis,
+}
+
+macro_rules! display_as_str {
+    ($($ty:ty => { $($variant:path => $name:literal),* $(,)? })*) => {$(
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $($variant => $name),* })
+            }
+        }
+    )*};
+}
+
+display_as_str! {
+    Mode => { Mode::Paper => "paper", Mode::Live => "live" }
+    FeedSource => { FeedSource::Sim => "sim", FeedSource::Dhan => "dhan" }
+    FeedMode => { FeedMode::Ticker => "ticker", FeedMode::Quote => "quote", FeedMode::Full => "full" }
+    BrokerKind => { BrokerKind::Paper => "paper", BrokerKind::Dhan => "dhan" }
+    ProductType => { ProductType::Intraday => "INTRADAY", ProductType::Margin => "MARGIN" }
+    ScenarioSpeed => { ScenarioSpeed::Realtime => "realtime", ScenarioSpeed::Fast => "fast" }
+    StoreKind => { StoreKind::Sqlite => "sqlite", StoreKind::Postgres => "postgres" }
+    LeaseKind => { LeaseKind::None => "none", LeaseKind::Redis => "redis" }
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `mode`.
+    pub mode: Mode,
+    /// `data_dir`: state files (control token, default SQLite database, spill files).
+    pub data_dir: PathBuf,
+    pub secrets: SecretsConfig,
+    pub http: HttpConfig,
+    pub feed: FeedConfig,
+    pub broker: BrokerConfig,
+    pub sim: SimConfig,
+    pub paper: PaperConfig,
+    pub risk: RiskConfig,
+    pub limits: LimitsConfig,
+    pub session: SessionConfig,
+    pub charges: ChargesConfig,
+    pub entries: EntriesConfig,
+    pub store: StoreConfig,
+    pub redis: RedisConfig,
+    pub instance: InstanceConfig,
+    pub runtime: RuntimeConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub pnl: PnlConfig,
+    pub host: HostConfig,
+}
+
+/// `[secrets]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretsConfig {
+    /// `secrets.file`: a `KEY=VALUE` file read at startup; `None` when `""`.
+    pub file: Option<PathBuf>,
+}
+
+/// `[http]`: the operator's HTTP surface (health, metrics, control API).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `http.listen`; port 0 lets the system pick one.
+    pub listen: SocketAddr,
+    /// `http.max_body_bytes`: larger request bodies are refused.
+    pub max_body_bytes: usize,
+    /// `http.allow_remote`: needed to bind anything but loopback.
+    pub allow_remote: bool,
+}
+
+/// `[feed]`: the market-data connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedConfig {
+    /// `feed.source`.
+    pub source: FeedSource,
+    /// `feed.url`, resolved: for `source = "sim"` without a url it is the in-process
+    /// simulator's feed address (`ws://<sim.listen>/`, port 0 until the simulator is bound:
+    /// see [`Config::bind_simulator`]).
+    pub url: Url,
+    /// `feed.mode`.
+    pub mode: FeedMode,
+    /// `feed.watchlist`: instruments subscribed besides those with open positions.
+    pub watchlist: Vec<InstrumentKey>,
+    /// `feed.connect_timeout_ms`: TCP + TLS + WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// `feed.stall_timeout_ms`: no frame at all for this long → reconnect.
+    pub stall_timeout: Duration,
+    /// `feed.reconnect_base_ms`: first reconnect delay (doubles each failure).
+    pub reconnect_base: Duration,
+    /// `feed.reconnect_cap_ms`: reconnect delay ceiling.
+    pub reconnect_cap: Duration,
+    /// `feed.cooloff_429_secs`: wait after an HTTP 429 at the handshake.
+    pub cooloff_429: Duration,
+    /// `feed.backoff_805_secs`: wait after a disconnect with reason 805 (too many connections).
+    pub backoff_805: Duration,
+    /// `feed.position_queue`: capacity of the channel carrying position-instrument ticks.
+    pub position_queue: usize,
+}
+
+/// `[broker]`: order execution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// `broker.kind`.
+    pub kind: BrokerKind,
+    /// `broker.rest_url`: base of the REST API, e.g. `https://api.dhan.co/v2`.
+    pub rest_url: Url,
+    /// `broker.order_update_url`: the order-update WebSocket.
+    pub order_update_url: Url,
+    /// `broker.product_type`.
+    pub product_type: ProductType,
+    /// `broker.connect_timeout_ms`.
+    pub connect_timeout: Duration,
+    /// `broker.request_timeout_ms`: a whole REST call.
+    pub request_timeout: Duration,
+    /// `broker.resolve_window_ms`: how long an order with an unknown outcome (timeout, 5xx) is
+    /// looked up by correlation id before it is declared failed.
+    pub resolve_window: Duration,
+    /// `broker.breaker_failures`: consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// `broker.breaker_open_secs`: how long the breaker stays open before a trial call.
+    pub breaker_open: Duration,
+}
+
+/// `[sim]`: the built-in Dhan simulator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// `sim.enabled`: start the simulator in-process.
+    pub enabled: bool,
+    /// `sim.listen`: loopback address of its feed, REST and order-update endpoints.
+    pub listen: SocketAddr,
+    /// `sim.client_id`: the client id the simulator expects.
+    pub client_id: Secret,
+    /// `sim.access_token`: the access token the simulator expects.
+    pub access_token: Secret,
+    /// `sim.seed`: random-walk seed (same seed, same prices).
+    pub seed: u64,
+    /// `sim.tick_interval_ms`: time between price moves of each instrument.
+    pub tick_interval: Duration,
+    /// `sim.instruments`: what the simulator trades and its opening prices.
+    pub instruments: Vec<SimInstrument>,
+    /// `sim.scenario`: a `ticks.csv` to replay instead of the random walk.
+    pub scenario: Option<PathBuf>,
+    /// `sim.scenario_speed`.
+    pub scenario_speed: ScenarioSpeed,
+    /// `sim.transit_ms`: delay between an order's acceptance and its fill/update.
+    pub transit: Duration,
+    /// `sim.broker`: also serve the broker half (REST + order-update socket).
+    pub broker: bool,
+}
+
+/// One `sim.instruments` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimInstrument {
+    pub instrument: InstrumentKey,
+    /// Opening price.
+    pub price: Paise,
+}
+
+/// `[paper]`: the paper broker and wallet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaperConfig {
+    /// `paper.initial_cash_rupees`.
+    pub initial_cash: Paise,
+    /// `paper.slippage_ticks`: fills move this many ticks against the order.
+    pub slippage_ticks: u32,
+    /// `paper.tick_size_rupees`.
+    pub tick_size: Paise,
+}
+
+/// `[risk]`: the per-tick exit rules (spec §3, §5). Applies live on reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RiskConfig {
+    /// `risk.stop_loss_pct` (0 = off).
+    pub stop_loss: Bp,
+    /// `risk.take_profit_pct` (0 = off).
+    pub take_profit: Bp,
+    /// `risk.trail_drop_pct` (0 = off).
+    pub trail_drop: Bp,
+    /// `risk.trail_activation_rupees`.
+    pub trail_activation: Paise,
+    /// `risk.peak_drawdown_pct` (0 = off).
+    pub peak_drawdown: Bp,
+    /// `risk.peak_drawdown_activation_pct`.
+    pub peak_drawdown_activation: Bp,
+    /// `[[risk.ratchet]]`, strictly increasing in `at` and in `stop_offset` (empty = off).
+    pub ratchet: Vec<RatchetTier>,
+    /// `risk.stale_after_ms`.
+    pub stale_after: Duration,
+    /// `risk.stale_exit_after_secs`; `None` when 0 (never).
+    pub stale_exit_after: Option<Duration>,
+}
+
+/// One ratchet tier.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RatchetTier {
+    /// `at_pct`: the favourable move that activates the tier.
+    pub at: Bp,
+    /// `stop_offset_pct`: the stop, relative to the entry price (negative = below entry for a
+    /// long).
+    pub stop_offset: Bp,
+}
+
+/// `[limits]`: account rules (spec §4). Applies live on reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `limits.max_daily_loss_rupees` (required in live mode).
+    pub max_daily_loss: Paise,
+    /// `limits.max_trades_per_day` (0 = no new entries).
+    pub max_trades_per_day: u32,
+    /// `limits.max_open_positions` (0 = no new entries).
+    pub max_open_positions: u32,
+    /// `limits.reentry_cooldown_secs`.
+    pub reentry_cooldown: Duration,
+}
+
+/// `[session]`: the trading day (IST).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// `session.square_off_time`.
+    pub square_off_time: TimeOfDay,
+    /// `session.entry_cutoff_time` (≤ square-off).
+    pub entry_cutoff_time: TimeOfDay,
+    /// `session.holidays`.
+    pub holidays: BTreeSet<NaiveDate>,
+    /// `session.weekends`: Saturdays and Sundays are trading days.
+    pub weekends: bool,
+}
+
+impl SessionConfig {
+    /// Whether `date` (IST) is a trading day under this calendar.
+    pub fn is_trading_day(&self, date: NaiveDate) -> bool {
+        let weekend = matches!(date.weekday(), Weekday::Sat | Weekday::Sun);
+        (self.weekends || !weekend) && !self.holidays.contains(&date)
+    }
+}
+
+/// `[charges]`: the per-leg charge schedule (spec §6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChargesConfig {
+    /// `charges.brokerage_per_order_rupees`.
+    pub brokerage_per_order: Paise,
+    /// `charges.stt_sell_pct` (sell leg).
+    pub stt_sell: RatePct,
+    /// `charges.exchange_txn_pct` (both legs).
+    pub exchange_txn: RatePct,
+    /// `charges.sebi_pct` (both legs).
+    pub sebi: RatePct,
+    /// `charges.stamp_buy_pct` (buy leg).
+    pub stamp_buy: RatePct,
+    /// `charges.gst_pct` (of brokerage + exchange + SEBI).
+    pub gst: RatePct,
+}
+
+/// `[entries]`: the demo entry generator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntriesConfig {
+    /// `entries.demo`.
+    pub demo: bool,
+    /// `entries.demo_interval_secs`.
+    pub demo_interval: Duration,
+    /// `entries.demo_quantity` (units).
+    pub demo_quantity: Qty,
+    /// `entries.demo_instruments`, resolved: the simulator's tradable instruments when not set.
+    pub demo_instruments: Vec<InstrumentKey>,
+}
+
+/// `[store]`: persistence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `store.backend` with its location.
+    pub backend: StoreBackend,
+    /// `store.spill_dir`: where writes go while the database is down.
+    pub spill_dir: PathBuf,
+    /// `store.queue_capacity`: the write-behind queue.
+    pub queue_capacity: usize,
+    /// `store.batch_max`: rows per transaction.
+    pub batch_max: usize,
+    /// `store.flush_interval_ms`.
+    pub flush_interval: Duration,
+}
+
+/// Where the store lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// `store.sqlite_path`, resolved (default `<data_dir>/scalper.db`).
+    Sqlite { path: PathBuf },
+    /// `store.postgres_url`, without a password (that comes from `PGPASSWORD`).
+    Postgres { url: String },
+}
+
+impl StoreBackend {
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            StoreBackend::Sqlite { .. } => StoreKind::Sqlite,
+            StoreBackend::Postgres { .. } => StoreKind::Postgres,
+        }
+    }
+}
+
+/// `[redis]`: live state mirror and heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis.enabled`.
+    pub enabled: bool,
+    /// `redis.url`, without a password (that comes from `REDIS_PASSWORD`).
+    pub url: Url,
+    /// `redis.key_prefix`.
+    pub key_prefix: String,
+    /// `redis.heartbeat_ttl_secs`.
+    pub heartbeat_ttl: Duration,
+}
+
+/// `[instance]`: single-instance lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceConfig {
+    /// `instance.lease`.
+    pub lease: LeaseKind,
+    /// `instance.lease_ttl_ms`.
+    pub lease_ttl: Duration,
+    /// `instance.renew_every_ms` (< ttl).
+    pub renew_every: Duration,
+}
+
+/// `[runtime]`: the worker supervisor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// `runtime.backoff_base_ms`: first restart delay after a worker failure.
+    pub backoff_base: Duration,
+    /// `runtime.backoff_cap_ms`.
+    pub backoff_cap: Duration,
+    /// `runtime.restart_budget`: restarts allowed within the window before the engine stops.
+    pub restart_budget: u32,
+    /// `runtime.restart_window_secs`.
+    pub restart_window: Duration,
+    /// `runtime.stop_deadline_ms`: how long a worker has to return once told to stop.
+    pub stop_deadline: Duration,
+    /// `runtime.heartbeat_limit_ms`: a worker silent for longer is declared hung.
+    pub heartbeat_limit: Duration,
+    /// `[runtime.heartbeat_limits]`: per-worker overrides.
+    pub heartbeat_limits: BTreeMap<String, Duration>,
+}
+
+impl RuntimeConfig {
+    /// The heartbeat limit of the worker called `name`.
+    pub fn heartbeat_limit_for(&self, name: &str) -> Duration {
+        self.heartbeat_limits.get(name).copied().unwrap_or(self.heartbeat_limit)
+    }
+}
+
+/// `[heartbeat]`: the engine's own liveness record (Redis, store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    /// `heartbeat.interval_secs`.
+    pub interval: Duration,
+}
+
+/// `[pnl]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PnlConfig {
+    /// `pnl.refresh_ms`: the PnL refresher's cadence (account rules are also checked per tick).
+    pub refresh: Duration,
+}
+
+/// `[host]`: host tuning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostConfig {
+    /// `host.pin`: worker name → CPU core id (empty = no pinning).
+    pub pin: BTreeMap<String, usize>,
+    /// `host.mlockall`: lock the process's memory (needs `LimitMEMLOCK`/`CAP_IPC_LOCK`).
+    pub mlockall: bool,
+}
