@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod domain;
 pub mod ops;
+pub mod pnl;
 pub mod runtime;
 pub mod sim;
