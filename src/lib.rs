@@ -9,5 +9,6 @@ pub mod cli;
 pub mod domain;
 pub mod ops;
 pub mod pnl;
+pub mod risk;
 pub mod runtime;
 pub mod sim;
