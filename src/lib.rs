@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod exec;
 pub mod ops;
 pub mod pnl;
 pub mod risk;
