@@ -2,8 +2,11 @@
 //! entries, snapshots and restore.
 
 use super::*;
-use crate::domain::{Bp, Segment};
+use crate::domain::{Bp, Segment, Side};
 use crate::risk::TradingState;
+use crate::risk::entry::{EntryRefusal, EntryRequest};
+use crate::risk::position::Origin;
+use crate::risk::trading_state::{TradingCell, TradingCommand};
 
 const A: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52175);
 const B: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52176);
