@@ -10,6 +10,7 @@ pub mod domain;
 pub mod exec;
 pub mod ops;
 pub mod pnl;
+pub mod replay;
 pub mod risk;
 pub mod runtime;
 pub mod sim;
