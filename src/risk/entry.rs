@@ -82,6 +82,8 @@ pub enum EntryRefusal {
     NotTradable { instrument: InstrumentKey },
     #[error("position id {id} is already in use")]
     DuplicateId { id: PositionId },
+    #[error("position {id} used all {attempts} entry attempts a correlation id can number")]
+    AttemptsExhausted { id: PositionId, attempts: u32 },
 }
 
 /// Checks `request` in this order: request itself, trading state, session, open positions,

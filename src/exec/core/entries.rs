@@ -48,8 +48,13 @@ impl ExitCore {
         let approval = self.check_entry(request, now)?;
         let attempt = self.entry_attempts.get(&request.position_id).copied().unwrap_or(0) + 1;
         // The attempt bound is far above any real retry count; refuse rather than panic.
-        let correlation_id = correlation::entry_id(&request.position_id, attempt)
-            .map_err(|_| EntryRefusal::DuplicateId { id: request.position_id.clone() })?;
+        let correlation_id =
+            correlation::entry_id(&request.position_id, attempt).map_err(|_| {
+                EntryRefusal::AttemptsExhausted {
+                    id: request.position_id.clone(),
+                    attempts: attempt - 1,
+                }
+            })?;
         self.entry_attempts.insert(request.position_id.clone(), attempt);
         self.pending.insert(
             request.position_id.clone(),
