@@ -213,17 +213,7 @@ impl TradingCell {
         command: TradingCommand,
         at: Timestamp,
     ) -> Result<Option<TradingStateChange>, TradingStateError> {
-        let result = self.0.lock().apply(command, at);
-        if let Ok(Some(change)) = &result {
-            log::info!(
-                target: "risk",
-                "trading state {} → {} ({})",
-                change.prev,
-                change.current,
-                change.reason
-            );
-        }
-        result
+        self.0.lock().apply(command, at)
     }
 
     /// Replaces the status wholesale: for restoring persisted state at startup only.
