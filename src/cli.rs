@@ -85,9 +85,23 @@ fn dispatch(command: Command) -> u8 {
             EXIT_OK
         }
         Command::CheckConfig { file } => crate::config::check_config(&file),
+        Command::Replay { config, ticks, positions, out } => match load_config(&config) {
+            Ok(cfg) => crate::replay::command(&cfg.replay_params(), &ticks, &positions, &out),
+            Err(code) => code,
+        },
         other => {
             eprintln!("scalper: command {other:?} is not available in this build");
             EXIT_FAILURE
         }
     }
+}
+
+/// Loads and validates a config file for a command, printing every error on failure.
+fn load_config(path: &std::path::Path) -> Result<crate::config::Config, u8> {
+    crate::config::Config::load(path).map_err(|errors| {
+        for line in errors.lines() {
+            eprintln!("{line}");
+        }
+        EXIT_USAGE
+    })
 }

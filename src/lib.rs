@@ -8,6 +8,10 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod exec;
 pub mod ops;
+pub mod pnl;
+pub mod replay;
+pub mod risk;
 pub mod runtime;
 pub mod sim;

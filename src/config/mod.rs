@@ -31,7 +31,7 @@ pub use secrets::{
 };
 pub use types::*;
 pub use validate::{SIM_FEED_PATH, SIM_ORDER_UPDATE_PATH, SIM_REST_PATH};
-pub use value::{RatePct, is_loopback_url};
+pub use value::is_loopback_url;
 
 /// One problem in a config file: the key path (`risk.ratchet[2].at_pct`), the reason, and the
 /// line and column when the TOML layer knows them. Never carries a secret.
@@ -193,3 +193,20 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+
+impl Config {
+    /// The exit core's parameters: the `[risk]`, `[limits]`, `[session]` and `[charges]` tables.
+    pub fn core_params(&self) -> crate::exec::core::CoreParams {
+        crate::exec::core::CoreParams {
+            risk: self.risk.clone(),
+            limits: self.limits.clone(),
+            session: self.session.clone(),
+            charges: self.charges.clone(),
+        }
+    }
+
+    /// What `scalper replay` runs with: the core's parameters and the paper broker's.
+    pub fn replay_params(&self) -> crate::replay::ReplayParams {
+        crate::replay::ReplayParams { core: self.core_params(), paper: self.paper.clone() }
+    }
+}

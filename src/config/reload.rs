@@ -23,6 +23,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::domain::{Bp, Paise};
+use crate::exec::paper::PaperParams;
+use crate::pnl::charges::ChargeSchedule;
+use crate::risk::{Limits, RatchetTier, RiskParams, SessionParams};
 
 use super::types::*;
 use super::{Config, ConfigErrors};
@@ -110,6 +113,12 @@ impl Show for u32 {
     }
 }
 
+impl Show for i64 {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl Show for Duration {
     fn show(&self) -> String {
         format!("{:?}", self)
@@ -145,7 +154,7 @@ fn live_changes(a: &Config, b: &Config) -> Vec<Change> {
     fn push<T: Show>(out: &mut Vec<Change>, key: &'static str, old: &T, new: &T) {
         out.push(Change { key, old: old.show(), new: new.show() });
     }
-    diff_fields!(out, &a.risk, &b.risk, RiskConfig, push, {
+    diff_fields!(out, &a.risk, &b.risk, RiskParams, push, {
         stop_loss => "risk.stop_loss_pct",
         take_profit => "risk.take_profit_pct",
         trail_drop => "risk.trail_drop_pct",
@@ -153,14 +162,14 @@ fn live_changes(a: &Config, b: &Config) -> Vec<Change> {
         peak_drawdown => "risk.peak_drawdown_pct",
         peak_drawdown_activation => "risk.peak_drawdown_activation_pct",
         ratchet => "risk.ratchet",
-        stale_after => "risk.stale_after_ms",
-        stale_exit_after => "risk.stale_exit_after_secs",
+        stale_after_ms => "risk.stale_after_ms",
+        stale_exit_after_secs => "risk.stale_exit_after_secs",
     });
-    diff_fields!(out, &a.limits, &b.limits, LimitsConfig, push, {
+    diff_fields!(out, &a.limits, &b.limits, Limits, push, {
         max_daily_loss => "limits.max_daily_loss_rupees",
         max_trades_per_day => "limits.max_trades_per_day",
         max_open_positions => "limits.max_open_positions",
-        reentry_cooldown => "limits.reentry_cooldown_secs",
+        reentry_cooldown_secs => "limits.reentry_cooldown_secs",
     });
     out
 }
@@ -242,21 +251,21 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         transit => "sim.transit_ms",
         broker => "sim.broker",
     });
-    diff_fields!(out, &a.paper, &b.paper, PaperConfig, push, {
+    diff_fields!(out, &a.paper, &b.paper, PaperParams, push, {
         initial_cash => "paper.initial_cash_rupees",
         slippage_ticks => "paper.slippage_ticks",
         tick_size => "paper.tick_size_rupees",
     });
-    diff_fields!(out, &a.session, &b.session, SessionConfig, push, {
+    diff_fields!(out, &a.session, &b.session, SessionParams, push, {
         square_off_time => "session.square_off_time",
         entry_cutoff_time => "session.entry_cutoff_time",
         holidays => "session.holidays",
-        weekends => "session.weekends",
+        weekends_are_trading_days => "session.weekends",
     });
-    diff_fields!(out, &a.charges, &b.charges, ChargesConfig, push, {
+    diff_fields!(out, &a.charges, &b.charges, ChargeSchedule, push, {
         brokerage_per_order => "charges.brokerage_per_order_rupees",
         stt_sell => "charges.stt_sell_pct",
-        exchange_txn => "charges.exchange_txn_pct",
+        exchange => "charges.exchange_txn_pct",
         sebi => "charges.sebi_pct",
         stamp_buy => "charges.stamp_buy_pct",
         gst => "charges.gst_pct",

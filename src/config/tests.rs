@@ -7,6 +7,11 @@ use std::time::Duration;
 use chrono::NaiveDate;
 
 use super::*;
+use crate::pnl::charges::Rate;
+
+fn scalper_session(c: &Config) -> crate::risk::session::SessionClock {
+    crate::risk::session::SessionClock::new(c.session.clone())
+}
 use crate::domain::{Bp, InstrumentKey, Paise, Qty, Segment, TimeOfDay};
 
 /// A valid live file: live mode needs only the daily loss limit on top of the defaults.
@@ -75,21 +80,21 @@ fn an_empty_file_is_a_valid_paper_config_with_the_spec_defaults() {
         ]
     );
     // spec §4, §5
-    assert_eq!(c.risk.stale_after, Duration::from_millis(3000));
-    assert_eq!(c.risk.stale_exit_after, None);
+    assert_eq!(c.risk.stale_after_ms, 3000);
+    assert_eq!(c.risk.stale_exit_after_secs, 0);
     assert_eq!(c.limits.max_daily_loss, Paise(500_000));
     assert_eq!(c.limits.max_trades_per_day, 20);
     assert_eq!(c.limits.max_open_positions, 5);
-    assert_eq!(c.limits.reentry_cooldown, Duration::from_secs(180));
+    assert_eq!(c.limits.reentry_cooldown_secs, 180);
     assert_eq!(c.session.square_off_time, TimeOfDay::hms(15, 20, 0));
     assert_eq!(c.session.entry_cutoff_time, TimeOfDay::hms(15, 15, 0));
     // spec §6
     assert_eq!(c.charges.brokerage_per_order, Paise(2000));
-    assert_eq!(c.charges.stt_sell, RatePct(100_000));
-    assert_eq!(c.charges.exchange_txn, RatePct(35_030));
-    assert_eq!(c.charges.sebi, RatePct(100));
-    assert_eq!(c.charges.stamp_buy, RatePct(3_000));
-    assert_eq!(c.charges.gst, RatePct(18_000_000));
+    assert_eq!(c.charges.stt_sell, Rate(100_000));
+    assert_eq!(c.charges.exchange, Rate(35_030));
+    assert_eq!(c.charges.sebi, Rate(100));
+    assert_eq!(c.charges.stamp_buy, Rate(3_000));
+    assert_eq!(c.charges.gst, Rate(18_000_000));
     assert_eq!(c.paper.initial_cash, Paise(10_000_000));
     assert_eq!(c.paper.tick_size, Paise(5));
     assert_eq!(c.paper.slippage_ticks, 0);
@@ -229,10 +234,7 @@ fn ratchet_tiers_are_validated() {
         ("fractional tiers", &tiers(&[("5.5", "-2.25"), ("7.75", "0.5")])),
     ]);
     assert!(ok("[risk]\nratchet = []\n").risk.ratchet.is_empty());
-    assert_eq!(
-        ok("[risk]\nstale_exit_after_secs = 30\n").risk.stale_exit_after,
-        Some(Duration::from_secs(30))
-    );
+    assert_eq!(ok("[risk]\nstale_exit_after_secs = 30\n").risk.stale_exit_after_secs, 30);
 }
 
 #[test]
@@ -291,11 +293,11 @@ fn session_times_and_calendar_are_validated() {
     let c = ok("[session]\nentry_cutoff_time = \"15:20\"\nholidays = [\"2026-01-26\"]\n");
     assert_eq!(c.session.entry_cutoff_time, c.session.square_off_time);
     let day = |d| NaiveDate::from_ymd_opt(2026, 1, d).unwrap();
-    assert!(!c.session.is_trading_day(day(26)), "holiday");
-    assert!(c.session.is_trading_day(day(27)), "Tuesday");
-    assert!(!c.session.is_trading_day(day(24)), "Saturday");
+    assert!(!scalper_session(&c).is_trading_day(day(26)), "holiday");
+    assert!(scalper_session(&c).is_trading_day(day(27)), "Tuesday");
+    assert!(!scalper_session(&c).is_trading_day(day(24)), "Saturday");
     let weekends = ok("[session]\nweekends = true\n");
-    assert!(weekends.session.is_trading_day(day(24)));
+    assert!(scalper_session(&weekends).is_trading_day(day(24)));
 }
 
 #[test]
@@ -322,7 +324,7 @@ fn charges_are_exact_to_six_decimals() {
             "charges.brokerage_per_order_rupees: 20.001 has more than two decimals",
         ),
     ]);
-    assert_eq!(ok("[charges]\nsebi_pct = \"0.000123\"\n").charges.sebi, RatePct(123));
+    assert_eq!(ok("[charges]\nsebi_pct = \"0.000123\"\n").charges.sebi, Rate(123));
 }
 
 #[test]
@@ -759,7 +761,7 @@ fn reload_reports_old_and_new_values_as_written() {
         shown,
         [
             "risk.ratchet: [10→-5, 15→0, 25→10, 40→20, 60→30, 80→40, 120→60] → [10→-2.5]",
-            "risk.stale_exit_after_secs: never → 20s",
+            "risk.stale_exit_after_secs: 0 → 20",
             "limits.max_daily_loss_rupees: 5000.00 → 2500.50",
         ]
     );

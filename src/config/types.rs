@@ -1,24 +1,27 @@
 //! The validated configuration as the rest of the engine sees it: every value already typed
-//! (`Bp`, `Paise`, `RatePct`, `TimeOfDay`, `InstrumentKey`, `Duration`, `Url`, dates), every
-//! default and cross-key rule already applied. Nothing downstream parses text again.
+//! (`Bp`, `Paise`, `Rate`, `TimeOfDay`, `InstrumentKey`, `Duration`, `Url`, dates), every
+//! default and cross-key rule already applied. Nothing downstream parses text again. The trading
+//! tables are held as the parameter types their users take (`RiskParams`, `Limits`,
+//! `SessionParams`, `ChargeSchedule`, `PaperParams`), so there is no second copy to map.
 //!
 //! Built only by `validate.rs` from the file layout in `raw.rs`; the key each field comes from
 //! is named in its doc (see `config/production.example.toml` for the full commented layout).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{Datelike, NaiveDate, Weekday};
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::{Bp, InstrumentKey, Paise, Qty, TimeOfDay};
+use crate::domain::{InstrumentKey, Paise, Qty};
+use crate::exec::paper::PaperParams;
+use crate::pnl::charges::ChargeSchedule;
+use crate::risk::{Limits, RiskParams, SessionParams};
 
 use super::secrets::Secret;
-use super::value::RatePct;
 
 /// `mode`: paper trading (simulated fills) or live trading (real orders).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -140,11 +143,16 @@ pub struct Config {
     pub feed: FeedConfig,
     pub broker: BrokerConfig,
     pub sim: SimConfig,
-    pub paper: PaperConfig,
-    pub risk: RiskConfig,
-    pub limits: LimitsConfig,
-    pub session: SessionConfig,
-    pub charges: ChargesConfig,
+    /// `[paper]`: the paper broker and wallet.
+    pub paper: PaperParams,
+    /// `[risk]`: the per-tick exit rules (spec §3, §5). Applies live on reload.
+    pub risk: RiskParams,
+    /// `[limits]`: account rules (spec §4). Applies live on reload.
+    pub limits: Limits,
+    /// `[session]`: the trading day (IST).
+    pub session: SessionParams,
+    /// `[charges]`: the per-leg charge schedule (spec §6).
+    pub charges: ChargeSchedule,
     pub entries: EntriesConfig,
     pub store: StoreConfig,
     pub redis: RedisConfig,
@@ -259,101 +267,6 @@ pub struct SimInstrument {
     pub instrument: InstrumentKey,
     /// Opening price.
     pub price: Paise,
-}
-
-/// `[paper]`: the paper broker and wallet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PaperConfig {
-    /// `paper.initial_cash_rupees`.
-    pub initial_cash: Paise,
-    /// `paper.slippage_ticks`: fills move this many ticks against the order.
-    pub slippage_ticks: u32,
-    /// `paper.tick_size_rupees`.
-    pub tick_size: Paise,
-}
-
-/// `[risk]`: the per-tick exit rules (spec §3, §5). Applies live on reload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RiskConfig {
-    /// `risk.stop_loss_pct` (0 = off).
-    pub stop_loss: Bp,
-    /// `risk.take_profit_pct` (0 = off).
-    pub take_profit: Bp,
-    /// `risk.trail_drop_pct` (0 = off).
-    pub trail_drop: Bp,
-    /// `risk.trail_activation_rupees`.
-    pub trail_activation: Paise,
-    /// `risk.peak_drawdown_pct` (0 = off).
-    pub peak_drawdown: Bp,
-    /// `risk.peak_drawdown_activation_pct`.
-    pub peak_drawdown_activation: Bp,
-    /// `[[risk.ratchet]]`, strictly increasing in `at` and in `stop_offset` (empty = off).
-    pub ratchet: Vec<RatchetTier>,
-    /// `risk.stale_after_ms`.
-    pub stale_after: Duration,
-    /// `risk.stale_exit_after_secs`; `None` when 0 (never).
-    pub stale_exit_after: Option<Duration>,
-}
-
-/// One ratchet tier.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct RatchetTier {
-    /// `at_pct`: the favourable move that activates the tier.
-    pub at: Bp,
-    /// `stop_offset_pct`: the stop, relative to the entry price (negative = below entry for a
-    /// long).
-    pub stop_offset: Bp,
-}
-
-/// `[limits]`: account rules (spec §4). Applies live on reload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LimitsConfig {
-    /// `limits.max_daily_loss_rupees` (required in live mode).
-    pub max_daily_loss: Paise,
-    /// `limits.max_trades_per_day` (0 = no new entries).
-    pub max_trades_per_day: u32,
-    /// `limits.max_open_positions` (0 = no new entries).
-    pub max_open_positions: u32,
-    /// `limits.reentry_cooldown_secs`.
-    pub reentry_cooldown: Duration,
-}
-
-/// `[session]`: the trading day (IST).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionConfig {
-    /// `session.square_off_time`.
-    pub square_off_time: TimeOfDay,
-    /// `session.entry_cutoff_time` (≤ square-off).
-    pub entry_cutoff_time: TimeOfDay,
-    /// `session.holidays`.
-    pub holidays: BTreeSet<NaiveDate>,
-    /// `session.weekends`: Saturdays and Sundays are trading days.
-    pub weekends: bool,
-}
-
-impl SessionConfig {
-    /// Whether `date` (IST) is a trading day under this calendar.
-    pub fn is_trading_day(&self, date: NaiveDate) -> bool {
-        let weekend = matches!(date.weekday(), Weekday::Sat | Weekday::Sun);
-        (self.weekends || !weekend) && !self.holidays.contains(&date)
-    }
-}
-
-/// `[charges]`: the per-leg charge schedule (spec §6).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChargesConfig {
-    /// `charges.brokerage_per_order_rupees`.
-    pub brokerage_per_order: Paise,
-    /// `charges.stt_sell_pct` (sell leg).
-    pub stt_sell: RatePct,
-    /// `charges.exchange_txn_pct` (both legs).
-    pub exchange_txn: RatePct,
-    /// `charges.sebi_pct` (both legs).
-    pub sebi: RatePct,
-    /// `charges.stamp_buy_pct` (buy leg).
-    pub stamp_buy: RatePct,
-    /// `charges.gst_pct` (of brokerage + exchange + SEBI).
-    pub gst: RatePct,
 }
 
 /// `[entries]`: the demo entry generator.

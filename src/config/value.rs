@@ -14,8 +14,9 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::domain::money::{MoneyError, div_round_half_away, parse_scaled};
+use crate::domain::money::{MoneyError, parse_scaled};
 use crate::domain::{Bp, InstrumentKey, Paise, TimeOfDay};
+use crate::pnl::charges::Rate;
 
 use super::{ConfigError, ConfigErrors};
 
@@ -67,52 +68,6 @@ impl<'de> Deserialize<'de> for Dec {
             }
         }
         d.deserialize_any(DecVisitor)
-    }
-}
-
-/// A charge rate: a percentage with up to six decimals, held exactly in millionths of a percent
-/// (`0.03503` % → 35 030). Spec §6: rates are exact and each charge is rounded once.
-#[derive(
-    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct RatePct(pub i64);
-
-impl RatePct {
-    /// Decimals a charge rate may have.
-    pub const PLACES: u32 = 6;
-    /// 100 % in millionths of a percent.
-    pub const HUNDRED: RatePct = RatePct(100_000_000);
-
-    /// Parses `"0.03503"` (a percentage) exactly.
-    pub fn parse(text: &str) -> Result<RatePct, MoneyError> {
-        parse_scaled(text, Self::PLACES).map(RatePct)
-    }
-
-    /// The rate in millionths of a percent.
-    pub const fn micro_pct(self) -> i64 {
-        self.0
-    }
-
-    /// `amount × rate`, rounded half away from zero to the paisa, in integers.
-    pub fn of(self, amount: Paise) -> Paise {
-        let num = i128::from(amount.0) * i128::from(self.0);
-        let v = div_round_half_away(num, i128::from(Self::HUNDRED.0));
-        Paise(i64::try_from(v).expect("a rate of at most 100 % keeps an i64 amount in range"))
-    }
-}
-
-impl fmt::Display for RatePct {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.unsigned_abs();
-        let frac = format!("{:06}", abs % 1_000_000);
-        let frac = frac.trim_end_matches('0');
-        if frac.is_empty() {
-            write!(f, "{sign}{}%", abs / 1_000_000)
-        } else {
-            write!(f, "{sign}{}.{frac}%", abs / 1_000_000)
-        }
     }
 }
 
@@ -188,9 +143,9 @@ impl Collector {
     }
 
     /// A charge rate: a percentage with at most six decimals, between 0 and 100.
-    pub fn rate(&mut self, key: &str, value: &Dec) -> Option<RatePct> {
-        let r = RatePct(self.decimal(key, value, RatePct::PLACES)?);
-        if r.0 < 0 || r > RatePct::HUNDRED {
+    pub fn rate(&mut self, key: &str, value: &Dec) -> Option<Rate> {
+        let r = Rate(self.decimal(key, value, Rate::PLACES)?);
+        if r.0 < 0 || r > Rate::HUNDRED {
             self.push(key, format!("{value} is out of range: a rate is between 0 and 100 percent"));
             return None;
         }
@@ -344,9 +299,9 @@ mod tests {
     #[test]
     fn charge_rates_take_six_decimals_and_no_more() {
         let mut c = Collector::new();
-        assert_eq!(c.rate("k", &Dec::new("0.03503")), Some(RatePct(35_030)));
-        assert_eq!(c.rate("k", &Dec::new("0.0001")), Some(RatePct(100)));
-        assert_eq!(c.rate("k", &Dec::new("18")), Some(RatePct(18_000_000)));
+        assert_eq!(c.rate("k", &Dec::new("0.03503")), Some(Rate(35_030)));
+        assert_eq!(c.rate("k", &Dec::new("0.0001")), Some(Rate(100)));
+        assert_eq!(c.rate("k", &Dec::new("18")), Some(Rate(18_000_000)));
         assert!(c.is_empty());
         assert_eq!(c.rate("charges.sebi_pct", &Dec::new("0.0000001")), None);
         assert_eq!(c.rate("charges.gst_pct", &Dec::new("101")), None);
@@ -357,18 +312,6 @@ mod tests {
                 "charges.gst_pct: 101 is out of range: a rate is between 0 and 100 percent",
             ]
         );
-    }
-
-    #[test]
-    fn rate_of_turnover_rounds_once_half_away_from_zero() {
-        // spec §6 example: exchange charge 0.03503 % of ₹7,500.00 = ₹2.627… → ₹2.63
-        assert_eq!(RatePct(35_030).of(Paise(750_000)), Paise(263));
-        // SEBI 0.0001 % of ₹7,500.00 = ₹0.0075 → ₹0.01
-        assert_eq!(RatePct(100).of(Paise(750_000)), Paise(1));
-        // GST 18 % of ₹22.64 = ₹4.0752 → ₹4.08
-        assert_eq!(RatePct(18_000_000).of(Paise(2264)), Paise(408));
-        assert_eq!(RatePct(35_030).to_string(), "0.03503%");
-        assert_eq!(RatePct(18_000_000).to_string(), "18%");
     }
 
     #[test]

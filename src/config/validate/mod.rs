@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use url::Url;
 
 use crate::domain::{Bp, Paise};
+use crate::exec::paper::PaperParams;
+use crate::pnl::charges::ChargeSchedule;
 
 mod services;
 mod trading;
@@ -56,7 +58,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
     let sim = sim(&mut c, raw, source);
     let feed = feed(&mut c, &raw.feed, source, &sim, live);
     let broker = broker(&mut c, raw, live);
-    let paper = PaperConfig {
+    let paper = PaperParams {
         initial_cash: c
             .rupees(
                 "paper.initial_cash_rupees",
@@ -67,7 +69,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
             .unwrap_or_default(),
         slippage_ticks: c
             .int("paper.slippage_ticks", raw.paper.slippage_ticks, 0, 1_000)
-            .unwrap_or(0) as u32,
+            .unwrap_or(0),
         tick_size: c
             .rupees(
                 "paper.tick_size_rupees",
@@ -81,7 +83,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
     let limits = limits(&mut c, raw, live);
     let session = session(&mut c, raw);
     let ch = &raw.charges;
-    let charges = ChargesConfig {
+    let charges = ChargeSchedule {
         brokerage_per_order: c
             .rupees(
                 "charges.brokerage_per_order_rupees",
@@ -91,7 +93,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
             )
             .unwrap_or_default(),
         stt_sell: c.rate("charges.stt_sell_pct", &ch.stt_sell_pct).unwrap_or_default(),
-        exchange_txn: c.rate("charges.exchange_txn_pct", &ch.exchange_txn_pct).unwrap_or_default(),
+        exchange: c.rate("charges.exchange_txn_pct", &ch.exchange_txn_pct).unwrap_or_default(),
         sebi: c.rate("charges.sebi_pct", &ch.sebi_pct).unwrap_or_default(),
         stamp_buy: c.rate("charges.stamp_buy_pct", &ch.stamp_buy_pct).unwrap_or_default(),
         gst: c.rate("charges.gst_pct", &ch.gst_pct).unwrap_or_default(),

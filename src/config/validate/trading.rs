@@ -2,7 +2,6 @@
 //! (spec §4) and the demo `[entries]`.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use crate::domain::{Bp, Paise, Qty, TimeOfDay};
 
@@ -10,12 +9,13 @@ use super::super::raw::{RawConfig, RawRisk};
 use super::super::types::*;
 use super::super::value::{Collector, is_loopback_url};
 use super::{HUNDRED_PCT, MAX_PCT};
+use crate::risk::{Limits, RatchetTier, RiskParams, SessionParams};
 
-pub(super) fn risk(c: &mut Collector, r: &RawRisk) -> RiskConfig {
+pub(super) fn risk(c: &mut Collector, r: &RawRisk) -> RiskParams {
     let off_to_100 = "must be between 0 (off) and 100";
     let off_or_more = "must be 0 (off) or more";
     // In file order, so errors come out in the order an operator reads them.
-    let mut risk = RiskConfig {
+    let mut risk = RiskParams {
         stop_loss: c
             .pct("risk.stop_loss_pct", &r.stop_loss_pct, Bp(0), HUNDRED_PCT, off_to_100)
             .unwrap_or_default(),
@@ -46,8 +46,8 @@ pub(super) fn risk(c: &mut Collector, r: &RawRisk) -> RiskConfig {
             )
             .unwrap_or_default(),
         ratchet: Vec::new(),
-        stale_after: Duration::ZERO,
-        stale_exit_after: None,
+        stale_after_ms: 0,
+        stale_exit_after_secs: 0,
     };
 
     let mut ratchet: Vec<RatchetTier> = Vec::new();
@@ -92,14 +92,15 @@ pub(super) fn risk(c: &mut Collector, r: &RawRisk) -> RiskConfig {
         ratchet.push(tier);
     }
     risk.ratchet = ratchet;
-    risk.stale_after = c.millis("risk.stale_after_ms", r.stale_after_ms, 1).unwrap_or_default();
+    let stale_after = c.millis("risk.stale_after_ms", r.stale_after_ms, 1).unwrap_or_default();
+    risk.stale_after_ms = stale_after.as_millis() as i64;
     let stale_exit =
         c.secs("risk.stale_exit_after_secs", r.stale_exit_after_secs, 0).unwrap_or_default();
-    risk.stale_exit_after = (!stale_exit.is_zero()).then_some(stale_exit);
+    risk.stale_exit_after_secs = stale_exit.as_secs() as i64;
     risk
 }
 
-pub(super) fn limits(c: &mut Collector, raw: &RawConfig, live: bool) -> LimitsConfig {
+pub(super) fn limits(c: &mut Collector, raw: &RawConfig, live: bool) -> Limits {
     let l = &raw.limits;
     let max_daily_loss = match &l.max_daily_loss_rupees {
         Some(v) => c
@@ -114,7 +115,7 @@ pub(super) fn limits(c: &mut Collector, raw: &RawConfig, live: bool) -> LimitsCo
         }
         None => Paise(500_000),
     };
-    LimitsConfig {
+    Limits {
         max_daily_loss,
         max_trades_per_day: c
             .count("limits.max_trades_per_day", l.max_trades_per_day, 0)
@@ -122,13 +123,14 @@ pub(super) fn limits(c: &mut Collector, raw: &RawConfig, live: bool) -> LimitsCo
         max_open_positions: c
             .count("limits.max_open_positions", l.max_open_positions, 0)
             .unwrap_or(0),
-        reentry_cooldown: c
+        reentry_cooldown_secs: c
             .secs("limits.reentry_cooldown_secs", l.reentry_cooldown_secs, 0)
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .as_secs() as i64,
     }
 }
 
-pub(super) fn session(c: &mut Collector, raw: &RawConfig) -> SessionConfig {
+pub(super) fn session(c: &mut Collector, raw: &RawConfig) -> SessionParams {
     let s = &raw.session;
     let square_off = c.time_of_day("session.square_off_time", &s.square_off_time);
     let cutoff = c.time_of_day("session.entry_cutoff_time", &s.entry_cutoff_time);
@@ -143,11 +145,11 @@ pub(super) fn session(c: &mut Collector, raw: &RawConfig) -> SessionConfig {
             holidays.insert(d);
         }
     }
-    SessionConfig {
+    SessionParams {
         square_off_time: square_off.unwrap_or(TimeOfDay(0)),
         entry_cutoff_time: cutoff.unwrap_or(TimeOfDay(0)),
         holidays,
-        weekends: s.weekends,
+        weekends_are_trading_days: s.weekends,
     }
 }
 

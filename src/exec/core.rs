@@ -1,0 +1,570 @@
+//! The exit core: every position's risk state and lifecycle, the instruments' last prices, the
+//! day's account figures, and the decisions made on them, as one single-threaded state machine.
+//!
+//! Inputs are method calls with the time as an argument (`on_tick`, `on_clock`, `flatten`,
+//! order feedback, entries); every effect comes back as a list of [`CoreEvent`] values: exit
+//! intents for the router, position changes and closed trades for the store, trading-state
+//! changes and alerts for operators. Nothing here reads a clock, sleeps, locks more than the
+//! shared [`TradingCell`] or does I/O, so the exit-engine worker, replay, tests and the
+//! benchmark all drive the very same code.
+//!
+//! Order of work: [`ExitCore::on_clock`] runs the timed rules whose instant has come (square-off,
+//! stale-feed exits, a new session); [`ExitCore::on_tick`] runs the per-tick rules of the
+//! positions on the tick's instrument, then the account rules. Exactly one exit intent leaves
+//! per trigger: a position that is `Exiting` or `Exited` ignores every further trigger.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::domain::{
+    CorrelationId, ExitReason, InstrumentKey, OrderIntent, OrderPurpose, Paise, PositionId, Qty,
+    Tick, Timestamp, Txn,
+};
+use crate::pnl::{self, ChargeSchedule};
+use crate::risk::position::{Lifecycle, LifecycleEvent, Outcome, Position};
+use crate::risk::trading_state::{HaltCause, TradingCell, TradingCommand};
+use crate::risk::{Limits, RiskParams, SessionClock, rules};
+
+mod entries;
+mod timed;
+mod types;
+
+pub use types::*;
+
+#[derive(Debug, Clone, Copy)]
+struct LastTick {
+    ltp: Paise,
+    at: Timestamp,
+}
+
+/// The exit engine's state machine. See the module doc.
+#[derive(Debug)]
+pub struct ExitCore {
+    risk: RiskParams,
+    limits: Limits,
+    charges: ChargeSchedule,
+    session: SessionClock,
+    trading: TradingCell,
+    /// Positions by slot; a closed position's slot is freed and reused.
+    slots: Vec<Option<Position>>,
+    free: Vec<usize>,
+    by_id: HashMap<PositionId, usize>,
+    by_instrument: HashMap<InstrumentKey, Vec<usize>>,
+    exits_in_flight: HashMap<CorrelationId, usize>,
+    last_ticks: HashMap<InstrumentKey, LastTick>,
+    pending: BTreeMap<PositionId, PendingEntry>,
+    entry_attempts: BTreeMap<PositionId, u32>,
+    last_exits: HashMap<InstrumentKey, Timestamp>,
+    day: DayFigures,
+    clock: Option<Timestamp>,
+}
+
+impl ExitCore {
+    pub fn new(params: CoreParams, trading: TradingCell) -> ExitCore {
+        ExitCore {
+            risk: params.risk,
+            limits: params.limits,
+            charges: params.charges,
+            session: SessionClock::new(params.session),
+            trading,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            by_instrument: HashMap::new(),
+            exits_in_flight: HashMap::new(),
+            last_ticks: HashMap::new(),
+            pending: BTreeMap::new(),
+            entry_attempts: BTreeMap::new(),
+            last_exits: HashMap::new(),
+            day: DayFigures::default(),
+            clock: None,
+        }
+    }
+
+    /// A core that continues from persisted state. `trading` must already hold the persisted
+    /// trading status.
+    pub fn restore(
+        params: CoreParams,
+        trading: TradingCell,
+        state: CoreState,
+    ) -> Result<ExitCore, CoreError> {
+        let mut core = ExitCore::new(params, trading);
+        for p in state.positions {
+            if p.is_closed() {
+                return Err(CoreError::Restore(format!("position {} is already exited", p.id)));
+            }
+            if p.open_quantity().0 <= 0 || p.quantity.0 <= 0 {
+                return Err(CoreError::Restore(format!(
+                    "position {} has no open quantity ({} entered)",
+                    p.id, p.quantity
+                )));
+            }
+            if core.by_id.contains_key(&p.id) {
+                return Err(CoreError::Restore(format!("position {} appears twice", p.id)));
+            }
+            let cid = match &p.lifecycle {
+                Lifecycle::Exiting(x) => Some(x.correlation_id.clone()),
+                _ => None,
+            };
+            let slot = core.insert(p);
+            if let Some(cid) = cid {
+                core.exits_in_flight.insert(cid, slot);
+            }
+        }
+        for e in state.pending_entries {
+            if core.by_id.contains_key(&e.position_id) || core.pending.contains_key(&e.position_id)
+            {
+                return Err(CoreError::Restore(format!(
+                    "pending entry {} duplicates a position or another entry",
+                    e.position_id
+                )));
+            }
+            core.pending.insert(e.position_id.clone(), e);
+        }
+        core.entry_attempts = state.entry_attempts.into_iter().collect();
+        core.last_exits = state.last_exits.into_iter().collect();
+        core.day = state.day;
+        core.clock = state.clock;
+        Ok(core)
+    }
+
+    /// The state to persist; [`ExitCore::restore`] takes it back.
+    pub fn export(&self) -> CoreState {
+        let mut last_exits: Vec<_> = self.last_exits.iter().map(|(k, t)| (*k, *t)).collect();
+        last_exits.sort();
+        CoreState {
+            positions: self.positions().cloned().collect(),
+            pending_entries: self.pending.values().cloned().collect(),
+            entry_attempts: self.entry_attempts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            day: self.day.clone(),
+            last_exits,
+            clock: self.clock,
+        }
+    }
+
+    pub fn trading(&self) -> &TradingCell {
+        &self.trading
+    }
+
+    pub fn session_clock(&self) -> &SessionClock {
+        &self.session
+    }
+
+    pub fn charges(&self) -> &ChargeSchedule {
+        &self.charges
+    }
+
+    /// Open positions (not yet `Exited`), in slot order.
+    pub fn positions(&self) -> impl Iterator<Item = &Position> {
+        self.slots.iter().flatten()
+    }
+
+    pub fn position(&self, id: &PositionId) -> Option<&Position> {
+        self.by_id.get(id).and_then(|&s| self.slots[s].as_ref())
+    }
+
+    pub fn day(&self) -> &DayFigures {
+        &self.day
+    }
+
+    /// The instrument's last tick: LTP and when it was received.
+    pub fn last_tick(&self, instrument: &InstrumentKey) -> Option<(Paise, Timestamp)> {
+        self.last_ticks.get(instrument).map(|t| (t.ltp, t.at))
+    }
+
+    // ---- ticks ----------------------------------------------------------------------------
+
+    /// A tick: record the instrument's price; for each position on it that is live at the
+    /// tick's time (`opened_at` inclusive) update last price and risk state and evaluate the
+    /// rules; then the account rules.
+    pub fn on_tick(&mut self, tick: &Tick) -> Vec<CoreEvent> {
+        let now = tick.received_at;
+        let mut events = Vec::new();
+        self.last_ticks.insert(tick.instrument, LastTick { ltp: tick.ltp, at: now });
+        let Self { by_instrument, slots, exits_in_flight, risk, .. } = self;
+        for &slot in by_instrument.get(&tick.instrument).map_or(&[][..], Vec::as_slice) {
+            let Some(pos) = slots[slot].as_mut() else { continue };
+            if now < pos.opened_at {
+                continue;
+            }
+            pos.last_price = tick.ltp;
+            pos.last_price_at = Some(now);
+            let terms = pos.terms();
+            rules::update(risk, &terms, &mut pos.risk, tick.ltp);
+            if !pos.is_active() {
+                continue;
+            }
+            if let Some(reason) = rules::evaluate(risk, &terms, &pos.risk, tick.ltp) {
+                let trigger = Trigger { reason, price: tick.ltp, at: now, stale: false };
+                trigger_exit(pos, slot, trigger, exits_in_flight, &mut events);
+            }
+        }
+        self.account_rules(now, &mut events);
+        events
+    }
+
+    /// The account rules (§4) at `now`: when the day's PnL is at or below minus the daily
+    /// loss limit, every `Active` position exits `daily_loss_limit` at its last price and
+    /// trading halts (latched). Run by `on_tick`; the PnL refresher calls it on its cadence.
+    pub fn check_account(&mut self, now: Timestamp) -> Vec<CoreEvent> {
+        let mut events = Vec::new();
+        self.account_rules(now, &mut events);
+        events
+    }
+
+    fn account_rules(&mut self, now: Timestamp, events: &mut Vec<CoreEvent>) {
+        let limit = self.limits.max_daily_loss;
+        if limit.0 <= 0 {
+            return;
+        }
+        let day_pnl = self.day.realised_net + self.unrealised_gross();
+        if day_pnl > -limit {
+            return;
+        }
+        let mut started = 0;
+        for slot in 0..self.slots.len() {
+            if let Some(p) = self.slots[slot].as_ref().filter(|p| p.is_active()) {
+                let (price, stale) = (p.last_price, self.is_stale(p, now));
+                if self.start_exit(slot, ExitReason::DailyLossLimit, price, now, stale, events) {
+                    started += 1;
+                }
+            }
+        }
+        let halted = self.halt(HaltCause::DailyLossLimit, now, events);
+        if halted || started > 0 {
+            events.push(alert(
+                AlertLevel::Critical,
+                "daily_loss_limit",
+                format!(
+                    "day PnL {day_pnl} reached the daily loss limit of -{limit}: {started} positions exiting, trading halted"
+                ),
+                now,
+            ));
+        }
+    }
+
+    // ---- operator -------------------------------------------------------------------------
+
+    /// Kill switch: every `Active` position exits `kill_switch` at its last price and trading
+    /// halts until resumed.
+    pub fn flatten(&mut self, now: Timestamp) -> Vec<CoreEvent> {
+        let mut events = Vec::new();
+        let mut started = 0;
+        for slot in 0..self.slots.len() {
+            if let Some(p) = self.slots[slot].as_ref().filter(|p| p.is_active()) {
+                let (price, stale) = (p.last_price, self.is_stale(p, now));
+                if self.start_exit(slot, ExitReason::KillSwitch, price, now, stale, &mut events) {
+                    started += 1;
+                }
+            }
+        }
+        self.halt(HaltCause::KillSwitch, now, &mut events);
+        events.push(alert(
+            AlertLevel::Critical,
+            "kill_switch",
+            format!("kill switch: {started} positions exiting, trading halted"),
+            now,
+        ));
+        events
+    }
+
+    /// An operator lifts a halt.
+    pub fn resume(&mut self, now: Timestamp) -> Result<Vec<CoreEvent>, CoreError> {
+        Ok(self
+            .trading
+            .apply(TradingCommand::Resume, now)?
+            .map(CoreEvent::TradingState)
+            .into_iter()
+            .collect())
+    }
+
+    fn halt(&mut self, cause: HaltCause, at: Timestamp, events: &mut Vec<CoreEvent>) -> bool {
+        match self.trading.apply(TradingCommand::Halt { cause }, at) {
+            Ok(Some(change)) => {
+                events.push(CoreEvent::TradingState(change));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ---- exits ----------------------------------------------------------------------------
+
+    /// Triggers an exit of the position in `slot`; see [`trigger_exit`].
+    fn start_exit(
+        &mut self,
+        slot: usize,
+        reason: ExitReason,
+        price: Paise,
+        at: Timestamp,
+        stale: bool,
+        events: &mut Vec<CoreEvent>,
+    ) -> bool {
+        let Some(pos) = self.slots[slot].as_mut() else { return false };
+        let trigger = Trigger { reason, price, at, stale };
+        trigger_exit(pos, slot, trigger, &mut self.exits_in_flight, events)
+    }
+
+    /// An execution of an exit order. A full fill closes the position and yields its
+    /// [`ClosedTrade`]; a part fill keeps the exit in flight.
+    pub fn on_exit_filled(
+        &mut self,
+        correlation_id: &CorrelationId,
+        price: Paise,
+        quantity: Qty,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let slot = *self
+            .exits_in_flight
+            .get(correlation_id)
+            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
+        let fill =
+            LifecycleEvent::Fill { correlation_id: correlation_id.clone(), price, quantity, at };
+        let mut events = Vec::new();
+        match pos.apply(fill)? {
+            Outcome::PartFilled { remaining } => {
+                events.push(position_event(PositionChange::PartFilled { remaining }, at, pos));
+            }
+            Outcome::Exited => {
+                self.exits_in_flight.remove(correlation_id);
+                let pos = self.remove(slot);
+                let trade = closed_trade(&self.charges, &pos);
+                self.roll_session(at, &mut events);
+                if self.day.session == Some(self.session.session_of(at)) {
+                    self.day.realised_gross += trade.gross;
+                    self.day.charges += trade.charges();
+                    self.day.realised_net += trade.net;
+                    self.day.closed += 1;
+                }
+                let last = self.last_exits.entry(pos.instrument).or_insert(at);
+                *last = (*last).max(at);
+                events.push(position_event(PositionChange::Exited, at, &pos));
+                events.push(CoreEvent::TradeClosed(Box::new(trade)));
+            }
+            other => unreachable!("a fill on an exit in flight yields {other:?}"),
+        }
+        Ok(events)
+    }
+
+    /// The exit order was definitively rejected: the position is `Active` again (attempt count
+    /// kept, rejection recorded) and the next trigger places a new order.
+    pub fn on_exit_rejected(
+        &mut self,
+        correlation_id: &CorrelationId,
+        why: &str,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let slot = *self
+            .exits_in_flight
+            .get(correlation_id)
+            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
+        let event = LifecycleEvent::Rejected {
+            correlation_id: correlation_id.clone(),
+            why: why.to_string(),
+            at,
+        };
+        let Outcome::Returned { attempts, executed } = pos.apply(event)? else {
+            unreachable!("a rejection of an exit in flight returns the position to active")
+        };
+        self.exits_in_flight.remove(correlation_id);
+        let change = PositionChange::ExitRejected { attempt: attempts, why: why.to_string() };
+        let message = format!(
+            "exit {correlation_id} of position {} rejected ({why}); {executed} had executed, {} still open",
+            pos.id,
+            pos.open_quantity()
+        );
+        Ok(vec![
+            position_event(change, at, pos),
+            alert(AlertLevel::Warning, "exit_rejected", message, at),
+        ])
+    }
+
+    // ---- views ----------------------------------------------------------------------------
+
+    /// Unrealised gross PnL of every open position at its last price.
+    pub fn unrealised_gross(&self) -> Paise {
+        self.positions().map(Position::unrealised).sum()
+    }
+
+    /// The day's PnL as the daily loss limit sees it.
+    pub fn day_pnl(&self) -> Paise {
+        self.day.realised_net + self.unrealised_gross()
+    }
+
+    /// Positions (sorted by id) and the day's account, for the PnL refresher and the API.
+    pub fn snapshot(&self, now: Timestamp) -> CoreSnapshot {
+        let mut positions: Vec<PositionView> = self
+            .positions()
+            .map(|p| PositionView {
+                id: p.id.clone(),
+                instrument: p.instrument,
+                side: p.side,
+                open_quantity: p.open_quantity(),
+                entry_price: p.entry_price,
+                opened_at: p.opened_at,
+                last_price: p.last_price,
+                last_price_at: p.last_price_at,
+                price_is_stale: self.is_stale(p, now),
+                unrealised_gross: p.unrealised(),
+                risk: p.risk,
+                lifecycle: p.lifecycle.clone(),
+            })
+            .collect();
+        positions.sort_by(|a, b| a.id.cmp(&b.id));
+        let unrealised = self.unrealised_gross();
+        CoreSnapshot {
+            at: now,
+            trading: self.trading.status(),
+            positions,
+            account: AccountView {
+                session: self.day.session,
+                realised_gross: self.day.realised_gross,
+                realised_net: self.day.realised_net,
+                charges: self.day.charges,
+                unrealised_gross: unrealised,
+                day_pnl: self.day.realised_net + unrealised,
+                max_daily_loss: self.limits.max_daily_loss,
+                trades_today: self.day.trades,
+                closed_today: self.day.closed,
+                open_positions: self.by_id.len() as u32,
+                pending_entries: self.pending.len() as u32,
+            },
+        }
+    }
+
+    // ---- internals ------------------------------------------------------------------------
+
+    fn is_stale(&self, p: &Position, now: Timestamp) -> bool {
+        now.millis_since(fresh_at(p)) >= self.risk.stale_after_ms
+    }
+
+    fn insert(&mut self, pos: Position) -> usize {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        self.by_id.insert(pos.id.clone(), slot);
+        self.by_instrument.entry(pos.instrument).or_default().push(slot);
+        self.slots[slot] = Some(pos);
+        slot
+    }
+
+    fn remove(&mut self, slot: usize) -> Position {
+        let pos = self.slots[slot].take().expect("removing a live slot");
+        self.by_id.remove(&pos.id);
+        if let Some(list) = self.by_instrument.get_mut(&pos.instrument) {
+            list.retain(|&s| s != slot);
+            if list.is_empty() {
+                self.by_instrument.remove(&pos.instrument);
+            }
+        }
+        self.free.push(slot);
+        pos
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Trigger {
+    reason: ExitReason,
+    price: Paise,
+    at: Timestamp,
+    stale: bool,
+}
+
+/// Triggers an exit: when it starts, pushes the exit intent and the position change and
+/// records the order as in flight. Returns whether it started (false while an exit is already
+/// in flight or done: exactly one intent per exit).
+fn trigger_exit(
+    pos: &mut Position,
+    slot: usize,
+    t: Trigger,
+    exits_in_flight: &mut HashMap<CorrelationId, usize>,
+    events: &mut Vec<CoreEvent>,
+) -> bool {
+    let quantity = pos.open_quantity();
+    let event =
+        LifecycleEvent::Trigger { reason: t.reason, price: t.price, at: t.at, stale: t.stale };
+    match pos.apply(event) {
+        Ok(Outcome::ExitStarted { correlation_id, attempt }) => {
+            events.push(CoreEvent::ExitIntent(OrderIntent {
+                correlation_id: correlation_id.clone(),
+                position_id: pos.id.clone(),
+                instrument: pos.instrument,
+                txn: Txn::closing(pos.side),
+                quantity,
+                purpose: OrderPurpose::Exit(t.reason),
+                reference_price: t.price,
+                price_is_stale: t.stale,
+                created_at: t.at,
+            }));
+            let change = PositionChange::ExitStarted { reason: t.reason, attempt };
+            events.push(position_event(change, t.at, pos));
+            exits_in_flight.insert(correlation_id, slot);
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            events.push(alert(
+                AlertLevel::Critical,
+                "exit_not_started",
+                format!("{} exit of {} could not start: {e}", t.reason, pos.id),
+                t.at,
+            ));
+            false
+        }
+    }
+}
+
+/// When the position last had a fresh price: its last tick, else its opening.
+fn fresh_at(p: &Position) -> Timestamp {
+    p.last_price_at.unwrap_or(p.opened_at)
+}
+
+fn position_event(change: PositionChange, at: Timestamp, position: &Position) -> CoreEvent {
+    CoreEvent::Position(Box::new(PositionEvent { change, at, position: position.clone() }))
+}
+
+fn alert(level: AlertLevel, code: &str, message: String, at: Timestamp) -> CoreEvent {
+    CoreEvent::Alert(Alert { level, code: code.to_string(), message, at })
+}
+
+/// The PnL of a closed position: exact gross from the exit turnover, entry leg charged on the
+/// entered quantity, each exit order charged as its own leg.
+fn closed_trade(charges: &ChargeSchedule, pos: &Position) -> ClosedTrade {
+    let Lifecycle::Exited(done) = &pos.lifecycle else {
+        unreachable!("closed_trade is called on exited positions only")
+    };
+    let gross =
+        pnl::gross_pnl_on_turnover(pos.side, pos.entry_price, pos.quantity, pos.exited.turnover());
+    let entry_charges = charges.leg(Txn::opening(pos.side), pos.entry_price, pos.quantity).total();
+    let exit_charges: Paise = pos
+        .exited
+        .order_turnovers
+        .iter()
+        .map(|t| charges.leg_on_turnover(Txn::closing(pos.side), *t).total())
+        .sum();
+    ClosedTrade {
+        position_id: pos.id.clone(),
+        instrument: pos.instrument,
+        side: pos.side,
+        quantity: pos.quantity,
+        entry_price: pos.entry_price,
+        opened_at: pos.opened_at,
+        exit_price: done.exit_price,
+        exited_at: done.exited_at,
+        reason: done.reason,
+        attempt: done.attempt,
+        price_was_stale: done.price_was_stale,
+        gross,
+        entry_charges,
+        exit_charges,
+        net: gross - entry_charges - exit_charges,
+    }
+}
+
+#[cfg(test)]
+mod tests;

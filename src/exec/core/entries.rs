@@ -1,0 +1,179 @@
+//! The exit core's entries: checks against the limits, pending entry orders, and opening
+//! positions from entry fills or adoption.
+
+use crate::domain::{CorrelationId, OrderIntent, OrderPurpose, Paise, Qty, Timestamp, Txn};
+use crate::risk::correlation;
+use crate::risk::entry::{self, EntryApproval, EntryContext, EntryRefusal, EntryRequest};
+use crate::risk::position::{Origin, Position};
+
+use super::{
+    AlertLevel, CoreError, CoreEvent, ExitCore, NewPosition, PendingEntry, PositionChange, alert,
+    position_event,
+};
+
+impl ExitCore {
+    // ---- entries --------------------------------------------------------------------------
+
+    /// Whether `request` may be placed now; every refusal says why.
+    pub fn check_entry(
+        &self,
+        request: &EntryRequest,
+        now: Timestamp,
+    ) -> Result<EntryApproval, EntryRefusal> {
+        let ctx = EntryContext {
+            now,
+            trading: self.trading.state(),
+            session: &self.session,
+            limits: &self.limits,
+            charges: &self.charges,
+            stale_after_ms: self.risk.stale_after_ms,
+            open_positions: self.by_id.len() as u32,
+            pending_entries: self.pending.len() as u32,
+            trades_today: self.day.trades,
+            last_exit: self.last_exits.get(&request.instrument).copied(),
+            last_tick: self.last_tick(&request.instrument),
+            id_in_use: self.by_id.contains_key(&request.position_id)
+                || self.pending.contains_key(&request.position_id),
+        };
+        entry::check(&ctx, request)
+    }
+
+    /// Checks `request` and, if accepted, records it as pending (it counts towards the limits)
+    /// and returns the entry order to place.
+    pub fn begin_entry(
+        &mut self,
+        request: &EntryRequest,
+        now: Timestamp,
+    ) -> Result<OrderIntent, EntryRefusal> {
+        let approval = self.check_entry(request, now)?;
+        let attempt = self.entry_attempts.get(&request.position_id).copied().unwrap_or(0) + 1;
+        // The attempt bound is far above any real retry count; refuse rather than panic.
+        let correlation_id =
+            correlation::entry_id(&request.position_id, attempt).map_err(|_| {
+                EntryRefusal::AttemptsExhausted {
+                    id: request.position_id.clone(),
+                    attempts: attempt - 1,
+                }
+            })?;
+        self.entry_attempts.insert(request.position_id.clone(), attempt);
+        self.pending.insert(
+            request.position_id.clone(),
+            PendingEntry {
+                position_id: request.position_id.clone(),
+                instrument: request.instrument,
+                side: request.side,
+                quantity: request.quantity,
+                correlation_id: correlation_id.clone(),
+                attempt,
+                reference_price: approval.reference_price,
+                placed_at: now,
+            },
+        );
+        Ok(OrderIntent {
+            correlation_id,
+            position_id: request.position_id.clone(),
+            instrument: request.instrument,
+            txn: Txn::opening(request.side),
+            quantity: request.quantity,
+            purpose: OrderPurpose::Entry,
+            reference_price: approval.reference_price,
+            price_is_stale: false,
+            created_at: now,
+        })
+    }
+
+    /// The entry order filled: `quantity` is the order's total filled quantity and `price` its
+    /// average price. Opens the position (it counts as a trade today).
+    pub fn on_entry_filled(
+        &mut self,
+        correlation_id: &CorrelationId,
+        price: Paise,
+        quantity: Qty,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let pending = self
+            .pending
+            .values()
+            .find(|e| &e.correlation_id == correlation_id)
+            .cloned()
+            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        let new = NewPosition {
+            id: pending.position_id,
+            instrument: pending.instrument,
+            side: pending.side,
+            quantity,
+            entry_price: price,
+            opened_at: at,
+        };
+        self.open_position(new, Origin::Entry)
+    }
+
+    /// The entry order was rejected: it no longer counts towards the limits.
+    pub fn on_entry_rejected(
+        &mut self,
+        correlation_id: &CorrelationId,
+        why: &str,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let id = self
+            .pending
+            .values()
+            .find(|e| &e.correlation_id == correlation_id)
+            .map(|e| e.position_id.clone())
+            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        self.pending.remove(&id);
+        Ok(vec![alert(
+            AlertLevel::Warning,
+            "entry_rejected",
+            format!("entry {correlation_id} of position {id} rejected: {why}"),
+            at,
+        )])
+    }
+
+    /// Opens a position: an entry fill (`Origin::Entry`: its pending entry is settled and it
+    /// counts as a trade) or a position adopted from the broker (`Origin::Adopted`: taken as
+    /// given, no entry checks).
+    pub fn open_position(
+        &mut self,
+        new: NewPosition,
+        origin: Origin,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let invalid = |why: String| CoreError::InvalidPosition { id: new.id.clone(), why };
+        if new.quantity.0 <= 0 {
+            return Err(invalid(format!("quantity {} is not positive", new.quantity)));
+        }
+        if new.entry_price.0 <= 0 {
+            return Err(invalid(format!("entry price {} is not positive", new.entry_price)));
+        }
+        if self.by_id.contains_key(&new.id) {
+            return Err(CoreError::DuplicatePosition { id: new.id });
+        }
+        match origin {
+            Origin::Entry => {
+                self.pending.remove(&new.id);
+                if self.day.session.is_none() {
+                    self.day.session = Some(self.session.session_of(new.opened_at));
+                }
+                self.day.trades += 1;
+            }
+            Origin::Adopted => {
+                if self.pending.contains_key(&new.id) {
+                    return Err(CoreError::DuplicatePosition { id: new.id });
+                }
+            }
+        }
+        let at = new.opened_at;
+        let pos = Position::open(
+            new.id,
+            new.instrument,
+            new.side,
+            new.quantity,
+            new.entry_price,
+            new.opened_at,
+            origin,
+        );
+        let event = position_event(PositionChange::Opened, at, &pos);
+        self.insert(pos);
+        Ok(vec![event])
+    }
+}

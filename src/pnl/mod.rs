@@ -1,0 +1,117 @@
+//! Profit and loss: charges per leg (`charges`) and the gross/net PnL of a trade (risk spec §6).
+//!
+//! Pure arithmetic on paise. The exit core uses it to close trades and to mark open positions
+//! to market; the paper broker uses the charges for its wallet; replay writes what it returns.
+
+pub mod charges;
+
+pub use charges::{ChargeSchedule, LegCharges, Rate};
+
+use crate::domain::{Paise, Qty, Side, Txn};
+
+/// Gross PnL of `quantity` entered at `entry` and valued (or exited) at `price`:
+/// `(price − entry) × Q` for a long, `(entry − price) × Q` for a short.
+pub fn gross_pnl(side: Side, entry: Paise, price: Paise, quantity: Qty) -> Paise {
+    Paise(side.sign() * (price.0 - entry.0) * quantity.0)
+}
+
+/// Gross PnL from exit turnover (Σ price × quantity of the exit fills), exact when a position
+/// was closed by several fills at different prices.
+pub fn gross_pnl_on_turnover(
+    side: Side,
+    entry: Paise,
+    quantity: Qty,
+    exit_turnover: Paise,
+) -> Paise {
+    Paise(side.sign() * (exit_turnover.0 - entry.0 * quantity.0))
+}
+
+/// The PnL of a closed trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TradePnl {
+    pub gross: Paise,
+    pub entry_charges: Paise,
+    pub exit_charges: Paise,
+    pub net: Paise,
+}
+
+impl TradePnl {
+    pub fn charges(&self) -> Paise {
+        self.entry_charges + self.exit_charges
+    }
+}
+
+/// PnL of a round trip filled in one order each way: gross, each leg's charges, net.
+pub fn round_trip(
+    schedule: &ChargeSchedule,
+    side: Side,
+    quantity: Qty,
+    entry: Paise,
+    exit: Paise,
+) -> TradePnl {
+    let gross = gross_pnl(side, entry, exit, quantity);
+    let entry_charges = schedule.leg(Txn::opening(side), entry, quantity).total();
+    let exit_charges = schedule.leg(Txn::closing(side), exit, quantity).total();
+    TradePnl { gross, entry_charges, exit_charges, net: gross - entry_charges - exit_charges }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_example_long_75_from_100_to_120_nets_1436_72() {
+        let pnl = round_trip(
+            &ChargeSchedule::default(),
+            Side::Long,
+            Qty(75),
+            Paise(10_000),
+            Paise(12_000),
+        );
+        assert_eq!(pnl.gross, Paise(150_000));
+        assert_eq!(pnl.entry_charges, Paise(2_695));
+        assert_eq!(pnl.exit_charges, Paise(3_633));
+        assert_eq!(pnl.charges(), Paise(6_328));
+        assert_eq!(pnl.net, Paise(143_672));
+    }
+
+    #[test]
+    fn short_example_sell_50_at_80_buy_back_at_72_50() {
+        // Entry leg (sell, turnover ₹4,000.00): brokerage 20.00, STT 4.00, exchange 1.4012 → 1.40,
+        // SEBI 0.40 p → 0.00, GST 18 % × 21.40 = 3.852 → 3.85; total 29.25.
+        // Exit leg (buy, turnover ₹3,625.00): brokerage 20.00, exchange 1.2698375 → 1.27,
+        // SEBI 0.3625 p → 0.00, stamp 0.10875 → 0.11, GST 18 % × 21.27 = 3.8286 → 3.83; total 25.21.
+        // Gross (80.00 − 72.50) × 50 = 375.00; charges 54.46; net 320.54.
+        let pnl = round_trip(
+            &ChargeSchedule::default(),
+            Side::Short,
+            Qty(50),
+            Paise(8_000),
+            Paise(7_250),
+        );
+        assert_eq!(pnl.gross, Paise(37_500));
+        assert_eq!(pnl.entry_charges, Paise(2_925));
+        assert_eq!(pnl.exit_charges, Paise(2_521));
+        assert_eq!(pnl.net, Paise(32_054));
+    }
+
+    #[test]
+    fn losing_long_has_negative_gross_and_net_below_it() {
+        let pnl = round_trip(
+            &ChargeSchedule::default(),
+            Side::Long,
+            Qty(75),
+            Paise(10_000),
+            Paise(9_000),
+        );
+        assert_eq!(pnl.gross, Paise(-75_000));
+        assert!(pnl.net < pnl.gross);
+    }
+
+    #[test]
+    fn gross_on_turnover_matches_single_price_gross() {
+        let a = gross_pnl(Side::Short, Paise(8_000), Paise(7_250), Qty(50));
+        let b = gross_pnl_on_turnover(Side::Short, Paise(8_000), Qty(50), Paise(7_250 * 50));
+        assert_eq!(a, b);
+    }
+}
