@@ -44,7 +44,7 @@ fn shipped_files_validate() {
             "config/default.toml" => {
                 assert_eq!((c.mode, c.broker.kind), (Mode::Paper, BrokerKind::Paper));
                 assert!(c.sim.enabled && c.entries.demo);
-                assert!(c.session.weekends, "make run must trade at weekends too");
+                assert!(c.session.weekends_are_trading_days, "make run must trade at weekends too");
                 assert!(c.http.listen.ip().is_loopback());
             }
             "config/production.example.toml" => {
