@@ -84,6 +84,7 @@ fn dispatch(command: Command) -> u8 {
             println!("scalper {}", env!("CARGO_PKG_VERSION"));
             EXIT_OK
         }
+        Command::Decode { file, strict } => crate::feed::decode_cmd::run(file.as_deref(), strict),
         other => {
             eprintln!("scalper: command {other:?} is not available in this build");
             EXIT_FAILURE

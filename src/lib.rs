@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod feed;
 pub mod ops;
 pub mod runtime;
 pub mod sim;
