@@ -13,6 +13,7 @@ pub mod splitter;
 pub mod subscribe;
 pub mod subscriptions;
 pub mod tick_cache;
+pub mod url;
 pub mod vectors;
 
 pub use codec::{
