@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod codec;
 pub mod decode_cmd;
+pub mod reader;
 pub mod splitter;
 pub mod subscribe;
 pub mod subscriptions;

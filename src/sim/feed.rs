@@ -188,6 +188,7 @@ struct Hub {
     tokens: Mutex<Tokens>,
     handshakes: Mutex<Vec<HandshakeRecord>>,
     silent: AtomicBool,
+    data_plan_active: AtomicBool,
     drop_after_messages: AtomicU64,
     refuse_handshakes: AtomicU32,
     next_id: AtomicU64,
@@ -315,7 +316,7 @@ impl Hub {
             Some(t) if tokens.expired.iter().any(|e| e == t) => return Some(807),
             Some(_) => return Some(809),
         }
-        (!self.cfg.data_plan_active).then_some(806)
+        (!self.data_plan_active.load(Ordering::Acquire)).then_some(806)
     }
 }
 
@@ -341,6 +342,7 @@ impl SimFeed {
             tokens: Mutex::new(Tokens { current: cfg.token.clone(), expired: Vec::new() }),
             handshakes: Mutex::new(Vec::new()),
             silent: AtomicBool::new(cfg.faults.silent),
+            data_plan_active: AtomicBool::new(cfg.data_plan_active),
             drop_after_messages: AtomicU64::new(cfg.faults.drop_after_messages.unwrap_or(NO_LIMIT)),
             refuse_handshakes: AtomicU32::new(cfg.faults.refuse_handshakes),
             next_id: AtomicU64::new(1),
@@ -520,6 +522,11 @@ impl SimFeedControl {
         let mut t = self.0.tokens.lock();
         let old = std::mem::replace(&mut t.current, token.to_string());
         t.expired.push(old);
+    }
+
+    /// Switches the account's data plan: inactive answers new clients with 806.
+    pub fn set_data_plan_active(&self, active: bool) {
+        self.0.data_plan_active.store(active, Ordering::Release);
     }
 
     /// Every open connection receives a code-50 packet with `reason`, then is closed.
