@@ -132,6 +132,9 @@ pub struct ReaderConfig {
     pub max_instruments: usize,
     /// How often health, gauges and price ages are refreshed.
     pub health_every: Duration,
+    /// TLS settings for `wss://`; `None` trusts the Mozilla roots (webpki-roots) with rustls'
+    /// ring provider.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ReaderConfig {
@@ -151,7 +154,44 @@ impl ReaderConfig {
             healthy_after: Duration::from_secs(10),
             max_instruments: MAX_INSTRUMENTS_PER_CONNECTION,
             health_every: Duration::from_secs(1),
+            tls: None,
         }
+    }
+}
+
+impl ReaderConfig {
+    /// Every problem with these settings, for the config checker to report at once.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
+            errors.push(format!("feed url {:?} must start with ws:// or wss://", self.url));
+        }
+        if self.client_id.trim().is_empty() {
+            errors.push("feed client id is empty".to_string());
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("write_timeout", self.write_timeout),
+            ("poll_interval", self.poll_interval),
+            ("health_every", self.health_every),
+        ] {
+            if d.is_zero() {
+                errors.push(format!("feed {name} must be positive"));
+            }
+        }
+        if self.stall_timeout <= self.poll_interval {
+            errors.push(format!(
+                "feed stall_timeout {:?} must exceed poll_interval {:?}",
+                self.stall_timeout, self.poll_interval
+            ));
+        }
+        if self.max_instruments == 0 || self.max_instruments > MAX_INSTRUMENTS_PER_CONNECTION {
+            errors.push(format!(
+                "feed max_instruments {} must be within 1..={MAX_INSTRUMENTS_PER_CONNECTION}",
+                self.max_instruments
+            ));
+        }
+        errors
     }
 }
 
@@ -246,14 +286,14 @@ impl FeedReader {
         FeedReader {
             backoff: Backoff::new(cfg.backoff),
             cfg,
-            shared,
             rng: fastrand::Rng::new(),
             token: None,
-            tracked: Tracked::default(),
+            tracked: shared.subscriptions.snapshot(),
             next_publish: now,
             ticks_at_publish: (now, ticks),
             aged_labels: BTreeSet::new(),
             receiver_gone_logged: false,
+            shared,
         }
     }
 
@@ -294,13 +334,13 @@ impl FeedReader {
         let poll = self.cfg.poll_interval.min(ctx.beat_every());
         let timeouts =
             Timeouts { connect: self.cfg.connect_timeout, write: self.cfg.write_timeout, poll };
-        connect::open(&self.cfg.url, token.expose(), &self.cfg.client_id, timeouts, ctx).map_err(
-            |e| match e {
+        let tls = self.cfg.tls.clone();
+        connect::open(&self.cfg.url, token.expose(), &self.cfg.client_id, tls, timeouts, ctx)
+            .map_err(|e| match e {
                 // Belt and braces: nothing upstream should echo the token, but scrub anyway.
                 ConnectError::Handshake(m) => ConnectError::Handshake(scrub(&m, token.expose())),
                 other => other,
-            },
-        )
+            })
     }
 
     /// One connection attempt and, if it opens, the session on it.
@@ -732,6 +772,17 @@ mod tests {
         }
         assert_eq!(plan(&Ending::Lost, &c, &mut b, 0.0), retry(10_000, false), "capped");
         assert_eq!(plan(&Ending::RateLimited, &c, &mut b, 0.0), retry(60_000, false));
+    }
+
+    #[test]
+    fn config_validation_reports_every_problem() {
+        assert!(cfg().validate().is_empty());
+        let mut c = ReaderConfig::new("http://x", " ");
+        c.poll_interval = Duration::ZERO;
+        c.stall_timeout = Duration::ZERO;
+        c.max_instruments = 5001;
+        let errors = c.validate();
+        assert_eq!(errors.len(), 5, "{errors:?}");
     }
 
     #[test]

@@ -79,11 +79,12 @@ pub(crate) struct Opened {
     pub tcp: TcpStream,
 }
 
-/// Connects to `base` with the v2 query parameters.
+/// Connects to `base` with the v2 query parameters; `tls` overrides the default TLS settings.
 pub(crate) fn open(
     base: &str,
     token: &str,
     client_id: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
     t: Timeouts,
     ctx: &WorkerCtx,
 ) -> Result<Opened, ConnectError> {
@@ -91,8 +92,8 @@ pub(crate) fn open(
     let clean = |e: &dyn std::fmt::Display| scrub(&e.to_string(), token);
     let uri: tungstenite::http::Uri = url.parse().map_err(|e| ConnectError::BadUrl(clean(&e)))?;
     let host = uri.host().ok_or_else(|| ConnectError::BadUrl(format!("{base}: no host")))?;
-    let tls = uri.scheme_str() == Some("wss");
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let secure = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let host_port = format!("{host}:{port}");
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
@@ -118,12 +119,8 @@ pub(crate) fn open(
     let handle = tcp.try_clone().map_err(io)?;
 
     let deadline = Instant::now() + t.connect;
-    let mut attempt = tungstenite::client_tls_with_config(
-        url.as_str(),
-        tcp,
-        None,
-        Some(Connector::Rustls(tls_config())),
-    );
+    let connector = Connector::Rustls(tls.unwrap_or_else(tls_config));
+    let mut attempt = tungstenite::client_tls_with_config(url.as_str(), tcp, None, Some(connector));
     loop {
         match attempt {
             Ok((ws, _response)) => return Ok(Opened { ws, tcp: handle }),
@@ -146,5 +143,35 @@ pub(crate) fn open(
             }
             Err(HandshakeError::Failure(e)) => return Err(ConnectError::Handshake(clean(&e))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_config_builds_with_the_ring_provider_and_web_roots() {
+        let config = tls_config();
+        assert!(Arc::ptr_eq(&config, &tls_config()), "built once");
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+
+    #[test]
+    fn an_unreachable_port_is_a_tcp_error_without_the_token() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let (_stop, ctx) = WorkerCtx::standalone("t");
+        let t = Timeouts {
+            connect: Duration::from_secs(1),
+            write: Duration::from_secs(1),
+            poll: Duration::from_millis(50),
+        };
+        let Err(e) = open(&format!("ws://{addr}"), "s3cr3t", "1", None, t, &ctx) else {
+            panic!("nothing listens there")
+        };
+        assert!(matches!(e, ConnectError::Tcp { .. }), "{e:?}");
+        assert!(!e.to_string().contains("s3cr3t"));
     }
 }

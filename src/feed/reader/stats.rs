@@ -80,6 +80,8 @@ pub struct FeedStats {
     state: AtomicU8,
     last_frame: AtomicU64,
     state_since: AtomicU64,
+    /// Monotonic ms since which no socket has been up; 0 while connected.
+    down_since: AtomicU64,
     fatal: AtomicU32,
     last_error: Mutex<String>,
 }
@@ -128,6 +130,7 @@ impl FeedStats {
             state: AtomicU8::new(ConnState::Disconnected as u8),
             last_frame: AtomicU64::new(0),
             state_since: AtomicU64::new(monotonic_millis()),
+            down_since: AtomicU64::new(monotonic_millis()),
             fatal: AtomicU32::new(0),
             last_error: Mutex::new(String::new()),
         })
@@ -144,9 +147,23 @@ impl FeedStats {
         )
     }
 
+    /// How long no socket has been up (`None` while connected), across reconnect attempts.
+    pub fn down_for(&self) -> Option<Duration> {
+        match self.down_since.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(Duration::from_millis(monotonic_millis().saturating_sub(t))),
+        }
+    }
+
     pub(crate) fn set_state(&self, s: ConnState) {
+        let now = monotonic_millis();
         if self.state.swap(s as u8, Ordering::AcqRel) != s as u8 {
-            self.state_since.store(monotonic_millis(), Ordering::Release);
+            self.state_since.store(now, Ordering::Release);
+        }
+        if s == ConnState::Connected {
+            self.down_since.store(0, Ordering::Release);
+        } else {
+            let _ = self.down_since.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
         }
         self.state_code.set(s as i64);
         self.connected.set(i64::from(s == ConnState::Connected));
