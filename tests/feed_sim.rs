@@ -357,6 +357,23 @@ fn drop_at_a_time_closes_the_connections_open_then() {
 }
 
 #[test]
+fn malformed_packet_and_disconnect_can_be_scheduled_at_start() {
+    let started = Instant::now();
+    let mut cfg = SimFeedConfig::new(CLIENT, TOKEN);
+    cfg.faults.malformed_after = Some(Duration::from_secs(1));
+    cfg.faults.disconnect_after = Some((Duration::from_millis(1200), 800));
+    let sim = start(cfg);
+    let mut ws = connect(&sim);
+    subscribe(&mut ws, FeedMode::Ticker, &[FNO]);
+    next_packet(&mut ws);
+    assert!(started.elapsed() < Duration::from_secs(1), "subscribed before the faults");
+    let b = next_binary(&mut ws);
+    assert!(Packets::new(&b).next().expect("one item").is_err(), "malformed first");
+    assert_eq!(expect_disconnect(&mut ws), DisconnectReason::InternalError);
+    expect_closed(&mut ws);
+}
+
+#[test]
 fn random_walk_moves_subscribed_prices_by_single_ticks_into_the_price_board() {
     let mut cfg = SimFeedConfig::new(CLIENT, TOKEN);
     cfg.prices = PriceSource::RandomWalk { seed: 42, interval: Duration::from_millis(5) };

@@ -70,6 +70,11 @@ pub struct FaultConfig {
     pub drop_after_messages: Option<u64>,
     /// Drop all connections open at this time after start, once.
     pub drop_after: Option<Duration>,
+    /// Send every connection open at this time after start a code-50 packet with this reason,
+    /// once.
+    pub disconnect_after: Option<(Duration, u16)>,
+    /// Send every connection open at this time after start one malformed packet, once.
+    pub malformed_after: Option<Duration>,
     /// Connected but silent: no data, no pings, client frames unread.
     pub silent: bool,
     /// Refuse this many handshakes with HTTP 429 before accepting again.
@@ -435,7 +440,15 @@ fn accept_loop(hub: &Arc<Hub>, listener: TcpListener) {
 
 fn market_loop(hub: &Hub) {
     let started = Instant::now();
-    let mut drop_at = hub.cfg.faults.drop_after.map(|d| started + d);
+    let faults = &hub.cfg.faults;
+    let mut timed: Vec<(Instant, ConnEvent)> = [
+        faults.drop_after.map(|d| (started + d, ConnEvent::Drop)),
+        faults.disconnect_after.map(|(d, r)| (started + d, ConnEvent::Disconnect(r))),
+        faults.malformed_after.map(|d| (started + d, ConnEvent::Raw(malformed_packet()))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let mut rng = fastrand::Rng::new();
     let mut next_step = started;
     let mut scenario = match &hub.cfg.prices {
@@ -447,9 +460,8 @@ fn market_loop(hub: &Hub) {
     }
     loop {
         let now = Instant::now();
-        if drop_at.is_some_and(|t| now >= t) {
-            drop_at = None;
-            hub.broadcast(ConnEvent::Drop);
+        for (_, event) in timed.extract_if(.., |(at, _)| now >= *at) {
+            hub.broadcast(event);
         }
         let mut wait = Duration::from_millis(5);
         match &hub.cfg.prices {
@@ -502,6 +514,13 @@ fn replay_due(
     }
 }
 
+/// A ticker whose segment byte is 6 (unused): framed correctly, refused by any decoder.
+fn malformed_packet() -> Vec<u8> {
+    let mut bytes = crate::feed::vectors::TICKER.to_vec();
+    bytes[3] = 6;
+    bytes
+}
+
 /// Steers a running simulator feed; cheap to clone.
 #[derive(Clone)]
 pub struct SimFeedControl(Arc<Hub>);
@@ -552,9 +571,7 @@ impl SimFeedControl {
     /// Every open connection receives one malformed packet: a ticker whose segment byte is 6
     /// (unused), so the price never reaches a cache.
     pub fn send_malformed(&self) {
-        let mut bytes = crate::feed::vectors::TICKER.to_vec();
-        bytes[3] = 6;
-        self.send_raw(bytes);
+        self.send_raw(malformed_packet());
     }
 
     /// Every open connection receives these bytes as one binary message.
