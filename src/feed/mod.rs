@@ -21,6 +21,7 @@ pub use codec::{
     DecodeError, DepthLevel, Disconnect, DisconnectReason, Full, Malformed, MarketStatus, Oi,
     Packet, PacketKind, PrevClose, Quote, Ticker, Unknown,
 };
+pub use reader::{FeedReader, FeedStats, ReaderConfig, ReaderShared};
 pub use splitter::{Framed, Packets};
 pub use subscribe::{FeedMode, FeedRequest, RequestError};
 pub use subscriptions::SubscriptionSet;

@@ -29,73 +29,41 @@
 //! * The token comes from a [`TokenSource`] when the reader has none (first connect, after a
 //!   807/809/401/403, after a respawn) and never appears in a log line or an error.
 
+mod config;
 mod connect;
+mod health;
+mod policy;
 mod stats;
+mod token;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError, select};
-use serde_json::json;
 use tungstenite::Message;
 
+pub use config::ReaderConfig;
 pub use connect::{ConnectError, install_crypto_provider};
+pub use policy::{Ending, Plan, plan};
 pub use stats::{ConnState, FeedStats};
+pub use token::{AccessToken, TokenSource};
 
 use crate::domain::{Clock, InstrumentKey, Tick};
-use crate::feed::backoff::{Backoff, BackoffPolicy};
+use crate::feed::backoff::Backoff;
 use crate::feed::codec::{DisconnectReason, Packet};
 use crate::feed::splitter::Packets;
-use crate::feed::subscribe::{
-    FeedMode, MAX_INSTRUMENTS_PER_CONNECTION, subscribe_messages, unsubscribe_messages,
-};
+use crate::feed::subscribe::{subscribe_messages, unsubscribe_messages};
 use crate::feed::subscriptions::{SubscriptionSet, Tracked};
 use crate::feed::tick_cache::TickCache;
 use crate::feed::url::{redacted_feed_url, scrub};
-use crate::ops::health::{ComponentHealth, HealthBoard, Status};
+use crate::ops::health::HealthBoard;
 use crate::runtime::{Worker, WorkerCtx};
 use connect::{FeedSocket, Opened, Timeouts};
+use health::HealthPublisher;
 
 /// The health board component name.
 pub const HEALTH_COMPONENT: &str = "feed";
-
-/// A Dhan access token. Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(String);
-
-impl AccessToken {
-    pub fn new(token: impl Into<String>) -> AccessToken {
-        AccessToken(token.into())
-    }
-
-    /// The token itself, for the URL only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccessToken(***)")
-    }
-}
-
-/// Where the reader gets the current access token (a file, the config's secret store, …).
-/// Called on first connect and whenever the server says the token is no good. The error text
-/// must not contain the token.
-pub trait TokenSource: Send + Sync {
-    fn token(&self) -> Result<AccessToken, String>;
-}
-
-impl<F> TokenSource for F
-where
-    F: Fn() -> Result<AccessToken, String> + Send + Sync,
-{
-    fn token(&self) -> Result<AccessToken, String> {
-        self()
-    }
-}
 
 /// What the `on_fatal` hook is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,93 +75,6 @@ pub struct FeedFatal {
 
 /// Called once when the feed stops for good (806/808/810).
 pub type FatalHook = Arc<dyn Fn(&FeedFatal) + Send + Sync>;
-
-/// The reader's settings (the TOML mapping lives in `config`).
-#[derive(Clone, Debug)]
-pub struct ReaderConfig {
-    /// `wss://api-feed.dhan.co` live, `ws://127.0.0.1:PORT` for the simulator.
-    pub url: String,
-    pub client_id: String,
-    pub mode: FeedMode,
-    /// TCP connect, and separately the whole WebSocket handshake.
-    pub connect_timeout: Duration,
-    pub write_timeout: Duration,
-    /// Socket read timeout slice; capped at the worker's `beat_every`.
-    pub poll_interval: Duration,
-    pub backoff: BackoffPolicy,
-    /// No frame and no ping for this long: the socket is dead.
-    pub stall_timeout: Duration,
-    /// Minimum wait after a handshake 429.
-    pub cool_off_429: Duration,
-    /// Minimum wait after a 805 disconnect.
-    pub back_off_805: Duration,
-    /// A connection that delivered data for this long resets the backoff.
-    pub healthy_after: Duration,
-    pub max_instruments: usize,
-    /// How often health, gauges and price ages are refreshed.
-    pub health_every: Duration,
-    /// TLS settings for `wss://`; `None` trusts the Mozilla roots (webpki-roots) with rustls'
-    /// ring provider.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl ReaderConfig {
-    /// Spec §1.7 / §7 defaults: 2 s → 60 s backoff, 45 s stall, 60 s cool-offs.
-    pub fn new(url: impl Into<String>, client_id: impl Into<String>) -> ReaderConfig {
-        ReaderConfig {
-            url: url.into(),
-            client_id: client_id.into(),
-            mode: FeedMode::Quote,
-            connect_timeout: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(100),
-            backoff: BackoffPolicy::default(),
-            stall_timeout: Duration::from_secs(45),
-            cool_off_429: Duration::from_secs(60),
-            back_off_805: Duration::from_secs(60),
-            healthy_after: Duration::from_secs(10),
-            max_instruments: MAX_INSTRUMENTS_PER_CONNECTION,
-            health_every: Duration::from_secs(1),
-            tls: None,
-        }
-    }
-}
-
-impl ReaderConfig {
-    /// Every problem with these settings, for the config checker to report at once.
-    pub fn validate(&self) -> Vec<String> {
-        let mut errors = Vec::new();
-        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
-            errors.push(format!("feed url {:?} must start with ws:// or wss://", self.url));
-        }
-        if self.client_id.trim().is_empty() {
-            errors.push("feed client id is empty".to_string());
-        }
-        for (name, d) in [
-            ("connect_timeout", self.connect_timeout),
-            ("write_timeout", self.write_timeout),
-            ("poll_interval", self.poll_interval),
-            ("health_every", self.health_every),
-        ] {
-            if d.is_zero() {
-                errors.push(format!("feed {name} must be positive"));
-            }
-        }
-        if self.stall_timeout <= self.poll_interval {
-            errors.push(format!(
-                "feed stall_timeout {:?} must exceed poll_interval {:?}",
-                self.stall_timeout, self.poll_interval
-            ));
-        }
-        if self.max_instruments == 0 || self.max_instruments > MAX_INSTRUMENTS_PER_CONNECTION {
-            errors.push(format!(
-                "feed max_instruments {} must be within 1..={MAX_INSTRUMENTS_PER_CONNECTION}",
-                self.max_instruments
-            ));
-        }
-        errors
-    }
-}
 
 /// Everything the reader shares with the rest of the engine. Built once, outside the worker.
 #[derive(Clone)]
@@ -208,53 +89,6 @@ pub struct ReaderShared {
     pub on_fatal: FatalHook,
     /// Stamps `received_at`.
     pub clock: Arc<dyn Clock>,
-}
-
-/// How a connection attempt or a session ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ending {
-    Stopped,
-    /// HTTP 429 at the handshake.
-    RateLimited,
-    /// HTTP 401/403 at the handshake.
-    Unauthorized,
-    /// Could not connect (DNS, TCP, TLS, other HTTP status, timeout, no token).
-    ConnectFailed,
-    /// A code-50 packet.
-    Server(DisconnectReason),
-    /// Transport error, close frame or stall on an established socket.
-    Lost,
-}
-
-/// What to do after an [`Ending`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan {
-    Stop,
-    Retry { after: Duration, reload_token: bool },
-    Fatal(DisconnectReason),
-}
-
-/// The reconnect decision table (pure). `random` is uniform in `[0, 1)`.
-pub fn plan(ending: &Ending, cfg: &ReaderConfig, backoff: &mut Backoff, random: f64) -> Plan {
-    let retry = |after: Duration, reload_token: bool| Plan::Retry { after, reload_token };
-    match ending {
-        Ending::Stopped => Plan::Stop,
-        Ending::RateLimited => retry(backoff.next_delay(random).max(cfg.cool_off_429), false),
-        Ending::Unauthorized => retry(backoff.next_delay(random), true),
-        Ending::ConnectFailed | Ending::Lost => retry(backoff.next_delay(random), false),
-        Ending::Server(reason) => match reason {
-            DisconnectReason::TooManyConnections => {
-                retry(backoff.next_delay(random).max(cfg.back_off_805), false)
-            }
-            DisconnectReason::TokenExpired | DisconnectReason::TokenInvalid => {
-                retry(backoff.next_delay(random), true)
-            }
-            DisconnectReason::DataApiNotSubscribed
-            | DisconnectReason::AuthenticationFailed
-            | DisconnectReason::ClientIdInvalid => Plan::Fatal(*reason),
-            _ => retry(backoff.next_delay(random), false),
-        },
-    }
 }
 
 /// What handling one message asks of the session.
@@ -273,26 +107,20 @@ pub struct FeedReader {
     rng: fastrand::Rng,
     token: Option<AccessToken>,
     tracked: Tracked,
-    next_publish: Instant,
-    ticks_at_publish: (Instant, u64),
-    aged_labels: BTreeSet<InstrumentKey>,
+    health: HealthPublisher,
     receiver_gone_logged: bool,
 }
 
 impl FeedReader {
     pub fn new(cfg: ReaderConfig, shared: ReaderShared) -> FeedReader {
-        let now = Instant::now();
-        let ticks = shared.stats.ticks.get();
         FeedReader {
             backoff: Backoff::new(cfg.backoff),
-            cfg,
+            health: HealthPublisher::new(&cfg, &shared),
+            tracked: shared.subscriptions.snapshot(),
             rng: fastrand::Rng::new(),
             token: None,
-            tracked: shared.subscriptions.snapshot(),
-            next_publish: now,
-            ticks_at_publish: (now, ticks),
-            aged_labels: BTreeSet::new(),
             receiver_gone_logged: false,
+            cfg,
             shared,
         }
     }
@@ -580,71 +408,10 @@ impl FeedReader {
         }
     }
 
-    /// Refreshes gauges, price ages and the health board, at most every `health_every`
-    /// unless `force`.
+    /// Refreshes health and gauges (at most every `health_every` unless `force`).
     fn publish(&mut self, force: bool) {
-        let now = Instant::now();
-        if !force && now < self.next_publish {
-            return;
-        }
-        self.next_publish = now + self.cfg.health_every;
         self.refresh_tracked();
-        let stats = &self.shared.stats;
-        let ticks = stats.ticks.get();
-        let (t0, n0) = self.ticks_at_publish;
-        let secs = now.duration_since(t0).as_secs_f64();
-        if secs > 0.0 {
-            stats.ticks_per_second.set(((ticks.saturating_sub(n0)) as f64 / secs).round() as i64);
-        }
-        self.ticks_at_publish = (now, ticks);
-        let frame_age = stats.last_frame_age().map(|d| d.as_millis() as i64);
-        stats.last_frame_age_ms.set(frame_age.unwrap_or(-1));
-
-        let wall = self.shared.clock.now();
-        let mut ages = serde_json::Map::new();
-        for key in &self.tracked.positions {
-            let age = self
-                .shared
-                .cache
-                .tick(*key)
-                .map_or(-1, |t| wall.millis_since(t.received_at).max(0));
-            stats.price_age_ms.with_label_values(&[&key.to_string()]).set(age);
-            ages.insert(key.to_string(), json!(age));
-        }
-        for gone in self.aged_labels.difference(&self.tracked.positions) {
-            let _ = stats.price_age_ms.remove_label_values(&[&gone.to_string()]);
-        }
-        self.aged_labels = self.tracked.positions.clone();
-
-        let state = stats.state();
-        let (status, reason) = match (state, stats.fatal()) {
-            (_, Some(r)) => (Status::Down, format!("feed stopped: server disconnect {r}")),
-            (ConnState::Connected, _) if stats.over_limit.get() > 0 => (
-                Status::Degraded,
-                format!(
-                    "{} tracked instruments over the per-connection limit",
-                    stats.over_limit.get()
-                ),
-            ),
-            (ConnState::Connected, _) => (Status::Ok, String::new()),
-            (s, _) if stats.state_age() > self.cfg.stall_timeout => (
-                Status::Down,
-                format!("{} for {:?}: {}", s.name(), stats.state_age(), stats.last_error()),
-            ),
-            (s, _) => (Status::Degraded, format!("{}: {}", s.name(), stats.last_error())),
-        };
-        let details = json!({
-            "state": state.name(),
-            "reconnects": stats.reconnects.get(),
-            "last_frame_age_ms": frame_age,
-            "ticks_per_sec": stats.ticks_per_second.get(),
-            "decode_errors": stats.decode_errors.get(),
-            "subscribed": stats.subscribed.get(),
-            "position_price_age_ms": ages,
-        });
-        self.shared
-            .health
-            .set(HEALTH_COMPONENT, ComponentHealth::new(status, reason).with_details(details));
+        self.health.publish(force, &self.shared, &self.tracked);
     }
 
     fn go_fatal(&mut self, reason: DisconnectReason) {
@@ -693,16 +460,12 @@ impl Worker for FeedReader {
                         log::info!(target: "feed", "reloading the access token before reconnecting");
                         self.token = None;
                     }
-                    let state = if after >= self.cfg.cool_off_429.min(self.cfg.back_off_805)
-                        && matches!(
-                            ending,
-                            Ending::RateLimited
-                                | Ending::Server(DisconnectReason::TooManyConnections)
-                        ) {
-                        ConnState::CoolingOff
-                    } else {
-                        ConnState::Disconnected
-                    };
+                    let cooling = matches!(
+                        ending,
+                        Ending::RateLimited | Ending::Server(DisconnectReason::TooManyConnections)
+                    );
+                    let state =
+                        if cooling { ConnState::CoolingOff } else { ConnState::Disconnected };
                     self.shared.stats.set_state(state);
                     log::info!(target: "feed", "reconnecting in {after:?}");
                     next_attempt = Instant::now() + after;
@@ -713,80 +476,5 @@ impl Worker for FeedReader {
         self.shared.stats.set_state(ConnState::Disconnected);
         self.publish(true);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg() -> ReaderConfig {
-        let mut c = ReaderConfig::new("ws://127.0.0.1:1", "1");
-        c.backoff = BackoffPolicy::new(Duration::from_millis(100), Duration::from_secs(10), 0.0)
-            .expect("valid policy");
-        c.cool_off_429 = Duration::from_secs(60);
-        c.back_off_805 = Duration::from_secs(30);
-        c
-    }
-
-    fn retry(ms: u64, reload_token: bool) -> Plan {
-        Plan::Retry { after: Duration::from_millis(ms), reload_token }
-    }
-
-    #[test]
-    fn reconnect_plan_follows_the_disconnect_table() {
-        use DisconnectReason as R;
-        let cases = [
-            (Ending::Stopped, Plan::Stop),
-            (Ending::Lost, retry(100, false)),
-            (Ending::ConnectFailed, retry(100, false)),
-            (Ending::RateLimited, retry(60_000, false)),
-            (Ending::Unauthorized, retry(100, true)),
-            (Ending::Server(R::TooManyConnections), retry(30_000, false)),
-            (Ending::Server(R::TokenExpired), retry(100, true)),
-            (Ending::Server(R::TokenInvalid), retry(100, true)),
-            (Ending::Server(R::DataApiNotSubscribed), Plan::Fatal(R::DataApiNotSubscribed)),
-            (Ending::Server(R::AuthenticationFailed), Plan::Fatal(R::AuthenticationFailed)),
-            (Ending::Server(R::ClientIdInvalid), Plan::Fatal(R::ClientIdInvalid)),
-            (Ending::Server(R::InternalError), retry(100, false)),
-            (Ending::Server(R::InstrumentLimit), retry(100, false)),
-            (Ending::Server(R::Other(999)), retry(100, false)),
-        ];
-        for (ending, expected) in cases {
-            let mut b = Backoff::new(cfg().backoff);
-            assert_eq!(plan(&ending, &cfg(), &mut b, 0.0), expected, "{ending:?}");
-        }
-    }
-
-    #[test]
-    fn repeated_failures_back_off_exponentially_and_cool_offs_stay_a_floor() {
-        let c = cfg();
-        let mut b = Backoff::new(c.backoff);
-        let waits: Vec<Plan> = (0..4).map(|_| plan(&Ending::Lost, &c, &mut b, 0.0)).collect();
-        assert_eq!(
-            waits,
-            [retry(100, false), retry(200, false), retry(400, false), retry(800, false)]
-        );
-        for _ in 0..20 {
-            plan(&Ending::Lost, &c, &mut b, 0.0);
-        }
-        assert_eq!(plan(&Ending::Lost, &c, &mut b, 0.0), retry(10_000, false), "capped");
-        assert_eq!(plan(&Ending::RateLimited, &c, &mut b, 0.0), retry(60_000, false));
-    }
-
-    #[test]
-    fn config_validation_reports_every_problem() {
-        assert!(cfg().validate().is_empty());
-        let mut c = ReaderConfig::new("http://x", " ");
-        c.poll_interval = Duration::ZERO;
-        c.stall_timeout = Duration::ZERO;
-        c.max_instruments = 5001;
-        let errors = c.validate();
-        assert_eq!(errors.len(), 5, "{errors:?}");
-    }
-
-    #[test]
-    fn access_token_debug_is_redacted() {
-        assert_eq!(format!("{:?}", AccessToken::new("eyJsecret")), "AccessToken(***)");
     }
 }

@@ -476,5 +476,4 @@ fn snapshot(instrument: InstrumentKey, w: &[u64; WORDS]) -> Option<TickSnapshot>
 }
 
 #[cfg(test)]
-#[path = "tick_cache_tests.rs"]
 mod tests;

@@ -370,7 +370,7 @@ impl SimFeed {
             let hub = hub.clone();
             std::thread::Builder::new()
                 .name("sim-feed-market".into())
-                .spawn(move || market_loop(&hub))?
+                .spawn(move || market::run(&hub))?
         };
         log::info!(target: "sim", "feed simulator listening on ws://{addr}");
         Ok(SimFeed { addr, hub, acceptor: Some(acceptor), market: Some(market) })
@@ -435,82 +435,6 @@ fn accept_loop(hub: &Arc<Hub>, listener: TcpListener) {
             }
             Err(e) => log::error!(target: "sim", "feed: cannot start a connection thread: {e}"),
         }
-    }
-}
-
-fn market_loop(hub: &Hub) {
-    let started = Instant::now();
-    let faults = &hub.cfg.faults;
-    let mut timed: Vec<(Instant, ConnEvent)> = [
-        faults.drop_after.map(|d| (started + d, ConnEvent::Drop)),
-        faults.disconnect_after.map(|(d, r)| (started + d, ConnEvent::Disconnect(r))),
-        faults.malformed_after.map(|d| (started + d, ConnEvent::Raw(malformed_packet()))),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let mut rng = fastrand::Rng::new();
-    let mut next_step = started;
-    let mut scenario = match &hub.cfg.prices {
-        PriceSource::Scenario { rows, pace } => Some((rows.iter(), *pace, None::<(Instant, i64)>)),
-        _ => None,
-    };
-    if let PriceSource::RandomWalk { seed, .. } = hub.cfg.prices {
-        rng.seed(seed);
-    }
-    loop {
-        let now = Instant::now();
-        for (_, event) in timed.extract_if(.., |(at, _)| now >= *at) {
-            hub.broadcast(event);
-        }
-        let mut wait = Duration::from_millis(5);
-        match &hub.cfg.prices {
-            PriceSource::Manual => {}
-            PriceSource::RandomWalk { interval, .. } => {
-                if now >= next_step {
-                    next_step = now + *interval;
-                    let ltt = hub.now_ltt();
-                    for key in hub.subscribed_instruments() {
-                        let price = market::walk(hub.state(key).ltp, &mut rng);
-                        hub.publish(key, price, ltt);
-                    }
-                }
-                wait = wait.min(next_step.saturating_duration_since(now));
-            }
-            PriceSource::Scenario { .. } => {
-                if let Some((rows, pace, origin)) = scenario.as_mut() {
-                    wait = replay_due(hub, rows, *pace, origin, now).unwrap_or(wait);
-                }
-            }
-        }
-        if !hub.sleep(wait) {
-            return;
-        }
-    }
-}
-
-/// Publishes every scenario row that is due; returns how long until the next one.
-fn replay_due(
-    hub: &Hub,
-    rows: &mut std::slice::Iter<'_, ScenarioRow>,
-    pace: Pace,
-    origin: &mut Option<(Instant, i64)>,
-    now: Instant,
-) -> Option<Duration> {
-    if hub.subscribed.lock().is_empty() && origin.is_none() {
-        return None;
-    }
-    loop {
-        let row = *rows.as_slice().first()?;
-        let (t0, ts0) = *origin.get_or_insert((now, row.ts.millis()));
-        if pace == Pace::RealTime {
-            let due = t0 + Duration::from_millis(row.ts.millis().saturating_sub(ts0).max(0) as u64);
-            if due > now {
-                return Some(due - now);
-            }
-        }
-        rows.next();
-        hub.publish(row.instrument, row.ltp, row.ts.to_feed_ltt());
     }
 }
 

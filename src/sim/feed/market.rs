@@ -1,9 +1,14 @@
 //! The simulated market behind the feed: per-instrument day statistics that move with each
-//! price, and the packets a subscription mode receives for them (spec dhan-v2 §1.5).
+//! price, the packets a subscription mode receives for them (spec dhan-v2 §1.5), and the
+//! market thread that moves prices (random walk, scenario) and fires timed faults.
 
+use std::time::{Duration, Instant};
+
+use super::{ConnEvent, Hub, Pace, PriceSource, malformed_packet};
 use crate::domain::{InstrumentKey, Paise, Segment};
 use crate::feed::codec::{DepthLevel, Full, Oi, Packet, PrevClose, Quote, Ticker};
 use crate::feed::subscribe::FeedMode;
+use crate::sim::scenario::ScenarioRow;
 
 /// Tick size of Indian index options: ₹0.05.
 pub const TICK: Paise = Paise(5);
@@ -143,6 +148,83 @@ pub fn is_derivative(segment: Segment) -> bool {
 pub fn walk(price: Paise, rng: &mut fastrand::Rng) -> Paise {
     let step = Paise(TICK.0 * (rng.i64(0..3) - 1));
     (price + step).max(TICK)
+}
+
+/// The market thread: moves prices per the configured source and fires the timed faults.
+pub(super) fn run(hub: &Hub) {
+    let started = Instant::now();
+    let faults = &hub.cfg.faults;
+    let mut timed: Vec<(Instant, ConnEvent)> = [
+        faults.drop_after.map(|d| (started + d, ConnEvent::Drop)),
+        faults.disconnect_after.map(|(d, r)| (started + d, ConnEvent::Disconnect(r))),
+        faults.malformed_after.map(|d| (started + d, ConnEvent::Raw(malformed_packet()))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut rng = fastrand::Rng::new();
+    let mut next_step = started;
+    let mut scenario = match &hub.cfg.prices {
+        PriceSource::Scenario { rows, pace } => Some((rows.iter(), *pace, None::<(Instant, i64)>)),
+        _ => None,
+    };
+    if let PriceSource::RandomWalk { seed, .. } = hub.cfg.prices {
+        rng.seed(seed);
+    }
+    loop {
+        let now = Instant::now();
+        for (_, event) in timed.extract_if(.., |(at, _)| now >= *at) {
+            hub.broadcast(event);
+        }
+        let mut wait = Duration::from_millis(5);
+        match &hub.cfg.prices {
+            PriceSource::Manual => {}
+            PriceSource::RandomWalk { interval, .. } => {
+                if now >= next_step {
+                    next_step = now + *interval;
+                    let ltt = hub.now_ltt();
+                    for key in hub.subscribed_instruments() {
+                        let price = walk(hub.state(key).ltp, &mut rng);
+                        hub.publish(key, price, ltt);
+                    }
+                }
+                wait = wait.min(next_step.saturating_duration_since(now));
+            }
+            PriceSource::Scenario { .. } => {
+                if let Some((rows, pace, origin)) = scenario.as_mut() {
+                    wait = replay_due(hub, rows, *pace, origin, now).unwrap_or(wait);
+                }
+            }
+        }
+        if !hub.sleep(wait) {
+            return;
+        }
+    }
+}
+
+/// Publishes every scenario row that is due; returns how long until the next one.
+fn replay_due(
+    hub: &Hub,
+    rows: &mut std::slice::Iter<'_, ScenarioRow>,
+    pace: Pace,
+    origin: &mut Option<(Instant, i64)>,
+    now: Instant,
+) -> Option<Duration> {
+    if hub.subscribed.lock().is_empty() && origin.is_none() {
+        return None;
+    }
+    loop {
+        let row = *rows.as_slice().first()?;
+        let (t0, ts0) = *origin.get_or_insert((now, row.ts.millis()));
+        if pace == Pace::RealTime {
+            let due = t0 + Duration::from_millis(row.ts.millis().saturating_sub(ts0).max(0) as u64);
+            if due > now {
+                return Some(due - now);
+            }
+        }
+        rows.next();
+        hub.publish(row.instrument, row.ltp, row.ts.to_feed_ltt());
+    }
 }
 
 #[cfg(test)]
