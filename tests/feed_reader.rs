@@ -384,14 +384,20 @@ fn malformed_packets_are_counted_and_the_feed_goes_on() {
 }
 
 #[test]
-fn stop_during_a_long_cool_off_returns_promptly() {
+fn stop_during_a_long_cool_off_returns_promptly_and_health_turns_down() {
     let mut cfg = sim_config();
     cfg.faults.refuse_handshakes = 1;
     let sim = SimFeed::start(cfg, PriceBoard::new()).expect("sim");
     let e = engine(&[TOKEN], 16, SubscriptionSet::with_watchlist([FNO]));
     let mut reader_cfg = reader_config(&sim);
     reader_cfg.cool_off_429 = Duration::from_secs(600);
+    reader_cfg.stall_timeout = Duration::from_millis(300);
     let reader = spawn_reader(reader_cfg, e.shared.clone());
     wait_until("the reader cools off", || e.stats.state() == ConnState::CoolingOff);
+    wait_until("health turns down once the feed has been gone for the stall timeout", || {
+        e.health
+            .get("feed")
+            .is_some_and(|h| h.status == Status::Down && h.reason.contains("cooling_off"))
+    });
     reader.stop();
 }

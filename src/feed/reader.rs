@@ -28,6 +28,12 @@
 //!   more attempts until [`FeedStats::clear_fatal`]; anything else → backoff.
 //! * The token comes from a [`TokenSource`] when the reader has none (first connect, after a
 //!   807/809/401/403, after a respawn) and never appears in a log line or an error.
+//!
+//! Liveness: the reader beats at least every `beat_every` while reading (the socket read
+//! timeout is `min(poll_interval, beat_every)`), handshaking, waiting and blocked on a position
+//! tick, and returns within one slice of a stop. Two calls can block longer without a beat: the
+//! TCP connect (up to `connect_timeout`) and a socket write (up to `write_timeout`); the
+//! supervisor's heartbeat limit for this worker must exceed both.
 
 mod config;
 mod connect;
