@@ -89,6 +89,7 @@ fn dispatch(command: Command) -> u8 {
             Ok(cfg) => crate::replay::command(&cfg.replay_params(), &ticks, &positions, &out),
             Err(code) => code,
         },
+        Command::Decode { file, strict } => crate::feed::decode_cmd::run(file.as_deref(), strict),
         other => {
             eprintln!("scalper: command {other:?} is not available in this build");
             EXIT_FAILURE

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod exec;
+pub mod feed;
 pub mod ops;
 pub mod pnl;
 pub mod replay;

@@ -2,4 +2,6 @@
 //! socket) that follow spec dhan-v2 as faithfully as the engine's client must. Used by `make run`
 //! (paper mode), by `scalper sim`, and by the tests over real loopback sockets.
 
+pub mod feed;
 pub mod prices;
+pub mod scenario;
