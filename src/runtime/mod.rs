@@ -13,7 +13,7 @@ pub mod worker;
 
 pub use backoff::Backoff;
 pub use supervisor::{
-    Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle, SupervisorOutcome, WorkerSpec,
-    WorkerState, WorkerStatus,
+    StatusTable, Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle,
+    SupervisorOutcome, WorkerSpec, WorkerState, WorkerStatus,
 };
 pub use worker::{Heartbeat, StopHandle, StopSignal, Worker, WorkerCtx, monotonic_millis};

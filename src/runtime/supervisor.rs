@@ -210,19 +210,29 @@ pub struct Supervisor {
     cfg: SupervisorConfig,
     specs: Vec<WorkerSpec>,
     metrics: Metrics,
+    status: StatusTable,
 }
+
+/// The shared table of worker statuses, in start order; the supervisor writes it, health,
+/// metrics and the watchdog read it.
+pub type StatusTable = Arc<RwLock<Vec<WorkerStatus>>>;
 
 /// The running supervisor, seen from outside.
 pub struct SupervisorHandle {
     control: Sender<()>,
-    status: Arc<RwLock<Vec<WorkerStatus>>>,
+    status: StatusTable,
     events: Receiver<SupervisorEvent>,
     thread: Option<JoinHandle<SupervisorOutcome>>,
 }
 
 impl Supervisor {
     pub fn new(cfg: SupervisorConfig, metrics: Metrics) -> Supervisor {
-        Supervisor { cfg, specs: Vec::new(), metrics }
+        Supervisor { cfg, specs: Vec::new(), metrics, status: StatusTable::default() }
+    }
+
+    /// The status table, available before the start so that readers can be built first.
+    pub fn status_table(&self) -> StatusTable {
+        self.status.clone()
     }
 
     /// Declares the next worker; start order is declaration order, stop order the reverse.
@@ -235,7 +245,7 @@ impl Supervisor {
     pub fn start(self) -> std::io::Result<SupervisorHandle> {
         let (control_tx, control_rx) = crossbeam_channel::bounded(4);
         let (event_tx, event_rx) = crossbeam_channel::unbounded();
-        let status = Arc::new(RwLock::new(Vec::new()));
+        let status = self.status.clone();
         let run = Run::new(self, control_rx, event_tx, status.clone());
         let thread =
             std::thread::Builder::new().name("supervisor".into()).spawn(move || run.main())?;
@@ -250,7 +260,7 @@ impl SupervisorHandle {
     }
 
     /// A shared view of the status table (for health, metrics and the watchdog).
-    pub fn status_table(&self) -> Arc<RwLock<Vec<WorkerStatus>>> {
+    pub fn status_table(&self) -> StatusTable {
         self.status.clone()
     }
 
