@@ -10,3 +10,4 @@ pub mod domain;
 pub mod ops;
 pub mod runtime;
 pub mod sim;
+pub mod store;
