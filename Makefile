@@ -9,8 +9,9 @@ build:
 run: build
 	./target/release/scalper run --config config/default.toml
 
+# Starts (or reuses) the Redis and PostgreSQL the tests need: see scripts/with-test-services.
 test:
-	$(CARGO) test --all-targets
+	scripts/with-test-services $(CARGO) test --all-targets
 
 bench:
 	$(CARGO) bench
