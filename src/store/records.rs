@@ -431,11 +431,12 @@ pub struct AuditEntry {
 pub enum EventKind {
     /// Insert or replace a position with its whole risk state.
     PositionUpsert(PositionRecord),
-    /// Update the per-tick risk state of a known position.
+    /// Update the per-tick risk state of a known position (no effect on an unknown one).
     PositionMark(PositionMark),
     /// A new order (before it is sent); also starts its history.
     OrderPlaced(OrderRecord),
-    /// An order's status changed; appended to its history.
+    /// An order's status changed; appended to its history (also for an order not known here,
+    /// whose status row then does not exist).
     OrderStatus(OrderStatusChange),
     /// An execution (ignored if its trade id is known).
     Fill(FillRecord),

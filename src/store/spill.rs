@@ -100,9 +100,7 @@ impl SpillFiles {
                 .map_err(|e| io_err(path, "encoding an event")(io::Error::other(e)))?;
             buf.push(b'\n');
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io_err(path, "creating its directory"))?;
-        }
+        create_parent(path)?;
         let created = !path.exists();
         let mut f = OpenOptions::new()
             .create(true)
@@ -136,6 +134,7 @@ impl SpillFiles {
         if let Some(text) = line {
             push(&RejectedLine { reason, event: None, line: Some(text) });
         }
+        create_parent(path)?;
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
@@ -193,6 +192,13 @@ impl SpillFiles {
             total.max_id = total.max_id.max(s.max_id);
         }
         Ok(total)
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), SpillError> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(io_err(path, "creating its directory")),
+        None => Ok(()),
     }
 }
 

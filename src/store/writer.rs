@@ -39,6 +39,9 @@ use crate::runtime::{Worker, WorkerCtx};
 /// Opens a store on the calling thread (the writer's). Called again after every failure.
 pub type Connector = Arc<dyn Fn() -> Result<Box<dyn Store>, StoreError> + Send + Sync>;
 
+/// How often an idle writer checks that its connection still works.
+const IDLE_PING: Duration = Duration::from_secs(5);
+
 /// The health board's component name.
 pub const HEALTH_COMPONENT: &str = "store";
 
@@ -272,6 +275,8 @@ pub struct StoreWriter {
     last_health_at: Instant,
     outage_logged: bool,
     held: Option<String>,
+    /// When the database last answered.
+    last_ok: Instant,
 }
 
 impl StoreWriter {
@@ -288,6 +293,7 @@ impl StoreWriter {
             last_health_at: Instant::now(),
             outage_logged: false,
             held: None,
+            last_ok: Instant::now(),
         }
     }
 
@@ -340,6 +346,7 @@ impl StoreWriter {
                 self.outage_logged = false;
                 self.backoff.reset();
                 self.store = Some(store);
+                self.last_ok = Instant::now();
                 self.shared.metrics.database_up.set(1);
                 true
             }
@@ -393,6 +400,7 @@ impl StoreWriter {
         match result {
             Ok(outcome) => {
                 self.count_applied(outcome);
+                self.last_ok = Instant::now();
                 events.len()
             }
             Err(e) if e.is_unavailable() => {
@@ -626,6 +634,25 @@ impl StoreWriter {
         }
     }
 
+    /// With nothing to write: connect (so that health tells the truth before the first event),
+    /// replay a waiting spill as soon as the database is back, and check an idle connection
+    /// now and then.
+    fn idle(&mut self, ctx: &WorkerCtx) {
+        let was_connected = self.store.is_some();
+        if !self.ensure_connected() {
+            return;
+        }
+        if self.spill_pending {
+            self.replay(ctx);
+        } else if was_connected && self.last_ok.elapsed() >= IDLE_PING {
+            let result = self.store.as_mut().map(|s| s.ping());
+            match result {
+                Some(Err(e)) => self.lost(e),
+                _ => self.last_ok = Instant::now(),
+            }
+        }
+    }
+
     /// How long to wait for the first event of a batch.
     fn idle_wait(&self, ctx: &WorkerCtx) -> Duration {
         let beat = ctx.beat_every();
@@ -657,9 +684,8 @@ impl Worker for StoreWriter {
             ctx.beat();
             let wait = self.idle_wait(ctx);
             let had_work = self.step(ctx, wait, true);
-            // Idle with a spill waiting: replay as soon as the database is back.
-            if !had_work && self.spill_pending && self.held.is_none() && self.ensure_connected() {
-                self.replay(ctx);
+            if !had_work && self.held.is_none() {
+                self.idle(ctx);
             }
             if self.held.is_some() {
                 let delay = self.backoff.next_delay();
