@@ -53,10 +53,6 @@ fn config(dir: &tempfile::TempDir) -> WriterConfig {
     }
 }
 
-fn sqlite_connector(path: std::path::PathBuf) -> Connector {
-    Arc::new(move || SqliteStore::open(&path).map(|s| Box::new(s) as Box<dyn Store>))
-}
-
 /// Checks that the audit log holds exactly the numbered events `0..n`, in id order.
 fn assert_all_once_in_order(entries: &[AuditEntry], n: u64) {
     let seqs: Vec<u64> = entries.iter().map(seq_of).collect();
@@ -352,7 +348,7 @@ fn a_crash_during_replay_replays_again_without_duplicates() {
     let (handle, inbox) = queue(1024);
     let shared = WriterShared::new(
         inbox,
-        sqlite_connector(db.path.clone()),
+        scalper::store::sqlite::connector(db.path.clone()),
         cfg,
         &Metrics::new(),
         HealthBoard::new(),
@@ -361,7 +357,12 @@ fn a_crash_during_replay_replays_again_without_duplicates() {
     for seq in 150..160 {
         handle.record(numbered(seq));
     }
+    assert!(!shared.is_caught_up());
     let writer = run_writer(&shared);
+    // What startup waits for before reading recovery.
+    assert!(wait_until(LONG, || shared.is_caught_up()));
+    let s = shared.stats();
+    assert!(s.written + s.duplicates >= 150, "the spill was replayed first: {s:?}");
     assert!(
         wait_until(LONG, || shared.stats().written == 110 && handle.depth() == 0),
         "{:?}",
@@ -382,7 +383,7 @@ fn a_full_queue_overflows_without_blocking_and_drains_in_order() {
     let metrics = Metrics::new();
     let shared = WriterShared::new(
         inbox,
-        sqlite_connector(db.path.clone()),
+        scalper::store::sqlite::connector(db.path.clone()),
         config(&dir),
         &metrics,
         HealthBoard::new(),
@@ -411,7 +412,7 @@ fn stopping_the_writer_persists_what_is_already_queued() {
     let (handle, inbox) = queue(64);
     let shared = WriterShared::new(
         inbox,
-        sqlite_connector(db.path.clone()),
+        scalper::store::sqlite::connector(db.path.clone()),
         config(&dir),
         &Metrics::new(),
         HealthBoard::new(),
@@ -433,7 +434,7 @@ fn an_idle_writer_connects_and_reports_ok_and_an_unreachable_one_degraded() {
     let health = HealthBoard::new();
     let shared = WriterShared::new(
         inbox,
-        sqlite_connector(db.path.clone()),
+        scalper::store::sqlite::connector(db.path.clone()),
         config(&dir),
         &Metrics::new(),
         health.clone(),
@@ -451,7 +452,7 @@ fn an_idle_writer_connects_and_reports_ok_and_an_unreachable_one_degraded() {
     let health = HealthBoard::new();
     let shared = WriterShared::new(
         inbox,
-        sqlite_connector(blocker.join("store.db")),
+        scalper::store::sqlite::connector(blocker.join("store.db")),
         config(&dir),
         &Metrics::new(),
         health.clone(),

@@ -8,8 +8,20 @@
 //! appends events to a local spill file and replays it, in order and without duplicates, when
 //! the database returns. Applying an event is idempotent by its [`EventId`].
 //!
-//! Neighbours: `exec`/`risk` produce the events, startup reads [`Recovery`], `ops` shows the
-//! `store` health component and metrics.
+//! **Idempotency** comes from an `applied_events` table keyed by event id: claiming the id and
+//! applying the event happen in one transaction, so an event is applied at most once however
+//! often it is replayed. Natural-key upserts alone would not do: appends (order history, audit
+//! log) have no natural key, and replaying an old position upsert after a newer one would
+//! roll the risk state back. The cost is one small insert per event (one round trip per batch
+//! on PostgreSQL). The table grows by one row per event and is not pruned: a pruning horizon
+//! would have to be older than any spill file can be.
+//!
+//! Schema: versioned migrations ([`MIGRATIONS`], SQL in `migrations/`) recorded in
+//! `schema_migrations` and applied when a store opens. Money is BIGINT paise, instants BIGINT
+//! epoch milliseconds (UTC), trading days `YYYY-MM-DD` text.
+//!
+//! Neighbours: `exec`/`risk` produce the events, startup reads [`Recovery`] (after
+//! [`WriterShared::is_caught_up`]), `ops` shows the `store` health component and metrics.
 
 pub mod postgres;
 pub mod queue;

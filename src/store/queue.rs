@@ -7,8 +7,10 @@
 //! the worker is not keeping up: the worker reports it (an error log line per episode, a
 //! counter, `store` health `Degraded`), memory is the only limit, and nothing is lost.
 //!
-//! A short lock orders id assignment and enqueueing; it is held for a `try_send` or a
-//! `push_back`, never for I/O.
+//! A short lock orders id assignment and enqueueing. Producers hold it for a `try_send` or a
+//! `push_back`; the writer holds it only to swap the whole overflow buffer out (a pointer
+//! swap, plus at most the few events that reached the channel just before the overflow
+//! began). Nobody holds it for I/O.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -25,8 +27,13 @@ struct Shared {
     tx: Sender<StoreEvent>,
     rx: Receiver<StoreEvent>,
     overflow: Mutex<VecDeque<StoreEvent>>,
-    /// Mirrors `overflow.len()` for lock-free reads.
+    /// Overflow events the consumer has taken (the whole buffer at once, so that producers
+    /// wait for a pointer swap, not a copy) and not yet handed out. Older than anything in
+    /// the channel or the overflow buffer. Only the consumer locks it.
+    staged: Mutex<VecDeque<StoreEvent>>,
+    /// Mirror `overflow.len()` and `staged.len()` for lock-free reads.
     overflow_len: AtomicUsize,
+    staged_len: AtomicUsize,
     ids: EventIdGen,
     recorded: AtomicU64,
     overflowed: AtomicU64,
@@ -65,6 +72,8 @@ pub fn queue(capacity: usize) -> (StoreHandle, StoreInbox) {
         tx,
         rx,
         overflow: Mutex::new(VecDeque::new()),
+        staged: Mutex::new(VecDeque::new()),
+        staged_len: AtomicUsize::new(0),
         overflow_len: AtomicUsize::new(0),
         ids: EventIdGen::new(),
         recorded: AtomicU64::new(0),
@@ -122,7 +131,7 @@ impl StoreHandle {
 
     /// Events waiting to be taken by the writer.
     pub fn depth(&self) -> usize {
-        self.shared.rx.len() + self.shared.overflow_len.load(Ordering::Acquire)
+        stats(&self.shared).depth
     }
 
     pub fn stats(&self) -> QueueStats {
@@ -131,7 +140,7 @@ impl StoreHandle {
 }
 
 fn stats(s: &Shared) -> QueueStats {
-    let overflow = s.overflow_len.load(Ordering::Acquire);
+    let overflow = s.overflow_len.load(Ordering::Acquire) + s.staged_len.load(Ordering::Acquire);
     QueueStats {
         depth: s.rx.len() + overflow,
         overflow,
@@ -164,8 +173,14 @@ impl StoreInbox {
     pub fn take_ready(&self, max: usize, out: &mut Vec<StoreEvent>) {
         let s = &*self.shared;
         let limit = out.len() + max;
-        // Channel events are older than every overflow event: while the overflow buffer is
-        // not empty, producers add nothing to the channel.
+        let mut staged = s.staged.lock();
+        // Oldest first: staged overflow events, then the channel, then the overflow buffer.
+        unstage(s, &mut staged, limit, out);
+        if !staged.is_empty() {
+            return;
+        }
+        // While the overflow buffer is not empty producers add nothing to the channel, so
+        // everything in the channel is older than everything in the overflow buffer.
         while out.len() < limit {
             match s.rx.try_recv() {
                 Ok(ev) => out.push(ev),
@@ -175,15 +190,18 @@ impl StoreInbox {
         if out.len() >= limit || s.overflow_len.load(Ordering::Acquire) == 0 {
             return;
         }
-        let mut overflow = s.overflow.lock();
-        // A send may have landed after the drain above and before the overflow began; it is
-        // older than the overflow, and under the lock no new send can happen.
-        while let Ok(ev) = s.rx.try_recv() {
-            out.push(ev);
+        {
+            let mut overflow = s.overflow.lock();
+            // A send may have landed after the drain above and before the overflow began: it
+            // is older than the overflow. Under the lock no new send can happen, and at most
+            // a channel's worth can be waiting.
+            while let Ok(ev) = s.rx.try_recv() {
+                out.push(ev);
+            }
+            std::mem::swap(&mut *overflow, &mut *staged);
+            s.overflow_len.store(0, Ordering::Release);
         }
-        let n = limit.saturating_sub(out.len()).min(overflow.len());
-        out.extend(overflow.drain(..n));
-        s.overflow_len.store(overflow.len(), Ordering::Release);
+        unstage(s, &mut staged, limit, out);
     }
 
     /// Waits up to `wait` for a first event, then up to `linger` more for the batch to fill to
@@ -198,6 +216,7 @@ impl StoreInbox {
         let start = out.len();
         self.take_ready(max, out);
         if out.len() == start {
+            // Nothing staged, nothing in the channel, nothing in the overflow buffer.
             match self.shared.rx.recv_timeout(wait) {
                 Ok(ev) => out.push(ev),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
@@ -221,6 +240,12 @@ impl StoreInbox {
         }
         out.len() - start
     }
+}
+
+fn unstage(s: &Shared, staged: &mut VecDeque<StoreEvent>, limit: usize, out: &mut Vec<StoreEvent>) {
+    let n = limit.saturating_sub(out.len()).min(staged.len());
+    out.extend(staged.drain(..n));
+    s.staged_len.store(staged.len(), Ordering::Release);
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -12,8 +13,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params_from_iter};
 
 use super::sql::{self, Reader, Value};
 use super::{
-    ApplyOutcome, AuditEntry, ClosedTradeRecord, DailyPnlRecord, EventId, FillRecord, MIGRATIONS,
-    OrderWithHistory, PositionRecord, Recovery, Store, StoreError, StoreEvent, TradingStateRecord,
+    ApplyOutcome, AuditEntry, ClosedTradeRecord, Connector, DailyPnlRecord, EventId, FillRecord,
+    MIGRATIONS, OrderWithHistory, PositionRecord, Recovery, Store, StoreError, StoreEvent,
+    TradingStateRecord,
 };
 
 const BACKEND: &str = "sqlite";
@@ -298,4 +300,10 @@ impl Store for SqliteStore {
     fn audit(&mut self) -> Result<Vec<AuditEntry>, StoreError> {
         self.query("audit_log", sql::SELECT_AUDIT, &[], |r| r.audit())
     }
+}
+
+/// A connector for the writer: each call opens the file on the calling thread.
+pub fn connector(path: impl Into<PathBuf>) -> Connector {
+    let path = path.into();
+    Arc::new(move || SqliteStore::open(&path).map(|s| Box::new(s) as Box<dyn Store>))
 }

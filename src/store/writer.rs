@@ -194,6 +194,7 @@ pub struct WriterShared {
     overflowed_seen: AtomicU64,
     overflow_alerted: AtomicBool,
     spill_events: AtomicU64,
+    caught_up: AtomicBool,
 }
 
 impl std::fmt::Debug for WriterShared {
@@ -226,6 +227,7 @@ impl WriterShared {
             overflowed_seen: AtomicU64::new(0),
             overflow_alerted: AtomicBool::new(false),
             spill_events: AtomicU64::new(0),
+            caught_up: AtomicBool::new(false),
         })
     }
 
@@ -235,6 +237,14 @@ impl WriterShared {
 
     pub fn config(&self) -> &WriterConfig {
         &self.config
+    }
+
+    /// Whether a running writer has a database connection and nothing waiting in the spill
+    /// or in flight: everything recorded so far, including what an earlier run spilled, is in
+    /// the database. Startup waits for this (with a timeout) before reading
+    /// [`Store::load_recovery`], so that recovery sees what the previous run spilled.
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> WriterStats {
@@ -380,11 +390,11 @@ impl StoreWriter {
             log::error!(target: "store", "database refused event {} ({}): {reason}; kept in {}", ev.id, ev.kind.name(), self.shared.spill.rejected.display());
         }
         if let Err(e) = self.shared.spill.reject(events, None, reason) {
-            // The reason is logged above with the event ids; the event itself is in the log
-            // at debug level as a last resort.
+            // Last resort: the log keeps the whole event.
             log::error!(target: "store", "{e}");
             for ev in events {
-                log::debug!(target: "store", "refused event: {ev:?}");
+                let text = serde_json::to_string(ev).unwrap_or_else(|_| format!("{ev:?}"));
+                log::error!(target: "store", "refused event not kept on disk: {text}");
             }
         }
     }
@@ -694,7 +704,13 @@ impl Worker for StoreWriter {
             }
             self.watch_queue();
             self.report_health();
+            let caught_up = self.store.is_some()
+                && !self.spill_pending
+                && self.held.is_none()
+                && self.shared.in_flight.try_lock().is_some_and(|b| b.is_empty());
+            self.shared.caught_up.store(caught_up, Ordering::Release);
         }
+        self.shared.caught_up.store(false, Ordering::Release);
         // Stopping: persist everything already queued (to the spill if the database is not
         // immediately usable); a replay is left to the next writer.
         let deadline = Instant::now() + Duration::from_secs(10);
