@@ -63,8 +63,12 @@ fn every_kind() -> Vec<EventKind> {
         EventKind::TradingState(halted(Some(day()))),
         EventKind::Audit(audit(Actor::Operator, "flatten", "from the control API")),
         EventKind::Audit(audit(Actor::Reconciliation, "adopt", "{\"position\":\"p2\"}")),
+        EventKind::Audit(audit(Actor::Operator, "note", QUOTED)),
     ]
 }
+
+/// Text that must arrive unchanged: quotes, a backslash, SQL, non-ASCII.
+const QUOTED: &str = "it's O'Brien's \\ call'; DROP TABLE audit_log; -- ₹ '' $1";
 
 fn round_trip(open: Open<'_>) {
     let mut store = open();
@@ -120,9 +124,10 @@ fn round_trip(open: Open<'_>) {
         vec![
             (EventId(1_014), audit(Actor::Operator, "flatten", "from the control API")),
             (EventId(1_015), audit(Actor::Reconciliation, "adopt", "{\"position\":\"p2\"}")),
+            (EventId(1_016), audit(Actor::Operator, "note", QUOTED)),
         ]
     );
-    assert_eq!(store.last_event_id().unwrap(), Some(EventId(1_015)));
+    assert_eq!(store.last_event_id().unwrap(), Some(EventId(1_016)));
 
     // Later upserts replace: the position exits, the day moves on, trading resumes.
     let mut p2 = exiting_position("p2");
@@ -204,7 +209,7 @@ fn twice(open: Open<'_>) {
     let outcome = store.apply(&overlap).unwrap();
     assert_eq!(outcome, ApplyOutcome { applied: 1, duplicates: 1 });
     assert_eq!(store.positions().unwrap()[0], newer);
-    assert_eq!(store.audit().unwrap().len(), 3);
+    assert_eq!(store.audit().unwrap().len(), 4);
 }
 both_backends!(applying_the_same_batch_twice_is_a_no_op, twice);
 

@@ -210,7 +210,7 @@ fn refused_events_are_kept_aside_and_do_not_block_the_rest() {
     let (handle, shared, health) = pg_writer(&schema, &proxy, &dir, 1024);
     let writer = run_writer(&shared);
     handle.record(numbered(0));
-    // PostgreSQL refuses text with a NUL character: a real refusal, not an outage.
+    // PostgreSQL cannot store text with a NUL character: a refusal, not an outage.
     let bad = handle.record(EventKind::Audit(audit(Actor::Operator, "note", "a\0b")));
     handle.record(numbered(1));
     assert!(

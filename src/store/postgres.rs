@@ -9,7 +9,7 @@
 //! Tables live in the connection's schema: `public` by default, or the schema named in
 //! [`PgOptions::schema`] (created if missing), which lets tests share one database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -58,7 +58,6 @@ impl Default for PgOptions {
 pub struct PgStore {
     client: Client,
     target: String,
-    statements: HashMap<&'static str, Statement>,
     claim_many: Statement,
 }
 
@@ -105,6 +104,44 @@ fn classify(doing: &str, e: postgres::Error) -> StoreError {
     } else {
         StoreError::Rejected { backend: BACKEND, doing: doing.to_string(), detail }
     }
+}
+
+/// Appends `sql` with its `$n` placeholders replaced by the literals of `params`.
+///
+/// The applied statements of a batch travel as one multi-statement text (one round trip for
+/// the whole batch; a prepared execute per statement costs a round trip each, 3 to 4 times
+/// slower here). Literals are safe by construction: integers are printed, text is quoted with
+/// `'` doubled under `standard_conforming_strings = on` (set on every connection, so a
+/// backslash is an ordinary character), and text with a NUL character, which PostgreSQL
+/// cannot store, is refused.
+fn inline(sql: &str, params: &[Value], out: &mut String) -> Result<(), String> {
+    let mut rest = sql;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let digits = rest[pos + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        let n: usize = rest[pos + 1..pos + 1 + digits]
+            .parse()
+            .map_err(|_| format!("statement has a bare $: {sql}"))?;
+        let value = n
+            .checked_sub(1)
+            .and_then(|i| params.get(i))
+            .ok_or_else(|| format!("statement wants ${n}, {} parameters given", params.len()))?;
+        match value {
+            Value::Int(Some(i)) => out.push_str(&i.to_string()),
+            Value::Int(None) | Value::Text(None) => out.push_str("NULL"),
+            Value::Text(Some(t)) => {
+                if t.contains('\0') {
+                    return Err(format!("text {t:?} contains a NUL character"));
+                }
+                out.push('\'');
+                out.push_str(&t.replace('\'', "''"));
+                out.push('\'');
+            }
+        }
+        rest = &rest[pos + 1 + digits..];
+    }
+    out.push_str(rest);
+    Ok(())
 }
 
 fn boxed(params: &[Value]) -> Vec<Box<dyn ToSql + Sync>> {
@@ -225,15 +262,14 @@ impl PgStore {
                 .map_err(|e| classify(&format!("selecting schema {schema}"), e))?;
         }
         migrate(&mut client)?;
-        let mut statements = HashMap::new();
-        for &text in sql::WRITE_STATEMENTS {
-            let st = client.prepare(text).map_err(|e| classify("preparing statements", e))?;
-            statements.insert(text, st);
-        }
+        // Inlined literals rely on it (it is the default since PostgreSQL 9.1).
+        client
+            .batch_execute("SET standard_conforming_strings = on")
+            .map_err(|e| classify("configuring the session", e))?;
         let claim_many =
             client.prepare(CLAIM_MANY).map_err(|e| classify("preparing statements", e))?;
         log::info!(target: "store", "connected to PostgreSQL at {target}");
-        Ok(PgStore { client, target, statements, claim_many })
+        Ok(PgStore { client, target, claim_many })
     }
 
     /// The server and database this store writes to (no credentials).
@@ -309,6 +345,7 @@ impl Store for PgStore {
             .map(|r| r.get::<_, i64>(0))
             .collect();
         let mut outcome = ApplyOutcome::default();
+        let mut script = String::with_capacity(events.len() * 400);
         for ev in events {
             // `remove`: the same event twice in one batch is applied once.
             if !fresh.remove(&ev.id.0) {
@@ -316,13 +353,17 @@ impl Store for PgStore {
                 continue;
             }
             for op in sql::event_ops(ev) {
-                let st = self.statements.get(op.sql).expect("every write statement is prepared");
-                let b = boxed(&op.params);
-                tx.execute(st, &refs(&b)).map_err(|e| {
-                    classify(&format!("applying event {} ({})", ev.id, ev.kind.name()), e)
+                inline(op.sql, &op.params, &mut script).map_err(|detail| StoreError::Rejected {
+                    backend: BACKEND,
+                    doing: format!("applying event {} ({})", ev.id, ev.kind.name()),
+                    detail,
                 })?;
+                script.push_str(";\n");
             }
             outcome.applied += 1;
+        }
+        if !script.is_empty() {
+            tx.batch_execute(&script).map_err(|e| classify(&doing, e))?;
         }
         tx.commit().map_err(|e| classify(&doing, e))?;
         Ok(outcome)
@@ -438,6 +479,25 @@ pub fn connector(url: impl Into<String>, opts: PgOptions) -> Connector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inlined_literals_are_quoted_and_placeholders_replaced_by_number() {
+        let params = [
+            Value::Text(Some("it's \\ here".into())),
+            Value::Int(Some(-5)),
+            Value::Int(None),
+            Value::Text(None),
+        ];
+        let mut out = String::new();
+        inline("f($1, $2, $3, $4, $2)", &params, &mut out).unwrap();
+        assert_eq!(out, "f('it''s \\ here', -5, NULL, NULL, -5)");
+        let mut out = String::new();
+        let many: Vec<Value> = (1..=11).map(|i| Value::Int(Some(i))).collect();
+        inline("($11, $1, $10)", &many, &mut out).unwrap();
+        assert_eq!(out, "(11, 1, 10)");
+        assert!(inline("($2)", &params[..1], &mut String::new()).is_err());
+        assert!(inline("($1)", &[Value::Text(Some("a\0b".into()))], &mut String::new()).is_err());
+    }
 
     #[test]
     fn schema_names_must_need_no_quoting() {

@@ -105,7 +105,8 @@ const UPSERT_TRADING_STATE: &str = "INSERT INTO trading_state (id, state, reason
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (event_id, at, actor, action, detail) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING";
 
-/// Every statement the backends prepare, so that a connection can prepare them once.
+/// Every write statement, for the placeholder check below.
+#[cfg(test)]
 pub(crate) const WRITE_STATEMENTS: &[&str] = &[
     CLAIM_EVENT,
     UPSERT_POSITION,
