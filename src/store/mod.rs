@@ -23,6 +23,7 @@
 //! Neighbours: `exec`/`risk` produce the events, startup reads [`Recovery`] (after
 //! [`WriterShared::is_caught_up`]), `ops` shows the `store` health component and metrics.
 
+mod observe;
 pub mod postgres;
 pub mod queue;
 pub mod records;

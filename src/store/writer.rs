@@ -26,14 +26,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 
+use super::observe::{HealthInputs, health_verdict};
+pub use super::observe::{StoreMetrics, WriterStats};
 use super::queue::StoreInbox;
 use super::records::StoreEvent;
 use super::spill::{SpillError, SpillFiles, SpillReader};
 use super::{Store, StoreError};
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
-use crate::ops::metrics::{Metrics, network_buckets};
+use crate::ops::metrics::Metrics;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// Opens a store on the calling thread (the writer's). Called again after every failure.
@@ -95,90 +96,6 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.next = self.initial;
     }
-}
-
-/// The writer's metric handles, created once per engine.
-#[derive(Clone)]
-pub struct StoreMetrics {
-    pub queue_depth: IntGauge,
-    pub overflow_depth: IntGauge,
-    pub overflowed: IntCounter,
-    pub written: IntCounter,
-    pub duplicates: IntCounter,
-    pub spilled: IntCounter,
-    pub replayed: IntCounter,
-    pub rejected: IntCounter,
-    pub spill_events: IntGauge,
-    pub spill_bytes: IntGauge,
-    pub write_seconds: Histogram,
-    pub write_errors: IntCounterVec,
-    pub database_up: IntGauge,
-}
-
-impl StoreMetrics {
-    pub fn new(m: &Metrics) -> StoreMetrics {
-        StoreMetrics {
-            queue_depth: m.gauge("store_queue_depth", "Events waiting for the store writer"),
-            overflow_depth: m.gauge(
-                "store_overflow_depth",
-                "Events waiting in the overflow buffer because the queue was full",
-            ),
-            overflowed: m.counter(
-                "store_overflowed_events_total",
-                "Events that found the store queue full and went to the overflow buffer",
-            ),
-            written: m.counter("store_written_events_total", "Events applied to the database"),
-            duplicates: m.counter(
-                "store_duplicate_events_total",
-                "Events skipped because the database had already applied them",
-            ),
-            spilled: m.counter("store_spilled_events_total", "Events appended to the spill file"),
-            replayed: m.counter(
-                "store_replayed_events_total",
-                "Spilled events replayed into the database",
-            ),
-            rejected: m.counter(
-                "store_rejected_events_total",
-                "Events the database refused, kept in the rejected file",
-            ),
-            spill_events: m.gauge("store_spill_events", "Events waiting in the spill files"),
-            spill_bytes: m.gauge("store_spill_bytes", "Bytes waiting in the spill files"),
-            write_seconds: m.histogram(
-                "store_write_seconds",
-                "Time to apply one batch to the database",
-                network_buckets(),
-            ),
-            write_errors: m.counter_vec(
-                "store_write_errors_total",
-                "Failed writes by kind (unavailable, rejected, spill)",
-                &["kind"],
-            ),
-            database_up: m
-                .gauge("store_database_up", "1 while the writer has a database connection"),
-        }
-    }
-}
-
-impl std::fmt::Debug for StoreMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreMetrics").finish_non_exhaustive()
-    }
-}
-
-/// A snapshot of the writer's counters, for tests and the status command.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct WriterStats {
-    pub queue_depth: u64,
-    pub written: u64,
-    pub duplicates: u64,
-    pub spilled: u64,
-    pub replayed: u64,
-    pub rejected: u64,
-    pub spill_events: u64,
-    pub spill_bytes: u64,
-    pub database_up: bool,
-    /// Events taken from the queue and not yet committed or spilled.
-    pub in_flight: usize,
 }
 
 /// Everything that outlives one writer value: the queue, the batch in flight, the spill
@@ -597,33 +514,15 @@ impl StoreWriter {
     fn report_health(&mut self) {
         let q = self.shared.inbox.stats();
         let stats = self.shared.stats();
-        let (status, reason) = if let Some(held) = &self.held {
-            (Status::Down, held.clone())
-        } else if self.store.is_none() {
-            (
-                Status::Degraded,
-                format!(
-                    "database unavailable; {} events spilled to {}",
-                    stats.spill_events,
-                    self.shared.spill.active.display()
-                ),
-            )
-        } else if self.spill_pending {
-            (Status::Degraded, format!("replaying {} spilled events", stats.spill_events))
-        } else if q.overflow > 0 {
-            (Status::Degraded, format!("queue full: {} events in the overflow buffer", q.overflow))
-        } else if stats.rejected > 0 {
-            (
-                Status::Degraded,
-                format!(
-                    "{} events refused by the database, kept in {}",
-                    stats.rejected,
-                    self.shared.spill.rejected.display()
-                ),
-            )
-        } else {
-            (Status::Ok, String::new())
-        };
+        let (status, reason) = health_verdict(&HealthInputs {
+            held: self.held.as_deref(),
+            connected: self.store.is_some(),
+            spill_pending: self.spill_pending,
+            spill_events: stats.spill_events,
+            overflow: q.overflow,
+            rejected: stats.rejected,
+            spill: &self.shared.spill,
+        });
         let changed = self.last_health.as_ref() != Some(&(status, reason.clone()));
         if changed || self.last_health_at.elapsed() >= Duration::from_secs(1) {
             let details = serde_json::json!({
