@@ -466,3 +466,52 @@ fn an_idle_writer_connects_and_reports_ok_and_an_unreachable_one_degraded() {
     assert!(!shared.stats().database_up);
     writer.stop();
 }
+
+#[test]
+fn with_neither_database_nor_spill_events_are_held_and_health_is_down_until_one_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    // Both the database and the spill live under a path that is, for now, a file.
+    let blocker = dir.path().join("blocked");
+    std::fs::write(&blocker, b"x").unwrap();
+    let (handle, inbox) = queue(64);
+    let health = HealthBoard::new();
+    let cfg = WriterConfig {
+        spill_path: blocker.join("store.spill"),
+        retry_max: Duration::from_millis(50),
+        ..config(&dir)
+    };
+    let shared = WriterShared::new(
+        inbox,
+        scalper::store::sqlite::connector(blocker.join("db/store.db")),
+        cfg,
+        &Metrics::new(),
+        health.clone(),
+    );
+    let writer = run_writer(&shared);
+    for seq in 0..50 {
+        handle.record(numbered(seq));
+    }
+    assert!(
+        wait_until(LONG, || health.get(HEALTH_COMPONENT).unwrap().status == Status::Down),
+        "{:?}",
+        health.get(HEALTH_COMPONENT)
+    );
+    let down = health.get(HEALTH_COMPONENT).unwrap();
+    assert!(down.reason.contains("held in memory"), "{down:?}");
+    for seq in 50..100 {
+        handle.record(numbered(seq));
+    }
+    // The disk comes back: the held batch and the queue go to the spill, then the database.
+    std::fs::remove_file(&blocker).unwrap();
+    assert!(
+        wait_until(LONG, || shared.stats().written == 100 && handle.depth() == 0),
+        "{:?}",
+        shared.stats()
+    );
+    assert_all_once_in_order(
+        &SqliteStore::open(blocker.join("db/store.db")).unwrap().audit().unwrap(),
+        100,
+    );
+    assert!(wait_until(LONG, || health.get(HEALTH_COMPONENT).unwrap().status == Status::Ok));
+    writer.stop();
+}

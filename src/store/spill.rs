@@ -107,8 +107,13 @@ impl SpillFiles {
             .append(true)
             .open(path)
             .map_err(io_err(path, "opening for append"))?;
-        f.write_all(&buf).map_err(io_err(path, "appending"))?;
-        f.sync_data().map_err(io_err(path, "syncing"))?;
+        let start = f.metadata().map_err(io_err(path, "reading its size"))?.len();
+        if let Err(e) = f.write_all(&buf).and_then(|()| f.sync_data()) {
+            // A partial append (disk full) must not leave half a line for the retry to land
+            // behind: cut back to where this append started.
+            let _ = f.set_len(start).and_then(|()| f.sync_data());
+            return Err(io_err(path, "appending")(e));
+        }
         if created {
             sync_dir(path).map_err(io_err(path, "syncing its directory"))?;
         }
@@ -176,7 +181,7 @@ impl SpillFiles {
     pub fn finish_replay(&self) -> Result<(), SpillError> {
         match std::fs::remove_file(&self.replay) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if absent(&e) => return Ok(()),
             Err(e) => return Err(io_err(&self.replay, "removing after replay")(e)),
         }
         sync_dir(&self.replay).map_err(io_err(&self.replay, "syncing its directory"))
@@ -195,6 +200,11 @@ impl SpillFiles {
     }
 }
 
+/// The error of a file that is not there (or whose directory is not a directory).
+fn absent(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
 fn create_parent(path: &Path) -> Result<(), SpillError> {
     match path.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => std::fs::create_dir_all(dir).map_err(io_err(path, "creating its directory")),
@@ -209,7 +219,7 @@ fn nonempty(path: &Path) -> bool {
 fn repair_tail(path: &Path) -> Result<(), SpillError> {
     let mut f = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if absent(&e) => return Ok(()),
         Err(e) => return Err(io_err(path, "opening to check its end")(e)),
     };
     let len = f.metadata().map_err(io_err(path, "reading its size"))?.len();
@@ -272,7 +282,7 @@ impl SpillReader {
     pub fn open(path: &Path, offset: u64) -> Result<Option<SpillReader>, SpillError> {
         let mut f = match File::open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if absent(&e) => return Ok(None),
             Err(e) => return Err(io_err(path, "opening to replay")(e)),
         };
         f.seek(SeekFrom::Start(offset)).map_err(io_err(path, "seeking"))?;
