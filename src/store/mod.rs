@@ -20,6 +20,35 @@
 //! `schema_migrations` and applied when a store opens. Money is BIGINT paise, instants BIGINT
 //! epoch milliseconds (UTC), trading days `YYYY-MM-DD` text.
 //!
+//! Wiring (once per engine; the factory builds a fresh writer for every (re)spawn):
+//!
+//! ```no_run
+//! use scalper::ops::{health::HealthBoard, metrics::Metrics};
+//! use scalper::runtime::{Worker, WorkerCtx};
+//! use scalper::store::{self, EventKind, StoreWriter, WriterConfig, WriterShared};
+//!
+//! let (metrics, health) = (Metrics::new(), HealthBoard::new());
+//! let (handle, inbox) = store::queue(16_384);
+//! let connector = store::sqlite::connector("data/store.db");
+//! // or: store::postgres::connector(url, store::postgres::PgOptions::default())
+//! let shared = WriterShared::new(
+//!     inbox,
+//!     connector,
+//!     WriterConfig::new("data/store.spill"),
+//!     &metrics,
+//!     health.clone(),
+//! );
+//! let factory = move || StoreWriter::new(shared.clone());
+//! // The supervisor runs factory() on its own thread; by hand:
+//! let (_stop, ctx) = WorkerCtx::standalone("store-writer");
+//! std::thread::spawn(move || factory().run(&ctx));
+//! // Any hot thread, with a clone of `handle`:
+//! # let record = scalper::store::AuditRecord {
+//! #     at: scalper::domain::Timestamp(0), actor: scalper::store::Actor::Operator,
+//! #     action: "resume".into(), detail: String::new() };
+//! handle.record(EventKind::Audit(record));
+//! ```
+//!
 //! Neighbours: `exec`/`risk` produce the events, startup reads [`Recovery`] (after
 //! [`WriterShared::is_caught_up`]), `ops` shows the `store` health component and metrics.
 
