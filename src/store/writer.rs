@@ -432,6 +432,13 @@ impl StoreWriter {
     fn spill_failed(&mut self, e: &SpillError) {
         self.shared.metrics.write_errors.with_label_values(&["spill"]).inc();
         log::error!(target: "store", "{e}");
+        // Retrying a broken file at once would spin: wait like for the database.
+        self.next_attempt = Instant::now() + self.backoff.next_delay();
+    }
+
+    /// Whether the backoff allows another attempt (connect or replay) now.
+    fn attempt_due(&self) -> bool {
+        Instant::now() >= self.next_attempt
     }
 
     /// Persists one batch: to the database when it is reachable and no spill waits, else to
@@ -441,7 +448,7 @@ impl StoreWriter {
             return Outcome::Done;
         }
         let mut rest = batch;
-        if (!self.spill_pending || may_replay)
+        if (!self.spill_pending || (may_replay && self.attempt_due()))
             && self.ensure_connected()
             && (!self.spill_pending || self.replay(ctx))
         {
@@ -552,7 +559,9 @@ impl StoreWriter {
             return;
         }
         if self.spill_pending {
-            self.replay(ctx);
+            if self.attempt_due() {
+                self.replay(ctx);
+            }
         } else if was_connected && self.last_ok.elapsed() >= IDLE_PING {
             let result = self.store.as_mut().map(|s| s.ping());
             match result {
