@@ -65,7 +65,7 @@ use chrono::NaiveDate;
 
 pub use queue::{StoreHandle, StoreInbox, queue};
 pub use records::*;
-pub use writer::{Connector, StoreMetrics, StoreWriter, WriterConfig, WriterShared};
+pub use writer::{Connector, StoreMetrics, StoreWriter, WriterConfig, WriterShared, WriterStats};
 
 /// Why a store operation failed. What the writer does next depends on the variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
