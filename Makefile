@@ -9,11 +9,13 @@ build:
 run: build
 	./target/release/scalper run --config config/default.toml
 
+# Starts (or reuses) the Redis and PostgreSQL the tests need: see scripts/with-test-services.
 test:
-	$(CARGO) test --all-targets
+	scripts/with-test-services $(CARGO) test --all-targets
 
+# Benchmarks that write to PostgreSQL need it too.
 bench:
-	$(CARGO) bench
+	scripts/with-test-services $(CARGO) bench
 
 lint:
 	$(CARGO) fmt --all -- --check

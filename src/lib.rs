@@ -17,3 +17,4 @@ pub mod replay;
 pub mod risk;
 pub mod runtime;
 pub mod sim;
+pub mod store;
