@@ -1,0 +1,15 @@
+//! The broker side of the engine: Dhan's v2 REST API and order-update socket.
+//!
+//! `model` holds the wire shapes; `rest` is the blocking HTTP client; `outcome` says what a
+//! write ended as (accepted, rejected, not sent, unknown) and `resolve` settles an unknown
+//! placement by correlation id; `ratelimit` and `breaker` guard the link; `order_updates` is the
+//! worker that reads the order-update socket. The order router (in `exec`) decides when to call
+//! any of this; the simulator (`sim::broker`) is the other end of every test.
+
+pub mod credentials;
+pub mod model;
+
+pub use credentials::{
+    AccessToken, CredentialError, CredentialSource, Credentials, ReloadableCredentials,
+    StaticCredentials,
+};
