@@ -10,7 +10,11 @@ pub mod backoff;
 pub mod breaker;
 pub mod credentials;
 pub mod model;
+pub mod order_updates;
+pub mod outcome;
 pub mod ratelimit;
+pub mod resolve;
+pub mod rest;
 
 pub use credentials::{
     AccessToken, CredentialError, CredentialSource, Credentials, ReloadableCredentials,
