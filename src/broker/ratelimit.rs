@@ -299,12 +299,22 @@ pub enum RateLimitError {
     Deadline { class: ApiClass, priority: Priority, wait: Duration },
 }
 
+/// What the limiter did, in the order it did it (recorded under its lock when the event log is
+/// on; for audits and tests).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LimiterEvent {
+    Waiting(ApiClass, Priority),
+    Granted(ApiClass, Priority),
+    GaveUp(ApiClass, Priority),
+}
+
 /// The shared, blocking limiter. One per process (per Dhan client id), behind an `Arc`.
 #[derive(Debug)]
 pub struct RateLimiter {
     core: Mutex<LimiterCore>,
     changed: Condvar,
     origin: Instant,
+    events: Option<Mutex<Vec<LimiterEvent>>>,
 }
 
 impl RateLimiter {
@@ -313,6 +323,23 @@ impl RateLimiter {
             core: Mutex::new(LimiterCore::new(cfg)),
             changed: Condvar::new(),
             origin: Instant::now(),
+            events: None,
+        }
+    }
+
+    /// A limiter that also records every wait, grant and give-up (see [`RateLimiter::events`]).
+    pub fn with_event_log(cfg: LimiterConfig) -> RateLimiter {
+        RateLimiter { events: Some(Mutex::new(Vec::new())), ..RateLimiter::new(cfg) }
+    }
+
+    /// The recorded events (empty unless built with [`RateLimiter::with_event_log`]).
+    pub fn events(&self) -> Vec<LimiterEvent> {
+        self.events.as_ref().map(|e| e.lock().clone()).unwrap_or_default()
+    }
+
+    fn record(&self, e: LimiterEvent) {
+        if let Some(log) = &self.events {
+            log.lock().push(e);
         }
     }
 
@@ -336,6 +363,7 @@ impl RateLimiter {
         if priority == Priority::Exit {
             core.exit_waiting(class, true);
         }
+        let mut announced = false;
         let result = loop {
             let wake = match core.try_acquire(class, priority, self.now_ms()) {
                 Decision::Granted => break Ok(()),
@@ -352,8 +380,16 @@ impl RateLimiter {
                 }
                 Decision::BehindExits => deadline,
             };
+            if !announced {
+                announced = true;
+                self.record(LimiterEvent::Waiting(class, priority));
+            }
             self.changed.wait_until(&mut core, wake);
         };
+        self.record(match result {
+            Ok(()) => LimiterEvent::Granted(class, priority),
+            Err(_) => LimiterEvent::GaveUp(class, priority),
+        });
         if priority == Priority::Exit {
             core.exit_waiting(class, false);
             // Entries parked behind this exit may go now.
