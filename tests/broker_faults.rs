@@ -211,7 +211,7 @@ fn breaker_opens_on_consecutive_failures_and_closes_through_a_half_open_probe() 
     let (sim, _p) = start_sim(sim_config());
     let c = quick_client(&sim, 400);
     let breaker = SharedBreaker::new(BreakerConfig { failure_threshold: 3, cool_down_ms: 300 });
-    let mut send = |cid: &str| -> (Option<WriteOutcome>, Option<Transition>) {
+    let send = |cid: &str| -> (Option<WriteOutcome>, Option<Transition>) {
         match breaker.admit() {
             Admission::Allowed(permit) => {
                 let o = c.place_order(&market(cid, Txn::Buy, 75), Priority::Exit);

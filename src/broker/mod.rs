@@ -20,3 +20,20 @@ pub use credentials::{
     AccessToken, CredentialError, CredentialSource, Credentials, ReloadableCredentials,
     StaticCredentials,
 };
+
+/// Log targets of dependencies that print WebSocket frame payloads at `trace` level, the
+/// order-update login frame (which carries the access token) included. Whatever sets up logging
+/// must cap these at `debug`; [`log_level_cap`] says so for any target.
+pub const TOKEN_BEARING_LOG_TARGETS: &[&str] = &["tungstenite"];
+
+/// The most verbose level at which `target` may log without risking the access token.
+pub fn log_level_cap(target: &str) -> log::LevelFilter {
+    if TOKEN_BEARING_LOG_TARGETS
+        .iter()
+        .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+    {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Trace
+    }
+}

@@ -97,10 +97,15 @@ struct Capture;
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
+    /// Everything at every level, except what the engine's logging must cap too: tungstenite
+    /// prints frame payloads (the login frame with the token) at trace level.
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= scalper::broker::log_level_cap(m.target())
     }
     fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
         let line = format!("{} {} {}", record.level(), record.target(), record.args());
         if let Ok(mut l) = LINES.lock() {
             l.push(line);
@@ -109,7 +114,8 @@ impl log::Log for Capture {
     fn flush(&self) {}
 }
 
-/// Installs the capturing logger for this test binary (once), at the most verbose level.
+/// Installs the capturing logger for this test binary (once), at the most verbose level that
+/// [`scalper::broker::log_level_cap`] allows per target.
 pub fn capture_logs() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
