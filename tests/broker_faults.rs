@@ -237,6 +237,7 @@ fn breaker_opens_on_consecutive_failures_and_closes_through_a_half_open_probe() 
     let (_, t) = send("BRK-3");
     assert_eq!(t, Some(Transition::Opened { consecutive_failures: 3 }));
     assert_eq!(send("BRK-4").0, None, "open: refused without a call");
+    assert_eq!(breaker.health().status, scalper::ops::health::Status::Down);
     // After the cool-down one probe goes; it fails: open again.
     assert!(matches!(breaker.state(), BreakerState::Open { .. }));
     // Not a synchronisation: the cool-down itself is what is under test.
@@ -250,4 +251,29 @@ fn breaker_opens_on_consecutive_failures_and_closes_through_a_half_open_probe() 
     assert!(matches!(o, Some(WriteOutcome::Accepted(_))), "{o:?}");
     assert_eq!(t, Some(Transition::Closed));
     assert_eq!(breaker.state(), BreakerState::Closed { consecutive_failures: 0 });
+    assert_eq!(breaker.health().status, scalper::ops::health::Status::Ok);
+}
+
+#[test]
+fn added_latency_and_random_error_rates_apply_at_run_time() {
+    let (sim, _p) = start_sim(sim_config());
+    let c = quick_client(&sim, 1000);
+    sim.faults().set_latency(Duration::from_millis(150));
+    let t0 = Instant::now();
+    assert!(c.orders().is_ok());
+    assert!(t0.elapsed() >= Duration::from_millis(150), "{:?}", t0.elapsed());
+    sim.faults().set_config(scalper::sim::faults::FaultConfig {
+        error_rate_pct: 100,
+        ..Default::default()
+    });
+    assert!(matches!(
+        c.place_order(&market("RATE-1", Txn::Buy, 75), Priority::Exit),
+        WriteOutcome::Unknown(Unknown::ServerError { http_status: 500, .. })
+    ));
+    sim.faults().clear();
+    assert!(matches!(
+        c.place_order(&market("RATE-2", Txn::Buy, 75), Priority::Exit),
+        WriteOutcome::Accepted(_)
+    ));
+    assert_eq!(sim.orders().len(), 1);
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::ops::health::{ComponentHealth, Status};
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct BreakerConfig {
     /// Consecutive transport failures that open the breaker.
@@ -43,6 +45,15 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// For a gauge: 0 closed, 1 half-open, 2 open.
+    pub const fn gauge_value(self) -> i64 {
+        match self {
+            BreakerState::Closed { .. } => 0,
+            BreakerState::HalfOpen { .. } => 1,
+            BreakerState::Open { .. } => 2,
+        }
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             BreakerState::Closed { .. } => "closed",
@@ -216,6 +227,23 @@ impl SharedBreaker {
 
     pub fn state(&self) -> BreakerState {
         self.inner.lock().state()
+    }
+
+    /// The breaker as a health-board component: open is `Down` (no entries can go), half-open
+    /// `Degraded`.
+    pub fn health(&self) -> ComponentHealth {
+        let state = self.state();
+        let status = match state {
+            BreakerState::Closed { .. } => Status::Ok,
+            BreakerState::HalfOpen { .. } => Status::Degraded,
+            BreakerState::Open { .. } => Status::Down,
+        };
+        let reason = match state {
+            BreakerState::Closed { .. } => String::new(),
+            s => format!("circuit breaker {}", s.name()),
+        };
+        ComponentHealth::new(status, reason)
+            .with_details(serde_json::json!({ "state": state.name() }))
     }
 
     /// How long until a refused call may be retried, for a refusal's `retry_at`.
