@@ -26,6 +26,7 @@ use scalper::runtime::{StopHandle, Worker, WorkerCtx};
 use scalper::sim::broker::SimBroker;
 
 struct Running {
+    metrics: scalper::ops::metrics::Metrics,
     events: Receiver<OrderUpdateEvent>,
     shared: OrderUpdateShared,
     health: HealthBoard,
@@ -46,7 +47,10 @@ fn run_worker(sim: &SimBroker, creds: Arc<dyn CredentialSource>) -> Running {
         suspect_token_within: Duration::from_secs(1),
         ..OrderUpdateConfig::new(sim.order_socket_url())
     };
-    let shared = OrderUpdateShared::new(cfg, creds, tx, health.clone()).unwrap();
+    let metrics = scalper::ops::metrics::Metrics::new();
+    let shared = OrderUpdateShared::new(cfg, creds, tx, health.clone())
+        .unwrap()
+        .with_metrics(scalper::broker::order_updates::OrderUpdateMetrics::new(&metrics));
     let (stop, ctx) = WorkerCtx::standalone("order_updates");
     // What a supervisor does on every (re)spawn: a fresh worker around the shared parts.
     let factory = {
@@ -54,7 +58,7 @@ fn run_worker(sim: &SimBroker, creds: Arc<dyn CredentialSource>) -> Running {
         move || OrderUpdateWorker::new(shared.clone())
     };
     let thread = thread::spawn(move || factory().run(&ctx));
-    Running { events, shared, health, stop, thread }
+    Running { metrics, events, shared, health, stop, thread }
 }
 
 fn next_event(r: &Running, within: Duration) -> OrderUpdateEvent {
@@ -108,6 +112,7 @@ fn a_placed_order_is_seen_transit_pending_traded_in_either_status_casing() {
     wait_connected(&r, &sim);
     assert_eq!(r.shared.state(), ConnectionState::Connected);
     assert_eq!(r.health.get(HEALTH_COMPONENT).unwrap().status, Status::Ok);
+    assert!(r.metrics.render().contains("scalper_order_updates_connected 1"));
     let c = client(&sim);
     for (cid, upper) in [("OU-TITLE", false), ("OU-UPPER", true)] {
         sim.set_upper_case_status(upper);

@@ -365,3 +365,32 @@ fn placements_reject_with_the_same_outcome_types_whatever_the_priority() {
         assert_eq!(o.breaker_result(), scalper::broker::breaker::CallResult::Rejected);
     }
 }
+
+#[test]
+fn calls_are_counted_and_timed_in_metrics() {
+    let (sim, _p) = start_sim(sim_config());
+    let metrics = scalper::ops::metrics::Metrics::new();
+    let c = DhanClient::with_metrics(
+        rest_config(&sim),
+        credentials(),
+        Arc::new(RateLimiter::new(LimiterConfig::dhan())),
+        scalper::broker::rest::RestMetrics::new(&metrics),
+    );
+    c.orders().unwrap();
+    let _ = c.place_order(&market("MET-1", Txn::Buy, 75), Priority::Entry);
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"scalper_broker_requests_total{endpoint="orders",result="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"scalper_broker_requests_total{endpoint="place_order",result="accepted"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"scalper_broker_request_seconds_count{endpoint="place_order"} 1"#),
+        "{text}"
+    );
+}

@@ -16,8 +16,10 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
+
 use super::breaker::CallResult;
-use super::model::{ApiError, DhanErrorCode, ErrorBody, OrderAck};
+use super::model::{self, ApiError, DhanErrorCode, ErrorBody, OrderAck};
 use super::ratelimit::RateLimitError;
 
 /// A definitive refusal: HTTP 4xx (not 429) with a Dhan or gateway error body.
@@ -201,18 +203,87 @@ impl CallError {
     }
 }
 
+/// Interprets the answer to a write. Pure: the heart of "accepted / rejected / not sent /
+/// unknown".
+pub fn classify_write(status: u16, body: &[u8]) -> WriteOutcome {
+    match status {
+        200..=299 => match serde_json::from_slice::<OrderAck>(body) {
+            Ok(ack) if !ack.order_id.0.is_empty() => WriteOutcome::Accepted(ack),
+            Ok(_) => WriteOutcome::Unknown(Unknown::Unparseable {
+                http_status: status,
+                detail: "empty orderId".into(),
+            }),
+            Err(e) => WriteOutcome::Unknown(Unknown::Unparseable {
+                http_status: status,
+                detail: format!("no order acknowledgement: {e}"),
+            }),
+        },
+        429 => WriteOutcome::NotSent(NotSent::Throttled),
+        400..=499 => match model::parse_error_body(body) {
+            Some(ErrorBody::Dhan(e)) if e.code == DhanErrorCode::RateLimit => {
+                WriteOutcome::NotSent(NotSent::Throttled)
+            }
+            Some(b) => WriteOutcome::Rejected(Rejection::from_body(status, b)),
+            None => WriteOutcome::Unknown(Unknown::Unparseable {
+                http_status: status,
+                detail: format!("no error body: {}", snippet(body)),
+            }),
+        },
+        500..=599 => WriteOutcome::Unknown(Unknown::ServerError {
+            http_status: status,
+            error: match model::parse_error_body(body) {
+                Some(ErrorBody::Dhan(e)) => Some(e),
+                _ => None,
+            },
+        }),
+        _ => WriteOutcome::Unknown(Unknown::Unparseable {
+            http_status: status,
+            detail: format!("unexpected status: {}", snippet(body)),
+        }),
+    }
+}
+
+/// Interprets the answer to a read.
+pub(crate) fn classify_read<T: DeserializeOwned>(
+    endpoint: &'static str,
+    status: u16,
+    body: &[u8],
+) -> Result<T, CallError> {
+    match status {
+        200..=299 => {
+            // An empty 2xx body (Dhan's 202s) reads as `{}`.
+            let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+            serde_json::from_slice(bytes).map_err(|e| CallError::Failed {
+                endpoint,
+                reason: Unknown::Unparseable {
+                    http_status: status,
+                    detail: format!("{e}: {}", snippet(body)),
+                },
+            })
+        }
+        _ => match classify_write(status, body) {
+            WriteOutcome::Rejected(rejection) => Err(CallError::Rejected { endpoint, rejection }),
+            WriteOutcome::NotSent(reason) => Err(CallError::NotSent { endpoint, reason }),
+            WriteOutcome::Unknown(reason) => Err(CallError::Failed { endpoint, reason }),
+            WriteOutcome::Accepted(_) => unreachable!("only 2xx is accepted"),
+        },
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
+    text.replace(['\n', '\r'], " ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::model::GatewayError;
+    use crate::broker::model::{GatewayError, OrderStatus};
     use crate::domain::OrderId;
 
     #[test]
     fn only_transport_trouble_counts_against_the_breaker() {
-        let ack = OrderAck {
-            order_id: OrderId("1".into()),
-            order_status: crate::broker::model::OrderStatus::Transit,
-        };
+        let ack = OrderAck { order_id: OrderId("1".into()), order_status: OrderStatus::Transit };
         let rej = Rejection {
             http_status: 400,
             code: DhanErrorCode::InputException,
@@ -273,5 +344,56 @@ mod tests {
             )),
         );
         assert!(token.is_auth());
+    }
+    #[test]
+    fn write_answers_classify_per_the_spec() {
+        let dh = |code: &str, msg: &str| {
+            format!(r#"{{"errorType":"x","errorCode":"{code}","errorMessage":"{msg}"}}"#)
+                .into_bytes()
+        };
+        assert!(matches!(
+            classify_write(200, br#"{"orderId":"5","orderStatus":"TRANSIT"}"#),
+            WriteOutcome::Accepted(OrderAck { order_status: OrderStatus::Transit, .. })
+        ));
+        assert!(
+            matches!(classify_write(400, &dh("DH-905", "bad")), WriteOutcome::Rejected(r) if r.code == DhanErrorCode::InputException)
+        );
+        assert!(
+            matches!(classify_write(400, &dh("DH-906", "Order is in Transit state")), WriteOutcome::Rejected(r) if r.is_transit())
+        );
+        assert!(matches!(
+            classify_write(429, &dh("DH-904", "slow")),
+            WriteOutcome::NotSent(NotSent::Throttled)
+        ));
+        assert!(matches!(
+            classify_write(400, &dh("DH-904", "slow")),
+            WriteOutcome::NotSent(NotSent::Throttled)
+        ));
+        assert!(matches!(classify_write(429, b""), WriteOutcome::NotSent(NotSent::Throttled)));
+        assert!(matches!(
+            classify_write(500, &dh("DH-908", "oops")),
+            WriteOutcome::Unknown(Unknown::ServerError { http_status: 500, error: Some(_) })
+        ));
+        assert!(matches!(
+            classify_write(502, b"<html>"),
+            WriteOutcome::Unknown(Unknown::ServerError { error: None, .. })
+        ));
+        assert!(matches!(
+            classify_write(200, b"<html>"),
+            WriteOutcome::Unknown(Unknown::Unparseable { .. })
+        ));
+        assert!(matches!(
+            classify_write(200, b"{}"),
+            WriteOutcome::Unknown(Unknown::Unparseable { .. })
+        ));
+        assert!(matches!(
+            classify_write(400, b"garbage"),
+            WriteOutcome::Unknown(Unknown::Unparseable { .. })
+        ));
+        assert!(matches!(
+            classify_write(404, br#"{"timestamp":"t","status":404,"error":"Not Found","path":"/v2/x"}"#),
+            WriteOutcome::Rejected(r) if r.http_status == 404
+        ));
+        assert!(matches!(classify_write(302, b""), WriteOutcome::Unknown(_)));
     }
 }

@@ -20,9 +20,11 @@ use serde_json::Value;
 use super::credentials::CredentialSource;
 use super::model::{
     self, DhanErrorCode, ErrorBody, FundLimit, KillSwitchStatus, LtpRequest, ModifyOrder, Order,
-    OrderAck, PlaceOrder, Position, Trade,
+    PlaceOrder, Position, Trade,
 };
-use super::outcome::{CallError, NotSent, Rejection, Unknown, WriteOutcome};
+use super::outcome::{
+    CallError, NotSent, Rejection, Unknown, WriteOutcome, classify_read, classify_write,
+};
 use super::ratelimit::{ApiClass, Priority, RateLimiter};
 use crate::domain::{InstrumentKey, OrderId, Paise};
 use crate::ops::metrics::{Metrics, network_buckets};
@@ -143,6 +145,25 @@ impl DhanClient {
         credentials: Arc<dyn CredentialSource>,
         limiter: Arc<RateLimiter>,
     ) -> DhanClient {
+        DhanClient::build(cfg, credentials, limiter, None)
+    }
+
+    /// As [`DhanClient::new`], recording latency and results into `metrics`.
+    pub fn with_metrics(
+        cfg: RestConfig,
+        credentials: Arc<dyn CredentialSource>,
+        limiter: Arc<RateLimiter>,
+        metrics: RestMetrics,
+    ) -> DhanClient {
+        DhanClient::build(cfg, credentials, limiter, Some(metrics))
+    }
+
+    fn build(
+        cfg: RestConfig,
+        credentials: Arc<dyn CredentialSource>,
+        limiter: Arc<RateLimiter>,
+        metrics: Option<RestMetrics>,
+    ) -> DhanClient {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(cfg.request_timeout))
@@ -155,22 +176,7 @@ impl DhanClient {
             .user_agent(concat!("scalper/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        DhanClient { inner: Arc::new(Inner { agent, cfg, credentials, limiter, metrics: None }) }
-    }
-
-    /// Records latency and results into `metrics` (call once, right after `new`).
-    pub fn with_metrics(self, metrics: RestMetrics) -> DhanClient {
-        let inner = match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.metrics = Some(metrics);
-                inner
-            }
-            Err(shared) => {
-                log::error!(target: "broker", "with_metrics called on a shared client; metrics not attached");
-                return DhanClient { inner: shared };
-            }
-        };
-        DhanClient { inner: Arc::new(inner) }
+        DhanClient { inner: Arc::new(Inner { agent, cfg, credentials, limiter, metrics }) }
     }
 
     pub fn config(&self) -> &RestConfig {
@@ -186,14 +192,9 @@ impl DhanClient {
     /// `POST /orders`.
     pub fn place_order(&self, order: &PlaceOrder, priority: Priority) -> WriteOutcome {
         let client_id = self.inner.credentials.current().client_id;
-        let body = match serde_json::to_value(order.body(&client_id)) {
-            Ok(v) => v,
-            Err(e) => {
-                return WriteOutcome::NotSent(NotSent::ConnectFailed(format!(
-                    "order body could not be encoded: {e}"
-                )));
-            }
-        };
+        let body = serde_json::to_value(order.body(&client_id)).expect(
+            "an order body of strings, integers, booleans and finite floats always encodes",
+        );
         let call = Call {
             endpoint: "place_order",
             method: Method::Post,
@@ -210,7 +211,8 @@ impl DhanClient {
     /// `PUT /orders/{id}`.
     pub fn modify_order(&self, change: &ModifyOrder, priority: Priority) -> WriteOutcome {
         let client_id = self.inner.credentials.current().client_id;
-        let body = serde_json::to_value(change.body(&client_id)).unwrap_or(Value::Null);
+        let body = serde_json::to_value(change.body(&client_id))
+            .expect("a modify body of strings, integers and finite floats always encodes");
         let call = Call {
             endpoint: "modify_order",
             method: Method::Put,
@@ -331,7 +333,8 @@ impl DhanClient {
     ) -> Result<HashMap<InstrumentKey, Paise>, CallError> {
         let mut out = HashMap::new();
         for chunk in instruments.chunks(LTP_BATCH) {
-            let mut body = serde_json::to_value(LtpRequest::new(chunk)).unwrap_or(Value::Null);
+            let mut body = serde_json::to_value(LtpRequest::new(chunk))
+                .expect("a map of segment names to integer lists always encodes");
             if let Value::Object(map) = &mut body {
                 map.insert(
                     "dhanClientId".into(),
@@ -470,7 +473,7 @@ impl DhanClient {
                 match &call.body {
                     Some(body) => req
                         .header("Content-Type", "application/json")
-                        .send(serde_json::to_vec(body).unwrap_or_default()),
+                        .send(serde_json::to_vec(body).expect("a JSON value always encodes")),
                     None => req.send_empty(),
                 }
             }
@@ -545,78 +548,6 @@ fn segment(text: &str) -> String {
     out
 }
 
-/// Interprets the answer to a write. Pure: the heart of "accepted / rejected / not sent /
-/// unknown".
-pub fn classify_write(status: u16, body: &[u8]) -> WriteOutcome {
-    match status {
-        200..=299 => match serde_json::from_slice::<OrderAck>(body) {
-            Ok(ack) if !ack.order_id.0.is_empty() => WriteOutcome::Accepted(ack),
-            Ok(_) => WriteOutcome::Unknown(Unknown::Unparseable {
-                http_status: status,
-                detail: "empty orderId".into(),
-            }),
-            Err(e) => WriteOutcome::Unknown(Unknown::Unparseable {
-                http_status: status,
-                detail: format!("no order acknowledgement: {e}"),
-            }),
-        },
-        429 => WriteOutcome::NotSent(NotSent::Throttled),
-        400..=499 => match model::parse_error_body(body) {
-            Some(ErrorBody::Dhan(e)) if e.code == DhanErrorCode::RateLimit => {
-                WriteOutcome::NotSent(NotSent::Throttled)
-            }
-            Some(b) => WriteOutcome::Rejected(Rejection::from_body(status, b)),
-            None => WriteOutcome::Unknown(Unknown::Unparseable {
-                http_status: status,
-                detail: format!("no error body: {}", snippet(body)),
-            }),
-        },
-        500..=599 => WriteOutcome::Unknown(Unknown::ServerError {
-            http_status: status,
-            error: match model::parse_error_body(body) {
-                Some(ErrorBody::Dhan(e)) => Some(e),
-                _ => None,
-            },
-        }),
-        _ => WriteOutcome::Unknown(Unknown::Unparseable {
-            http_status: status,
-            detail: format!("unexpected status: {}", snippet(body)),
-        }),
-    }
-}
-
-/// Interprets the answer to a read.
-fn classify_read<T: DeserializeOwned>(
-    endpoint: &'static str,
-    status: u16,
-    body: &[u8],
-) -> Result<T, CallError> {
-    match status {
-        200..=299 => {
-            // An empty 2xx body (Dhan's 202s) reads as `{}`.
-            let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-            serde_json::from_slice(bytes).map_err(|e| CallError::Failed {
-                endpoint,
-                reason: Unknown::Unparseable {
-                    http_status: status,
-                    detail: format!("{e}: {}", snippet(body)),
-                },
-            })
-        }
-        _ => match classify_write(status, body) {
-            WriteOutcome::Rejected(rejection) => Err(CallError::Rejected { endpoint, rejection }),
-            WriteOutcome::NotSent(reason) => Err(CallError::NotSent { endpoint, reason }),
-            WriteOutcome::Unknown(reason) => Err(CallError::Failed { endpoint, reason }),
-            WriteOutcome::Accepted(_) => unreachable!("only 2xx is accepted"),
-        },
-    }
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    text.replace(['\n', '\r'], " ")
-}
-
 /// A transport error before any answer: provably not sent only if no connection was made.
 fn classify_transport(e: ureq::Error) -> Reply {
     use ureq::Timeout;
@@ -653,59 +584,6 @@ fn lost(e: ureq::Error) -> Unknown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::model::OrderStatus;
-
-    #[test]
-    fn write_answers_classify_per_the_spec() {
-        let dh = |code: &str, msg: &str| {
-            format!(r#"{{"errorType":"x","errorCode":"{code}","errorMessage":"{msg}"}}"#)
-                .into_bytes()
-        };
-        assert!(matches!(
-            classify_write(200, br#"{"orderId":"5","orderStatus":"TRANSIT"}"#),
-            WriteOutcome::Accepted(OrderAck { order_status: OrderStatus::Transit, .. })
-        ));
-        assert!(
-            matches!(classify_write(400, &dh("DH-905", "bad")), WriteOutcome::Rejected(r) if r.code == DhanErrorCode::InputException)
-        );
-        assert!(
-            matches!(classify_write(400, &dh("DH-906", "Order is in Transit state")), WriteOutcome::Rejected(r) if r.is_transit())
-        );
-        assert!(matches!(
-            classify_write(429, &dh("DH-904", "slow")),
-            WriteOutcome::NotSent(NotSent::Throttled)
-        ));
-        assert!(matches!(
-            classify_write(400, &dh("DH-904", "slow")),
-            WriteOutcome::NotSent(NotSent::Throttled)
-        ));
-        assert!(matches!(classify_write(429, b""), WriteOutcome::NotSent(NotSent::Throttled)));
-        assert!(matches!(
-            classify_write(500, &dh("DH-908", "oops")),
-            WriteOutcome::Unknown(Unknown::ServerError { http_status: 500, error: Some(_) })
-        ));
-        assert!(matches!(
-            classify_write(502, b"<html>"),
-            WriteOutcome::Unknown(Unknown::ServerError { error: None, .. })
-        ));
-        assert!(matches!(
-            classify_write(200, b"<html>"),
-            WriteOutcome::Unknown(Unknown::Unparseable { .. })
-        ));
-        assert!(matches!(
-            classify_write(200, b"{}"),
-            WriteOutcome::Unknown(Unknown::Unparseable { .. })
-        ));
-        assert!(matches!(
-            classify_write(400, b"garbage"),
-            WriteOutcome::Unknown(Unknown::Unparseable { .. })
-        ));
-        assert!(matches!(
-            classify_write(404, br#"{"timestamp":"t","status":404,"error":"Not Found","path":"/v2/x"}"#),
-            WriteOutcome::Rejected(r) if r.http_status == 404
-        ));
-        assert!(matches!(classify_write(302, b""), WriteOutcome::Unknown(_)));
-    }
 
     #[test]
     fn path_segments_are_percent_encoded() {

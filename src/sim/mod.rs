@@ -11,3 +11,4 @@ pub mod orders;
 pub mod prices;
 pub mod render;
 pub mod rest_api;
+pub mod validate;
