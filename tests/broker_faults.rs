@@ -277,3 +277,12 @@ fn added_latency_and_random_error_rates_apply_at_run_time() {
     ));
     assert_eq!(sim.orders().len(), 1);
 }
+
+#[test]
+fn a_resolver_asked_to_stop_answers_undetermined_never_absent() {
+    let (sim, _p) = start_sim(sim_config());
+    let c = quick_client(&sim, 400);
+    let res =
+        scalper::broker::resolve::resolve_placement_with(&c, None, "STOP-1", RESOLVE, &|_| false);
+    assert_eq!(res, Resolution::Undetermined { reason: "stopped while resolving".into() });
+}

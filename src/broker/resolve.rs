@@ -235,6 +235,22 @@ pub fn resolve_placement(
     correlation_id: &str,
     cfg: ResolverConfig,
 ) -> Resolution {
+    resolve_placement_with(client, stream, correlation_id, cfg, &|d| {
+        std::thread::sleep(d);
+        true
+    })
+}
+
+/// As [`resolve_placement`], pausing through `sleep` (e.g. `|d| ctx.sleep(d)` inside a worker,
+/// which beats the heartbeat and wakes on stop). When `sleep` returns `false` the resolver stops
+/// and answers `Undetermined`.
+pub fn resolve_placement_with(
+    client: &DhanClient,
+    stream: Option<&RecentUpdates>,
+    correlation_id: &str,
+    cfg: ResolverConfig,
+    sleep: &dyn Fn(Duration) -> bool,
+) -> Resolution {
     let origin = Instant::now();
     let now = || origin.elapsed().as_millis() as u64;
     let (mut r, mut action) = Resolver::start(cfg, now());
@@ -262,7 +278,9 @@ pub fn resolve_placement(
                 },
             ),
             Action::WaitUntil(at) => {
-                std::thread::sleep(Duration::from_millis(at.saturating_sub(now())));
+                if !sleep(Duration::from_millis(at.saturating_sub(now()))) {
+                    return Resolution::Undetermined { reason: "stopped while resolving".into() };
+                }
                 Observation::Woke
             }
         };
