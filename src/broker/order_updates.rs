@@ -286,8 +286,8 @@ impl OrderUpdateShared {
     }
 }
 
-/// How a session ended.
-struct SessionEnd {
+/// How one connection ended.
+struct ConnectionEnd {
     reason: String,
     /// Logged in, then lost the connection soon after with nothing received.
     token_suspect: bool,
@@ -356,9 +356,9 @@ impl OrderUpdateWorker {
         }
     }
 
-    fn session(&self, ctx: &WorkerCtx) -> SessionEnd {
+    fn connection(&self, ctx: &WorkerCtx) -> ConnectionEnd {
         let started = Instant::now();
-        let end = |reason: String, token_suspect: bool| SessionEnd {
+        let end = |reason: String, token_suspect: bool| ConnectionEnd {
             reason,
             token_suspect,
             lived: started.elapsed(),
@@ -511,7 +511,7 @@ impl Worker for OrderUpdateWorker {
                 return Ok(());
             }
             self.shared.set_state(ConnectionState::Connecting, "connecting");
-            let end = self.session(ctx);
+            let end = self.connection(ctx);
             if end.stopped {
                 self.shared.set_state(ConnectionState::Disconnected, "stopped");
                 return Ok(());

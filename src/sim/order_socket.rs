@@ -200,11 +200,11 @@ fn serve(tcp: TcpStream, ctx: &SocketCtx, stop: &AtomicBool) {
     ctx.logins.fetch_add(1, Ordering::Relaxed);
     let generation = ctx.faults.socket_generation();
     let (id, rx) = ctx.bus.subscribe();
-    run_session(&mut ws, &raw, &rx, ctx, stop, generation);
+    serve_logged_in(&mut ws, &raw, &rx, ctx, stop, generation);
     ctx.bus.unsubscribe(id);
 }
 
-fn run_session(
+fn serve_logged_in(
     ws: &mut WebSocket<TcpStream>,
     raw: &TcpStream,
     rx: &Receiver<String>,

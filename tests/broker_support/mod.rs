@@ -1,4 +1,4 @@
-//! Shared helpers for the broker integration tests: a simulator on loopback with a price for
+//! Shared setup for the broker integration tests: a simulator on loopback with a price for
 //! the test instrument, a client pointed at it, condition polling, and a logger that captures
 //! every log line so a test can prove the access token never appears in one.
 #![allow(dead_code)]
