@@ -18,19 +18,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::faults::{FaultConfig, Faults};
 use super::http::{Handler, HttpServer};
 use super::limits::SimLimits;
 use super::order_socket::{OrderBus, OrderSocketServer, SocketCtx};
-use super::orders::{Book, BookConfig, NewOrder, SimNow, SimOrder, SimPosition, SimTrade, Source};
+use super::orders::{Book, BookConfig, SimNow, SimOrder, SimPosition, SimTrade, Source};
 use super::prices::PriceBoard;
 use super::rest_api::{ReceivedRequest, SimState};
 use crate::broker::model::ProductType;
 use crate::broker::ratelimit::ApiClass;
 use crate::domain::{Clock, InstrumentKey, Paise, SystemClock};
 
-pub use super::faults::{Fault, Scope};
-pub use super::orders::{NewOrder as SimNewOrder, SimOrder as SimOrderView};
+pub use super::faults::{Fault, FaultConfig, Faults, Scope};
+pub use super::orders::NewOrder;
 
 #[derive(Clone)]
 pub struct SimBrokerConfig {
