@@ -2,6 +2,15 @@
 //! socket) that follow spec dhan-v2 as faithfully as the engine's client must. Used by `make run`
 //! (paper mode), by `scalper sim`, and by the tests over real loopback sockets.
 
+pub mod broker;
+pub mod faults;
 pub mod feed;
+pub mod http;
+pub mod limits;
+pub mod order_socket;
+pub mod orders;
 pub mod prices;
+pub mod render;
+pub mod rest_api;
 pub mod scenario;
+pub mod validate;

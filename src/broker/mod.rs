@@ -1,0 +1,39 @@
+//! The broker side of the engine: Dhan's v2 REST API and order-update socket.
+//!
+//! `model` holds the wire shapes; `rest` is the blocking HTTP client; `outcome` says what a
+//! write ended as (accepted, rejected, not sent, unknown) and `resolve` settles an unknown
+//! placement by correlation id; `ratelimit` and `breaker` guard the link; `order_updates` is the
+//! worker that reads the order-update socket. The order router (in `exec`) decides when to call
+//! any of this; the simulator (`sim::broker`) is the other end of every test.
+
+pub mod backoff;
+pub mod breaker;
+pub mod credentials;
+pub mod model;
+pub mod order_updates;
+pub mod outcome;
+pub mod ratelimit;
+pub mod resolve;
+pub mod rest;
+
+pub use credentials::{
+    AccessToken, CredentialError, CredentialSource, Credentials, ReloadableCredentials,
+    StaticCredentials,
+};
+
+/// Log targets of dependencies that print WebSocket frame payloads at `trace` level, the
+/// order-update login frame (which carries the access token) included. Whatever sets up logging
+/// must cap these at `debug`; [`log_level_cap`] says so for any target.
+pub const TOKEN_BEARING_LOG_TARGETS: &[&str] = &["tungstenite"];
+
+/// The most verbose level at which `target` may log without risking the access token.
+pub fn log_level_cap(target: &str) -> log::LevelFilter {
+    if TOKEN_BEARING_LOG_TARGETS
+        .iter()
+        .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+    {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Trace
+    }
+}

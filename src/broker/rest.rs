@@ -1,0 +1,594 @@
+//! The blocking Dhan v2 REST client (spec dhan-v2 §4): one shared `ureq` agent (rustls with
+//! ring, connection pool, explicit connect and per-call timeouts, HTTP error statuses returned
+//! as responses), `access-token` and `client-id` headers on every call, `dhanClientId` in every
+//! JSON body, and a slot from the shared [`RateLimiter`] before every request.
+//!
+//! Writes answer a [`WriteOutcome`]; reads a `Result<_, CallError>`. Nothing here retries a
+//! write: the order router decides, and settles unknown placements with `resolve`. The access
+//! token is read from the [`CredentialSource`] on every call (it rolls daily) and is reloaded
+//! when Dhan answers as if it had expired; it is never logged or put into an error.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::{HistogramVec, IntCounterVec};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::credentials::CredentialSource;
+use super::model::{
+    self, DhanErrorCode, ErrorBody, FundLimit, KillSwitchStatus, LtpRequest, ModifyOrder, Order,
+    PlaceOrder, Position, Trade,
+};
+use super::outcome::{
+    CallError, NotSent, Rejection, Unknown, WriteOutcome, classify_read, classify_write,
+};
+use super::ratelimit::{ApiClass, Priority, RateLimiter};
+use crate::domain::{InstrumentKey, OrderId, Paise};
+use crate::ops::metrics::{Metrics, network_buckets};
+
+/// Dhan's production base URL.
+pub const DHAN_BASE_URL: &str = "https://api.dhan.co/v2";
+
+/// At most this many instruments per `POST /marketfeed/ltp` (spec §5).
+pub const LTP_BATCH: usize = 1000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestConfig {
+    /// `https://api.dhan.co/v2`, or the simulator's `http://127.0.0.1:PORT/v2`.
+    pub base_url: String,
+    pub connect_timeout: Duration,
+    /// The whole call: connect, send, and the complete answer. Past it the outcome is unknown.
+    pub request_timeout: Duration,
+    /// How long a call may wait for a rate-limit slot before it gives up as `NotSent`.
+    pub limiter_wait: Duration,
+    pub max_idle_connections: usize,
+    pub max_idle_per_host: usize,
+    pub max_idle_age: Duration,
+}
+
+impl RestConfig {
+    pub fn new(base_url: impl Into<String>) -> RestConfig {
+        RestConfig {
+            base_url: base_url.into(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(3),
+            limiter_wait: Duration::from_secs(2),
+            max_idle_connections: 8,
+            max_idle_per_host: 8,
+            max_idle_age: Duration::from_secs(50),
+        }
+    }
+
+    pub fn dhan() -> RestConfig {
+        RestConfig::new(DHAN_BASE_URL)
+    }
+}
+
+/// Per-endpoint latency and results, created once and shared by every clone of the client.
+#[derive(Clone, Debug)]
+pub struct RestMetrics {
+    latency: HistogramVec,
+    results: IntCounterVec,
+}
+
+impl RestMetrics {
+    pub fn new(m: &Metrics) -> RestMetrics {
+        RestMetrics {
+            latency: m.histogram_vec(
+                "broker_request_seconds",
+                "Dhan REST round trip, by endpoint",
+                &["endpoint"],
+                network_buckets(),
+            ),
+            results: m.counter_vec(
+                "broker_requests_total",
+                "Dhan REST calls by endpoint and result (ok, rejected, not_sent, unknown)",
+                &["endpoint", "result"],
+            ),
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+/// One request to make.
+struct Call {
+    endpoint: &'static str,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    class: ApiClass,
+    priority: Priority,
+}
+
+/// What came back, before interpretation.
+enum Reply {
+    Answer { status: u16, body: Vec<u8> },
+    NotSent(NotSent),
+    Lost(Unknown),
+}
+
+struct Inner {
+    agent: ureq::Agent,
+    cfg: RestConfig,
+    credentials: Arc<dyn CredentialSource>,
+    limiter: Arc<RateLimiter>,
+    metrics: Option<RestMetrics>,
+}
+
+/// The Dhan REST client. Cheap to clone; every clone shares the agent, pool and limiter.
+#[derive(Clone)]
+pub struct DhanClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DhanClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhanClient")
+            .field("base_url", &self.inner.cfg.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DhanClient {
+    pub fn new(
+        cfg: RestConfig,
+        credentials: Arc<dyn CredentialSource>,
+        limiter: Arc<RateLimiter>,
+    ) -> DhanClient {
+        DhanClient::build(cfg, credentials, limiter, None)
+    }
+
+    /// As [`DhanClient::new`], recording latency and results into `metrics`.
+    pub fn with_metrics(
+        cfg: RestConfig,
+        credentials: Arc<dyn CredentialSource>,
+        limiter: Arc<RateLimiter>,
+        metrics: RestMetrics,
+    ) -> DhanClient {
+        DhanClient::build(cfg, credentials, limiter, Some(metrics))
+    }
+
+    fn build(
+        cfg: RestConfig,
+        credentials: Arc<dyn CredentialSource>,
+        limiter: Arc<RateLimiter>,
+        metrics: Option<RestMetrics>,
+    ) -> DhanClient {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(cfg.request_timeout))
+            .timeout_connect(Some(cfg.connect_timeout))
+            .max_idle_connections(cfg.max_idle_connections)
+            .max_idle_connections_per_host(cfg.max_idle_per_host)
+            .max_idle_age(cfg.max_idle_age)
+            // A redirect would resend a POST somewhere we did not choose.
+            .max_redirects(0)
+            .user_agent(concat!("scalper/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        DhanClient { inner: Arc::new(Inner { agent, cfg, credentials, limiter, metrics }) }
+    }
+
+    pub fn config(&self) -> &RestConfig {
+        &self.inner.cfg
+    }
+
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
+        &self.inner.limiter
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /// `POST /orders`.
+    pub fn place_order(&self, order: &PlaceOrder, priority: Priority) -> WriteOutcome {
+        let client_id = self.inner.credentials.current().client_id;
+        let body = serde_json::to_value(order.body(&client_id)).expect(
+            "an order body of strings, integers, booleans and finite floats always encodes",
+        );
+        let call = Call {
+            endpoint: "place_order",
+            method: Method::Post,
+            path: "/orders".into(),
+            body: Some(body),
+            class: ApiClass::Orders,
+            priority,
+        };
+        let outcome = self.write(call);
+        log_write("place_order", order.correlation_id.as_ref().map(|c| c.as_str()), &outcome);
+        outcome
+    }
+
+    /// `PUT /orders/{id}`.
+    pub fn modify_order(&self, change: &ModifyOrder, priority: Priority) -> WriteOutcome {
+        let client_id = self.inner.credentials.current().client_id;
+        let body = serde_json::to_value(change.body(&client_id))
+            .expect("a modify body of strings, integers and finite floats always encodes");
+        let call = Call {
+            endpoint: "modify_order",
+            method: Method::Put,
+            path: format!("/orders/{}", segment(&change.order_id.0)),
+            body: Some(body),
+            class: ApiClass::Orders,
+            priority,
+        };
+        let outcome = self.write(call);
+        log_write("modify_order", Some(&change.order_id.0), &outcome);
+        outcome
+    }
+
+    /// `DELETE /orders/{id}`. A 400 DH-906 "Order is in Transit state" comes back as
+    /// `Rejected` with [`Rejection::is_transit`]; try again once the order is PENDING.
+    pub fn cancel_order(&self, order_id: &OrderId, priority: Priority) -> WriteOutcome {
+        let call = Call {
+            endpoint: "cancel_order",
+            method: Method::Delete,
+            path: format!("/orders/{}", segment(&order_id.0)),
+            body: None,
+            class: ApiClass::Orders,
+            priority,
+        };
+        let outcome = self.write(call);
+        log_write("cancel_order", Some(&order_id.0), &outcome);
+        outcome
+    }
+
+    // ---------------------------------------------------------------- reads
+    //
+    // Reads never add risk, so they ask the limiter at exit priority.
+
+    /// `GET /orders/{id}`: `None` for an unknown id (Dhan answers `200 []`).
+    pub fn order(&self, order_id: &OrderId) -> Result<Option<Order>, CallError> {
+        let v: Value = self.read(
+            "order",
+            Method::Get,
+            format!("/orders/{}", segment(&order_id.0)),
+            None,
+            ApiClass::NonTrading,
+        )?;
+        let one = model::wire::one_or_none(v).map_err(|e| decode_error("order", e))?;
+        one.map(|o| serde_json::from_value(o).map_err(|e| decode_error("order", e))).transpose()
+    }
+
+    /// `GET /orders/external/{cid}`: `None` for 404 DH-906, which Dhan answers both for an
+    /// unknown correlation id and for an order still in TRANSIT.
+    pub fn order_by_correlation_id(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Option<Order>, CallError> {
+        let path = format!("/orders/external/{}", segment(correlation_id));
+        match self.read::<Value>(
+            "order_by_correlation_id",
+            Method::Get,
+            path,
+            None,
+            ApiClass::NonTrading,
+        ) {
+            Ok(v) => {
+                let one = model::wire::one_or_none(v)
+                    .map_err(|e| decode_error("order_by_correlation_id", e))?;
+                one.map(|o| {
+                    serde_json::from_value(o)
+                        .map_err(|e| decode_error("order_by_correlation_id", e))
+                })
+                .transpose()
+            }
+            Err(CallError::Rejected { rejection, .. })
+                if rejection.http_status == 404 && rejection.code == DhanErrorCode::OrderError =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /orders`: today's order book, every platform.
+    pub fn orders(&self) -> Result<Vec<Order>, CallError> {
+        self.read("orders", Method::Get, "/orders".into(), None, ApiClass::NonTrading)
+    }
+
+    /// `GET /trades`: today's fills.
+    pub fn trades(&self) -> Result<Vec<Trade>, CallError> {
+        self.read("trades", Method::Get, "/trades".into(), None, ApiClass::NonTrading)
+    }
+
+    /// `GET /trades/{order-id}`: the fills of one order.
+    pub fn trades_for_order(&self, order_id: &OrderId) -> Result<Vec<Trade>, CallError> {
+        let path = format!("/trades/{}", segment(&order_id.0));
+        let v: Value =
+            self.read("trades_for_order", Method::Get, path, None, ApiClass::NonTrading)?;
+        // Seen as an array; accept a bare object too.
+        let v = match v {
+            Value::Object(_) => Value::Array(vec![v]),
+            other => other,
+        };
+        serde_json::from_value(v).map_err(|e| decode_error("trades_for_order", e))
+    }
+
+    /// `GET /positions`.
+    pub fn positions(&self) -> Result<Vec<Position>, CallError> {
+        self.read("positions", Method::Get, "/positions".into(), None, ApiClass::NonTrading)
+    }
+
+    /// `GET /fundlimit`.
+    pub fn fund_limit(&self) -> Result<FundLimit, CallError> {
+        self.read("fund_limit", Method::Get, "/fundlimit".into(), None, ApiClass::NonTrading)
+    }
+
+    /// `POST /marketfeed/ltp`: last traded prices, at most [`LTP_BATCH`] instruments per call
+    /// (more are split into several calls, each taking a quote-class slot). Instruments Dhan
+    /// does not report are missing from the map.
+    pub fn ltp(
+        &self,
+        instruments: &[InstrumentKey],
+    ) -> Result<HashMap<InstrumentKey, Paise>, CallError> {
+        let mut out = HashMap::new();
+        for chunk in instruments.chunks(LTP_BATCH) {
+            let mut body = serde_json::to_value(LtpRequest::new(chunk))
+                .expect("a map of segment names to integer lists always encodes");
+            if let Value::Object(map) = &mut body {
+                map.insert(
+                    "dhanClientId".into(),
+                    Value::String(self.inner.credentials.current().client_id),
+                );
+            }
+            let v: Value = self.read(
+                "ltp",
+                Method::Post,
+                "/marketfeed/ltp".into(),
+                Some(body),
+                ApiClass::Quote,
+            )?;
+            out.extend(model::parse_ltp_response(&v).map_err(|e| decode_error("ltp", e))?);
+        }
+        Ok(out)
+    }
+
+    /// `POST /killswitch?killSwitchStatus=ACTIVATE|DEACTIVATE`. Dhan refuses activation while
+    /// positions are open or orders pending.
+    pub fn set_kill_switch(&self, activate: bool) -> Result<KillSwitchStatus, CallError> {
+        let status = if activate { "ACTIVATE" } else { "DEACTIVATE" };
+        let path = format!("/killswitch?killSwitchStatus={status}");
+        let r: Result<KillSwitchStatus, CallError> =
+            self.read("kill_switch", Method::Post, path, None, ApiClass::NonTrading);
+        match &r {
+            Ok(s) => {
+                log::warn!(target: "broker", "Dhan kill switch {status}: {}", s.kill_switch_status)
+            }
+            Err(e) => log::error!(target: "broker", "Dhan kill switch {status} failed: {e}"),
+        }
+        r
+    }
+
+    /// `GET /killswitch`.
+    pub fn kill_switch_status(&self) -> Result<KillSwitchStatus, CallError> {
+        self.read(
+            "kill_switch_status",
+            Method::Get,
+            "/killswitch".into(),
+            None,
+            ApiClass::NonTrading,
+        )
+    }
+
+    // ---------------------------------------------------------------- plumbing
+
+    fn write(&self, call: Call) -> WriteOutcome {
+        let endpoint = call.endpoint;
+        let outcome = match self.exchange(call) {
+            Reply::Answer { status, body } => classify_write(status, &body),
+            Reply::NotSent(n) => WriteOutcome::NotSent(n),
+            Reply::Lost(u) => WriteOutcome::Unknown(u),
+        };
+        if let WriteOutcome::Rejected(r) = &outcome {
+            self.maybe_reload(r);
+        }
+        self.count(endpoint, outcome.kind());
+        outcome
+    }
+
+    fn read<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        path: String,
+        body: Option<Value>,
+        class: ApiClass,
+    ) -> Result<T, CallError> {
+        let call = Call { endpoint, method, path, body, class, priority: Priority::Exit };
+        let result = match self.exchange(call) {
+            Reply::Answer { status, body } => classify_read(endpoint, status, &body),
+            Reply::NotSent(reason) => Err(CallError::NotSent { endpoint, reason }),
+            Reply::Lost(reason) => Err(CallError::Failed { endpoint, reason }),
+        };
+        let kind = match &result {
+            Ok(_) => "ok",
+            Err(CallError::Rejected { rejection, .. }) => {
+                self.maybe_reload(rejection);
+                "rejected"
+            }
+            Err(CallError::NotSent { .. }) => "not_sent",
+            Err(CallError::Failed { .. }) => "unknown",
+        };
+        self.count(endpoint, kind);
+        result
+    }
+
+    fn maybe_reload(&self, r: &Rejection) {
+        if r.is_auth() {
+            log::warn!(target: "broker", "Dhan refused the credentials ({} {}); reloading them", r.code, r.message);
+            if let Err(e) = self.inner.credentials.reload() {
+                log::error!(target: "broker", "{e}");
+            }
+        }
+    }
+
+    fn count(&self, endpoint: &str, kind: &str) {
+        if let Some(m) = &self.inner.metrics {
+            m.results.with_label_values(&[endpoint, kind]).inc();
+        }
+    }
+
+    /// Takes a rate-limit slot, sends, and reads the whole answer.
+    fn exchange(&self, call: Call) -> Reply {
+        let inner = &*self.inner;
+        let deadline = Instant::now() + inner.cfg.limiter_wait;
+        if let Err(e) = inner.limiter.acquire(call.class, call.priority, deadline) {
+            return Reply::NotSent(NotSent::RateLimited(e));
+        }
+        let creds = inner.credentials.current();
+        let url = format!("{}{}", inner.cfg.base_url.trim_end_matches('/'), call.path);
+        let started = Instant::now();
+        let sent = match call.method {
+            Method::Get | Method::Delete => {
+                let req = if call.method == Method::Get {
+                    inner.agent.get(&url)
+                } else {
+                    inner.agent.delete(&url)
+                };
+                req.header("access-token", creds.access_token.expose())
+                    .header("client-id", &creds.client_id)
+                    .header("Accept", "application/json")
+                    .call()
+            }
+            Method::Post | Method::Put => {
+                let req = if call.method == Method::Post {
+                    inner.agent.post(&url)
+                } else {
+                    inner.agent.put(&url)
+                };
+                let req = req
+                    .header("access-token", creds.access_token.expose())
+                    .header("client-id", &creds.client_id)
+                    .header("Accept", "application/json");
+                match &call.body {
+                    Some(body) => req
+                        .header("Content-Type", "application/json")
+                        .send(serde_json::to_vec(body).expect("a JSON value always encodes")),
+                    None => req.send_empty(),
+                }
+            }
+        };
+        let reply = match sent {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                match resp.body_mut().read_to_vec() {
+                    Ok(body) => Reply::Answer { status, body },
+                    Err(e) => Reply::Lost(lost(e)),
+                }
+            }
+            Err(e) => classify_transport(e),
+        };
+        let elapsed = started.elapsed();
+        if let Some(m) = &inner.metrics {
+            m.latency.with_label_values(&[call.endpoint]).observe(elapsed.as_secs_f64());
+        }
+        match &reply {
+            Reply::Answer { status, body } => {
+                let throttled = *status == 429
+                    || matches!(model::parse_error_body(body), Some(ErrorBody::Dhan(e)) if e.code == DhanErrorCode::RateLimit);
+                if throttled {
+                    inner.limiter.note_throttled(call.class);
+                } else {
+                    inner.limiter.note_accepted(call.class);
+                }
+                log::debug!(target: "broker", "{} {} -> HTTP {status} in {elapsed:?}", call.endpoint, call.path);
+            }
+            Reply::NotSent(n) => {
+                log::warn!(target: "broker", "{} {} not sent: {n}", call.endpoint, call.path)
+            }
+            Reply::Lost(u) => {
+                log::warn!(target: "broker", "{} {} after {elapsed:?}: {u}", call.endpoint, call.path)
+            }
+        }
+        reply
+    }
+}
+
+fn log_write(endpoint: &str, key: Option<&str>, outcome: &WriteOutcome) {
+    let key = key.unwrap_or("-");
+    match outcome {
+        WriteOutcome::Accepted(_) => log::info!(target: "broker", "{endpoint} {key}: {outcome}"),
+        WriteOutcome::Rejected(_) | WriteOutcome::NotSent(_) => {
+            log::warn!(target: "broker", "{endpoint} {key}: {outcome}")
+        }
+        WriteOutcome::Unknown(_) => {
+            log::error!(target: "broker", "{endpoint} {key}: {outcome}; must be resolved before any resend")
+        }
+    }
+}
+
+fn decode_error(endpoint: &'static str, e: impl std::fmt::Display) -> CallError {
+    CallError::Failed {
+        endpoint,
+        reason: Unknown::Unparseable { http_status: 200, detail: e.to_string() },
+    }
+}
+
+/// Percent-encodes one path segment (order ids are digits; a correlation id from another
+/// platform might not be).
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A transport error before any answer: provably not sent only if no connection was made.
+fn classify_transport(e: ureq::Error) -> Reply {
+    use ureq::Timeout;
+    match e {
+        ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => {
+            Reply::NotSent(NotSent::ConnectFailed(e.to_string()))
+        }
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+            Reply::NotSent(NotSent::ConnectFailed(e.to_string()))
+        }
+        ureq::Error::Io(ref io) if io.kind() == io::ErrorKind::ConnectionRefused => {
+            Reply::NotSent(NotSent::ConnectFailed(e.to_string()))
+        }
+        other => Reply::Lost(lost(other)),
+    }
+}
+
+fn lost(e: ureq::Error) -> Unknown {
+    match e {
+        ureq::Error::Timeout(t) => Unknown::Timeout(format!("{t:?}")),
+        ureq::Error::Io(io) => match io.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Unknown::Timeout(io.to_string()),
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => Unknown::ConnectionLost(io.to_string()),
+            _ => Unknown::Transport(io.to_string()),
+        },
+        ureq::Error::Protocol(p) => Unknown::ConnectionLost(p.to_string()),
+        other => Unknown::Transport(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(segment("52511243008123"), "52511243008123");
+        assert_eq!(segment("AS-N_1.2"), "AS-N_1.2");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+    }
+}
