@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use broker_support::*;
 use crossbeam_channel::Receiver;
-use scalper::broker::backoff::Backoff;
 use scalper::broker::credentials::{CredentialSource, Credentials, ReloadableCredentials};
 use scalper::broker::model::{OrderStatus, OrderUpdate};
 use scalper::broker::order_updates::{
@@ -22,6 +21,7 @@ use scalper::broker::outcome::WriteOutcome;
 use scalper::broker::ratelimit::Priority;
 use scalper::domain::{Paise, Qty, Txn};
 use scalper::ops::health::{HealthBoard, Status};
+use scalper::runtime::BackoffPolicy;
 use scalper::runtime::{StopHandle, Worker, WorkerCtx};
 use scalper::sim::broker::SimBroker;
 
@@ -39,11 +39,8 @@ fn run_worker(sim: &SimBroker, creds: Arc<dyn CredentialSource>) -> Running {
     let health = HealthBoard::new();
     let cfg = OrderUpdateConfig {
         read_timeout: Duration::from_millis(50),
-        backoff: Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(400),
-            jitter_pct: 25,
-        },
+        backoff: BackoffPolicy::new(Duration::from_millis(50), Duration::from_millis(400), 0.25)
+            .unwrap(),
         suspect_token_within: Duration::from_secs(1),
         ..OrderUpdateConfig::new(sim.order_socket_url())
     };
@@ -258,11 +255,7 @@ fn stopping_while_the_broker_is_unreachable_is_prompt() {
     let (tx, _rx) = crossbeam_channel::unbounded();
     let health = HealthBoard::new();
     let cfg = OrderUpdateConfig {
-        backoff: Backoff {
-            initial: Duration::from_secs(30),
-            max: Duration::from_secs(60),
-            jitter_pct: 0,
-        },
+        backoff: BackoffPolicy::new(Duration::from_secs(30), Duration::from_secs(60), 0.0).unwrap(),
         ..OrderUpdateConfig::new(url)
     };
     let shared = OrderUpdateShared::new(cfg, credentials(), tx, health.clone()).unwrap();

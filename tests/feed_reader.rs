@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
 use scalper::domain::{InstrumentKey, Paise, Segment, SystemClock, Tick};
-use scalper::feed::backoff::BackoffPolicy;
 use scalper::feed::codec::DisconnectReason;
 use scalper::feed::reader::{
     AccessToken, ConnState, FeedFatal, FeedReader, FeedStats, ReaderConfig, ReaderShared,
@@ -20,6 +19,7 @@ use scalper::feed::subscribe::FeedMode;
 use scalper::feed::{SubscriptionSet, TickCache};
 use scalper::ops::health::{HealthBoard, Status};
 use scalper::ops::metrics::Metrics;
+use scalper::runtime::backoff::BackoffPolicy;
 use scalper::runtime::{StopHandle, Worker, WorkerCtx};
 use scalper::sim::feed::{HandshakeOutcome, SimFeed, SimFeedConfig, SimFeedControl};
 use scalper::sim::prices::PriceBoard;

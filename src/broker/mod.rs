@@ -6,7 +6,6 @@
 //! worker that reads the order-update socket. The order router (in `exec`) decides when to call
 //! any of this; the simulator (`sim::broker`) is the other end of every test.
 
-pub mod backoff;
 pub mod breaker;
 pub mod credentials;
 pub mod model;

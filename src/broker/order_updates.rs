@@ -24,12 +24,12 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use super::backoff::Backoff;
 use super::credentials::CredentialSource;
 use super::model::{FrameItem, OrderUpdate, parse_frame};
 use crate::domain::OrderId;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
 use crate::ops::metrics::Metrics;
+use crate::runtime::backoff::BackoffPolicy;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// Dhan's order-update socket.
@@ -38,7 +38,7 @@ pub const DHAN_ORDER_UPDATE_URL: &str = "wss://api-order-update.dhan.co";
 /// The health-board component name.
 pub const HEALTH_COMPONENT: &str = "order_updates";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct OrderUpdateConfig {
     pub url: String,
     pub connect_timeout: Duration,
@@ -50,7 +50,7 @@ pub struct OrderUpdateConfig {
     pub idle_timeout: Duration,
     /// Our own pings, so that a quiet but healthy socket still shows frames.
     pub ping_every: Duration,
-    pub backoff: Backoff,
+    pub backoff: BackoffPolicy,
     /// A connection that lived this long resets the backoff to its first step.
     pub stable_after: Duration,
     /// A connection that ends this soon after the login, having received nothing, is taken as
@@ -66,7 +66,7 @@ impl OrderUpdateConfig {
             read_timeout: Duration::from_millis(200),
             idle_timeout: Duration::from_secs(40),
             ping_every: Duration::from_secs(10),
-            backoff: Backoff::default(),
+            backoff: BackoffPolicy::default(),
             stable_after: Duration::from_secs(30),
             suspect_token_within: Duration::from_secs(2),
         }

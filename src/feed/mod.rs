@@ -4,10 +4,9 @@
 //! raw feed bytes) into them; `subscribe` writes and parses the JSON subscription requests;
 //! `tick_cache` keeps the latest price of every instrument for every thread; `subscriptions` is
 //! the shared set of instruments the engine tracks; `reader` is the worker that keeps the socket
-//! alive and feeds the cache and the exit engine (with its reconnect `backoff` and the feed
+//! alive and feeds the cache and the exit engine (with its reconnect backoff and the feed
 //! `url`); `decode_cmd` is `scalper decode`; `vectors` holds the spec's test vectors.
 
-pub mod backoff;
 pub mod codec;
 pub mod decode_cmd;
 pub mod reader;

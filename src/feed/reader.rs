@@ -56,7 +56,6 @@ pub use stats::{ConnState, FeedStats};
 pub use token::{AccessToken, TokenSource};
 
 use crate::domain::{Clock, InstrumentKey, Tick};
-use crate::feed::backoff::Backoff;
 use crate::feed::codec::{DisconnectReason, Packet};
 use crate::feed::splitter::Packets;
 use crate::feed::subscribe::{subscribe_messages, unsubscribe_messages};
@@ -64,6 +63,7 @@ use crate::feed::subscriptions::{SubscriptionSet, Tracked};
 use crate::feed::tick_cache::TickCache;
 use crate::feed::url::{redacted_feed_url, scrub};
 use crate::ops::health::HealthBoard;
+use crate::runtime::backoff::Backoff;
 use crate::runtime::{Worker, WorkerCtx};
 use connect::{FeedSocket, Opened, Timeouts};
 use health::HealthPublisher;

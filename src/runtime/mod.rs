@@ -11,7 +11,7 @@ pub mod supervisor;
 pub mod systemd;
 pub mod worker;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, BackoffPolicy};
 pub use supervisor::{
     StatusTable, Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle,
     SupervisorOutcome, WorkerSpec, WorkerState, WorkerStatus,

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use super::backoff::Backoff;
+use super::backoff::BackoffPolicy;
 use super::worker::{Heartbeat, StopHandle, StopSignal, Worker, WorkerCtx};
 use crate::ops::metrics::Metrics;
 
@@ -516,8 +516,8 @@ impl Run {
                 .push(SupervisorEvent::Escalating { worker: name.clone(), reason: reason.clone() });
             return Some((name, reason));
         }
-        let backoff = Backoff::new(self.cfg.backoff_base, self.cfg.backoff_cap)
-            .delay(slot.recent.len() as u32);
+        let backoff = BackoffPolicy::new(self.cfg.backoff_base, self.cfg.backoff_cap, 0.0)
+            .map_or(self.cfg.backoff_base, |p| p.ceiling(slot.recent.len() as u32));
         slot.state = WorkerState::Restarting;
         slot.respawn_at = Some(now + backoff);
         log::warn!(

@@ -35,6 +35,7 @@ use super::spill::{SpillError, SpillFiles, SpillReader};
 use super::{Store, StoreError};
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
 use crate::ops::metrics::Metrics;
+use crate::runtime::backoff::{Backoff, BackoffPolicy};
 use crate::runtime::{Worker, WorkerCtx};
 
 /// Opens a store on the calling thread (the writer's). Called again after every failure.
@@ -72,30 +73,13 @@ impl WriterConfig {
     }
 }
 
-/// Exponential backoff without jitter (one writer per database needs none). Pure.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        let initial = initial.max(Duration::from_millis(1));
-        Backoff { initial, max: max.max(initial), next: initial }
-    }
-
-    /// The delay before the next attempt; each call doubles the following one, up to the max.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
+/// The writer's database retry schedule: exponential, no jitter (one writer per database needs
+/// none), never a zero delay.
+fn retry_backoff(initial: Duration, max: Duration) -> Backoff {
+    let initial = initial.max(Duration::from_millis(1));
+    let policy = BackoffPolicy::new(initial, max.max(initial), 0.0)
+        .expect("a positive base, a cap at least the base and no jitter are valid");
+    Backoff::new(policy)
 }
 
 /// Everything that outlives one writer value: the queue, the batch in flight, the spill
@@ -208,7 +192,7 @@ pub struct StoreWriter {
 
 impl StoreWriter {
     pub fn new(shared: Arc<WriterShared>) -> StoreWriter {
-        let backoff = Backoff::new(shared.config.retry_initial, shared.config.retry_max);
+        let backoff = retry_backoff(shared.config.retry_initial, shared.config.retry_max);
         StoreWriter {
             shared,
             store: None,
@@ -289,7 +273,7 @@ impl StoreWriter {
         self.store = None;
         self.shared.metrics.database_up.set(0);
         self.shared.metrics.write_errors.with_label_values(&["unavailable"]).inc();
-        let delay = self.backoff.next_delay();
+        let delay = self.backoff.next_delay(0.0);
         self.next_attempt = Instant::now() + delay;
         if !self.outage_logged {
             log::error!(target: "store", "{e}; spilling to {} and retrying", self.shared.spill.active.display());
@@ -433,7 +417,7 @@ impl StoreWriter {
         self.shared.metrics.write_errors.with_label_values(&["spill"]).inc();
         log::error!(target: "store", "{e}");
         // Retrying a broken file at once would spin: wait like for the database.
-        self.next_attempt = Instant::now() + self.backoff.next_delay();
+        self.next_attempt = Instant::now() + self.backoff.next_delay(0.0);
     }
 
     /// Whether the backoff allows another attempt (connect or replay) now.
@@ -606,7 +590,7 @@ impl Worker for StoreWriter {
                 self.idle(ctx);
             }
             if self.held.is_some() {
-                let delay = self.backoff.next_delay();
+                let delay = self.backoff.next_delay(0.0);
                 self.next_attempt = Instant::now() + delay;
                 ctx.sleep(delay);
             }
@@ -647,17 +631,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-        let got: Vec<u64> = (0..5).map(|_| b.next_delay().as_millis() as u64).collect();
+    fn retry_backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = retry_backoff(Duration::from_millis(100), Duration::from_millis(500));
+        let got: Vec<u64> = (0..5).map(|_| b.next_delay(0.0).as_millis() as u64).collect();
         assert_eq!(got, [100, 200, 400, 500, 500]);
         b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
+        assert_eq!(b.next_delay(0.0), Duration::from_millis(100));
     }
 
     #[test]
-    fn backoff_never_spins_with_a_zero_delay() {
-        let mut b = Backoff::new(Duration::ZERO, Duration::ZERO);
-        assert_eq!(b.next_delay(), Duration::from_millis(1));
+    fn retry_backoff_never_spins_with_a_zero_delay() {
+        let mut b = retry_backoff(Duration::ZERO, Duration::ZERO);
+        assert_eq!(b.next_delay(0.0), Duration::from_millis(1));
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::feed::backoff::BackoffPolicy;
 use crate::feed::subscribe::{FeedMode, MAX_INSTRUMENTS_PER_CONNECTION};
+use crate::runtime::backoff::BackoffPolicy;
 
 /// The reader's settings.
 #[derive(Clone, Debug)]

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::ReaderConfig;
-use crate::feed::backoff::Backoff;
 use crate::feed::codec::DisconnectReason;
+use crate::runtime::backoff::Backoff;
 
 /// How a connection attempt or a session ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn plan(ending: &Ending, cfg: &ReaderConfig, backoff: &mut Backoff, random: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::backoff::BackoffPolicy;
+    use crate::runtime::backoff::BackoffPolicy;
 
     fn cfg() -> ReaderConfig {
         let mut c = ReaderConfig::new("ws://127.0.0.1:1", "1");
