@@ -182,7 +182,7 @@ fn round_trip(n: u64) -> Vec<EventKind> {
         trade_count: n as u32 + 1,
         updated_at: now,
     }));
-    if n % 10 == 0 {
+    if n.is_multiple_of(10) {
         out.push(EventKind::Audit(AuditRecord {
             at: now,
             actor: Actor::Engine,

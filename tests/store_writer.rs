@@ -100,7 +100,7 @@ fn postgres_outage_mid_run_spills_and_replays_every_event_once_in_order() {
                 handle.record(numbered(seq));
                 worst = worst.max(t.elapsed());
                 seq += 1;
-                if seq % 16 == 0 {
+                if seq.is_multiple_of(16) {
                     std::thread::sleep(Duration::from_millis(1)); // pacing, not synchronisation
                 }
             }
