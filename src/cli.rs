@@ -84,6 +84,7 @@ fn dispatch(command: Command) -> u8 {
             println!("scalper {}", env!("CARGO_PKG_VERSION"));
             EXIT_OK
         }
+        Command::Run { config } => crate::app::run(&config),
         Command::CheckConfig { file } => crate::config::check_config(&file),
         Command::Replay { config, ticks, positions, out } => match load_config(&config) {
             Ok(cfg) => crate::replay::command(&cfg.replay_params(), &ticks, &positions, &out),

@@ -5,6 +5,7 @@
 //! threads, `store` persists, `ops` is the operator's surface, `sim` is the built-in Dhan
 //! simulator, `replay` drives the same core on a virtual clock.
 
+pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod config;

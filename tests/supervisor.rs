@@ -105,8 +105,18 @@ fn a_worker_that_keeps_panicking_exhausts_its_budget_and_escalates() {
     sup.add(WorkerSpec::new("flaky", Duration::from_secs(5), || {
         Box::new(|_: &WorkerCtx| -> anyhow::Result<()> { panic!("always fails") })
     }));
+    let hook_saw: Arc<Mutex<Option<(String, bool)>>> = Arc::default();
+    let (h, o) = (hook_saw.clone(), other_stopped.clone());
+    sup.on_escalation(move |worker, _reason| {
+        *h.lock() = Some((worker.to_string(), o.load(Ordering::SeqCst)));
+    });
     let handle = sup.start().unwrap();
     let outcome = handle.join();
+    assert_eq!(
+        *hook_saw.lock(),
+        Some(("flaky".to_string(), false)),
+        "the escalation hook runs before any other worker is stopped"
+    );
     match outcome {
         SupervisorOutcome::Escalated { worker, reason, left_behind } => {
             assert_eq!(worker, "flaky");

@@ -165,6 +165,7 @@ impl Worker for HttpWorker {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
         while !ctx.should_stop() {
             ctx.beat();
+            crate::runtime::failpoint::hit("http.loop");
             match self.server.recv_timeout(ctx.beat_every()) {
                 Ok(Some(req)) => self.handle(req),
                 Ok(None) => {}

@@ -211,7 +211,13 @@ pub struct Supervisor {
     specs: Vec<WorkerSpec>,
     metrics: Metrics,
     status: StatusTable,
+    on_escalation: Option<EscalationHook>,
 }
+
+/// Called on the supervisor thread when a worker exhausts its budget, before anything is
+/// stopped (so that, for example, the halt it causes can still be persisted), with the
+/// worker's name and its last failure.
+pub type EscalationHook = Box<dyn FnOnce(&str, &str) + Send>;
 
 /// The shared table of worker statuses, in start order; the supervisor writes it, health,
 /// metrics and the watchdog read it.
@@ -227,7 +233,22 @@ pub struct SupervisorHandle {
 
 impl Supervisor {
     pub fn new(cfg: SupervisorConfig, metrics: Metrics) -> Supervisor {
-        Supervisor { cfg, specs: Vec::new(), metrics, status: StatusTable::default() }
+        Supervisor {
+            cfg,
+            specs: Vec::new(),
+            metrics,
+            status: StatusTable::default(),
+            on_escalation: None,
+        }
+    }
+
+    /// Sets what happens first when a worker exhausts its restart budget.
+    pub fn on_escalation(
+        &mut self,
+        hook: impl FnOnce(&str, &str) + Send + 'static,
+    ) -> &mut Supervisor {
+        self.on_escalation = Some(Box::new(hook));
+        self
     }
 
     /// The status table, available before the start so that readers can be built first.
@@ -315,6 +336,7 @@ struct Run {
     exit_rx: Receiver<ExitReport>,
     metrics: SupervisorMetrics,
     announced_up: bool,
+    on_escalation: Option<EscalationHook>,
     /// Events go out after the status table is published, so whoever reacts to an event sees
     /// a table at least as new as the event.
     pending: Vec<SupervisorEvent>,
@@ -373,6 +395,7 @@ impl Run {
             exit_rx,
             metrics,
             announced_up: false,
+            on_escalation: sup.on_escalation,
             pending: Vec::new(),
         }
     }
@@ -383,6 +406,12 @@ impl Run {
         }
         self.publish();
         let escalation = self.supervise();
+        if let Some((worker, reason)) = &escalation
+            && let Some(hook) = self.on_escalation.take()
+        {
+            hook(worker, reason);
+        }
+        self.publish();
         let left_behind = self.stop_all();
         self.publish();
         match escalation {
