@@ -35,7 +35,9 @@ square_off_time = "10:30"
     let (status, body) = h.order(UNWATCHED, Side::Long, 75);
     assert_eq!((status, body["code"].as_str()), (422, Some("no_price")), "{body}");
     assert!(body["error"].as_str().unwrap().contains("subscribed it now"), "{body}");
-    wait_until("the unwatched instrument is subscribed", || h.prices.subscribed().contains(&UNWATCHED));
+    wait_until("the unwatched instrument is subscribed", || {
+        h.prices.subscribed().contains(&UNWATCHED)
+    });
     h.price(UNWATCHED, "200.00");
     let first = h.open(UNWATCHED, Side::Long, 75);
 
@@ -67,7 +69,11 @@ square_off_time = "10:30"
     assert_eq!((status, body["code"].as_str()), (422, Some("trading_not_active")), "{body}");
     h.price(UNWATCHED, "180.00");
     let t = h.closed(&first);
-    assert_eq!((t.reason, t.exit_price), (ExitReason::StopLoss, rupees("180.00")), "exits continue while halted");
+    assert_eq!(
+        (t.reason, t.exit_price),
+        (ExitReason::StopLoss, rupees("180.00")),
+        "exits continue while halted"
+    );
     let (status, body) = h.post("/v1/resume", "");
     assert_eq!((status, body["trading"]["state"].as_str()), (200, Some("active")), "{body}");
     let (status, body) = h.post("/v1/resume", "");
@@ -80,8 +86,17 @@ square_off_time = "10:30"
     assert_eq!((status, body["code"].as_str()), (422, Some("after_entry_cutoff")), "{body}");
 
     let text = h.metrics_text();
-    for (code, n) in [("no_price", 1.0), ("max_open_positions", 1.0), ("reentry_cooldown", 1.0), ("accepted", 2.0)] {
-        assert_eq!(metric_sum(&text, "scalper_entries_total", &[("outcome", code)]), n, "entries {code}");
+    for (code, n) in [
+        ("no_price", 1.0),
+        ("max_open_positions", 1.0),
+        ("reentry_cooldown", 1.0),
+        ("accepted", 2.0),
+    ] {
+        assert_eq!(
+            metric_sum(&text, "scalper_entries_total", &[("outcome", code)]),
+            n,
+            "entries {code}"
+        );
     }
     h.stop();
 }
@@ -93,7 +108,10 @@ fn a_position_opened_through_the_api_is_subscribed_and_its_ticks_come_through_th
     h.price(C, "100.00");
     assert!(!h.shared.subscriptions.is_position(C));
     let id = h.open(C, Side::Short, 75);
-    assert!(h.shared.subscriptions.is_position(C), "the position's instrument is tracked losslessly");
+    assert!(
+        h.shared.subscriptions.is_position(C),
+        "the position's instrument is tracked losslessly"
+    );
 
     // The reader notices the new position within one socket read; from then on the
     // instrument's ticks reach the exit engine through the channel, not only the cache.
@@ -109,11 +127,17 @@ fn a_position_opened_through_the_api_is_subscribed_and_its_ticks_come_through_th
     let forwarded = h.shared.feed_stats.position_ticks.get();
     h.at("10:00:20");
     h.price(C, "110.00");
-    assert_eq!(h.shared.feed_stats.position_ticks.get(), forwarded + 1, "the tick went through the channel");
+    assert_eq!(
+        h.shared.feed_stats.position_ticks.get(),
+        forwarded + 1,
+        "the tick went through the channel"
+    );
     assert!(h.shared.m.ticks_evaluated.get() > evaluated);
     let t = h.closed(&id);
     assert_eq!((t.reason, t.exit_price), (ExitReason::StopLoss, rupees("110.00")));
-    wait_until("the instrument is no longer a position's", || !h.shared.subscriptions.is_position(C));
+    wait_until("the instrument is no longer a position's", || {
+        !h.shared.subscriptions.is_position(C)
+    });
     assert!(h.prices.subscribed().contains(&C), "still on the watchlist");
     h.stop();
 }
@@ -128,13 +152,19 @@ fn a_live_reload_applies_tighter_risk_from_the_next_tick() {
     h.price(A, "97.50");
     assert!(h.recorder.closed(&id).is_none(), "-2.5 % under the default 10 % stop");
 
-    let reloaded = test_config(h.dir.path(), h.config.feed.url.as_str(), "[risk]\nstop_loss_pct = 2\n");
+    let reloaded =
+        test_config(h.dir.path(), h.config.feed.url.as_str(), "[risk]\nstop_loss_pct = 2\n");
     (h.reload)(&reloaded);
     let core = h.shared.core.clone();
-    wait_until("the exit engine applied the reload", || core.lock().risk_params().stop_loss == Bp(200));
+    wait_until("the exit engine applied the reload", || {
+        core.lock().risk_params().stop_loss == Bp(200)
+    });
     h.at("10:00:03");
     h.price(A, "97.50");
     let t = h.closed(&id);
-    assert_eq!((t.reason, t.exit_price, t.exited_at), (ExitReason::StopLoss, rupees("97.50"), ist("10:00:03")));
+    assert_eq!(
+        (t.reason, t.exit_price, t.exited_at),
+        (ExitReason::StopLoss, rupees("97.50"), ist("10:00:03"))
+    );
     h.stop();
 }

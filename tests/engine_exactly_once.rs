@@ -26,16 +26,21 @@ fn an_exit_engine_panic_between_decision_and_order_places_each_exit_exactly_once
     h.at("10:00:02");
     // The core decides A's stop loss; the worker panics before the order leaves.
     h.price(A, "90.00");
-    let failed = h.wait_event("the exit engine fails", |e| {
-        matches!(e, SupervisorEvent::WorkerFailed { worker, .. } if worker == "exit_engine")
-    });
+    let failed = h.wait_event(
+        "the exit engine fails",
+        |e| matches!(e, SupervisorEvent::WorkerFailed { worker, .. } if worker == "exit_engine"),
+    );
     let SupervisorEvent::WorkerFailed { reason, .. } = failed else { unreachable!() };
     assert!(reason.contains("failpoint exit_engine.after_decision fired"), "{reason}");
-    h.wait_event("the exit engine is respawned", |e| {
-        matches!(e, SupervisorEvent::WorkerRestarted { worker, .. } if worker == "exit_engine")
-    });
+    h.wait_event(
+        "the exit engine is respawned",
+        |e| matches!(e, SupervisorEvent::WorkerRestarted { worker, .. } if worker == "exit_engine"),
+    );
     let t = h.closed(&a);
-    assert_eq!((t.reason, t.exit_price, t.exited_at), (ExitReason::StopLoss, rupees("90.00"), ist("10:00:02")));
+    assert_eq!(
+        (t.reason, t.exit_price, t.exited_at),
+        (ExitReason::StopLoss, rupees("90.00"), ist("10:00:02"))
+    );
 
     // The respawned worker still guards the other position, with its risk state intact.
     h.at("10:00:03");
@@ -48,7 +53,12 @@ fn an_exit_engine_panic_between_decision_and_order_places_each_exit_exactly_once
     assert_eq!(exits.len(), 2, "one exit order per position: {exits:?}");
     for e in &exits {
         assert_eq!(e.intent.purpose, OrderPurpose::Exit(ExitReason::StopLoss));
-        assert_eq!(h.shared.gateway.placements(&e.intent.correlation_id), Some(1), "{} reached the broker once", e.intent.correlation_id);
+        assert_eq!(
+            h.shared.gateway.placements(&e.intent.correlation_id),
+            Some(1),
+            "{} reached the broker once",
+            e.intent.correlation_id
+        );
     }
     assert!(h.shared.outbox.is_empty());
     let status = h.supervisor().statuses();
@@ -59,7 +69,11 @@ fn an_exit_engine_panic_between_decision_and_order_places_each_exit_exactly_once
     let again = RouterOrder { intent: exits[0].intent.clone(), decided: std::time::Instant::now() };
     h.shared.channels.exits_to_router_tx.send(again).unwrap();
     wait_until("the router drops the duplicate", || {
-        metric_sum(&h.metrics_text(), "scalper_orders_total", &[("purpose", "exit"), ("outcome", "duplicate")]) == 1.0
+        metric_sum(
+            &h.metrics_text(),
+            "scalper_orders_total",
+            &[("purpose", "exit"), ("outcome", "duplicate")],
+        ) == 1.0
     });
     assert_eq!(h.shared.gateway.placements(&exits[0].intent.correlation_id), Some(1));
     assert_eq!(h.recorder.closed_trades().len(), 2);

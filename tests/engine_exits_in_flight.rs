@@ -14,7 +14,8 @@ use crossbeam_channel::Sender;
 use engine_support::*;
 use parking_lot::Mutex;
 use scalper::domain::{
-    CorrelationId, ExitReason, Fill, OrderId, OrderIntent, OrderPurpose, PositionId, Side, Timestamp,
+    CorrelationId, ExitReason, Fill, OrderId, OrderIntent, OrderPurpose, PositionId, Side,
+    Timestamp,
 };
 use scalper::engine::seams::{BrokerParts, NoReconciliation, Seams};
 use scalper::exec::messages::OrderEvent;
@@ -99,7 +100,10 @@ fn start(extra: &str) -> (Harness, Broker) {
     let h = Harness::start_with(extra, move |sink| Seams {
         sink,
         broker: Box::new(move |ctx| {
-            let wallet = Arc::new(Mutex::new(PaperBroker::new(ctx.config.paper.clone(), ctx.config.charges.clone())));
+            let wallet = Arc::new(Mutex::new(PaperBroker::new(
+                ctx.config.paper.clone(),
+                ctx.config.charges.clone(),
+            )));
             let gateway = Arc::new(HoldingGateway {
                 paper: PaperGateway::new(wallet.clone()),
                 held: Mutex::new(Vec::new()),
@@ -122,7 +126,11 @@ fn start(extra: &str) -> (Harness, Broker) {
 }
 
 fn exiting(h: &Harness, id: &PositionId) -> bool {
-    h.shared.core.lock().position(id).is_some_and(|p| matches!(p.lifecycle, scalper::risk::Lifecycle::Exiting(_)))
+    h.shared
+        .core
+        .lock()
+        .position(id)
+        .is_some_and(|p| matches!(p.lifecycle, scalper::risk::Lifecycle::Exiting(_)))
 }
 
 #[test]
@@ -143,7 +151,11 @@ fn triggers_while_an_exit_is_in_flight_place_no_second_order() {
     h.price(A, "80.00");
     let (status, report) = h.post("/v1/flatten", "");
     assert_eq!(status, 200, "{report}");
-    assert_eq!((report["exits"].as_array().map(Vec::len), report["already_exiting"].as_u64()), (Some(0), Some(1)), "{report}");
+    assert_eq!(
+        (report["exits"].as_array().map(Vec::len), report["already_exiting"].as_u64()),
+        (Some(0), Some(1)),
+        "{report}"
+    );
     let pnl = h.pnl_after(0);
     assert_eq!(pnl["trading"]["state"], "halted");
     assert_eq!(broker.held_for(&a).len(), 1, "one exit order, whatever fired meanwhile");
@@ -173,7 +185,11 @@ fn a_tick_firing_a_rule_and_the_daily_loss_limit_places_one_order_per_position()
     wait_until("both exits are at the broker", || broker.held().len() == 2);
     let (xa, xb) = (broker.held_for(&a), broker.held_for(&b));
     assert_eq!(xa.len(), 1);
-    assert_eq!(xa[0].purpose, OrderPurpose::Exit(ExitReason::StopLoss), "the tick's rule is A's reason");
+    assert_eq!(
+        xa[0].purpose,
+        OrderPurpose::Exit(ExitReason::StopLoss),
+        "the tick's rule is A's reason"
+    );
     assert_eq!(xb.len(), 1);
     assert_eq!(xb[0].purpose, OrderPurpose::Exit(ExitReason::DailyLossLimit));
     assert_eq!(xb[0].reference_price, rupees("100.00"), "B exits at its last price");

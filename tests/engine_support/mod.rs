@@ -123,6 +123,8 @@ impl Recorder {
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: Config,
+    /// The config as a file (for the command-line tools).
+    pub config_path: PathBuf,
     pub clock: ManualClock,
     pub prices: SimFeedControl,
     pub shared: Arc<Shared>,
@@ -140,7 +142,13 @@ pub struct Harness {
 /// PnL refreshes and heartbeats; `extra` adds or overrides tables (`[risk]`, `[limits]`,
 /// `[session]`...).
 pub fn test_config(data_dir: &std::path::Path, feed_url: &str, extra: &str) -> Config {
-    let text = format!(
+    let text = test_config_text(data_dir, feed_url, extra);
+    Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+/// The text of [`test_config`].
+pub fn test_config_text(data_dir: &std::path::Path, feed_url: &str, extra: &str) -> String {
+    format!(
         r#"
 mode = "paper"
 data_dir = "{}"
@@ -160,8 +168,7 @@ interval_secs = 1
 {extra}
 "#,
         data_dir.display()
-    );
-    Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"))
+    )
 }
 
 pub fn supervisor_config() -> SupervisorConfig {
@@ -187,7 +194,10 @@ impl Harness {
         let sim = SimFeed::start(SimFeedConfig::new(CLIENT_ID, ACCESS_TOKEN), PriceBoard::new())
             .expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = test_config(dir.path(), &format!("{}/", sim.url()), extra);
+        let text = test_config_text(dir.path(), &format!("{}/", sim.url()), extra);
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, &text).expect("config file");
+        let config = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"));
         let secrets = Secrets::resolve(&config, |_| None).expect("simulator credentials");
         let clock = ManualClock::new(ist("10:00:00"));
         let metrics = Metrics::new();
@@ -224,6 +234,7 @@ impl Harness {
         let h = Harness {
             dir,
             config,
+            config_path,
             clock,
             prices: sim.control(),
             shared: engine.shared,
