@@ -44,7 +44,11 @@ pub struct ExitEngine {
     /// Position instruments not yet seen on the tick channel since this worker started or
     /// the position opened: polled from the tick cache until they are.
     catching_up: BTreeSet<InstrumentKey>,
+    /// When the core's next timed rule comes due.
     next_due: Option<Timestamp>,
+    /// The latest instant the timed rules ran for. A due instant not after it is not due
+    /// again (a timed exit that could not start must not spin the loop).
+    clock_at: Timestamp,
     last_clock_step: Instant,
 }
 
@@ -54,7 +58,9 @@ impl ExitEngine {
             shared,
             catching_up: BTreeSet::new(),
             next_due: None,
-            last_clock_step: Instant::now(),
+            clock_at: Timestamp(i64::MIN),
+            // The first loop runs the timed rules at once.
+            last_clock_step: Instant::now().checked_sub(CLOCK_STEP).unwrap_or_else(Instant::now),
         }
     }
 
@@ -118,6 +124,11 @@ impl ExitEngine {
         (exits, value)
     }
 
+    /// Whether a timed rule is due at `t`.
+    fn is_due(&self, t: Timestamp) -> bool {
+        self.next_due.is_some_and(|d| d > self.clock_at && t >= d)
+    }
+
     /// A tick of a position instrument: the timed rules first when one is due by the tick's
     /// time, then the per-tick and account rules.
     fn on_tick(&mut self, tick: Tick, via_channel: bool) {
@@ -125,7 +136,10 @@ impl ExitEngine {
             self.catching_up.remove(&tick.instrument);
         }
         self.shared.m.ticks_evaluated.inc();
-        let due = self.next_due.is_some_and(|d| tick.received_at >= d);
+        let due = self.is_due(tick.received_at);
+        if due {
+            self.clock_at = self.clock_at.max(tick.received_at);
+        }
         self.decide(|core| {
             let mut events = if due { core.on_clock(tick.received_at) } else { Vec::new() };
             events.extend(core.on_tick(&tick));
@@ -144,6 +158,7 @@ impl ExitEngine {
             }
         }
         let now = self.shared.clock.now();
+        self.clock_at = self.clock_at.max(now);
         self.decide(|core| core.on_clock(now));
         self.catch_up();
         self.last_clock_step = Instant::now();
@@ -188,7 +203,7 @@ impl Worker for ExitEngine {
                 self.on_order_event(event);
             }
             let since = self.last_clock_step.elapsed();
-            let due = self.next_due.is_some_and(|d| self.shared.clock.now() >= d);
+            let due = self.is_due(self.shared.clock.now());
             if since >= CLOCK_STEP || due {
                 self.clock_step();
                 continue;

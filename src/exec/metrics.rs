@@ -2,7 +2,7 @@
 //! `scalper_pnl_*`, ...), created once per engine when it is built and shared by the workers,
 //! so a respawned worker keeps counting into the same series. Money gauges are in paise.
 
-use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use crate::ops::metrics::Metrics;
 
@@ -29,8 +29,6 @@ pub struct EngineMetrics {
     pub alerts: IntCounterVec,
     /// Position ticks the exit engine evaluated.
     pub ticks_evaluated: IntCounter,
-    /// Tick received → exit decided (only ticks that started an exit).
-    pub tick_to_decision: Histogram,
     /// Effects waiting in the exit engine's outbox.
     pub outbox: IntGauge,
     pub positions_open: IntGauge,
@@ -68,11 +66,6 @@ impl EngineMetrics {
             alerts: m.counter_vec("alerts_total", "Alerts raised by the exit core", &["code"]),
             ticks_evaluated: m
                 .counter("exit_engine_ticks_total", "Position ticks evaluated by the exit engine"),
-            tick_to_decision: m.histogram(
-                "exit_engine_tick_to_decision_seconds",
-                "From a tick's arrival to the exit it started",
-                order_buckets(),
-            ),
             outbox: m.gauge("exit_engine_outbox", "Effects decided and not yet carried out"),
             positions_open: m.gauge("positions_open", "Positions not yet closed"),
             trading_state: m
