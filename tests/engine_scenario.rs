@@ -233,3 +233,29 @@ fn kill_switch_exits_every_position_at_its_last_price_and_halts_until_resumed() 
     assert_eq!(status, 202, "entries again after the resume: {body}");
     h.stop();
 }
+
+#[test]
+fn the_pnl_refresher_applies_the_daily_loss_limit_without_waiting_for_a_tick() {
+    let mut h = Harness::start("");
+    h.at("10:00:01");
+    h.price(A, "100.00");
+    let id = h.open(A, Side::Long, 75);
+    h.at("10:00:02");
+    h.price(A, "95.00"); // -375.00, far above the default -5000.00 limit
+    assert!(h.recorder.closed(&id).is_none());
+    // A reload lowers the limit below today's PnL; no tick follows.
+    let lower = test_config(
+        h.dir.path(),
+        h.config.feed.url.as_str(),
+        "[limits]\nmax_daily_loss_rupees = 300\n",
+    );
+    (h.reload)(&lower);
+    let t = h.closed(&id);
+    assert_eq!((t.reason, t.exit_price), (ExitReason::DailyLossLimit, rupees("95.00")));
+    let pnl = h.pnl_after(1);
+    assert_eq!(
+        (pnl["trading"]["state"].as_str(), pnl["trading"]["reason"].as_str()),
+        (Some("halted"), Some("daily_loss_limit"))
+    );
+    h.stop();
+}
