@@ -29,9 +29,7 @@ use crate::runtime::{
     failpoint, host, panic_hook, systemd,
 };
 
-/// The file (under `data_dir`) where the running engine writes its HTTP address, for
-/// `scalper status` / `scalper flatten` and for tests.
-pub const HTTP_ADDR_FILE: &str = "http.addr";
+pub use crate::ops::remote::HTTP_ADDR_FILE;
 
 /// How long the HTTP worker may go without a heartbeat.
 const HTTP_HEARTBEAT_LIMIT: Duration = Duration::from_secs(5);

@@ -91,10 +91,9 @@ fn dispatch(command: Command) -> u8 {
             Err(code) => code,
         },
         Command::Decode { file, strict } => crate::feed::decode_cmd::run(file.as_deref(), strict),
-        other => {
-            eprintln!("scalper: command {other:?} is not available in this build");
-            EXIT_FAILURE
-        }
+        Command::Sim { config } => crate::sim::command::run(config.as_deref()),
+        Command::Status { config } => crate::ops::remote::status(&config),
+        Command::Flatten { config } => crate::ops::remote::flatten(&config),
     }
 }
 

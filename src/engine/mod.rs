@@ -2,16 +2,48 @@
 //! recovery — the workers in their start order, the operator API, the trading-state cell, and
 //! the hook that applies a live config reload. `app` (the process lifecycle: signals,
 //! supervisor, systemd, HTTP) runs what [`build`] returns.
+//!
+//! Workers, in start order (the supervisor stops them in reverse): the persistence sink's
+//! workers and the broker's own workers (none in paper mode), `order_router`, `exit_engine`,
+//! `tick_reader`, `pnl_refresher`, `heartbeat`, and `entries_demo` when `entries.demo` is on.
+//! The app adds the HTTP worker last. State that must outlive a worker's panic lives in
+//! [`shared::Shared`]; the plug-in points for the store and the live broker are in [`seams`].
 
+pub mod api;
+pub mod feed;
+pub mod seams;
+pub mod shared;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::config::{Config, Secrets};
+use parking_lot::Mutex;
+
+use crate::config::{Config, FeedSource, Secrets};
 use crate::domain::Clock;
+use crate::exec::core::ExitCore;
+use crate::exec::entries_demo::DemoEntries;
+use crate::exec::exit_engine::ExitEngine;
+use crate::exec::heartbeat::Heartbeat;
+use crate::exec::ledger::OrderLedger;
+use crate::exec::messages::EngineCommand;
+use crate::exec::metrics::EngineMetrics;
+use crate::exec::outbox::Outbox;
+use crate::exec::pnl_refresher::{PnlBoard, PnlRefresher, PnlSnapshot};
+use crate::exec::router::OrderRouter;
+use crate::feed::reader::{FeedReader, ReaderShared, install_crypto_provider};
+use crate::feed::subscribe::MAX_INSTRUMENTS_PER_CONNECTION;
+use crate::feed::{FeedStats, SubscriptionSet, TickCache};
 use crate::ops::health::HealthBoard;
 use crate::ops::http::OpsApi;
 use crate::ops::metrics::Metrics;
 use crate::risk::trading_state::TradingCell;
-use crate::runtime::{StatusTable, WorkerSpec};
+use crate::runtime::{StatusTable, Worker, WorkerSpec};
+use crate::sim::feed::SimFeed;
+
+use self::seams::{BrokerContext, Seams};
+use self::shared::{Channels, PositionIds, Settings, Shared};
 
 /// What the process gives the engine to build itself with.
 pub struct EngineEnv {
@@ -37,11 +69,205 @@ pub struct Engine {
     pub reload: Box<dyn Fn(&Config) + Send>,
     /// Lines for the startup banner (where the simulator listens, which store is used...).
     pub banner: Vec<String>,
+    /// The state the workers share (positions, outbox, ledger, wallet, channels, caches).
+    pub shared: Arc<Shared>,
+    /// Keep until the supervisor has stopped every worker, then drop.
+    pub keep_alive: KeepAlive,
 }
 
-/// Builds the engine: runs startup recovery, then creates every worker. Fails (and the process
-/// exits non-zero without trading) when recovery cannot complete.
+/// Resources the workers use that are not workers themselves.
+#[derive(Default)]
+pub struct KeepAlive {
+    /// The in-process simulator (`feed.source = "sim"`, `sim.enabled`); it stops when dropped.
+    pub simulator: Option<SimFeed>,
+}
+
+/// Builds the engine for paper trading with nothing persisted: [`build_with`] and
+/// [`Seams::paper`].
 pub fn build(env: EngineEnv) -> anyhow::Result<Engine> {
-    let _ = env;
-    anyhow::bail!("the engine is not assembled in this build")
+    build_with(env, Seams::paper())
+}
+
+/// Builds the engine: starts the in-process simulator if configured, restores recovered
+/// state, builds the broker, then every worker. Fails (and the process exits non-zero without
+/// trading) when any of it cannot be done.
+pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
+    let EngineEnv { mut config, secrets, metrics, health, workers: status, clock } = env;
+    install_crypto_provider();
+    let mut banner = Vec::new();
+
+    let simulator = if config.feed.source == FeedSource::Sim && config.sim.enabled {
+        let sim = crate::sim::setup::start_feed(&config)?;
+        config.bind_simulator(sim.addr());
+        banner.push(format!(
+            "simulator: market feed on {} ({} instruments)",
+            crate::sim::setup::feed_url(&sim),
+            config.sim.instruments.len()
+        ));
+        Some(sim)
+    } else {
+        None
+    };
+
+    let now = clock.now();
+    let (core, trading) = match seams.recovered {
+        Some(r) => {
+            let trading = TradingCell::new(r.trading);
+            let positions = r.core.positions.len();
+            let core = ExitCore::restore(config.core_params(), trading.clone(), r.core)
+                .map_err(|e| anyhow::anyhow!("restoring the exit core: {e}"))?;
+            banner
+                .push(format!("recovered {positions} open positions; trading {}", trading.state()));
+            (core, trading)
+        }
+        None => {
+            let trading = TradingCell::active(now);
+            (ExitCore::new(config.core_params(), trading.clone()), trading)
+        }
+    };
+
+    let channels = Channels::new(config.feed.position_queue);
+    let ledger = OrderLedger::new();
+    let broker = (seams.broker)(&BrokerContext {
+        config: &config,
+        secrets: &secrets,
+        metrics: &metrics,
+        health: &health,
+        clock: clock.clone(),
+        order_events: channels.router_to_exit_engine_tx.clone(),
+        ledger: ledger.clone(),
+    })?;
+    banner.push(format!(
+        "{} mode, orders through the {} broker",
+        config.mode,
+        broker.gateway.name()
+    ));
+
+    let mut watch = config.feed.watchlist.clone();
+    if config.entries.demo {
+        // Demo entries need prices for their instruments before any position exists.
+        watch.extend(config.entries.demo_instruments.iter().copied());
+    }
+    let initial = PnlSnapshot {
+        version: 0,
+        core: core.snapshot(now),
+        paper_cash: broker.paper_wallet.as_ref().map(|w| w.lock().cash()),
+    };
+    let shared = Arc::new(Shared {
+        settings: Settings {
+            mode: config.mode,
+            pnl_refresh: config.pnl.refresh,
+            heartbeat_interval: config.heartbeat.interval,
+        },
+        clock: clock.clone(),
+        trading: trading.clone(),
+        core: Arc::new(Mutex::new(core)),
+        outbox: Outbox::new(),
+        cache: TickCache::with_capacity(MAX_INSTRUMENTS_PER_CONNECTION),
+        subscriptions: SubscriptionSet::with_watchlist(watch),
+        position_subscriptions: Mutex::new(BTreeMap::new()),
+        pnl: PnlBoard::new(initial),
+        ledger,
+        gateway: broker.gateway,
+        paper_wallet: broker.paper_wallet,
+        reconciler: broker.reconciler,
+        stale_prices: broker.stale_prices,
+        sink: seams.sink.clone(),
+        ids: PositionIds::new(now),
+        health: health.clone(),
+        m: EngineMetrics::new(&metrics),
+        metrics: metrics.clone(),
+        feed_stats: FeedStats::new(&metrics),
+        channels,
+        built: Instant::now(),
+    });
+
+    let reader_cfg = feed::reader_config(&config, &secrets.dhan_client_id)?;
+    let reader_shared = ReaderShared {
+        cache: shared.cache.clone(),
+        subscriptions: shared.subscriptions.clone(),
+        position_ticks: shared.channels.ticks_to_exit_engine_tx.clone(),
+        token_source: Arc::new(feed::SecretsTokenSource::new(config.clone(), &secrets)),
+        stats: shared.feed_stats.clone(),
+        health: health.clone(),
+        on_fatal: feed::fatal_hook(trading.clone(), clock.clone(), seams.sink.clone()),
+        clock: clock.clone(),
+    };
+    banner.push(format!("market feed {} ({} mode)", config.feed.url, config.feed.mode));
+
+    let spec = |name: &str, floor: Duration, make: Box<dyn FnMut() -> Box<dyn Worker> + Send>| {
+        let limit = config.runtime.heartbeat_limit_for(name).max(floor);
+        WorkerSpec::new(name, limit, make).pinned_to(config.host.pin.get(name).copied())
+    };
+    let mut workers: Vec<WorkerSpec> = seams.sink_workers;
+    workers.extend(broker.workers);
+    let s = shared.clone();
+    workers.push(spec(
+        "order_router",
+        Duration::ZERO,
+        Box::new(move || Box::new(OrderRouter::new(s.clone()))),
+    ));
+    let s = shared.clone();
+    workers.push(spec(
+        "exit_engine",
+        Duration::ZERO,
+        Box::new(move || Box::new(ExitEngine::new(s.clone()))),
+    ));
+    let floor = feed::reader_heartbeat_floor(&reader_cfg);
+    workers.push(spec(
+        "tick_reader",
+        floor,
+        Box::new(move || Box::new(FeedReader::new(reader_cfg.clone(), reader_shared.clone()))),
+    ));
+    let s = shared.clone();
+    workers.push(spec(
+        "pnl_refresher",
+        Duration::ZERO,
+        Box::new(move || Box::new(PnlRefresher::new(s.clone()))),
+    ));
+    let s = shared.clone();
+    workers.push(spec(
+        "heartbeat",
+        Duration::ZERO,
+        Box::new(move || Box::new(Heartbeat::new(s.clone()))),
+    ));
+    if config.entries.demo {
+        let s = shared.clone();
+        let e = config.entries.clone();
+        banner.push(format!(
+            "demo entries every {:?} on {} instruments",
+            e.demo_interval,
+            e.demo_instruments.len()
+        ));
+        workers.push(spec(
+            "entries_demo",
+            Duration::ZERO,
+            Box::new(move || {
+                Box::new(DemoEntries::new(
+                    s.clone(),
+                    e.demo_instruments.clone(),
+                    e.demo_quantity,
+                    e.demo_interval,
+                ))
+            }),
+        ));
+    }
+
+    let commands = shared.channels.commands_to_exit_engine_tx.clone();
+    let reload: Box<dyn Fn(&Config) + Send> = Box::new(move |c: &Config| {
+        let command = EngineCommand::Reload { risk: c.risk.clone(), limits: c.limits.clone() };
+        if commands.send_timeout(command, Duration::from_secs(1)).is_err() {
+            log::error!(target: "exit_engine", "reload not applied: the exit engine is not taking commands");
+        }
+    });
+
+    Ok(Engine {
+        workers,
+        api: Arc::new(api::EngineApi::new(shared.clone(), status)),
+        trading,
+        reload,
+        banner,
+        shared,
+        keep_alive: KeepAlive { simulator },
+    })
 }

@@ -27,8 +27,10 @@ use crate::risk::{Limits, RiskParams, SessionClock, rules};
 mod entries;
 mod timed;
 mod types;
+mod upkeep;
 
 pub use types::*;
+pub use upkeep::Pruned;
 
 #[derive(Debug, Clone, Copy)]
 struct LastTick {

@@ -1,13 +1,25 @@
 //! Execution: the exit core (`core`, the state machine the exit-engine worker and replay
-//! drive) and the pure paper broker (`paper`). The worker, the order router and entries wrap
-//! these with threads and channels.
+//! drive), the pure paper broker (`paper`), and the workers around them: the order router
+//! with its ledger and gateways (`router`, `ledger`, `paper_gateway`), the exit engine
+//! (`exit_engine`, with its `outbox`), the PnL refresher, the heartbeat and demo entries.
+//! `messages` holds what they send each other, `metrics` their metric handles.
 
 pub mod core;
+pub mod entries_demo;
+pub mod exit_engine;
+pub mod heartbeat;
+pub mod ledger;
+pub mod messages;
+pub mod metrics;
+pub mod outbox;
 pub mod paper;
+pub mod paper_gateway;
+pub mod pnl_refresher;
+pub mod router;
 
 pub use self::core::{
     AccountView, Alert, AlertLevel, ClosedTrade, CoreError, CoreEvent, CoreParams, CoreSnapshot,
     CoreState, DayFigures, ExitCore, NewPosition, PendingEntry, PositionChange, PositionEvent,
-    PositionView,
+    PositionView, Pruned,
 };
 pub use paper::{PaperBroker, PaperExecution, PaperParams, PaperRefusal};

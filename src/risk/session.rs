@@ -112,6 +112,34 @@ impl SessionClock {
         out
     }
 
+    /// The first square-off instant strictly after `after` (within the catch-up window), for
+    /// a worker that wants to wake exactly when it is due.
+    pub fn next_square_off_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let mut d = after.ist_date();
+        for _ in 0..MAX_CATCH_UP_DAYS {
+            if self.is_trading_day(d) {
+                let t = self.square_off_at(d);
+                if t > after {
+                    return Some(t);
+                }
+            }
+            d += Duration::days(1);
+        }
+        None
+    }
+
+    /// The start (00:00 IST) of the first trading day after `date`: when the next session begins.
+    pub fn next_session_start_after(&self, date: NaiveDate) -> Option<Timestamp> {
+        let mut d = date + Duration::days(1);
+        for _ in 0..MAX_CATCH_UP_DAYS {
+            if self.is_trading_day(d) {
+                return Some(self.day_start(d));
+            }
+            d += Duration::days(1);
+        }
+        None
+    }
+
     /// A new session when `at` falls on a trading day later than `current`.
     pub fn new_session(&self, current: NaiveDate, at: Timestamp) -> Option<NaiveDate> {
         self.trading_day(at).filter(|d| *d > current)
@@ -134,6 +162,32 @@ mod tests {
         let mut p = SessionParams::default();
         p.holidays.insert(date(2025, 11, 5));
         SessionClock::new(p)
+    }
+
+    #[test]
+    fn next_square_off_is_strictly_after_and_skips_non_trading_days() {
+        let c = clock();
+        // Tuesday 4 Nov 2025 before and at its square-off; Wednesday 5 Nov is a holiday.
+        assert_eq!(
+            c.next_square_off_after(ist("2025-11-04T10:00:00")),
+            Some(ist("2025-11-04T15:20:00"))
+        );
+        assert_eq!(
+            c.next_square_off_after(ist("2025-11-04T15:20:00")),
+            Some(ist("2025-11-06T15:20:00"))
+        );
+        // Friday 7 Nov after its square-off: the next is Monday 10 Nov.
+        assert_eq!(
+            c.next_square_off_after(ist("2025-11-07T16:00:00")),
+            Some(ist("2025-11-10T15:20:00"))
+        );
+    }
+
+    #[test]
+    fn next_session_starts_on_the_next_trading_day() {
+        let c = clock();
+        assert_eq!(c.next_session_start_after(date(2025, 11, 4)), Some(ist("2025-11-06T00:00:00")));
+        assert_eq!(c.next_session_start_after(date(2025, 11, 7)), Some(ist("2025-11-10T00:00:00")));
     }
 
     #[test]

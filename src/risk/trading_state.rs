@@ -1,8 +1,8 @@
 //! The engine-wide trading state (risk spec §4): `Active` (entries and exits), `Reducing`
 //! (exits only), `Halted` (exits only, latched).
 //!
-//! `Halted` is entered by the daily loss limit, the kill switch or the supervisor's escalation
-//! and is left only by an operator's resume or a new IST trading day. Every change goes through
+//! `Halted` is entered by the daily loss limit, the kill switch, an operator's halt or the
+//! supervisor's escalation and is left only by an operator's resume or a new IST trading day. Every change goes through
 //! [`TradingStatus::apply`], which refuses impossible transitions and returns an audit record
 //! ([`TradingStateChange`]). [`TradingCell`] shares one status between the exit core, the order
 //! router, the supervisor and the control API; they all change it through the same function.
@@ -51,6 +51,8 @@ pub enum HaltCause {
     KillSwitch,
     /// The supervisor gave up on a component that exits depend on.
     Escalation,
+    /// An operator stopped new entries (`/v1/halt`); open positions keep their exits.
+    Operator,
 }
 
 /// A request to change the trading state.
@@ -103,6 +105,7 @@ impl fmt::Display for ChangeReason {
                 HaltCause::DailyLossLimit => f.write_str("daily_loss_limit"),
                 HaltCause::KillSwitch => f.write_str("kill_switch"),
                 HaltCause::Escalation => f.write_str("escalation"),
+                HaltCause::Operator => f.write_str("operator"),
             },
             ChangeReason::Resume => f.write_str("resume"),
             ChangeReason::NewSession => f.write_str("new_session"),
@@ -251,6 +254,7 @@ mod tests {
             (Active, halt(HaltCause::DailyLossLimit), To(Halted)),
             (Active, halt(HaltCause::KillSwitch), To(Halted)),
             (Active, halt(HaltCause::Escalation), To(Halted)),
+            (Active, halt(HaltCause::Operator), To(Halted)),
             (Active, TradingCommand::Resume, Same),
             (Active, TradingCommand::NewSession, Same),
             (Reducing, reduce(), Same),

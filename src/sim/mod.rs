@@ -1,8 +1,10 @@
 //! The built-in Dhan simulator: a market-data WebSocket server and a broker (REST + order-update
 //! socket) that follow spec dhan-v2 as faithfully as the engine's client must. Used by `make run`
-//! (paper mode), by `scalper sim`, and by the tests over real loopback sockets.
+//! (paper mode), by `scalper sim`, and by the tests over real loopback sockets. `setup` builds
+//! it from the configuration; `command` is `scalper sim`.
 
 pub mod broker;
+pub mod command;
 pub mod faults;
 pub mod feed;
 pub mod http;
@@ -13,4 +15,5 @@ pub mod prices;
 pub mod render;
 pub mod rest_api;
 pub mod scenario;
+pub mod setup;
 pub mod validate;

@@ -1,0 +1,169 @@
+//! Where other parts of the engine plug in. Paper trading needs none of them beyond defaults;
+//! the store and the live Dhan broker fill them:
+//!
+//! - [`EventSink`]: every engine event worth persisting (position changes, orders and their
+//!   states, fills, closed trades, trading-state changes, alerts, operator actions, published
+//!   PnL), handed over on the hot path: an implementation must only enqueue.
+//! - [`BrokerFactory`]: builds the [`Gateway`] the order router places orders through, with the
+//!   broker's own workers (order-update socket, resolver), its [`Reconciler`] and its
+//!   [`StalePriceSource`]. The default is the in-process paper broker.
+//! - [`Recovered`]: the state startup recovery found (positions with their risk state, the
+//!   day's figures, the latched trading state).
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use crate::config::{BrokerKind, Config, Secrets};
+use crate::domain::{
+    Clock, CorrelationId, Fill, InstrumentKey, OrderIntent, OrderPurpose, Tick, Timestamp,
+};
+use crate::exec::core::{CoreEvent, CoreState};
+use crate::exec::ledger::{OrderLedger, OrderState};
+use crate::exec::messages::OrderEvent;
+use crate::exec::paper::PaperBroker;
+use crate::exec::paper_gateway::PaperGateway;
+use crate::exec::pnl_refresher::PnlSnapshot;
+use crate::exec::router::Gateway;
+use crate::ops::health::HealthBoard;
+use crate::ops::metrics::Metrics;
+use crate::risk::trading_state::TradingStatus;
+use crate::runtime::WorkerSpec;
+
+/// Something that happened in the engine, for persistence and audit.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// An effect the exit core decided: position changes (with the position and its risk
+    /// state), closed trades, trading-state changes, new sessions, alerts, exit intents.
+    Core(CoreEvent),
+    /// The router recorded an order and is handing it to the broker.
+    OrderSent { intent: OrderIntent, at: Timestamp },
+    /// What became of an order.
+    OrderState { correlation_id: CorrelationId, state: OrderState, at: Timestamp },
+    /// An execution.
+    Fill { purpose: OrderPurpose, fill: Fill },
+    /// An operator action through the control API (`halt`, `resume`, `flatten`, `entry`).
+    Operator { action: &'static str, detail: String, at: Timestamp },
+    /// The PnL refresher published a snapshot (positions marked to market, the day's account).
+    PnlPublished(Arc<PnlSnapshot>),
+}
+
+/// Receives engine events. Called on the engine's hot threads: it must not block (enqueue and
+/// return) and must not panic.
+pub trait EventSink: Send + Sync {
+    fn record(&self, event: &EngineEvent);
+}
+
+/// The sink until the store is wired in: drops everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopSink;
+
+impl EventSink for NoopSink {
+    fn record(&self, _event: &EngineEvent) {}
+}
+
+/// Compares the engine's positions with the broker's (run by the heartbeat).
+pub trait Reconciler: Send + Sync {
+    /// Findings for the log, empty when engine and broker agree; `Err` when the broker could
+    /// not be asked.
+    fn reconcile(&self, engine: &PnlSnapshot) -> Result<Vec<String>, String>;
+}
+
+/// Paper trading: the paper broker is the engine's own, there is nothing to compare.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoReconciliation;
+
+impl Reconciler for NoReconciliation {
+    fn reconcile(&self, _engine: &PnlSnapshot) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// Another way to get prices when the feed goes quiet on a position's instrument (risk spec
+/// §5: Dhan's LTP over REST, batched, within the data rate limit).
+pub trait StalePriceSource: Send + Sync {
+    /// Last traded prices of `instruments` as ticks received `now`; instruments it has no
+    /// price for are left out.
+    fn fetch(&self, instruments: &[InstrumentKey], now: Timestamp) -> Result<Vec<Tick>, String>;
+}
+
+/// What a broker factory gets to build with.
+pub struct BrokerContext<'a> {
+    pub config: &'a Config,
+    pub secrets: &'a Secrets,
+    pub metrics: &'a Metrics,
+    pub health: &'a HealthBoard,
+    pub clock: Arc<dyn Clock>,
+    /// To the exit engine: fills and rejections that arrive after placement (order-update
+    /// socket, resolver).
+    pub order_events: Sender<OrderEvent>,
+    /// The router's ledger, to settle orders that were accepted or unknown at placement.
+    pub ledger: OrderLedger,
+}
+
+/// A broker, ready to be wired.
+pub struct BrokerParts {
+    pub gateway: Arc<dyn Gateway>,
+    /// The paper wallet, when the broker is the in-process paper broker (entry cash checks,
+    /// `/v1/pnl`).
+    pub paper_wallet: Option<Arc<Mutex<PaperBroker>>>,
+    /// The broker's own workers; they start before the order router.
+    pub workers: Vec<WorkerSpec>,
+    pub reconciler: Arc<dyn Reconciler>,
+    /// `None`: stale prices are only reported (paper mode).
+    pub stale_prices: Option<Arc<dyn StalePriceSource>>,
+}
+
+pub type BrokerFactory = Box<dyn FnOnce(&BrokerContext<'_>) -> anyhow::Result<BrokerParts> + Send>;
+
+/// State found by startup recovery.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub core: CoreState,
+    pub trading: TradingStatus,
+}
+
+/// Everything [`crate::engine::build_with`] plugs in.
+pub struct Seams {
+    pub sink: Arc<dyn EventSink>,
+    /// Workers behind the sink (the store's writer); they start first.
+    pub sink_workers: Vec<WorkerSpec>,
+    pub broker: BrokerFactory,
+    pub recovered: Option<Recovered>,
+}
+
+impl Seams {
+    /// Paper trading with nothing persisted: the state until the store and the live broker
+    /// are wired in.
+    pub fn paper() -> Seams {
+        Seams {
+            sink: Arc::new(NoopSink),
+            sink_workers: Vec::new(),
+            broker: Box::new(paper_broker),
+            recovered: None,
+        }
+    }
+}
+
+/// The in-process paper broker (`broker.kind = "paper"`): fills at once, wallet per
+/// `[paper]`, charges per `[charges]`.
+pub fn paper_broker(ctx: &BrokerContext<'_>) -> anyhow::Result<BrokerParts> {
+    if ctx.config.broker.kind != BrokerKind::Paper {
+        anyhow::bail!(
+            "broker.kind = \"{}\" needs the Dhan broker client, which this build does not include; use broker.kind = \"paper\"",
+            ctx.config.broker.kind
+        );
+    }
+    let wallet = Arc::new(Mutex::new(PaperBroker::new(
+        ctx.config.paper.clone(),
+        ctx.config.charges.clone(),
+    )));
+    Ok(BrokerParts {
+        gateway: Arc::new(PaperGateway::new(wallet.clone())),
+        paper_wallet: Some(wallet),
+        workers: Vec::new(),
+        reconciler: Arc::new(NoReconciliation),
+        stale_prices: None,
+    })
+}

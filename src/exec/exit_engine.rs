@@ -1,0 +1,234 @@
+//! The exit-engine worker: the single owner of every position's risk state, a thin loop around
+//! the exit core held in [`Shared`].
+//!
+//! The loop `select!`s over the stop signal, order outcomes from the router (drained first
+//! when several messages are ready, so a fill frees a position before the next tick is
+//! judged), commands (entries, kill switch, halt, resume, account checks, reloads), position
+//! ticks from the tick reader, and a timeout that drives the timed rules (`on_clock`) at least
+//! every [`CLOCK_STEP`] and at once when the next timed event is due. Before a tick received
+//! at or after that instant the timed rules run first, and before a periodic clock step the
+//! ticks already received are evaluated first: the order replay uses.
+//!
+//! Every decision follows one protocol (see `outbox`): the core call and the recording of its
+//! effects in the outbox happen under one lock; then the failpoint
+//! `exit_engine.after_decision` (when an exit was decided); then the effects are carried out
+//! in order (`effects.rs`) and popped one by one. A respawned worker first carries out what
+//! its predecessor left in the outbox and re-subscribes the open positions, so a panic loses
+//! no risk state and starts no exit twice.
+//!
+//! A position opened on an instrument the reader was not yet forwarding gets its first prices
+//! from the tick cache ("catch-up") until its ticks arrive through the channel.
+
+mod commands;
+mod effects;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::select;
+
+use crate::domain::{InstrumentKey, Tick, Timestamp};
+use crate::engine::shared::Shared;
+use crate::exec::core::{CoreEvent, ExitCore};
+use crate::runtime::{Worker, WorkerCtx, failpoint};
+
+/// The timed rules run at least this often.
+pub const CLOCK_STEP: Duration = Duration::from_millis(100);
+
+/// The failpoint between a decision and its hand-off.
+pub const AFTER_DECISION: &str = "exit_engine.after_decision";
+
+pub struct ExitEngine {
+    shared: Arc<Shared>,
+    /// Position instruments not yet seen on the tick channel since this worker started or
+    /// the position opened: polled from the tick cache until they are.
+    catching_up: BTreeSet<InstrumentKey>,
+    /// When the core's next timed rule comes due.
+    next_due: Option<Timestamp>,
+    /// The latest instant the timed rules ran for. A due instant not after it is not due
+    /// again (a timed exit that could not start must not spin the loop).
+    clock_at: Timestamp,
+    last_clock_step: Instant,
+}
+
+impl ExitEngine {
+    pub fn new(shared: Arc<Shared>) -> ExitEngine {
+        ExitEngine {
+            shared,
+            catching_up: BTreeSet::new(),
+            next_due: None,
+            clock_at: Timestamp(i64::MIN),
+            // The first loop runs the timed rules at once.
+            last_clock_step: Instant::now().checked_sub(CLOCK_STEP).unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// Picks up after a predecessor: its undone effects first, then the subscriptions of the
+    /// open positions.
+    fn start(&mut self) {
+        let pending = self.shared.outbox.len();
+        if pending > 0 {
+            let orders = self.shared.outbox.pending_orders();
+            log::warn!(target: "exit_engine", "resuming with {pending} effects decided before a restart, {} of them orders ({}): carrying them out first", orders.len(), orders.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        self.carry_out_pending();
+        let open: Vec<_> = {
+            let core = self.shared.core.lock();
+            self.next_due = core.next_timed_event();
+            core.positions().map(|p| (p.id.clone(), p.instrument)).collect()
+        };
+        for (id, instrument) in &open {
+            self.shared.subscribe_position(id, *instrument);
+            self.catching_up.insert(*instrument);
+        }
+        let gone: Vec<_> = self
+            .shared
+            .position_subscriptions
+            .lock()
+            .keys()
+            .filter(|id| !open.iter().any(|(o, _)| o == *id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.shared.unsubscribe_position(&id);
+        }
+    }
+
+    /// Runs a core call and records its effects in the outbox under the same lock, then
+    /// carries them out. Returns how many exits it decided.
+    fn decide(&mut self, f: impl FnOnce(&mut ExitCore) -> Vec<CoreEvent>) -> usize {
+        self.decide_with(|core| (f(core), ())).0
+    }
+
+    /// [`ExitEngine::decide`] for a call that also returns a value.
+    fn decide_with<R>(
+        &mut self,
+        f: impl FnOnce(&mut ExitCore) -> (Vec<CoreEvent>, R),
+    ) -> (usize, R) {
+        let decided = Instant::now();
+        let (exits, value) = {
+            let mut core = self.shared.core.lock();
+            let (events, value) = f(&mut core);
+            self.next_due = core.next_timed_event();
+            let exits = events.iter().filter(|e| matches!(e, CoreEvent::ExitIntent(_))).count();
+            if !events.is_empty() {
+                self.shared.outbox.push_events(events, decided);
+            }
+            (exits, value)
+        };
+        if exits > 0 {
+            failpoint::hit(AFTER_DECISION);
+        }
+        self.carry_out_pending();
+        (exits, value)
+    }
+
+    /// Whether a timed rule is due at `t`.
+    fn is_due(&self, t: Timestamp) -> bool {
+        self.next_due.is_some_and(|d| d > self.clock_at && t >= d)
+    }
+
+    /// A tick of a position instrument: the timed rules first when one is due by the tick's
+    /// time, then the per-tick and account rules.
+    fn on_tick(&mut self, tick: Tick, via_channel: bool) {
+        if via_channel {
+            self.catching_up.remove(&tick.instrument);
+        }
+        self.shared.m.ticks_evaluated.inc();
+        let due = self.is_due(tick.received_at);
+        if due {
+            self.clock_at = self.clock_at.max(tick.received_at);
+        }
+        self.decide(|core| {
+            let mut events = if due { core.on_clock(tick.received_at) } else { Vec::new() };
+            events.extend(core.on_tick(&tick));
+            events
+        });
+    }
+
+    /// The periodic step: ticks already received first, then the timed rules at `now`, then
+    /// the catch-up of new positions.
+    fn clock_step(&mut self) {
+        let waiting = self.shared.channels.ticks_to_exit_engine_rx.len();
+        for _ in 0..waiting {
+            match self.shared.channels.ticks_to_exit_engine_rx.try_recv() {
+                Ok(tick) => self.on_tick(tick, true),
+                Err(_) => break,
+            }
+        }
+        let now = self.shared.clock.now();
+        self.clock_at = self.clock_at.max(now);
+        self.decide(|core| core.on_clock(now));
+        self.catch_up();
+        self.last_clock_step = Instant::now();
+    }
+
+    /// Evaluates the tick cache's price of each instrument still catching up, when it is newer
+    /// than what the core has seen.
+    fn catch_up(&mut self) {
+        if self.catching_up.is_empty() {
+            return;
+        }
+        for instrument in self.catching_up.clone() {
+            let (held, last) = {
+                let core = self.shared.core.lock();
+                (core.positions().any(|p| p.instrument == instrument), core.last_tick(&instrument))
+            };
+            if !held {
+                self.catching_up.remove(&instrument);
+                continue;
+            }
+            let Some(tick) = self.shared.cache.tick(instrument) else { continue };
+            if last.is_none_or(|(_, at)| tick.received_at > at) {
+                self.on_tick(tick, false);
+            }
+        }
+    }
+}
+
+impl Worker for ExitEngine {
+    fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        self.start();
+        let events = self.shared.channels.router_to_exit_engine_rx.clone();
+        let commands = self.shared.channels.commands_to_exit_engine_rx.clone();
+        let ticks = self.shared.channels.ticks_to_exit_engine_rx.clone();
+        loop {
+            ctx.beat();
+            if ctx.should_stop() {
+                break;
+            }
+            // Order outcomes first: a fill settles a position before the next tick is judged.
+            while let Ok(event) = events.try_recv() {
+                self.on_order_event(event);
+            }
+            let since = self.last_clock_step.elapsed();
+            let due = self.is_due(self.shared.clock.now());
+            if since >= CLOCK_STEP || due {
+                self.clock_step();
+                continue;
+            }
+            let timeout = (CLOCK_STEP - since).min(ctx.beat_every());
+            select! {
+                recv(ctx.stopped()) -> _ => {}
+                recv(events) -> event => {
+                    if let Ok(event) = event {
+                        self.on_order_event(event);
+                    }
+                }
+                recv(commands) -> command => {
+                    if let Ok(command) = command {
+                        self.on_command(command);
+                    }
+                }
+                recv(ticks) -> tick => {
+                    if let Ok(tick) = tick {
+                        self.on_tick(tick, true);
+                    }
+                }
+                default(timeout) => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! Carrying out the exit engine's decided effects, oldest first: orders to the router, position
+//! changes to the subscriptions and the PnL refresher, one log line per event that matters,
+//! metrics, and every event to the persistence sink. An effect leaves the outbox only once it
+//! is done.
+
+use crossbeam_channel::TrySendError;
+
+use super::ExitEngine;
+use crate::engine::seams::EngineEvent;
+use crate::exec::core::{AlertLevel, CoreEvent, PositionChange};
+use crate::exec::messages::RouterOrder;
+use crate::exec::metrics::trading_state_code;
+use crate::exec::outbox::{Effect, Pending};
+
+impl ExitEngine {
+    /// Carries out every effect in the outbox, popping each once done.
+    pub(super) fn carry_out_pending(&mut self) {
+        while let Some(pending) = self.shared.outbox.front() {
+            self.carry_out(pending);
+            self.shared.outbox.pop_front();
+        }
+        self.shared.m.outbox.set(0);
+    }
+
+    fn carry_out(&mut self, pending: Pending) {
+        let Pending { effect, decided } = pending;
+        match effect {
+            Effect::Entry(intent) => {
+                let order = RouterOrder { intent, decided };
+                if let Err(TrySendError::Full(order)) =
+                    self.shared.channels.entries_to_router_tx.try_send(order)
+                {
+                    // The router is far behind: give the entry up rather than block exits.
+                    let cid = order.intent.correlation_id;
+                    let at = self.shared.clock.now();
+                    log::warn!(target: "exit_engine", "entry {cid} dropped: the router's entry queue is full");
+                    let events = self
+                        .shared
+                        .core
+                        .lock()
+                        .on_entry_rejected(&cid, "the router's entry queue is full", at)
+                        .unwrap_or_default();
+                    // Carried out after the current effect, by the loop that called us.
+                    self.shared.outbox.push_events(events, decided);
+                }
+            }
+            Effect::Event(event) => {
+                self.shared.sink.record(&EngineEvent::Core(event.clone()));
+                self.on_core_event(event, decided);
+            }
+        }
+    }
+
+    fn on_core_event(&mut self, event: CoreEvent, decided: std::time::Instant) {
+        let s = self.shared.clone();
+        match event {
+            CoreEvent::ExitIntent(intent) => {
+                // The receiver lives in `Shared`: an unbounded send cannot fail.
+                let _ = s.channels.exits_to_router_tx.send(RouterOrder { intent, decided });
+            }
+            CoreEvent::Position(ev) => {
+                let p = &ev.position;
+                match &ev.change {
+                    PositionChange::Opened => {
+                        // A position on an instrument the reader already forwards needs no
+                        // catch-up from the cache.
+                        let forwarded = s.subscriptions.is_position(p.instrument);
+                        s.subscribe_position(&p.id, p.instrument);
+                        if !forwarded {
+                            self.catching_up.insert(p.instrument);
+                        }
+                        s.wake_pnl();
+                        log::info!(target: "exit_engine", "position {} opened: {} {} {} at {} ({})", p.id, p.side, p.quantity, p.instrument, p.entry_price, ev.at.to_ist_iso());
+                    }
+                    PositionChange::ExitStarted { reason, attempt } => {
+                        let (price, cid) = match &p.lifecycle {
+                            crate::risk::Lifecycle::Exiting(x) => {
+                                (x.trigger_price, x.correlation_id.to_string())
+                            }
+                            _ => (p.last_price, String::new()),
+                        };
+                        log::info!(target: "exit_engine", "position {} exiting: {reason} at {price} (attempt {attempt}, order {cid})", p.id);
+                    }
+                    PositionChange::PartFilled { remaining } => {
+                        log::info!(target: "exit_engine", "position {} exit part filled, {remaining} still open", p.id);
+                    }
+                    PositionChange::ExitRejected { attempt, why } => {
+                        log::warn!(target: "exit_engine", "position {} exit attempt {attempt} rejected ({why}); active again", p.id);
+                    }
+                    PositionChange::Exited => {
+                        s.unsubscribe_position(&p.id);
+                        s.wake_pnl();
+                    }
+                }
+            }
+            CoreEvent::TradeClosed(t) => {
+                s.m.exits.with_label_values(&[t.reason.code()]).inc();
+                log::info!(target: "exit_engine", "position {} closed {}: {} {} {} entered {} exited {} at {}; gross {} charges {} net {}", t.position_id, t.reason, t.side, t.quantity, t.instrument, t.entry_price, t.exit_price, t.exited_at.to_ist_iso(), t.gross, t.charges(), t.net);
+            }
+            CoreEvent::TradingState(change) => {
+                s.m.trading_state.set(trading_state_code(change.current));
+                s.wake_pnl();
+                log::warn!(target: "exit_engine", "trading {} -> {} ({}) at {}", change.prev, change.current, change.reason, change.at.to_ist_iso());
+            }
+            CoreEvent::SessionStarted { session, at } => {
+                s.wake_pnl();
+                log::info!(target: "exit_engine", "new trading session {session} at {}: day counters reset", at.to_ist_iso());
+            }
+            CoreEvent::Alert(a) => {
+                s.m.alerts.with_label_values(&[&a.code]).inc();
+                match a.level {
+                    AlertLevel::Info => {
+                        log::info!(target: "exit_engine", "[{}] {}", a.code, a.message)
+                    }
+                    AlertLevel::Warning => {
+                        log::warn!(target: "exit_engine", "[{}] {}", a.code, a.message)
+                    }
+                    AlertLevel::Critical => {
+                        log::error!(target: "exit_engine", "[{}] {}", a.code, a.message)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The heartbeat: the engine's slow housekeeping, every `heartbeat.interval`.
+//!
+//! - Stale prices (risk spec §5): an open position whose instrument's last tick in the tick
+//!   cache was received `risk.stale_after_ms` ago or more (or that never had one for that long)
+//!   is stale. Staleness is always visible: the `prices` health component goes `Degraded`,
+//!   `scalper_stale_positions` and `scalper_position_price_age_ms` show it. With a
+//!   [`crate::engine::seams::StalePriceSource`] (live mode: Dhan's LTP over REST) the fetched
+//!   prices go to the exit engine to be evaluated as ticks; without one (paper mode) each
+//!   position that turns stale gets an alert log line.
+//! - Pruning: the exit core forgets prices and cooldowns no decision needs (by command, as the
+//!   exit engine owns it); the order ledger drops orders settled long ago.
+//! - Reconciliation: the broker's [`crate::engine::seams::Reconciler`] compares positions
+//!   (a no-op in paper mode); its findings are logged.
+//! - One summary line in the log: positions, day PnL, ticks per second, trading state.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::domain::{InstrumentKey, PositionId, Timestamp};
+use crate::engine::shared::Shared;
+use crate::exec::messages::EngineCommand;
+use crate::ops::health::{ComponentHealth, Status};
+use crate::runtime::{Worker, WorkerCtx};
+
+/// The health board component for price freshness.
+pub const HEALTH_COMPONENT: &str = "prices";
+
+/// Settled orders stay in the ledger this long: far beyond any re-send after a restart.
+pub const LEDGER_RETENTION_MS: i64 = 60 * 60 * 1_000;
+
+/// One open position's price freshness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceAge {
+    pub position: PositionId,
+    pub instrument: InstrumentKey,
+    /// Milliseconds since the instrument's last tick; `None` if it never had one.
+    pub age_ms: Option<i64>,
+    pub stale: bool,
+}
+
+/// Judges every open position's price at `now` (pure: the figures in, the verdicts out).
+pub fn price_ages(
+    positions: &[(PositionId, InstrumentKey, Timestamp)],
+    last_tick_at: impl Fn(InstrumentKey) -> Option<Timestamp>,
+    stale_after_ms: i64,
+    now: Timestamp,
+) -> Vec<PriceAge> {
+    positions
+        .iter()
+        .map(|(id, instrument, opened_at)| {
+            let age_ms = last_tick_at(*instrument).map(|t| now.millis_since(t).max(0));
+            let silent_for = age_ms.unwrap_or_else(|| now.millis_since(*opened_at));
+            PriceAge {
+                position: id.clone(),
+                instrument: *instrument,
+                age_ms,
+                stale: silent_for >= stale_after_ms,
+            }
+        })
+        .collect()
+}
+
+pub struct Heartbeat {
+    shared: Arc<Shared>,
+    /// Positions found stale at the last round (to log transitions once).
+    stale: BTreeSet<PositionId>,
+}
+
+impl Heartbeat {
+    pub fn new(shared: Arc<Shared>) -> Heartbeat {
+        Heartbeat { shared, stale: BTreeSet::new() }
+    }
+
+    /// One round of housekeeping.
+    pub fn round(&mut self) {
+        let s = self.shared.clone();
+        let now = s.clock.now();
+        let (positions, stale_after_ms) = {
+            let core = s.core.lock();
+            let positions: Vec<_> =
+                core.positions().map(|p| (p.id.clone(), p.instrument, p.opened_at)).collect();
+            (positions, core.risk_params().stale_after_ms)
+        };
+        let ages =
+            price_ages(&positions, |k| s.cache.tick(k).map(|t| t.received_at), stale_after_ms, now);
+        self.report_staleness(&ages, stale_after_ms);
+
+        let _ = s.channels.commands_to_exit_engine_tx.try_send(EngineCommand::Prune);
+        let pruned = s.ledger.prune(now, LEDGER_RETENTION_MS);
+        if pruned > 0 {
+            log::debug!(target: "heartbeat", "pruned {pruned} settled orders from the ledger");
+        }
+
+        let snapshot = s.pnl.get();
+        match s.reconciler.reconcile(&snapshot) {
+            Ok(findings) => {
+                for f in findings {
+                    log::warn!(target: "heartbeat", "reconciliation: {f}");
+                }
+            }
+            Err(e) => log::warn!(target: "heartbeat", "reconciliation could not run: {e}"),
+        }
+
+        let stale = ages.iter().filter(|a| a.stale).count();
+        log::info!(
+            target: "heartbeat",
+            "{} positions ({stale} stale), day PnL {} (realised net {}, unrealised {}), {} ticks/s, trading {}, {} orders open",
+            positions.len(),
+            snapshot.core.account.day_pnl,
+            snapshot.core.account.realised_net,
+            snapshot.core.account.unrealised_gross,
+            s.feed_stats.ticks_per_second.get(),
+            s.trading.state(),
+            s.ledger.open_orders(),
+        );
+    }
+
+    fn report_staleness(&mut self, ages: &[PriceAge], stale_after_ms: i64) {
+        let s = &self.shared;
+        s.m.position_price_age_ms.reset();
+        for a in ages {
+            s.m.position_price_age_ms
+                .with_label_values(&[a.position.as_str()])
+                .set(a.age_ms.unwrap_or(-1));
+        }
+        let stale: Vec<&PriceAge> = ages.iter().filter(|a| a.stale).collect();
+        s.m.stale_positions.set(stale.len() as i64);
+        let now_stale: BTreeSet<PositionId> = stale.iter().map(|a| a.position.clone()).collect();
+        let health = if stale.is_empty() {
+            ComponentHealth::ok()
+        } else {
+            let details: serde_json::Map<String, serde_json::Value> = stale
+                .iter()
+                .map(|a| {
+                    (
+                        a.position.to_string(),
+                        json!({ "instrument": a.instrument, "age_ms": a.age_ms }),
+                    )
+                })
+                .collect();
+            ComponentHealth::new(
+                Status::Degraded,
+                format!("{} positions have no tick for {stale_after_ms} ms or more", stale.len()),
+            )
+            .with_details(serde_json::Value::Object(details))
+        };
+        s.health.set(HEALTH_COMPONENT, health);
+
+        match &s.stale_prices {
+            Some(source) if !stale.is_empty() => {
+                let mut instruments: Vec<InstrumentKey> =
+                    stale.iter().map(|a| a.instrument).collect();
+                instruments.sort();
+                instruments.dedup();
+                match source.fetch(&instruments, s.clock.now()) {
+                    Ok(ticks) if !ticks.is_empty() => {
+                        for t in &ticks {
+                            let _ = s.cache.set_last(t);
+                        }
+                        let _ = s
+                            .channels
+                            .commands_to_exit_engine_tx
+                            .try_send(EngineCommand::FallbackPrices(ticks));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        log::warn!(target: "heartbeat", "fetching prices of {} stale instruments failed: {e}", instruments.len())
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                for a in stale.iter().filter(|a| !self.stale.contains(&a.position)) {
+                    let age = a
+                        .age_ms
+                        .map_or("no tick yet".to_string(), |ms| format!("last tick {ms} ms ago"));
+                    log::warn!(target: "heartbeat", "position {} on {}: price is stale ({age}); exit rules wait for a fresh tick", a.position, a.instrument);
+                }
+            }
+        }
+        for id in self.stale.difference(&now_stale) {
+            if ages.iter().any(|a| &a.position == id) {
+                log::info!(target: "heartbeat", "position {id}: price is fresh again");
+            }
+        }
+        self.stale = now_stale;
+    }
+}
+
+impl Worker for Heartbeat {
+    fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        while ctx.sleep(self.shared.settings.heartbeat_interval) {
+            self.round();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Segment;
+
+    #[test]
+    fn a_price_is_stale_from_exactly_stale_after_ms() {
+        let k = InstrumentKey::new(Segment::NseFno, 1);
+        let positions = vec![
+            (PositionId::new("fresh"), k, Timestamp(0)),
+            (PositionId::new("never"), InstrumentKey::new(Segment::NseFno, 2), Timestamp(7_000)),
+            (PositionId::new("never-old"), InstrumentKey::new(Segment::NseFno, 3), Timestamp(0)),
+        ];
+        let last = |key: InstrumentKey| (key == k).then_some(Timestamp(7_001));
+        let ages = price_ages(&positions, last, 3_000, Timestamp(10_000));
+        let got: Vec<(Option<i64>, bool)> = ages.iter().map(|a| (a.age_ms, a.stale)).collect();
+        assert_eq!(got, [(Some(2_999), false), (None, true), (None, true)]);
+        let ages = price_ages(&positions, last, 3_000, Timestamp(10_001));
+        assert_eq!((ages[0].age_ms, ages[0].stale), (Some(3_000), true));
+    }
+}

@@ -1,0 +1,101 @@
+//! The paper gateway: the order router's door to the pure [`PaperBroker`]. Every order fills
+//! at once (an entry may be refused: stale price, short cash); the wallet lives outside the
+//! router, in the engine's shared state, so it survives a router restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::domain::{CorrelationId, OrderIntent, Timestamp};
+use crate::exec::paper::PaperBroker;
+use crate::exec::router::{Gateway, Placement};
+
+pub struct PaperGateway {
+    wallet: Arc<Mutex<PaperBroker>>,
+    /// Orders that reached the paper broker, by correlation id (what exactly-once is checked
+    /// against).
+    placed: Mutex<HashMap<CorrelationId, u32>>,
+}
+
+impl PaperGateway {
+    pub fn new(wallet: Arc<Mutex<PaperBroker>>) -> PaperGateway {
+        PaperGateway { wallet, placed: Mutex::new(HashMap::new()) }
+    }
+
+    /// How many times an order with this correlation id reached the paper broker.
+    pub fn placements(&self, id: &CorrelationId) -> u32 {
+        self.placed.lock().get(id).copied().unwrap_or(0)
+    }
+
+    /// Orders that reached the paper broker, all ids together.
+    pub fn total_placements(&self) -> u32 {
+        self.placed.lock().values().sum()
+    }
+}
+
+impl Gateway for PaperGateway {
+    fn name(&self) -> &'static str {
+        "paper"
+    }
+
+    fn place(&self, intent: &OrderIntent, now: Timestamp) -> Placement {
+        *self.placed.lock().entry(intent.correlation_id.clone()).or_insert(0) += 1;
+        match self.wallet.lock().execute(intent, now) {
+            Ok(exec) => Placement::Filled(exec.fill),
+            Err(refusal) => Placement::Rejected { reason: refusal.to_string() },
+        }
+    }
+
+    fn placements(&self, id: &CorrelationId) -> Option<u32> {
+        Some(PaperGateway::placements(self, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        ExitReason, InstrumentKey, OrderPurpose, Paise, PositionId, Qty, Segment, Txn,
+    };
+    use crate::exec::paper::PaperParams;
+    use crate::pnl::ChargeSchedule;
+
+    fn intent(purpose: OrderPurpose, txn: Txn, stale: bool) -> OrderIntent {
+        OrderIntent {
+            correlation_id: CorrelationId::new("N1-p1").unwrap(),
+            position_id: PositionId::new("p1"),
+            instrument: InstrumentKey::new(Segment::NseFno, 52175),
+            txn,
+            quantity: Qty(75),
+            purpose,
+            reference_price: Paise(10_000),
+            price_is_stale: stale,
+            created_at: Timestamp(1),
+        }
+    }
+
+    #[test]
+    fn orders_fill_at_once_a_stale_entry_is_rejected_and_placements_are_counted() {
+        let wallet = Arc::new(Mutex::new(PaperBroker::new(
+            PaperParams::default(),
+            ChargeSchedule::default(),
+        )));
+        let g = PaperGateway::new(wallet.clone());
+        let stale = intent(OrderPurpose::Entry, Txn::Buy, true);
+        assert!(
+            matches!(g.place(&stale, Timestamp(2)), Placement::Rejected { reason } if reason.contains("stale"))
+        );
+        let entry = intent(OrderPurpose::Entry, Txn::Buy, false);
+        let Placement::Filled(fill) = g.place(&entry, Timestamp(3)) else { panic!("entry fills") };
+        assert_eq!((fill.price, fill.quantity, fill.at), (Paise(10_000), Qty(75), Timestamp(3)));
+        assert!(wallet.lock().cash() < PaperParams::default().initial_cash);
+        let exit = intent(OrderPurpose::Exit(ExitReason::StopLoss), Txn::Sell, true);
+        assert!(
+            matches!(g.place(&exit, Timestamp(4)), Placement::Filled(_)),
+            "a stale exit still fills"
+        );
+        assert_eq!(g.placements(&entry.correlation_id), 3);
+        assert_eq!(g.total_placements(), 3);
+    }
+}

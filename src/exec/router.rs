@@ -1,0 +1,175 @@
+//! The order router: the engine's one door to a broker.
+//!
+//! It takes orders from the exit engine on two channels, exits and entries, and always drains
+//! the exits first: an exit never waits behind an entry. Each order is recorded in the
+//! [`OrderLedger`] as `sending` *before* the [`Gateway`] is called, and an order whose
+//! correlation id the ledger already knows is dropped — the last guard of exactly-once, for an
+//! exit re-sent by a restarted exit engine. What the broker answered goes into the ledger and
+//! back to the exit engine as an [`OrderEvent`].
+//!
+//! The gateway is synchronous: `place` returns the placement's outcome. The paper gateway
+//! fills at once; a live gateway answers accepted (fills follow on the broker's order-update
+//! stream, which reports to the exit engine directly), rejected, or unknown (a lost answer,
+//! resolved later by correlation id).
+
+use std::sync::Arc;
+
+use crossbeam_channel::select;
+
+use crate::domain::{CorrelationId, Fill, OrderId, OrderIntent, Timestamp};
+use crate::engine::seams::EngineEvent;
+use crate::engine::shared::Shared;
+use crate::exec::ledger::{Admission, OrderState, purpose_kind};
+use crate::exec::messages::{OrderEvent, RouterOrder};
+use crate::runtime::{Worker, WorkerCtx};
+
+/// What placing an order gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Filled in full at once (paper).
+    Filled(Fill),
+    /// Taken by the broker; fills arrive later.
+    Accepted { order_id: OrderId },
+    /// Definitively refused.
+    Rejected { reason: String },
+    /// The answer was lost: the order may exist.
+    Unknown { detail: String },
+}
+
+/// A broker as the router sees it. Implementations hold their own connections and are shared
+/// with the broker's other workers, hence `&self`.
+pub trait Gateway: Send + Sync {
+    /// `paper`, `dhan`: for logs.
+    fn name(&self) -> &'static str;
+
+    /// Places one market order. Must not retry on its own in a way that could place it twice
+    /// (the correlation id is what the broker deduplicates on).
+    fn place(&self, intent: &OrderIntent, now: Timestamp) -> Placement;
+
+    /// How many times an order with this id was handed to the broker, when the gateway counts
+    /// (tests and operations).
+    fn placements(&self, _id: &CorrelationId) -> Option<u32> {
+        None
+    }
+}
+
+/// The router worker. Everything it needs lives in [`Shared`]; a fresh one per spawn.
+pub struct OrderRouter {
+    shared: Arc<Shared>,
+}
+
+impl OrderRouter {
+    pub fn new(shared: Arc<Shared>) -> OrderRouter {
+        OrderRouter { shared }
+    }
+
+    fn drain_exits(&self) {
+        while let Ok(order) = self.shared.channels.exits_to_router_rx.try_recv() {
+            self.route(order);
+        }
+    }
+
+    fn route(&self, order: RouterOrder) {
+        let s = &self.shared;
+        let intent = &order.intent;
+        let kind = purpose_kind(intent.purpose);
+        let cid = &intent.correlation_id;
+        let now = s.clock.now();
+        if let Admission::Duplicate(state) = s.ledger.admit(intent, now) {
+            s.m.orders.with_label_values(&[kind, "duplicate"]).inc();
+            log::info!(target: "router", "dropping {kind} {cid} of {}: already {} (sent once only)", intent.position_id, state.name());
+            return;
+        }
+        s.sink.record(&EngineEvent::OrderSent { intent: intent.clone(), at: now });
+        let placement = s.gateway.place(intent, now);
+        let (state, event) = match placement {
+            Placement::Filled(fill) => {
+                s.m.decision_to_fill
+                    .with_label_values(&[kind])
+                    .observe(order.decided.elapsed().as_secs_f64());
+                log::info!(target: "router", "{kind} {cid} of {}: {} {} {} filled at {} ({})", intent.position_id, intent.txn.name(), fill.quantity, intent.instrument, fill.price, s.gateway.name());
+                s.sink.record(&EngineEvent::Fill { purpose: intent.purpose, fill: fill.clone() });
+                let state = OrderState::Filled {
+                    order_id: fill.order_id.clone(),
+                    price: fill.price,
+                    quantity: fill.quantity,
+                };
+                (state, OrderEvent::Filled { purpose: intent.purpose, fill })
+            }
+            Placement::Accepted { order_id } => {
+                log::info!(target: "router", "{kind} {cid} of {}: accepted as order {order_id} ({})", intent.position_id, s.gateway.name());
+                let event = OrderEvent::Accepted {
+                    correlation_id: cid.clone(),
+                    purpose: intent.purpose,
+                    order_id: order_id.clone(),
+                    at: now,
+                };
+                (OrderState::Accepted { order_id }, event)
+            }
+            Placement::Rejected { reason } => {
+                log::warn!(target: "router", "{kind} {cid} of {}: rejected: {reason}", intent.position_id);
+                let event = OrderEvent::Rejected {
+                    correlation_id: cid.clone(),
+                    purpose: intent.purpose,
+                    reason: reason.clone(),
+                    at: now,
+                };
+                (OrderState::Rejected { reason }, event)
+            }
+            Placement::Unknown { detail } => {
+                log::warn!(target: "router", "{kind} {cid} of {}: outcome unknown ({detail}); resolving by correlation id", intent.position_id);
+                let event = OrderEvent::Unknown {
+                    correlation_id: cid.clone(),
+                    purpose: intent.purpose,
+                    detail: detail.clone(),
+                    at: now,
+                };
+                (OrderState::Unknown { detail }, event)
+            }
+        };
+        s.m.orders.with_label_values(&[kind, state.name()]).inc();
+        let at = s.clock.now();
+        s.ledger.settle(cid, state.clone(), at);
+        s.sink.record(&EngineEvent::OrderState { correlation_id: cid.clone(), state, at });
+        // The receiver lives in `Shared` as long as the engine: this cannot fail.
+        let _ = s.channels.router_to_exit_engine_tx.send(event);
+    }
+}
+
+impl Worker for OrderRouter {
+    fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        let exits = self.shared.channels.exits_to_router_rx.clone();
+        let entries = self.shared.channels.entries_to_router_rx.clone();
+        loop {
+            ctx.beat();
+            self.drain_exits();
+            if ctx.should_stop() {
+                break;
+            }
+            select! {
+                recv(ctx.stopped()) -> _ => {}
+                recv(exits) -> order => {
+                    if let Ok(order) = order {
+                        self.route(order);
+                    }
+                }
+                recv(entries) -> order => {
+                    if let Ok(order) = order {
+                        // An exit that arrived meanwhile goes first.
+                        self.drain_exits();
+                        self.route(order);
+                    }
+                }
+                default(ctx.beat_every()) => {}
+            }
+        }
+        // Exits decided before the stop still go out: refusing to reduce risk is never the
+        // safe choice. Entries left in the channel are dropped with the process.
+        self.drain_exits();
+        let left = entries.len();
+        if left > 0 {
+            log::warn!(target: "router", "stopping with {left} entry orders not placed");
+        }
+        Ok(())
+    }
+}
