@@ -106,12 +106,13 @@ impl Heartbeat {
         let stale = ages.iter().filter(|a| a.stale).count();
         log::info!(
             target: "heartbeat",
-            "{} positions ({stale} stale), day PnL {} (realised net {}, unrealised {}), {} ticks/s, trading {}, {} orders open",
+            "{} positions ({stale} stale), day PnL {} (realised net {}, unrealised {}), {} ticks/s on {} instruments, trading {}, {} orders open",
             positions.len(),
             snapshot.core.account.day_pnl,
             snapshot.core.account.realised_net,
             snapshot.core.account.unrealised_gross,
             s.feed_stats.ticks_per_second.get(),
+            s.feed_stats.subscribed.get(),
             s.trading.state(),
             s.ledger.open_orders(),
         );

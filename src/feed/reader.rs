@@ -237,6 +237,7 @@ impl FeedReader {
                     last_frame = Instant::now();
                     stats.frame_seen();
                     data_seen = true;
+                    crate::runtime::failpoint::hit("tick_reader.message");
                     match self.on_message(ctx, &data) {
                         Flow::Continue => {}
                         Flow::Stopped => break Ending::Stopped,
