@@ -6,13 +6,13 @@
 #   PREFIX=/opt/scalper scripts/install.sh
 #
 # Set DESTDIR to stage into a directory instead of the live system (no user is created and
-# systemd is not touched then).
+# systemd is not touched then); BIN names another binary to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
-BIN=target/release/scalper
+BIN=${BIN:-target/release/scalper}
 [ -x "$BIN" ] || { echo "install: $BIN not built; run 'make build' first" >&2; exit 1; }
 
 install -d "$DESTDIR$PREFIX/bin" "$DESTDIR/etc/scalper" "$DESTDIR/etc/systemd/system" \
