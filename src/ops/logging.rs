@@ -4,8 +4,8 @@
 //! timestamp is left to the journal; colours only on a terminal.
 //!
 //! Some libraries log secrets at trace level (tungstenite prints the order-update login frame,
-//! access token included): those targets are capped by `broker::log_level_cap`, both as a
-//! filter and again when a line is written, so no `RUST_LOG` setting can let the token out.
+//! access token included): lines from those targets above `broker::log_level_cap` are dropped
+//! when they are written, so no `RUST_LOG` setting can let the token out.
 
 use std::io::Write;
 
@@ -17,9 +17,6 @@ pub fn init() {
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let mut b = Builder::from_env(Env::default().default_filter_or("info"));
     b.write_style(WriteStyle::Auto);
-    for target in crate::broker::TOKEN_BEARING_LOG_TARGETS {
-        b.filter_module(target, crate::broker::log_level_cap(target));
-    }
     if journald {
         b.format(|buf, rec| {
             if rec.level() > crate::broker::log_level_cap(rec.target()) {
