@@ -240,12 +240,12 @@ fn reload_applies_a_risk_and_limits_change() {
     let before = running.clone();
     let dir = tempfile::tempdir().unwrap();
     let path = edited_default(dir.path(), "risk.toml", |t| {
-        t.replace("stop_loss_pct = 3\n", "stop_loss_pct = 2.5\n")
+        t.replace("stop_loss_pct = 1.5\n", "stop_loss_pct = 2.5\n")
             .replace("max_open_positions = 3", "max_open_positions = 2")
     });
     let reload = reload_from_file(&running, &path).unwrap();
     let changes: Vec<String> = reload.changes.iter().map(|c| c.to_string()).collect();
-    assert_eq!(changes, ["risk.stop_loss_pct: 3 → 2.5", "limits.max_open_positions: 3 → 2"]);
+    assert_eq!(changes, ["risk.stop_loss_pct: 1.5 → 2.5", "limits.max_open_positions: 3 → 2"]);
     assert_eq!(reload.config.risk.stop_loss, scalper::domain::Bp(250));
     assert_eq!(running, before, "planning a reload leaves the running config alone");
 
@@ -260,7 +260,7 @@ fn reload_refuses_a_broker_change_and_names_the_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = edited_default(dir.path(), "broker.toml", |t| {
         t.replace("kind = \"paper\"", "kind = \"paper\"\nrequest_timeout_ms = 8000")
-            .replace("stop_loss_pct = 3\n", "stop_loss_pct = 4\n")
+            .replace("stop_loss_pct = 1.5\n", "stop_loss_pct = 4\n")
             .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:9090\"")
     });
     match reload_from_file(&running, &path) {
@@ -276,7 +276,7 @@ fn reload_refuses_an_invalid_file() {
     let running = Config::load(&root().join("config/default.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = edited_default(dir.path(), "invalid.toml", |t| {
-        t.replace("stop_loss_pct = 3\n", "stop_loss_pct = 3.125\n")
+        t.replace("stop_loss_pct = 1.5\n", "stop_loss_pct = 3.125\n")
     });
     match reload_from_file(&running, &path) {
         Err(ReloadError::Invalid(errs)) => {
