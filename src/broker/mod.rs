@@ -3,17 +3,22 @@
 //! `model` holds the wire shapes; `rest` is the blocking HTTP client; `outcome` says what a
 //! write ended as (accepted, rejected, not sent, unknown) and `resolve` settles an unknown
 //! placement by correlation id; `ratelimit` and `breaker` guard the link; `order_updates` is the
-//! worker that reads the order-update socket. The order router (in `exec`) decides when to call
+//! worker that reads the order-update socket. `journal` is the write-ahead record of every
+//! placement, `tracker` turns the broker's reports into our fills exactly once, and `reconcile`
+//! compares the broker's books with the engine's positions. The order router (in `exec`) decides when to call
 //! any of this; the simulator (`sim::broker`) is the other end of every test.
 
 pub mod breaker;
 pub mod credentials;
+pub mod journal;
 pub mod model;
 pub mod order_updates;
 pub mod outcome;
 pub mod ratelimit;
+pub mod reconcile;
 pub mod resolve;
 pub mod rest;
+pub mod tracker;
 
 pub use credentials::{
     AccessToken, CredentialError, CredentialSource, Credentials, ReloadableCredentials,

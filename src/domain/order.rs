@@ -60,10 +60,13 @@ pub enum ExitReason {
     DailyLossLimit,
     KillSwitch,
     StaleFeed,
+    /// Not an exit the engine placed: reconciliation found the position flat at the broker
+    /// (closed from another platform) and closed it locally.
+    ClosedAtBroker,
 }
 
 impl ExitReason {
-    pub const ALL: [ExitReason; 9] = [
+    pub const ALL: [ExitReason; 10] = [
         ExitReason::StopLoss,
         ExitReason::RatchetStop,
         ExitReason::TakeProfit,
@@ -73,6 +76,7 @@ impl ExitReason {
         ExitReason::DailyLossLimit,
         ExitReason::KillSwitch,
         ExitReason::StaleFeed,
+        ExitReason::ClosedAtBroker,
     ];
 
     /// The reason code as written in `exits.csv`, logs and metrics.
@@ -87,6 +91,7 @@ impl ExitReason {
             ExitReason::DailyLossLimit => "daily_loss_limit",
             ExitReason::KillSwitch => "kill_switch",
             ExitReason::StaleFeed => "stale_feed",
+            ExitReason::ClosedAtBroker => "closed_at_broker",
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::risk::position::{Lifecycle, LifecycleEvent, Outcome, Position};
 use crate::risk::trading_state::{HaltCause, TradingCell, TradingCommand};
 use crate::risk::{Limits, RiskParams, SessionClock, rules};
 
+mod broker_sync;
 mod entries;
 mod timed;
 mod types;

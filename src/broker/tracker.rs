@@ -1,0 +1,471 @@
+//! Our live orders and what the broker has said about them: a pure registry that turns the
+//! broker's reports (order-update messages, polled order-book lines) into our events exactly
+//! once.
+//!
+//! Every order is registered (`expect`) before its placement is sent, so a report that beats
+//! the HTTP answer is still matched, by correlation id; once the order id is known reports are
+//! matched by it. Reports carry cumulative figures (traded quantity, average price), so a fill
+//! is the growth of the traded quantity since the last report applied: a duplicate message, a
+//! poll that repeats what the socket said, or a stale poll that says less, add nothing. An
+//! exit's executions are reported as they come (the exit core adds part fills up); an entry's
+//! once, when it is complete, as its total at its average price (the core opens the position
+//! from it). An order that ends without (further) executions (rejected by the exchange,
+//! cancelled, expired) is reported once as ended.
+//!
+//! The registry also keeps, per instrument, a sequence number of our order activity, so that
+//! reconciliation can tell which instruments moved while it was reading the broker's books.
+//! Neighbours: `exec::live` feeds it from the order-update socket, the poller, the gateway and
+//! the order desk, and reports what it returns to the exit engine.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::broker::model::{Order, OrderStatus, OrderUpdate};
+use crate::domain::money::div_round_half_away;
+use crate::domain::{
+    CorrelationId, Fill, InstrumentKey, OrderId, OrderIntent, Paise, Qty, Timestamp,
+};
+
+/// One report about an order, whatever its source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub order_id: OrderId,
+    pub correlation_id: Option<String>,
+    pub status: OrderStatus,
+    /// Cumulative traded quantity.
+    pub traded: Qty,
+    /// Average price of everything traded so far.
+    pub avg_price: Paise,
+    /// The broker's reason text (rejections).
+    pub reason: String,
+}
+
+impl Seen {
+    pub fn from_update(u: &OrderUpdate) -> Seen {
+        Seen {
+            order_id: u.order_id.clone(),
+            correlation_id: u.correlation_id.clone(),
+            status: u.status.clone(),
+            traded: u.traded_qty,
+            avg_price: u.avg_traded_price,
+            reason: u.reason.clone(),
+        }
+    }
+
+    pub fn from_order(o: &Order) -> Seen {
+        Seen {
+            order_id: o.order_id.clone(),
+            correlation_id: o.correlation_id.clone(),
+            status: o.order_status.clone(),
+            traded: o.filled_qty,
+            avg_price: o.average_traded_price,
+            reason: o.oms_error_description.clone(),
+        }
+    }
+}
+
+/// What the tracker concluded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// The broker holds the order under `order_id` (reported the first time only).
+    Bound { intent: OrderIntent, order_id: OrderId },
+    /// An execution: each one for an exit; the order's total at its average for an entry.
+    /// `cumulative`: the order's traded quantity with it.
+    Fill { intent: OrderIntent, fill: Fill, cumulative: Qty },
+    /// The order ended without (further) executions: rejected, cancelled or expired. An entry
+    /// that ended part filled is reported as a `Fill` of that part instead.
+    Ended { intent: OrderIntent, order_id: OrderId, status: OrderStatus, reason: String },
+}
+
+#[derive(Clone, Debug)]
+struct Tracked {
+    intent: OrderIntent,
+    order_id: Option<OrderId>,
+    traded: Qty,
+    avg: Paise,
+    done: bool,
+    /// When the last report (or the registration) was applied, in the caller's ms.
+    last_seen_ms: u64,
+}
+
+/// The registry. Not thread-safe by itself; the live broker wraps it in a mutex.
+#[derive(Debug, Default)]
+pub struct OrderTracker {
+    orders: HashMap<CorrelationId, Tracked>,
+    by_order: HashMap<OrderId, CorrelationId>,
+    seq: u64,
+    activity: HashMap<InstrumentKey, u64>,
+    ignored: u64,
+}
+
+impl OrderTracker {
+    pub fn new() -> OrderTracker {
+        OrderTracker::default()
+    }
+
+    fn touch(&mut self, instrument: InstrumentKey) {
+        self.seq += 1;
+        self.activity.insert(instrument, self.seq);
+    }
+
+    /// Registers an order about to be placed. `false` if it is already known.
+    pub fn expect(&mut self, intent: &OrderIntent, now_ms: u64) -> bool {
+        if self.orders.contains_key(&intent.correlation_id) {
+            return false;
+        }
+        self.touch(intent.instrument);
+        self.orders.insert(
+            intent.correlation_id.clone(),
+            Tracked {
+                intent: intent.clone(),
+                order_id: None,
+                traded: Qty(0),
+                avg: Paise::ZERO,
+                done: false,
+                last_seen_ms: now_ms,
+            },
+        );
+        true
+    }
+
+    /// The broker answered the placement (or resolution found it) with `order_id`.
+    pub fn bind(&mut self, cid: &CorrelationId, order_id: &OrderId, now_ms: u64) -> Option<Report> {
+        let t = self.orders.get_mut(cid)?;
+        if t.order_id.is_some() {
+            return None;
+        }
+        t.order_id = Some(order_id.clone());
+        t.last_seen_ms = now_ms;
+        let report = Report::Bound { intent: t.intent.clone(), order_id: order_id.clone() };
+        let instrument = t.intent.instrument;
+        self.by_order.insert(order_id.clone(), cid.clone());
+        self.touch(instrument);
+        Some(report)
+    }
+
+    /// Nothing more will come of the order (rejected at placement, proved absent).
+    pub fn finish(&mut self, cid: &CorrelationId) {
+        if let Some(t) = self.orders.get_mut(cid) {
+            let instrument = t.intent.instrument;
+            t.done = true;
+            self.touch(instrument);
+        }
+    }
+
+    /// Applies a report; `at` stamps the fills. Reports about orders that are not ours (or
+    /// not registered) are ignored.
+    pub fn observe(&mut self, seen: &Seen, at: Timestamp, now_ms: u64) -> Vec<Report> {
+        let cid = match self.by_order.get(&seen.order_id) {
+            Some(c) => c.clone(),
+            None => match seen
+                .correlation_id
+                .as_deref()
+                .and_then(|c| CorrelationId::new(c).ok())
+                .filter(|c| self.orders.contains_key(c))
+            {
+                Some(c) => c,
+                None => {
+                    self.ignored += 1;
+                    return Vec::new();
+                }
+            },
+        };
+        let mut out = Vec::new();
+        if let Some(r) = self.bind(&cid, &seen.order_id, now_ms) {
+            out.push(r);
+        }
+        let t = self.orders.get_mut(&cid).expect("matched above");
+        if t.order_id.as_ref() != Some(&seen.order_id) {
+            // Another order carrying our correlation id (a duplicate placement): never merge
+            // its fills into ours. Reconciliation will see its position.
+            log::error!(target: "broker", "order {} also carries correlation id {cid} (ours is {:?}); ignored", seen.order_id, t.order_id);
+            return out;
+        }
+        t.last_seen_ms = now_ms;
+        if t.done {
+            return out;
+        }
+        let exit = t.intent.purpose.is_exit();
+        let grew = seen.traded > t.traded;
+        if grew && exit {
+            let dq = seen.traded.0 - t.traded.0;
+            let value = i128::from(seen.avg_price.0) * i128::from(seen.traded.0)
+                - i128::from(t.avg.0) * i128::from(t.traded.0);
+            let price = Paise(div_round_half_away(value, i128::from(dq)) as i64);
+            out.push(Report::Fill {
+                intent: t.intent.clone(),
+                fill: fill(&t.intent, &seen.order_id, seen.traded, Qty(dq), price, at),
+                cumulative: seen.traded,
+            });
+        }
+        if grew {
+            t.traded = seen.traded;
+            t.avg = seen.avg_price;
+        }
+        let complete = seen.status.is_terminal() || t.traded >= t.intent.quantity;
+        if complete {
+            t.done = true;
+            if !exit && t.traded.0 > 0 {
+                out.push(Report::Fill {
+                    intent: t.intent.clone(),
+                    fill: fill(&t.intent, &seen.order_id, t.traded, t.traded, t.avg, at),
+                    cumulative: t.traded,
+                });
+            } else if t.traded < t.intent.quantity {
+                out.push(Report::Ended {
+                    intent: t.intent.clone(),
+                    order_id: seen.order_id.clone(),
+                    status: seen.status.clone(),
+                    reason: seen.reason.clone(),
+                });
+            }
+        }
+        if grew || complete {
+            let instrument = t.intent.instrument;
+            self.touch(instrument);
+        }
+        out
+    }
+
+    pub fn is_tracked(&self, cid: &CorrelationId) -> bool {
+        self.orders.contains_key(cid)
+    }
+
+    /// The broker's id of a registered order, once known.
+    pub fn order_id(&self, cid: &CorrelationId) -> Option<OrderId> {
+        self.orders.get(cid).and_then(|t| t.order_id.clone())
+    }
+
+    pub fn is_done(&self, cid: &CorrelationId) -> bool {
+        self.orders.get(cid).is_some_and(|t| t.done)
+    }
+
+    /// Orders the broker holds that have not ended and had no report for `quiet_ms`.
+    pub fn quiet_working(&self, quiet_ms: u64, now_ms: u64) -> Vec<(CorrelationId, OrderId)> {
+        let mut v: Vec<_> = self
+            .orders
+            .iter()
+            .filter(|(_, t)| !t.done && now_ms.saturating_sub(t.last_seen_ms) >= quiet_ms)
+            .filter_map(|(c, t)| t.order_id.clone().map(|o| (c.clone(), o)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Registered orders that have not ended.
+    pub fn open_orders(&self) -> usize {
+        self.orders.values().filter(|t| !t.done).count()
+    }
+
+    /// The current activity marker.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Instruments with an order of ours not yet ended, or with order activity after `marker`.
+    pub fn busy_since(&self, marker: u64) -> BTreeSet<InstrumentKey> {
+        let mut busy: BTreeSet<InstrumentKey> =
+            self.orders.values().filter(|t| !t.done).map(|t| t.intent.instrument).collect();
+        busy.extend(self.activity.iter().filter(|(_, s)| **s > marker).map(|(k, _)| *k));
+        busy
+    }
+
+    /// Reports about orders that were not ours, so far.
+    pub fn ignored(&self) -> u64 {
+        self.ignored
+    }
+
+    /// Forgets orders that ended more than `keep_ms` ago (late duplicates of their reports are
+    /// then ignored as unknown, which is what they are worth).
+    pub fn prune(&mut self, keep_ms: u64, now_ms: u64) -> usize {
+        let before = self.orders.len();
+        let gone: Vec<CorrelationId> = self
+            .orders
+            .iter()
+            .filter(|(_, t)| t.done && now_ms.saturating_sub(t.last_seen_ms) > keep_ms)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in &gone {
+            if let Some(t) = self.orders.remove(c)
+                && let Some(o) = t.order_id
+            {
+                self.by_order.remove(&o);
+            }
+        }
+        before - self.orders.len()
+    }
+}
+
+fn fill(
+    intent: &OrderIntent,
+    order_id: &OrderId,
+    cumulative: Qty,
+    quantity: Qty,
+    price: Paise,
+    at: Timestamp,
+) -> Fill {
+    Fill {
+        correlation_id: intent.correlation_id.clone(),
+        order_id: order_id.clone(),
+        // Deterministic and unique per execution: the order and its cumulative quantity.
+        trade_id: format!("{}-{}", order_id.0, cumulative.0),
+        instrument: intent.instrument,
+        txn: intent.txn,
+        quantity,
+        price,
+        at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ExitReason, OrderPurpose, PositionId, Segment, Txn};
+
+    const K: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52175);
+    const AT: Timestamp = Timestamp(1_000);
+
+    fn intent(cid: &str, purpose: OrderPurpose) -> OrderIntent {
+        OrderIntent {
+            correlation_id: CorrelationId::new(cid).unwrap(),
+            position_id: PositionId::new("p1"),
+            instrument: K,
+            txn: Txn::Sell,
+            quantity: Qty(75),
+            purpose,
+            reference_price: Paise(10_000),
+            price_is_stale: false,
+            created_at: AT,
+        }
+    }
+
+    fn exit(cid: &str) -> OrderIntent {
+        intent(cid, OrderPurpose::Exit(ExitReason::StopLoss))
+    }
+
+    fn seen(order: &str, cid: Option<&str>, status: OrderStatus, traded: i64, avg: i64) -> Seen {
+        Seen {
+            order_id: OrderId(order.into()),
+            correlation_id: cid.map(String::from),
+            status,
+            traded: Qty(traded),
+            avg_price: Paise(avg),
+            reason: String::new(),
+        }
+    }
+
+    fn fills(r: &[Report]) -> Vec<(i64, i64)> {
+        r.iter()
+            .filter_map(|r| match r {
+                Report::Fill { fill, .. } => Some((fill.quantity.0, fill.price.0)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_report_before_the_http_answer_is_matched_by_correlation_id_and_binds_once() {
+        let mut t = OrderTracker::new();
+        t.expect(&exit("X1-p1"), 0);
+        let r = t.observe(&seen("9", Some("X1-p1"), OrderStatus::Transit, 0, 0), AT, 1);
+        assert!(matches!(&r[..], [Report::Bound { order_id, .. }] if order_id.0 == "9"));
+        assert_eq!(t.bind(&exit("X1-p1").correlation_id, &OrderId("9".into()), 2), None);
+        // Later reports match by order id even without a correlation id.
+        let r = t.observe(&seen("9", None, OrderStatus::Traded, 75, 9_000), AT, 3);
+        assert_eq!(fills(&r), [(75, 9_000)]);
+        assert!(t.is_done(&exit("X1-p1").correlation_id));
+    }
+
+    #[test]
+    fn exit_part_fills_are_reported_once_each_whatever_the_duplicates() {
+        let mut t = OrderTracker::new();
+        t.expect(&exit("X1-p1"), 0);
+        t.bind(&exit("X1-p1").correlation_id, &OrderId("9".into()), 0);
+        let part = seen("9", Some("X1-p1"), OrderStatus::PartTraded, 25, 9_000);
+        assert_eq!(fills(&t.observe(&part, AT, 1)), [(25, 9_000)]);
+        assert_eq!(fills(&t.observe(&part, AT, 2)), [], "a duplicate adds nothing");
+        let stale = seen("9", None, OrderStatus::Pending, 0, 0);
+        assert_eq!(t.observe(&stale, AT, 3), [], "a stale poll says less: nothing");
+        // 25 at 90.00 then 50 at 89.95: the average of 75 is 89.9666… → 89.97 on the wire.
+        let done = seen("9", None, OrderStatus::Traded, 75, 8_997);
+        let r = t.observe(&done, AT, 4);
+        // (8997 × 75 − 9000 × 25) / 50 = 8995.5 → 8996 (half away from zero)
+        assert_eq!(fills(&r), [(50, 8_996)]);
+        assert_eq!(t.observe(&done, AT, 5), [], "after the end, nothing");
+        assert_eq!(t.open_orders(), 0);
+    }
+
+    #[test]
+    fn an_entry_is_reported_once_complete_as_its_total_at_its_average() {
+        let mut t = OrderTracker::new();
+        let e = intent("N1-p1", OrderPurpose::Entry);
+        t.expect(&e, 0);
+        let r = t.observe(&seen("5", Some("N1-p1"), OrderStatus::PartTraded, 25, 10_000), AT, 1);
+        assert_eq!(fills(&r), [], "an entry waits for its completion");
+        let r = t.observe(&seen("5", None, OrderStatus::Traded, 75, 10_010), AT, 2);
+        assert_eq!(fills(&r), [(75, 10_010)]);
+    }
+
+    #[test]
+    fn an_order_ending_without_executions_is_reported_ended_and_a_part_filled_entry_as_its_part() {
+        let mut t = OrderTracker::new();
+        t.expect(&exit("X1-p1"), 0);
+        let mut rej = seen("9", Some("X1-p1"), OrderStatus::Rejected, 0, 0);
+        rej.reason = "RMS: margin".into();
+        let r = t.observe(&rej, AT, 1);
+        assert!(
+            matches!(r.last(), Some(Report::Ended { reason, status: OrderStatus::Rejected, .. }) if reason == "RMS: margin")
+        );
+        let e = intent("N1-p2", OrderPurpose::Entry);
+        t.expect(&e, 0);
+        let r = t.observe(&seen("6", Some("N1-p2"), OrderStatus::Cancelled, 30, 10_000), AT, 1);
+        assert_eq!(fills(&r), [(30, 10_000)]);
+        assert!(!r.iter().any(|r| matches!(r, Report::Ended { .. })));
+    }
+
+    #[test]
+    fn reports_about_other_orders_are_ignored() {
+        let mut t = OrderTracker::new();
+        assert_eq!(
+            t.observe(&seen("1", Some("1000000001-17"), OrderStatus::Traded, 75, 1), AT, 0),
+            []
+        );
+        assert_eq!(
+            t.observe(&seen("2", Some("X1-unknown"), OrderStatus::Traded, 75, 1), AT, 0),
+            []
+        );
+        assert_eq!(t.ignored(), 2);
+    }
+
+    #[test]
+    fn a_second_order_with_our_correlation_id_never_adds_fills() {
+        let mut t = OrderTracker::new();
+        t.expect(&exit("X1-p1"), 0);
+        t.bind(&exit("X1-p1").correlation_id, &OrderId("9".into()), 0);
+        let other = seen("10", Some("X1-p1"), OrderStatus::Traded, 75, 9_000);
+        assert_eq!(t.observe(&other, AT, 1), []);
+        assert!(!t.is_done(&exit("X1-p1").correlation_id));
+    }
+
+    #[test]
+    fn busy_instruments_are_those_with_open_orders_or_activity_after_the_marker() {
+        let mut t = OrderTracker::new();
+        let marker = t.seq();
+        assert!(t.busy_since(marker).is_empty());
+        t.expect(&exit("X1-p1"), 0);
+        assert!(t.busy_since(marker).contains(&K));
+        t.observe(&seen("9", Some("X1-p1"), OrderStatus::Traded, 75, 9_000), AT, 1);
+        assert!(t.busy_since(marker).contains(&K), "done, but it moved after the marker");
+        assert!(t.busy_since(t.seq()).is_empty());
+    }
+
+    #[test]
+    fn quiet_working_orders_are_those_with_an_id_and_no_recent_report() {
+        let mut t = OrderTracker::new();
+        t.expect(&exit("X1-p1"), 0);
+        assert_eq!(t.quiet_working(100, 1_000), [], "no order id yet: the desk resolves it");
+        t.bind(&exit("X1-p1").correlation_id, &OrderId("9".into()), 950);
+        assert_eq!(t.quiet_working(100, 1_000), []);
+        assert_eq!(t.quiet_working(100, 1_050).len(), 1);
+        assert_eq!(t.prune(0, 2_000), 0, "open orders are never pruned");
+    }
+}

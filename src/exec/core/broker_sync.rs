@@ -1,0 +1,281 @@
+//! The exit core's side of a live broker: what reconciliation and order resolution may change.
+//!
+//! - [`ExitCore::on_exit_absent`]: an exit order proved never to have reached the broker is a
+//!   rejection that re-fires at once: the trigger still stands, so the next attempt (a new
+//!   correlation id) starts with the same reason and trigger price;
+//! - [`ExitCore::adopt`]: a broker position the engine did not know, under risk management from
+//!   now on (`Origin::Adopted`);
+//! - [`ExitCore::close_at_broker`]: a position the broker reports flat is closed locally with
+//!   reason `closed_at_broker`; no order is involved (its lifecycle passes through `Exiting`
+//!   under an id that is never sent, so the usual bookkeeping of a closed trade applies);
+//! - [`ExitCore::local_view`]: the positions and pending entries as reconciliation compares them.
+
+use crate::broker::reconcile::{LocalPosition, LocalView};
+use crate::domain::{
+    CorrelationId, ExitReason, InstrumentKey, OrderIntent, OrderPurpose, Paise, PositionId, Qty,
+    Side, Timestamp, Txn,
+};
+use crate::risk::position::{Lifecycle, LifecycleEvent, Origin, Outcome};
+
+use super::{
+    AlertLevel, CoreError, CoreEvent, ExitCore, NewPosition, PendingEntry, PositionChange, Trigger,
+    alert, position_event, trigger_exit,
+};
+
+impl ExitCore {
+    /// Entry orders placed and not yet answered.
+    pub fn pending_entries(&self) -> impl Iterator<Item = &PendingEntry> {
+        self.pending.values()
+    }
+
+    /// The positions and pending entries, as reconciliation compares them.
+    pub fn local_view(&self) -> LocalView {
+        LocalView {
+            positions: self
+                .positions()
+                .map(|p| LocalPosition {
+                    id: p.id.clone(),
+                    instrument: p.instrument,
+                    side: p.side,
+                    open: p.open_quantity(),
+                    exiting: matches!(p.lifecycle, Lifecycle::Exiting(_)),
+                    last_price: p.last_price,
+                })
+                .collect(),
+            pending_entries: self.pending.values().map(|e| e.instrument).collect(),
+            orders_in_flight: self.orders_in_flight(),
+        }
+    }
+
+    /// The exit orders of `Exiting` positions and the pending entry orders, as placed.
+    pub fn orders_in_flight(&self) -> Vec<OrderIntent> {
+        let exits = self.positions().filter_map(|p| match &p.lifecycle {
+            Lifecycle::Exiting(x) => Some(OrderIntent {
+                correlation_id: x.correlation_id.clone(),
+                position_id: p.id.clone(),
+                instrument: p.instrument,
+                txn: Txn::closing(p.side),
+                // What was open when the exit started: this order's fills so far included.
+                quantity: Qty(p.open_quantity().0 + x.filled.0),
+                purpose: OrderPurpose::Exit(x.reason),
+                reference_price: x.trigger_price,
+                price_is_stale: x.price_was_stale,
+                created_at: x.triggered_at,
+            }),
+            _ => None,
+        });
+        let entries = self.pending.values().map(|e| OrderIntent {
+            correlation_id: e.correlation_id.clone(),
+            position_id: e.position_id.clone(),
+            instrument: e.instrument,
+            txn: Txn::opening(e.side),
+            quantity: e.quantity,
+            purpose: OrderPurpose::Entry,
+            reference_price: e.reference_price,
+            price_is_stale: false,
+            created_at: e.placed_at,
+        });
+        exits.chain(entries).collect()
+    }
+
+    /// The exit order `correlation_id` provably never reached the broker: the position starts
+    /// its next attempt at once, with the same reason and trigger price.
+    pub fn on_exit_absent(
+        &mut self,
+        correlation_id: &CorrelationId,
+        why: &str,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let slot = *self
+            .exits_in_flight
+            .get(correlation_id)
+            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
+        let Lifecycle::Exiting(x) = &pos.lifecycle else {
+            unreachable!("an exit in flight belongs to an exiting position")
+        };
+        let trigger =
+            Trigger { reason: x.reason, price: x.trigger_price, at, stale: x.price_was_stale };
+        let event = LifecycleEvent::Rejected {
+            correlation_id: correlation_id.clone(),
+            why: why.to_string(),
+            at,
+        };
+        let Outcome::Returned { attempts, .. } = pos.apply(event)? else {
+            unreachable!("a rejection of an exit in flight returns the position to active")
+        };
+        self.exits_in_flight.remove(correlation_id);
+        let mut events = vec![
+            position_event(
+                PositionChange::ExitRejected { attempt: attempts, why: why.to_string() },
+                at,
+                pos,
+            ),
+            alert(
+                AlertLevel::Warning,
+                "exit_absent",
+                format!(
+                    "exit {correlation_id} of position {} never reached the broker ({why}); placing attempt {}",
+                    pos.id,
+                    attempts + 1
+                ),
+                at,
+            ),
+        ];
+        trigger_exit(pos, slot, trigger, &mut self.exits_in_flight, &mut events);
+        Ok(events)
+    }
+
+    /// Takes a broker position the engine did not know under management.
+    pub fn adopt(
+        &mut self,
+        id: PositionId,
+        instrument: InstrumentKey,
+        side: Side,
+        quantity: Qty,
+        price: Paise,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let new = NewPosition { id, instrument, side, quantity, entry_price: price, opened_at: at };
+        self.open_position(new, Origin::Adopted)
+    }
+
+    /// Closes an `Active` position the broker reports flat, at `price`, without any order.
+    pub fn close_at_broker(
+        &mut self,
+        id: &PositionId,
+        price: Paise,
+        at: Timestamp,
+        why: &str,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let invalid = |why: String| CoreError::InvalidPosition { id: id.clone(), why };
+        let slot = *self.by_id.get(id).ok_or_else(|| invalid("no such open position".into()))?;
+        let pos = self.slots[slot].as_mut().expect("an indexed slot is live");
+        if !pos.is_active() {
+            return Err(invalid(format!("it is {}: its exit order decides", pos.lifecycle.name())));
+        }
+        if price.0 <= 0 {
+            return Err(invalid(format!("closing price {price} is not positive")));
+        }
+        let quantity = pos.open_quantity();
+        let trigger =
+            LifecycleEvent::Trigger { reason: ExitReason::ClosedAtBroker, price, at, stale: false };
+        let Outcome::ExitStarted { correlation_id, .. } = pos.apply(trigger)? else {
+            unreachable!("an active position starts an exit on a trigger")
+        };
+        self.exits_in_flight.insert(correlation_id.clone(), slot);
+        let mut events = self.on_exit_filled(&correlation_id, price, quantity, at)?;
+        events.push(alert(
+            AlertLevel::Warning,
+            "closed_at_broker",
+            format!("position {id} closed locally at {price}: {why}"),
+            at,
+        ));
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::CoreParams;
+    use super::*;
+    use crate::domain::{Segment, Tick};
+    use crate::risk::trading_state::TradingCell;
+
+    const K: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52175);
+    const T0: Timestamp = Timestamp(1_763_958_600_000);
+
+    fn core_with_long() -> ExitCore {
+        let mut core = ExitCore::new(CoreParams::default(), TradingCell::active(T0));
+        core.adopt(PositionId::new("p1"), K, Side::Long, Qty(75), Paise(10_000), T0).unwrap();
+        core
+    }
+
+    fn stop(core: &mut ExitCore) -> CorrelationId {
+        let tick = Tick {
+            instrument: K,
+            ltp: Paise(9_000),
+            exchange_time: T0,
+            received_at: T0.plus_millis(10),
+        };
+        let events = core.on_tick(&tick);
+        events
+            .iter()
+            .find_map(|e| match e {
+                CoreEvent::ExitIntent(i) => Some(i.correlation_id.clone()),
+                _ => None,
+            })
+            .expect("the stop loss fires")
+    }
+
+    #[test]
+    fn an_absent_exit_starts_the_next_attempt_at_once_with_its_reason_and_price() {
+        let mut core = core_with_long();
+        let first = stop(&mut core);
+        assert_eq!(first.as_str(), "X1-p1");
+        let events = core.on_exit_absent(&first, "not in the book", T0.plus_millis(20)).unwrap();
+        let intent = events
+            .iter()
+            .find_map(|e| match e {
+                CoreEvent::ExitIntent(i) => Some(i.clone()),
+                _ => None,
+            })
+            .expect("a new exit order");
+        assert_eq!(intent.correlation_id.as_str(), "X2-p1");
+        assert_eq!(intent.purpose, OrderPurpose::Exit(ExitReason::StopLoss));
+        assert_eq!((intent.reference_price, intent.quantity), (Paise(9_000), Qty(75)));
+        assert!(core.on_exit_absent(&first, "again", T0).is_err(), "the first attempt is over");
+        let p = core.position(&PositionId::new("p1")).unwrap();
+        assert!(matches!(&p.lifecycle, Lifecycle::Exiting(x) if x.attempt == 2));
+    }
+
+    #[test]
+    fn a_position_flat_at_the_broker_closes_locally_with_its_trade_and_no_order() {
+        let mut core = core_with_long();
+        let events = core
+            .close_at_broker(&PositionId::new("p1"), Paise(10_500), T0.plus_millis(5), "flat")
+            .unwrap();
+        assert!(!events.iter().any(|e| matches!(e, CoreEvent::ExitIntent(_))), "never an order");
+        let trade = events
+            .iter()
+            .find_map(|e| match e {
+                CoreEvent::TradeClosed(t) => Some(t.clone()),
+                _ => None,
+            })
+            .expect("a closed trade");
+        assert_eq!(
+            (trade.reason, trade.exit_price, trade.gross),
+            (ExitReason::ClosedAtBroker, Paise(10_500), Paise(37_500))
+        );
+        assert!(core.position(&PositionId::new("p1")).is_none());
+        assert_eq!(core.day().closed, 1);
+    }
+
+    #[test]
+    fn only_an_active_position_can_be_closed_at_the_broker() {
+        let mut core = core_with_long();
+        stop(&mut core);
+        let r = core.close_at_broker(&PositionId::new("p1"), Paise(10_500), T0, "flat");
+        assert!(matches!(r, Err(CoreError::InvalidPosition { .. })), "{r:?}");
+        let r = core.close_at_broker(&PositionId::new("nope"), Paise(10_500), T0, "flat");
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn the_local_view_shows_sides_quantities_and_exits_in_flight() {
+        let mut core = core_with_long();
+        core.adopt(PositionId::new("p2"), K, Side::Short, Qty(50), Paise(10_000), T0).unwrap();
+        let v = core.local_view();
+        assert_eq!(v.positions.len(), 2);
+        assert!(v.positions.iter().all(|p| !p.exiting));
+        stop(&mut core);
+        let v = core.local_view();
+        assert!(v.positions.iter().any(|p| p.exiting && p.id.as_str() == "p1"));
+        assert_eq!(v.orders_in_flight.len(), 1);
+        assert_eq!(v.orders_in_flight[0].correlation_id.as_str(), "X1-p1");
+        assert_eq!(
+            (v.orders_in_flight[0].txn, v.orders_in_flight[0].quantity),
+            (Txn::Sell, Qty(75))
+        );
+    }
+}
