@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod feed;
+pub mod live;
 pub mod seams;
 pub mod shared;
 
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::config::{Config, FeedSource, Secrets};
+use crate::config::{Config, Secrets};
 use crate::domain::Clock;
 use crate::exec::core::ExitCore;
 use crate::exec::entries_demo::DemoEntries;
@@ -78,8 +79,10 @@ pub struct Engine {
 /// Resources the workers use that are not workers themselves.
 #[derive(Default)]
 pub struct KeepAlive {
-    /// The in-process simulator (`feed.source = "sim"`, `sim.enabled`); it stops when dropped.
+    /// The in-process simulator (`sim.enabled`); it stops when dropped.
     pub simulator: Option<SimFeed>,
+    /// Its broker half (`sim.broker`).
+    pub sim_broker: Option<crate::sim::broker::SimBroker>,
 }
 
 /// Builds the engine for paper trading with nothing persisted: [`build_with`] and
@@ -96,8 +99,18 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     install_crypto_provider();
     let mut banner = Vec::new();
 
-    let simulator = if config.feed.source == FeedSource::Sim && config.sim.enabled {
-        let sim = crate::sim::setup::start_feed(&config)?;
+    let mut sim_broker = None;
+    let simulator = if config.sim.enabled {
+        let (sim, broker) = crate::sim::setup::start(&config)?;
+        if let Some(b) = broker {
+            crate::sim::setup::bind_broker(&mut config, &b);
+            banner.push(format!(
+                "simulator: broker REST on {}, order updates on {}",
+                b.base_url(),
+                b.order_socket_url()
+            ));
+            sim_broker = Some(b);
+        }
         config.bind_simulator(sim.addr());
         banner.push(format!(
             "simulator: market feed on {} ({} instruments)",
@@ -135,7 +148,10 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         health: &health,
         clock: clock.clone(),
         order_events: channels.router_to_exit_engine_tx.clone(),
+        commands: channels.commands_to_exit_engine_tx.clone(),
         ledger: ledger.clone(),
+        sink: seams.sink.clone(),
+        data_dir: &config.data_dir,
     })?;
     banner.push(format!(
         "{} mode, orders through the {} broker",
@@ -268,6 +284,6 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         reload,
         banner,
         shared,
-        keep_alive: KeepAlive { simulator },
+        keep_alive: KeepAlive { simulator, sim_broker },
     })
 }

@@ -11,17 +11,19 @@
 //!   day's figures, the latched trading state).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+use crate::broker::reconcile::{BrokerCheck, LocalView};
 use crate::config::{BrokerKind, Config, Secrets};
 use crate::domain::{
     Clock, CorrelationId, Fill, InstrumentKey, OrderIntent, OrderPurpose, Tick, Timestamp,
 };
 use crate::exec::core::{CoreEvent, CoreState};
 use crate::exec::ledger::{OrderLedger, OrderState};
-use crate::exec::messages::OrderEvent;
+use crate::exec::messages::{EngineCommand, OrderEvent};
 use crate::exec::paper::PaperBroker;
 use crate::exec::paper_gateway::PaperGateway;
 use crate::exec::pnl_refresher::PnlSnapshot;
@@ -63,11 +65,30 @@ impl EventSink for NoopSink {
     fn record(&self, _event: &EngineEvent) {}
 }
 
-/// Compares the engine's positions with the broker's (run by the heartbeat).
+/// Compares the engine's positions with the broker's: at startup, before the exit engine's
+/// first decision, and on the heartbeat's cadence.
 pub trait Reconciler: Send + Sync {
     /// Findings for the log, empty when engine and broker agree; `Err` when the broker could
-    /// not be asked.
+    /// not be asked. A live reconciler hands what it read to the exit engine
+    /// (`EngineCommand::Reconcile`), which owns the positions and applies the adjustments.
     fn reconcile(&self, engine: &PnlSnapshot) -> Result<Vec<String>, String>;
+
+    /// Startup, called by the exit engine (after recovery, before it subscribes the positions
+    /// and evaluates any rule): reads the broker's books and settles every order in `local`'s
+    /// `orders_in_flight` by correlation id. `Ok(None)`: nothing to compare (paper trading, or
+    /// already done by an earlier run of the exit-engine worker). `Err`: it could not complete;
+    /// the exit engine retries and trading does not start meanwhile. `pause` sleeps (and beats
+    /// the caller's heartbeat); it returns `false` when the caller must stop.
+    fn startup(
+        &self,
+        _local: &LocalView,
+        _pause: &dyn Fn(Duration) -> bool,
+    ) -> Result<Option<BrokerCheck>, String> {
+        Ok(None)
+    }
+
+    /// The exit engine applied what [`Reconciler::startup`] returned: trading starts.
+    fn started(&self) {}
 }
 
 /// Paper trading: the paper broker is the engine's own, there is nothing to compare.
@@ -98,8 +119,14 @@ pub struct BrokerContext<'a> {
     /// To the exit engine: fills and rejections that arrive after placement (order-update
     /// socket, resolver).
     pub order_events: Sender<OrderEvent>,
+    /// To the exit engine: what reconciliation read from the broker.
+    pub commands: Sender<EngineCommand>,
     /// The router's ledger, to settle orders that were accepted or unknown at placement.
     pub ledger: OrderLedger,
+    /// Fills and order states the broker reports after placement are recorded here too.
+    pub sink: Arc<dyn EventSink>,
+    /// Where the broker keeps files (the order journal): `data_dir`.
+    pub data_dir: &'a std::path::Path,
 }
 
 /// A broker, ready to be wired.
@@ -134,15 +161,27 @@ pub struct Seams {
 }
 
 impl Seams {
-    /// Paper trading with nothing persisted: the state until the store and the live broker
-    /// are wired in.
+    /// Nothing persisted, and the broker `broker.kind` names ([`configured_broker`]): the
+    /// state until the store is wired in.
     pub fn paper() -> Seams {
         Seams {
             sink: Arc::new(NoopSink),
             sink_workers: Vec::new(),
-            broker: Box::new(paper_broker),
+            broker: Box::new(configured_broker),
             recovered: None,
         }
+    }
+}
+
+/// The broker `broker.kind` names: the paper broker, or Dhan (`engine::live`) with its
+/// settings from the configuration.
+pub fn configured_broker(ctx: &BrokerContext<'_>) -> anyhow::Result<BrokerParts> {
+    match ctx.config.broker.kind {
+        BrokerKind::Paper => paper_broker(ctx),
+        BrokerKind::Dhan => crate::engine::live::dhan_broker(
+            ctx,
+            crate::engine::live::LiveOptions::from_config(ctx.config),
+        ),
     }
 }
 
@@ -150,10 +189,7 @@ impl Seams {
 /// `[paper]`, charges per `[charges]`.
 pub fn paper_broker(ctx: &BrokerContext<'_>) -> anyhow::Result<BrokerParts> {
     if ctx.config.broker.kind != BrokerKind::Paper {
-        anyhow::bail!(
-            "broker.kind = \"{}\" needs the Dhan broker client, which this build does not include; use broker.kind = \"paper\"",
-            ctx.config.broker.kind
-        );
+        anyhow::bail!("the paper broker cannot serve broker.kind = \"{}\"", ctx.config.broker.kind);
     }
     let wallet = Arc::new(Mutex::new(PaperBroker::new(
         ctx.config.paper.clone(),

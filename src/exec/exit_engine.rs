@@ -19,6 +19,7 @@
 //! A position opened on an instrument the reader was not yet forwarding gets its first prices
 //! from the tick cache ("catch-up") until its ticks arrive through the channel.
 
+mod broker_sync;
 mod commands;
 mod effects;
 
@@ -189,6 +190,10 @@ impl ExitEngine {
 
 impl Worker for ExitEngine {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        // Live mode: no decision before the broker's books are reconciled (see broker_sync).
+        if !self.reconcile_before_trading(ctx) {
+            return Ok(());
+        }
         self.start();
         let events = self.shared.channels.router_to_exit_engine_rx.clone();
         let commands = self.shared.channels.commands_to_exit_engine_rx.clone();

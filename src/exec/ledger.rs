@@ -101,9 +101,12 @@ impl OrderLedger {
         Admission::New
     }
 
-    /// Records what became of an order; `false` if the id is unknown.
+    /// Records what became of an order; `false` if the id is unknown. A settled order never
+    /// goes back to an open state: a live broker's fill can arrive before the placement's own
+    /// answer is recorded.
     pub fn settle(&self, id: &CorrelationId, state: OrderState, at: Timestamp) -> bool {
         match self.0.lock().get_mut(id) {
+            Some(e) if e.state.is_settled() && !state.is_settled() => true,
             Some(e) => {
                 e.state = state;
                 e.updated_at = at;

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use crate::broker::reconcile::BrokerCheck;
 use crate::domain::{
     CorrelationId, Fill, InstrumentKey, OrderId, OrderIntent, OrderPurpose, Paise, PositionId, Qty,
     Side, Tick, Timestamp,
@@ -48,6 +49,9 @@ pub enum OrderEvent {
     /// The broker's answer was lost (timeout, 5xx): the order may or may not exist. The live
     /// broker resolves it by correlation id and reports the outcome later.
     Unknown { correlation_id: CorrelationId, purpose: OrderPurpose, detail: String, at: Timestamp },
+    /// Resolution proved the order never reached the broker: an exit starts its next attempt
+    /// (a new correlation id), an entry counts as rejected.
+    Absent { correlation_id: CorrelationId, purpose: OrderPurpose, detail: String, at: Timestamp },
 }
 
 impl OrderEvent {
@@ -55,7 +59,8 @@ impl OrderEvent {
         match self {
             OrderEvent::Accepted { correlation_id, .. }
             | OrderEvent::Rejected { correlation_id, .. }
-            | OrderEvent::Unknown { correlation_id, .. } => correlation_id,
+            | OrderEvent::Unknown { correlation_id, .. }
+            | OrderEvent::Absent { correlation_id, .. } => correlation_id,
             OrderEvent::Filled { fill, .. } => &fill.correlation_id,
         }
     }
@@ -171,6 +176,9 @@ pub enum EngineCommand {
     FallbackPrices(Vec<Tick>),
     /// Forget state no decision needs any more.
     Prune,
+    /// The broker's books, read by the live reconciler: compared with the positions and
+    /// adjusted (`broker::reconcile`).
+    Reconcile(Box<BrokerCheck>),
 }
 
 impl EngineCommand {
@@ -184,6 +192,7 @@ impl EngineCommand {
             EngineCommand::Reload { .. } => "reload",
             EngineCommand::FallbackPrices(_) => "fallback_prices",
             EngineCommand::Prune => "prune",
+            EngineCommand::Reconcile(_) => "reconcile",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod entries_demo;
 pub mod exit_engine;
 pub mod heartbeat;
 pub mod ledger;
+pub mod live;
 pub mod messages;
 pub mod metrics;
 pub mod outbox;

@@ -34,6 +34,9 @@ pub enum Placement {
     Rejected { reason: String },
     /// The answer was lost: the order may exist.
     Unknown { detail: String },
+    /// Not sent yet (throttled, circuit breaker open): the live broker holds it and places it
+    /// later under the same correlation id, reporting the outcome itself.
+    Queued { detail: String },
 }
 
 /// A broker as the router sees it. Implementations hold their own connections and are shared
@@ -82,6 +85,11 @@ impl OrderRouter {
         }
         s.sink.record(&EngineEvent::OrderSent { intent: intent.clone(), at: now });
         let placement = s.gateway.place(intent, now);
+        if let Placement::Queued { detail } = &placement {
+            s.m.orders.with_label_values(&[kind, "queued"]).inc();
+            log::warn!(target: "router", "{kind} {cid} of {}: queued by the {} broker ({detail})", intent.position_id, s.gateway.name());
+            return;
+        }
         let (state, event) = match placement {
             Placement::Filled(fill) => {
                 s.m.decision_to_fill
@@ -126,6 +134,7 @@ impl OrderRouter {
                 };
                 (OrderState::Unknown { detail }, event)
             }
+            Placement::Queued { .. } => unreachable!("handled above"),
         };
         s.m.orders.with_label_values(&[kind, state.name()]).inc();
         let at = s.clock.now();

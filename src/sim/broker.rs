@@ -194,16 +194,17 @@ impl SimBroker {
 
     /// `http://127.0.0.1:PORT/v2`: the REST client's base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v2", self.rest.addr())
+        format!("http://{}{}", self.rest.addr(), crate::config::SIM_REST_PATH)
     }
 
     pub fn order_socket_addr(&self) -> SocketAddr {
         self.socket.addr()
     }
 
-    /// `ws://127.0.0.1:PORT`: the order-update client's URL.
+    /// `ws://127.0.0.1:PORT/order-update`: the order-update client's URL (the server takes any
+    /// path; this is the one the configuration's port-0 URLs use).
     pub fn order_socket_url(&self) -> String {
-        format!("ws://{}", self.socket.addr())
+        format!("ws://{}{}", self.socket.addr(), crate::config::SIM_ORDER_UPDATE_PATH)
     }
 
     pub fn client_id(&self) -> &str {

@@ -1,10 +1,19 @@
-//! The simulator's feed half as the configuration describes it (`[sim]`): its listening
+//! The simulator as the configuration describes it (`[sim]`): the feed half's listening
 //! address, the credentials it expects, and how prices move (a seeded random walk from
-//! `sim.instruments`, or the `sim.scenario` ticks). Used by the engine's in-process simulator
-//! and by `scalper sim`.
+//! `sim.instruments`, or the `sim.scenario` ticks); with `sim.broker`, the broker half (REST
+//! and order-update socket) filling orders at the same prices. Used by the engine's in-process
+//! simulator and by `scalper sim`.
+//!
+//! Ports: the feed listens on `sim.listen`; the broker half on the same address, REST on the
+//! next port and the order-update socket on the one after (with port 0, each on a free port).
+//! An engine configured with port-0 loopback URLs is pointed at the in-process halves by
+//! [`bind_broker`] and `Config::bind_simulator`.
 
-use crate::config::{Config, SIM_FEED_PATH, ScenarioSpeed};
+use std::net::SocketAddr;
+
+use crate::config::{Config, SIM_FEED_PATH, ScenarioSpeed, is_loopback_url};
 use crate::domain::{Clock, SystemClock};
+use crate::sim::broker::{SimBroker, SimBrokerConfig};
 use crate::sim::feed::{Pace, PriceSource, SimFeed, SimFeedConfig};
 use crate::sim::prices::PriceBoard;
 use crate::sim::scenario;
@@ -36,10 +45,58 @@ pub fn feed_config(config: &Config) -> anyhow::Result<(SimFeedConfig, PriceBoard
 
 /// Starts the feed simulator on `sim.listen`.
 pub fn start_feed(config: &Config) -> anyhow::Result<SimFeed> {
+    Ok(start(config)?.0)
+}
+
+/// Starts the feed half and, with `sim.broker`, the broker half on the same prices.
+pub fn start(config: &Config) -> anyhow::Result<(SimFeed, Option<SimBroker>)> {
     let (cfg, board) = feed_config(config)?;
     let bind = cfg.bind;
-    SimFeed::start(cfg, board)
-        .map_err(|e| anyhow::anyhow!("starting the feed simulator on {bind}: {e}"))
+    let feed = SimFeed::start(cfg, board.clone())
+        .map_err(|e| anyhow::anyhow!("starting the feed simulator on {bind}: {e}"))?;
+    let broker = if config.sim.broker {
+        let bcfg = broker_config(config, feed.addr());
+        let ports = (bcfg.rest_port, bcfg.order_socket_port);
+        let broker = SimBroker::start(bcfg, board).map_err(|e| {
+            anyhow::anyhow!("starting the simulator's broker half on ports {ports:?}: {e}")
+        })?;
+        Some(broker)
+    } else {
+        None
+    };
+    Ok((feed, broker))
+}
+
+/// The broker half's settings from `[sim]`, next to a feed half bound at `feed`.
+pub fn broker_config(config: &Config, feed: SocketAddr) -> SimBrokerConfig {
+    let sim = &config.sim;
+    let port = |offset: u16| {
+        if sim.listen.port() == 0 { 0 } else { feed.port().saturating_add(offset) }
+    };
+    SimBrokerConfig {
+        client_id: sim.client_id.expose().to_string(),
+        access_token: sim.access_token.expose().to_string(),
+        bind: feed.ip(),
+        rest_port: port(1),
+        order_socket_port: port(2),
+        transit: sim.transit,
+        ..SimBrokerConfig::default()
+    }
+}
+
+/// Points the port-0 loopback broker URLs (`broker.rest_url`, `broker.order_update_url`) at
+/// the running broker half.
+pub fn bind_broker(config: &mut Config, broker: &SimBroker) {
+    for (url, addr) in [
+        (&mut config.broker.rest_url, broker.rest_addr()),
+        (&mut config.broker.order_update_url, broker.order_socket_addr()),
+    ] {
+        if url.port() == Some(0) && is_loopback_url(url) {
+            // Both calls only fail for URLs that cannot have a host (not ws/http).
+            let _ = url.set_ip_host(addr.ip());
+            let _ = url.set_port(Some(addr.port()));
+        }
+    }
 }
 
 /// The URL a feed reader connects to.

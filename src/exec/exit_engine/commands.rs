@@ -44,6 +44,16 @@ impl ExitEngine {
                 log::warn!(target: "exit_engine", "order {cid}: outcome unknown ({detail}); its position waits for the broker's answer");
                 Ok(())
             }
+            OrderEvent::Absent { correlation_id, purpose, detail, at } => {
+                self.settle(|core| match purpose {
+                    OrderPurpose::Entry => core.on_entry_rejected(
+                        &correlation_id,
+                        &format!("it never reached the broker ({detail})"),
+                        at,
+                    ),
+                    OrderPurpose::Exit(_) => core.on_exit_absent(&correlation_id, &detail, at),
+                })
+            }
         };
         if let Err(e) = settled {
             // A second report of an order already settled (a duplicate from the broker's
@@ -53,7 +63,7 @@ impl ExitEngine {
     }
 
     /// A core call that can fail, under the decision protocol; the error is returned.
-    fn settle(
+    pub(super) fn settle(
         &mut self,
         f: impl FnOnce(&mut crate::exec::core::ExitCore) -> Result<Vec<CoreEvent>, CoreError>,
     ) -> Result<(), CoreError> {
@@ -134,6 +144,7 @@ impl ExitEngine {
                     self.on_tick(tick, false);
                 }
             }
+            EngineCommand::Reconcile(check) => self.on_broker_check(*check, "heartbeat"),
             EngineCommand::Prune => {
                 let pruned = self.shared.core.lock().prune(now);
                 log::debug!(target: "exit_engine", "pruned {} prices and {} cooldowns", pruned.prices, pruned.cooldowns);

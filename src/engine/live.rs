@@ -1,0 +1,225 @@
+//! The live Dhan broker (`broker.kind = "dhan"`), built for the engine: one REST client with
+//! the shared per-class rate limiter, the circuit breaker, the order journal in
+//! `<data_dir>/journal`, the order tracker, and the workers `order_updates` (the socket),
+//! `order_tracker` (socket messages and order-book polls → fills) and `order_desk` (unknown
+//! outcomes, resends, exits held by the breaker), plus the reconciler and the stale-price
+//! source. What each part does is in `exec::live`; [`LiveOptions`] holds every knob, taken from
+//! `[broker]` by [`LiveOptions::from_config`] (tests shrink windows and limits through it).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+
+use crate::broker::breaker::{BreakerConfig, SharedBreaker};
+use crate::broker::credentials::{
+    CredentialError, CredentialSource, Credentials, ReloadableCredentials,
+};
+use crate::broker::journal::OrderJournal;
+use crate::broker::model::ProductType;
+use crate::broker::order_updates::{
+    OrderUpdateConfig, OrderUpdateMetrics, OrderUpdateShared, OrderUpdateWorker, RecentUpdates,
+};
+use crate::broker::ratelimit::{LimiterConfig, RateLimiter};
+use crate::broker::resolve::ResolverConfig;
+use crate::broker::rest::{DhanClient, RestConfig, RestMetrics};
+use crate::config::{self, Config, Secrets};
+use crate::engine::seams::{BrokerContext, BrokerParts};
+use crate::exec::live::desk::{DeskConfig, DeskHandle, OrderDesk};
+use crate::exec::live::gateway::LiveGateway;
+use crate::exec::live::ltp::LtpSource;
+use crate::exec::live::placer::Placer;
+use crate::exec::live::reconciler::LiveReconciler;
+use crate::exec::live::report::Reporter;
+use crate::exec::live::tracking::{OrderTracking, TrackingShared};
+use crate::exec::live::{LiveMetrics, SharedTracker};
+use crate::runtime::WorkerSpec;
+
+/// Every setting of the live broker.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub rest: RestConfig,
+    pub order_updates: OrderUpdateConfig,
+    pub limiter: LimiterConfig,
+    pub breaker: BreakerConfig,
+    pub desk: DeskConfig,
+    /// An order the broker holds with no report for this long is looked up in the order book.
+    pub poll_every: Duration,
+    pub product: ProductType,
+    /// The order journal's directory; `None`: `<data_dir>/journal`.
+    pub journal_dir: Option<PathBuf>,
+}
+
+impl LiveOptions {
+    /// From `[broker]`: URLs, timeouts, resolve window, breaker; Dhan's rate limits (spec §5).
+    pub fn from_config(c: &Config) -> LiveOptions {
+        let b = &c.broker;
+        let rest = RestConfig {
+            connect_timeout: b.connect_timeout,
+            request_timeout: b.request_timeout,
+            ..RestConfig::new(b.rest_url.as_str().trim_end_matches('/'))
+        };
+        let mut order_updates = OrderUpdateConfig::new(b.order_update_url.as_str());
+        order_updates.connect_timeout = b.connect_timeout;
+        let window_ms = b.resolve_window.as_millis() as u64;
+        let resolver = ResolverConfig {
+            window_ms,
+            first_poll_ms: (window_ms / 10).clamp(20, 200),
+            max_poll_ms: (window_ms / 4).clamp(50, 1_000),
+            give_up_after_ms: (window_ms * 2).max(5_000),
+        };
+        LiveOptions {
+            rest,
+            order_updates,
+            limiter: LimiterConfig::dhan(),
+            breaker: BreakerConfig {
+                failure_threshold: b.breaker_failures,
+                cool_down_ms: b.breaker_open.as_millis() as u64,
+            },
+            desk: DeskConfig { resolver, ..DeskConfig::default() },
+            poll_every: Duration::from_secs(1),
+            product: match b.product_type {
+                config::ProductType::Intraday => ProductType::Intraday,
+                config::ProductType::Margin => ProductType::Margin,
+            },
+            journal_dir: None,
+        }
+    }
+
+    /// The least heartbeat limit of a worker that makes blocking REST calls.
+    fn rest_worker_limit(&self) -> Duration {
+        self.rest.request_timeout + self.rest.limiter_wait + Duration::from_secs(2)
+    }
+}
+
+/// The credentials: the ones resolved at startup, re-read from the environment and the
+/// secrets file when Dhan answers as if the token had expired.
+fn credentials(config: &Config, secrets: &Secrets) -> anyhow::Result<Arc<dyn CredentialSource>> {
+    let initial =
+        Credentials::new(secrets.dhan_client_id.expose(), secrets.dhan_access_token.expose());
+    let first = Mutex::new(Some(initial.clone()));
+    let config = config.clone();
+    let loader = move || -> Result<Credentials, CredentialError> {
+        if let Some(c) = first.lock().take() {
+            return Ok(c);
+        }
+        match Secrets::from_process_env(&config) {
+            Ok(s) if !s.dhan_access_token.is_empty() => {
+                Ok(Credentials::new(s.dhan_client_id.expose(), s.dhan_access_token.expose()))
+            }
+            Ok(_) => Ok(initial.clone()),
+            Err(e) => Err(CredentialError { source_name: "secrets".into(), reason: e.to_string() }),
+        }
+    };
+    let creds = ReloadableCredentials::new(loader)
+        .map_err(|e| anyhow::anyhow!("Dhan credentials: {}", e.reason))?;
+    Ok(Arc::new(creds))
+}
+
+/// Builds the live broker: see the module doc.
+pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result<BrokerParts> {
+    let creds = credentials(ctx.config, ctx.secrets)?;
+    let limiter = Arc::new(RateLimiter::new(opts.limiter.clone()));
+    let client = DhanClient::with_metrics(
+        opts.rest.clone(),
+        creds.clone(),
+        limiter,
+        RestMetrics::new(ctx.metrics),
+    );
+    let m = LiveMetrics::new(ctx.metrics);
+    let journal_dir = opts.journal_dir.clone().unwrap_or_else(|| ctx.data_dir.join("journal"));
+    let journal = Arc::new(
+        OrderJournal::open(&journal_dir, ctx.clock.now())
+            .with_context(|| format!("opening the order journal in {}", journal_dir.display()))?,
+    );
+    let tracker = SharedTracker::new();
+    let reporter = Reporter::new(
+        ctx.order_events.clone(),
+        ctx.ledger.clone(),
+        ctx.sink.clone(),
+        ctx.clock.clone(),
+    );
+    let placer = Arc::new(Placer {
+        client: client.clone(),
+        journal: journal.clone(),
+        breaker: SharedBreaker::new(opts.breaker),
+        product: opts.product,
+        clock: ctx.clock.clone(),
+        health: ctx.health.clone(),
+        m: m.clone(),
+        desk_figures: Mutex::new((0, 0)),
+    });
+    placer.publish_breaker();
+    let recent = RecentUpdates::default();
+    let desk = DeskHandle::new(
+        placer.clone(),
+        tracker.clone(),
+        reporter.clone(),
+        recent.clone(),
+        ctx.clock.clone(),
+        opts.desk,
+    );
+    let gateway =
+        Arc::new(LiveGateway::new(placer.clone(), desk.clone(), tracker.clone(), journal.clone()));
+
+    let (updates_tx, updates_rx) = crossbeam_channel::bounded(4_096);
+    let socket = OrderUpdateShared::new(
+        opts.order_updates.clone(),
+        creds.clone(),
+        updates_tx,
+        ctx.health.clone(),
+    )?
+    .with_metrics(OrderUpdateMetrics::new(ctx.metrics))
+    .with_recent(recent.clone());
+    let tracking = TrackingShared {
+        updates: updates_rx,
+        tracker: tracker.clone(),
+        reporter: reporter.clone(),
+        client: client.clone(),
+        clock: ctx.clock.clone(),
+        poll_every: opts.poll_every,
+        m: m.clone(),
+    };
+    let rest_limit = opts.rest_worker_limit();
+    let socket_limit = opts.order_updates.connect_timeout + Duration::from_secs(2);
+    let stop_deadline = opts.rest.request_timeout + Duration::from_secs(1);
+    let desk_for_worker = desk.clone();
+    let workers = vec![
+        WorkerSpec::new("order_updates", socket_limit, move || {
+            Box::new(OrderUpdateWorker::new(socket.clone()))
+        }),
+        WorkerSpec::new("order_tracker", rest_limit, move || {
+            Box::new(OrderTracking::new(tracking.clone()))
+        })
+        .stop_deadline(stop_deadline),
+        WorkerSpec::new("order_desk", rest_limit, move || {
+            Box::new(OrderDesk::new(desk_for_worker.clone()))
+        })
+        .stop_deadline(stop_deadline),
+    ];
+
+    let reconciler = Arc::new(LiveReconciler::new(
+        client.clone(),
+        opts.product,
+        tracker,
+        desk,
+        reporter,
+        recent,
+        journal.clone(),
+        opts.desk.resolver,
+        ctx.commands.clone(),
+        ctx.health.clone(),
+        ctx.clock.clone(),
+        m,
+    ));
+    log::info!(target: "broker", "live broker: REST {}, order updates {}, journal {}", opts.rest.base_url, opts.order_updates.url, journal.path_for(ctx.clock.now()).display());
+    Ok(BrokerParts {
+        gateway,
+        paper_wallet: None,
+        workers,
+        reconciler,
+        stale_prices: Some(Arc::new(LtpSource::new(client))),
+    })
+}

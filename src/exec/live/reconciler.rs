@@ -1,0 +1,254 @@
+//! The live reconciler: reads Dhan's books (positions and the order book, twice, the second
+//! read a fresh confirmation of the first) and hands them to the exit engine, which compares
+//! them with the positions it owns (`broker::reconcile::plan`) and applies the adjustments.
+//! Reads that fail or cannot be parsed hand nothing over: nothing changes.
+//!
+//! At startup (called by the exit engine before its first decision) it first settles every
+//! order the recovered state has in flight (exits of `Exiting` positions, pending entries) by
+//! correlation id: found ones are tracked (their fills follow), provably absent ones are
+//! handed over as such (an exit then starts its next attempt under a new id). The resolve
+//! window counts from the order journal's record of the placement; an id the journal never
+//! recorded was never sent, so one clean lookup and book scan prove it absent. If any of this
+//! fails, trading does not start: the `reconciliation` health component says why and the exit
+//! engine tries again.
+//!
+//! On the heartbeat's cadence the instruments our own orders moved since the first read began
+//! (from the order tracker) and those the order desk is busy with are marked, so a read that
+//! raced one of our fills is never taken for a change made elsewhere.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::broker::journal::OrderJournal;
+use crate::broker::model::ProductType;
+use crate::broker::order_updates::RecentUpdates;
+use crate::broker::reconcile::{Adjustment, BrokerBook, BrokerCheck, LocalView};
+use crate::broker::resolve::{Resolution, ResolverConfig, resolve_placement_with};
+use crate::broker::rest::DhanClient;
+use crate::broker::tracker::{Report, Seen};
+use crate::domain::{Clock, OrderIntent};
+use crate::engine::seams::Reconciler;
+use crate::exec::messages::EngineCommand;
+use crate::exec::pnl_refresher::PnlSnapshot;
+use crate::ops::health::{ComponentHealth, HealthBoard, Status};
+
+use super::desk::DeskHandle;
+use super::report::Reporter;
+use super::{LiveMetrics, SharedTracker};
+
+/// The health-board component.
+pub const HEALTH_COMPONENT: &str = "reconciliation";
+
+pub struct LiveReconciler {
+    pub client: DhanClient,
+    pub product: ProductType,
+    pub tracker: SharedTracker,
+    pub desk: DeskHandle,
+    pub reporter: Reporter,
+    pub recent: RecentUpdates,
+    pub journal: Arc<OrderJournal>,
+    pub resolver: ResolverConfig,
+    pub commands: Sender<EngineCommand>,
+    pub health: HealthBoard,
+    pub clock: Arc<dyn Clock>,
+    pub m: LiveMetrics,
+    started: AtomicBool,
+}
+
+impl LiveReconciler {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: DhanClient,
+        product: ProductType,
+        tracker: SharedTracker,
+        desk: DeskHandle,
+        reporter: Reporter,
+        recent: RecentUpdates,
+        journal: Arc<OrderJournal>,
+        resolver: ResolverConfig,
+        commands: Sender<EngineCommand>,
+        health: HealthBoard,
+        clock: Arc<dyn Clock>,
+        m: LiveMetrics,
+    ) -> LiveReconciler {
+        health.set(
+            HEALTH_COMPONENT,
+            ComponentHealth::new(
+                Status::Degraded,
+                "trading has not started: the broker's books are not reconciled yet",
+            ),
+        );
+        LiveReconciler {
+            client,
+            product,
+            tracker,
+            desk,
+            reporter,
+            recent,
+            journal,
+            resolver,
+            commands,
+            health,
+            clock,
+            m,
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the startup reconciliation has been applied.
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    fn read_books(&self) -> Result<(BrokerBook, Vec<String>), String> {
+        let positions = self.client.positions().map_err(|e| format!("reading positions: {e}"))?;
+        let orders = self.client.orders().map_err(|e| format!("reading the order book: {e}"))?;
+        Ok(BrokerBook::read(&positions, &orders, self.product))
+    }
+
+    /// Two reads, the second after the first.
+    fn read_twice(&self) -> Result<(BrokerBook, BrokerBook, Vec<String>), String> {
+        let (first, notes) = self.read_books()?;
+        let (recheck, _) = self.read_books()?;
+        Ok((first, recheck, notes))
+    }
+
+    /// Settles one order the recovered state has in flight.
+    fn settle(
+        &self,
+        intent: &OrderIntent,
+        pause: &dyn Fn(Duration) -> bool,
+    ) -> Result<Option<Adjustment>, String> {
+        let cid = &intent.correlation_id;
+        let mut cfg = self.resolver;
+        cfg.window_ms = match self.journal.lookup(cid) {
+            Some(sent) => {
+                let elapsed = self.clock.now().millis_since(sent.at).max(0) as u64;
+                cfg.window_ms.saturating_sub(elapsed)
+            }
+            // Never written ahead, so never sent: one clean round proves it.
+            None => 0,
+        };
+        match resolve_placement_with(&self.client, Some(&self.recent), cid.as_str(), cfg, pause) {
+            Resolution::Found { order_id, status, .. } => {
+                log::warn!(target: "broker", "startup: {cid} of {} is at the broker as order {order_id} ({status}): tracking it", intent.position_id);
+                let now = SharedTracker::now_ms();
+                let bound = {
+                    let mut t = self.tracker.lock();
+                    t.expect(intent, now);
+                    t.bind(cid, &order_id, now)
+                };
+                if let Some(r) = bound {
+                    self.reporter.report(r);
+                }
+                if let Ok(Some(o)) = self.client.order(&order_id) {
+                    let reports =
+                        self.tracker.lock().observe(&Seen::from_order(&o), self.clock.now(), now);
+                    for r in reports {
+                        if matches!(r, Report::Fill { .. }) {
+                            self.m.fills.with_label_values(&["resolve"]).inc();
+                        }
+                        self.reporter.report(r);
+                    }
+                }
+                Ok(None)
+            }
+            Resolution::Absent => {
+                let why = "not at the broker (lookup and order book agree)".to_string();
+                Ok(Some(if intent.purpose.is_exit() {
+                    Adjustment::ExitAbsent { correlation_id: cid.clone(), why }
+                } else {
+                    Adjustment::EntryAbsent { correlation_id: cid.clone(), why }
+                }))
+            }
+            Resolution::Undetermined { reason } => {
+                Err(format!("order {cid} in flight could not be settled: {reason}"))
+            }
+        }
+    }
+
+    fn startup_check(
+        &self,
+        local: &LocalView,
+        pause: &dyn Fn(Duration) -> bool,
+    ) -> Result<BrokerCheck, String> {
+        let mut settled = Vec::new();
+        for intent in &local.orders_in_flight {
+            let cid = &intent.correlation_id;
+            if self.tracker.lock().is_tracked(cid) || self.desk.knows(cid) {
+                continue; // settled by an earlier attempt of this run
+            }
+            settled.extend(self.settle(intent, pause)?);
+            if !pause(Duration::ZERO) {
+                return Err("stopped".into());
+            }
+        }
+        let (first, recheck, notes) = self.read_twice()?;
+        let mut busy = self.tracker.lock().busy_since(u64::MAX);
+        busy.extend(self.desk.instruments());
+        Ok(BrokerCheck { first, recheck, busy, settled, notes })
+    }
+}
+
+impl Reconciler for LiveReconciler {
+    fn reconcile(&self, _engine: &PnlSnapshot) -> Result<Vec<String>, String> {
+        if !self.is_started() {
+            return Ok(Vec::new());
+        }
+        let marker = self.tracker.lock().seq();
+        let read = self.read_twice();
+        let (first, recheck, notes) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                self.m.reconcile_rounds.with_label_values(&["failed"]).inc();
+                self.health.set(
+                    HEALTH_COMPONENT,
+                    ComponentHealth::new(
+                        Status::Degraded,
+                        format!("the last reconciliation could not read the broker: {e}"),
+                    ),
+                );
+                return Err(e);
+            }
+        };
+        let mut busy = self.tracker.lock().busy_since(marker);
+        busy.extend(self.desk.instruments());
+        let check = BrokerCheck { first, recheck, busy, settled: Vec::new(), notes };
+        self.commands
+            .try_send(EngineCommand::Reconcile(Box::new(check)))
+            .map_err(|_| "the exit engine is not taking commands".to_string())?;
+        self.m.reconcile_rounds.with_label_values(&["ok"]).inc();
+        self.health.set(HEALTH_COMPONENT, ComponentHealth::ok());
+        Ok(Vec::new())
+    }
+
+    fn startup(
+        &self,
+        local: &LocalView,
+        pause: &dyn Fn(Duration) -> bool,
+    ) -> Result<Option<BrokerCheck>, String> {
+        if self.is_started() {
+            return Ok(None);
+        }
+        match self.startup_check(local, pause) {
+            Ok(check) => Ok(Some(check)),
+            Err(e) => {
+                self.m.reconcile_rounds.with_label_values(&["failed"]).inc();
+                self.health.set(
+                    HEALTH_COMPONENT,
+                    ComponentHealth::new(Status::Degraded, format!("trading has not started: {e}")),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn started(&self) {
+        self.started.store(true, Ordering::Release);
+        self.m.reconcile_rounds.with_label_values(&["ok"]).inc();
+        self.health.set(HEALTH_COMPONENT, ComponentHealth::ok());
+    }
+}
