@@ -162,7 +162,10 @@ fn sim_command_prints_its_addresses_and_serves_until_sigterm() {
     let info: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
     let url = info["feed"].as_str().expect("feed url").to_string();
     assert!(url.starts_with("ws://127.0.0.1:") && url.ends_with('/'), "{url}");
-    assert!(info["broker"].is_null());
+    let rest = info["broker"]["rest"].as_str().expect("broker REST url");
+    assert!(rest.starts_with("http://127.0.0.1:") && rest.ends_with("/v2"), "{rest}");
+    let ou = info["broker"]["order_update"].as_str().expect("order-update url");
+    assert!(ou.starts_with("ws://127.0.0.1:") && ou.ends_with("/order-update"), "{ou}");
 
     // A real reader gets the simulator's prices.
     let cache = TickCache::with_capacity(16);

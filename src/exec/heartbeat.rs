@@ -1,8 +1,9 @@
 //! The heartbeat: the engine's slow housekeeping, every `heartbeat.interval`.
 //!
-//! - Stale prices (risk spec §5): an open position whose instrument's last tick in the tick
-//!   cache was received `risk.stale_after_ms` ago or more (or that never had one for that long)
-//!   is stale. Staleness is always visible: the `prices` health component goes `Degraded`,
+//! - Stale prices (risk spec §5), judged every `heartbeat.interval` and, when a stale-price
+//!   source exists, every `risk.stale_after_ms` too (at least a second apart): an open
+//!   position whose instrument's last tick in the tick cache was received
+//!   `risk.stale_after_ms` ago or more (or that never had one for that long) is stale. Staleness is always visible: the `prices` health component goes `Degraded`,
 //!   `scalper_stale_positions` and `scalper_position_price_age_ms` show it. With a
 //!   [`crate::engine::seams::StalePriceSource`] (live mode: Dhan's LTP over REST) the fetched
 //!   prices go to the exit engine to be evaluated as ticks; without one (paper mode) each
@@ -15,6 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -29,6 +31,12 @@ pub const HEALTH_COMPONENT: &str = "prices";
 
 /// Settled orders stay in the ledger this long: far beyond any re-send after a restart.
 pub const LEDGER_RETENTION_MS: i64 = 60 * 60 * 1_000;
+
+/// The stale-price fallback asks at most this often (Dhan's quote limit: one call a second).
+const MIN_FALLBACK_GAP: Duration = Duration::from_secs(1);
+
+/// A full round is due when the interval has passed, give or take this.
+const PRICES_SLACK: Duration = Duration::from_millis(20);
 
 /// One open position's price freshness.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,15 +85,7 @@ impl Heartbeat {
     pub fn round(&mut self) {
         let s = self.shared.clone();
         let now = s.clock.now();
-        let (positions, stale_after_ms) = {
-            let core = s.core.lock();
-            let positions: Vec<_> =
-                core.positions().map(|p| (p.id.clone(), p.instrument, p.opened_at)).collect();
-            (positions, core.risk_params().stale_after_ms)
-        };
-        let ages =
-            price_ages(&positions, |k| s.cache.tick(k).map(|t| t.received_at), stale_after_ms, now);
-        self.report_staleness(&ages, stale_after_ms);
+        let ages = self.prices_round();
 
         let _ = s.channels.commands_to_exit_engine_tx.try_send(EngineCommand::Prune);
         let pruned = s.ledger.prune(now, LEDGER_RETENTION_MS);
@@ -107,7 +107,7 @@ impl Heartbeat {
         log::info!(
             target: "heartbeat",
             "{} positions ({stale} stale), day PnL {} (realised net {}, unrealised {}), {} ticks/s on {} instruments, trading {}, {} orders open",
-            positions.len(),
+            ages.len(),
             snapshot.core.account.day_pnl,
             snapshot.core.account.realised_net,
             snapshot.core.account.unrealised_gross,
@@ -116,6 +116,37 @@ impl Heartbeat {
             s.trading.state(),
             s.ledger.open_orders(),
         );
+    }
+
+    /// Judges every open position's price freshness, reports it, and (live) fetches the stale
+    /// instruments' prices for the exit engine. Returns the verdicts.
+    pub fn prices_round(&mut self) -> Vec<PriceAge> {
+        let s = self.shared.clone();
+        let now = s.clock.now();
+        let (positions, stale_after_ms) = {
+            let core = s.core.lock();
+            let positions: Vec<_> =
+                core.positions().map(|p| (p.id.clone(), p.instrument, p.opened_at)).collect();
+            (positions, core.risk_params().stale_after_ms)
+        };
+        let ages =
+            price_ages(&positions, |k| s.cache.tick(k).map(|t| t.received_at), stale_after_ms, now);
+        self.report_staleness(&ages, stale_after_ms);
+        ages
+    }
+
+    /// How often the prices are judged: every `heartbeat.interval`, and with a stale-price
+    /// source every `stale_after_ms` too (at least a second apart: Dhan allows one quote call
+    /// per second), so that a fallback price comes while it still matters.
+    fn prices_every(&self) -> Duration {
+        let interval = self.shared.settings.heartbeat_interval;
+        match &self.shared.stale_prices {
+            Some(_) => {
+                let stale_after = self.shared.core.lock().risk_params().stale_after_ms.max(0);
+                Duration::from_millis(stale_after as u64).max(MIN_FALLBACK_GAP).min(interval)
+            }
+            None => interval,
+        }
     }
 
     fn report_staleness(&mut self, ages: &[PriceAge], stale_after_ms: i64) {
@@ -192,8 +223,14 @@ impl Heartbeat {
 
 impl Worker for Heartbeat {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
-        while ctx.sleep(self.shared.settings.heartbeat_interval) {
-            self.round();
+        let mut last_round = Instant::now();
+        while ctx.sleep(self.prices_every()) {
+            if last_round.elapsed() + PRICES_SLACK >= self.shared.settings.heartbeat_interval {
+                last_round = Instant::now();
+                self.round();
+            } else {
+                self.prices_round();
+            }
         }
         Ok(())
     }

@@ -1,8 +1,10 @@
 //! `scalper sim [--config FILE]`: the simulator standalone on the configured address (port 0:
-//! any free port), for an engine or a tool in another process. Prints one JSON line with the
-//! bound addresses on stdout, then serves until SIGINT or SIGTERM.
+//! any free port), for an engine or a tool in another process: the feed half and the broker
+//! half (REST and order-update socket, on the next two ports; see `setup`), on the same prices.
+//! Prints one JSON line with the bound addresses on stdout, then serves until SIGINT or
+//! SIGTERM:
 //!
-//! Only the feed half exists in this build; `"broker"` is `null` until the broker half does.
+//! `{"listen":…,"feed":"ws://…/","broker":{"rest":"http://…/v2","order_update":"ws://…/order-update","client_id":…},"instruments":[…]}`
 
 use std::io::Write;
 use std::path::Path;
@@ -16,7 +18,7 @@ use crate::sim::setup;
 
 pub fn run(config: Option<&Path>) -> u8 {
     crate::ops::logging::init();
-    let config = match config {
+    let mut config = match config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
             Err(errors) => {
@@ -36,8 +38,11 @@ pub fn run(config: Option<&Path>) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let feed = match setup::start_feed(&config) {
-        Ok(f) => f,
+    // Standalone, the simulator always serves both halves.
+    config.sim.broker = true;
+    let (feed, broker) = match setup::start(&config) {
+        Ok((f, Some(b))) => (f, b),
+        Ok((_, None)) => unreachable!("sim.broker is set above"),
         Err(e) => {
             eprintln!("scalper sim: {e:#}");
             return EXIT_FAILURE;
@@ -46,7 +51,11 @@ pub fn run(config: Option<&Path>) -> u8 {
     let line = json!({
         "listen": feed.addr().to_string(),
         "feed": setup::feed_url(&feed),
-        "broker": null,
+        "broker": {
+            "rest": broker.base_url(),
+            "order_update": broker.order_socket_url(),
+            "client_id": broker.client_id(),
+        },
         "instruments": config.sim.instruments.iter().map(|i| i.instrument.to_string()).collect::<Vec<_>>(),
     });
     let mut out = std::io::stdout().lock();
@@ -63,6 +72,7 @@ pub fn run(config: Option<&Path>) -> u8 {
         }
     }
     signals.close();
+    broker.shutdown();
     feed.shutdown();
     log::info!(target: "sim", "simulator stopped");
     EXIT_OK
