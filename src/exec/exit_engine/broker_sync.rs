@@ -15,11 +15,14 @@
 //! and an audit record (`EngineEvent::Operator`, action `reconcile`). None places an order by
 //! itself: an exit found absent starts its next attempt like any trigger would.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::select;
 
 use super::ExitEngine;
 use crate::broker::reconcile::{self, Adjustment, BrokerCheck};
 use crate::engine::seams::EngineEvent;
+use crate::exec::messages::{EngineCommand, EntryRefused};
 use crate::runtime::WorkerCtx;
 
 /// Pauses between failed startup attempts: from the first to the last, doubling.
@@ -28,28 +31,69 @@ const LAST_RETRY: Duration = Duration::from_secs(10);
 
 impl ExitEngine {
     /// Runs the startup reconciliation until it succeeds; `false` if the worker was stopped
-    /// first.
+    /// first. Meanwhile entries are refused and other commands wait for the start.
     pub(super) fn reconcile_before_trading(&mut self, ctx: &WorkerCtx) -> bool {
         let reconciler = self.shared.reconciler.clone();
         let mut pause = FIRST_RETRY;
+        let mut deferred = Vec::new();
         loop {
             ctx.beat();
             let local = self.shared.core.lock().local_view();
             match reconciler.startup(&local, &|d| ctx.sleep(d)) {
-                Ok(None) => return true,
+                Ok(None) => break,
                 Ok(Some(check)) => {
                     self.on_broker_check(check, "startup");
                     reconciler.started();
                     log::info!(target: "exit_engine", "broker reconciled: trading starts");
-                    return true;
+                    break;
                 }
                 Err(why) => {
                     log::error!(target: "exit_engine", "startup reconciliation failed, trading does not start yet (retry in {pause:?}): {why}");
-                    if !ctx.sleep(pause) {
+                    if !self.wait_refusing_entries(ctx, pause, &why, &mut deferred) {
                         return false;
                     }
                     pause = (pause * 2).min(LAST_RETRY);
                 }
+            }
+        }
+        for command in deferred {
+            self.on_command(command);
+        }
+        true
+    }
+
+    /// Waits `pause` while answering entry requests with a refusal (an entry queued now would
+    /// otherwise go out whenever trading starts, long after its caller gave up); keeps the
+    /// other commands for the start. `false` if stopped.
+    fn wait_refusing_entries(
+        &mut self,
+        ctx: &WorkerCtx,
+        pause: Duration,
+        why: &str,
+        deferred: &mut Vec<EngineCommand>,
+    ) -> bool {
+        let until = Instant::now() + pause;
+        let commands = self.shared.channels.commands_to_exit_engine_rx.clone();
+        loop {
+            ctx.beat();
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            select! {
+                recv(ctx.stopped()) -> _ => return false,
+                recv(commands) -> command => match command {
+                    Ok(EngineCommand::PlaceEntry { reply, .. }) => {
+                        let refused = EntryRefused::new(
+                            "trading_not_started",
+                            format!("trading has not started: the broker's books are not reconciled ({why})"),
+                        );
+                        let _ = reply.send(Err(refused));
+                    }
+                    Ok(other) => deferred.push(other),
+                    Err(_) => {}
+                },
+                default(left.min(ctx.beat_every())) => {}
             }
         }
     }

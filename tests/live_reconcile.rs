@@ -1,0 +1,171 @@
+//! Reconciliation with the broker's books, against the real simulator: positions the engine
+//! did not know are adopted on their side, quantity and average price, at startup and on the
+//! heartbeat's cadence, and then managed like any other (a stop loss exits them through the
+//! broker); a positions read that fails or cannot be parsed changes nothing; a position closed
+//! from another platform is closed locally once two reads agree, with the reason recorded;
+//! and trading does not start until the startup reconciliation succeeds.
+
+mod live_support;
+
+use live_support::*;
+use scalper::broker::model::{OrderType, ProductType, Validity};
+use scalper::domain::{ExitReason, Paise, Qty, Side, Txn};
+use scalper::risk::Origin;
+use scalper::sim::broker::{Fault, FaultConfig, NewOrder, Scope};
+
+fn adopted(
+    e: &LiveEngine,
+    instrument: scalper::domain::InstrumentKey,
+) -> Option<scalper::risk::Position> {
+    e.shared.core.lock().positions().find(|p| p.instrument == instrument).cloned()
+}
+
+#[test]
+fn unknown_broker_long_and_short_are_adopted_and_then_managed() {
+    let sim = LiveSim::start(sim_config(FaultConfig::default()));
+    // A long bought from the web app before the engine started...
+    sim.broker.inject_position(A, ProductType::Intraday, 75, rupees("101.50"));
+    // ...and a position of another product, which is not ours to manage.
+    sim.broker.inject_position(C, ProductType::Margin, 150, rupees("99.00"));
+    let e = LiveEngine::start(&sim, Start::default());
+    let long = adopted(&e, A).expect("the long is adopted at startup");
+    assert_eq!(
+        (long.side, long.quantity, long.entry_price, long.origin),
+        (Side::Long, Qty(75), rupees("101.50"), Origin::Adopted)
+    );
+    assert!(adopted(&e, C).is_none(), "a MARGIN position is left alone");
+
+    // A short sold elsewhere while the engine runs: adopted on the heartbeat's cadence.
+    sim.broker.inject_position(B, ProductType::Intraday, -50, rupees("120.00"));
+    wait_until("the short is adopted", || adopted(&e, B).is_some());
+    let short = adopted(&e, B).unwrap();
+    assert_eq!(
+        (short.side, short.quantity, short.entry_price),
+        (Side::Short, Qty(50), rupees("120.00"))
+    );
+    let audit = e.recorder.reconciliations();
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert!(
+        audit[0].starts_with("startup adopt") && audit[1].starts_with("heartbeat adopt"),
+        "{audit:?}"
+    );
+
+    // Under risk management at once: stop losses fire for both (10 % against them).
+    e.price(&sim, A, "91.00");
+    e.price(&sim, B, "132.00");
+    for (p, price) in [(&long, "91.00"), (&short, "132.00")] {
+        let t = e.closed(&p.id);
+        assert_eq!((t.reason, t.exit_price), (ExitReason::StopLoss, rupees(price)), "{}", p.id);
+        sim.assert_one_filled_exit(&p.id);
+    }
+    let flat = sim.broker.positions();
+    for k in [A, B] {
+        assert_eq!(
+            flat.iter().find(|p| p.instrument == k).map(|p| p.net()),
+            Some(0),
+            "{k} flat at the broker"
+        );
+    }
+    // Nothing else was ever sent: only the two exits.
+    let posts = sim
+        .broker
+        .received()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .count();
+    assert_eq!(posts, 2);
+    assert_token_never_logged();
+    e.stop();
+    sim.shutdown();
+}
+
+#[test]
+fn failed_or_unreadable_reads_change_nothing_and_an_outside_close_is_applied_once_reads_agree() {
+    let sim = LiveSim::start(sim_config(FaultConfig::default()));
+    let e = LiveEngine::start(&sim, Start::default());
+    let id = e.open(A, Side::Long, 75);
+
+    // Every read fails (5xx, then an unreadable 200) while the position is sold from the web.
+    let faults = sim.broker.faults();
+    faults.inject(Fault::ServerError, Scope::Reads, 1_000);
+    let failed = |e: &LiveEngine| {
+        metric_value(&e.metrics_text(), "scalper_reconcile_rounds_total{result=\"failed\"}")
+            .unwrap_or(0.0)
+    };
+    let before = failed(&e);
+    sim.broker
+        .inject_order(NewOrder {
+            correlation_id: None,
+            instrument: A,
+            txn: Txn::Sell,
+            product: ProductType::Intraday,
+            order_type: OrderType::Market,
+            validity: Validity::Day,
+            quantity: 75,
+            disclosed_quantity: 0,
+            price: Paise::ZERO,
+            trigger_price: Paise::ZERO,
+        })
+        .expect("the web order is placed");
+    wait_until("the web order traded", || {
+        sim.broker.positions().iter().any(|p| p.instrument == A && p.net() == 0)
+    });
+    wait_until("two reconciliation rounds failed", || failed(&e) >= before + 2.0);
+    faults.clear();
+    faults.inject(Fault::Garbage, Scope::Reads, 1_000);
+    let before = failed(&e);
+    wait_until("two more rounds could not parse the answers", || failed(&e) >= before + 2.0);
+    assert!(e.shared.core.lock().position(&id).is_some(), "still open: no read succeeded");
+    assert!(e.recorder.reconciliations().is_empty());
+    let h = e.health.get("reconciliation").expect("health component");
+    assert!(h.reason.contains("could not read the broker"), "{h:?}");
+
+    // Reads work again: two agreeing reads close it locally, at the broker's sell price.
+    faults.clear();
+    let t = e.closed(&id);
+    assert_eq!(
+        (t.reason, t.exit_price, t.quantity),
+        (ExitReason::ClosedAtBroker, rupees("100.00"), Qty(75))
+    );
+    let audit = e.recorder.reconciliations();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert!(
+        audit[0].contains(&format!("closed position {id}")) && audit[0].contains("flat"),
+        "{audit:?}"
+    );
+    e.wait_gone_from_api(std::slice::from_ref(&id));
+    assert!(sim.exits_of(&id).is_empty(), "no order from a reconciliation diff");
+    e.stop();
+    sim.shutdown();
+}
+
+#[test]
+fn trading_does_not_start_until_the_startup_reconciliation_succeeds() {
+    let sim = LiveSim::start(sim_config(FaultConfig::default()));
+    sim.broker.faults().inject(Fault::ServerError, Scope::Reads, 100_000);
+    let e = LiveEngine::start(&sim, Start { wait_started: false, ..Start::default() });
+    wait_until("health says why", || {
+        e.health.get("reconciliation").is_some_and(|h| {
+            h.reason.contains("trading has not started") && h.reason.contains("positions")
+        })
+    });
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 75 });
+    let (status, answer) = e.post("/v1/orders", &body.to_string());
+    assert_eq!((status, answer["code"].as_str()), (422, Some("trading_not_started")), "{answer}");
+    let (_, health) = e.get("/health");
+    assert!(health.to_string().contains("trading has not started"), "{health}");
+
+    sim.broker.faults().clear();
+    e.wait_started();
+    let id = e.open(A, Side::Long, 75);
+    let posts = sim
+        .broker
+        .received()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .count();
+    assert_eq!(posts, 1, "only the entry placed after the start reached the broker");
+    assert!(e.shared.core.lock().position(&id).is_some());
+    e.stop();
+    sim.shutdown();
+}
