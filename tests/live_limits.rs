@@ -48,8 +48,8 @@ fn a_burst_of_exits_stays_within_the_order_limit_and_exits_go_before_entries() {
     let ids: Vec<PositionId> = (0..14).map(|_| e.open(A, Side::Long, 75)).collect();
     let entries_before = posts(&sim).len();
 
-    // Fourteen stop losses at once, and two entries asked for right after.
-    sim.prices.set_price(A, rupees("89.00"));
+    // Fourteen stop losses at once, and two entries asked for right after they are decided.
+    e.price(&sim, A, "89.00");
     let wanted: Vec<PositionId> = (0..2).map(|_| e.enter(B, Side::Long, 75)).collect();
     for id in &ids {
         assert_eq!(e.closed(id).exit_price, rupees("89.00"));

@@ -443,10 +443,12 @@ impl LiveEngine {
         self.clock.now()
     }
 
-    /// Trades `instrument` at `price` on the feed and waits until the engine has it: in the
-    /// tick cache, and evaluated by the exit engine when a position holds it.
+    /// Trades `instrument` at `price` on the feed (a millisecond after the previous price, so
+    /// that every tick is newer than the last) and waits until the engine has it: in the tick
+    /// cache, and evaluated by the exit engine when a position holds it.
     pub fn price(&self, sim: &LiveSim, instrument: InstrumentKey, price: &str) {
         let price = rupees(price);
+        self.clock.advance_millis(1);
         let now = self.now();
         sim.prices.set_price(instrument, price);
         let cache = self.shared.cache.clone();
