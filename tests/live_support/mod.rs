@@ -536,6 +536,11 @@ impl LiveEngine {
 
     /// Stops every worker (in reverse start order).
     pub fn stop(mut self) {
+        self.halt();
+    }
+
+    /// Stops every worker but keeps the engine's state readable (for a restart).
+    pub fn halt(&mut self) {
         if let Some(sup) = self.supervisor.take() {
             sup.shutdown();
             let _ = sup.join();
