@@ -1,9 +1,9 @@
 //! The live Dhan broker (`broker.kind = "dhan"`), built for the engine: one REST client with
 //! the shared per-class rate limiter, the circuit breaker, the order journal in
 //! `<data_dir>/journal`, the order tracker, and the workers `order_updates` (the socket),
-//! `order_tracker` (socket messages and order-book polls → fills) and `order_desk` (unknown
-//! outcomes, resends, exits held by the breaker), plus the reconciler and the stale-price
-//! source. What each part does is in `exec::live`; [`LiveOptions`] holds every knob, taken from
+//! `order_tracker` (socket messages and order-book polls → fills), `order_desk` (unknown
+//! outcomes, resends, exits held by the breaker) and `reconciler` (the broker's books read on
+//! the heartbeat's cadence), plus the stale-price source. What each part does is in `exec::live`; [`LiveOptions`] holds every knob, taken from
 //! `[broker]` by [`LiveOptions::from_config`] (tests shrink windows and limits through it).
 
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ use crate::exec::live::desk::{DeskConfig, DeskHandle, OrderDesk};
 use crate::exec::live::gateway::LiveGateway;
 use crate::exec::live::ltp::LtpSource;
 use crate::exec::live::placer::Placer;
-use crate::exec::live::reconciler::LiveReconciler;
+use crate::exec::live::reconciler::{LiveReconciler, ReconcileWorker};
 use crate::exec::live::report::Reporter;
 use crate::exec::live::tracking::{OrderTracking, TrackingShared};
 use crate::exec::live::{LiveMetrics, SharedTracker};
@@ -186,7 +186,7 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
     let socket_limit = opts.order_updates.connect_timeout + Duration::from_secs(2);
     let stop_deadline = opts.rest.request_timeout + Duration::from_secs(1);
     let desk_for_worker = desk.clone();
-    let workers = vec![
+    let mut workers = vec![
         WorkerSpec::new("order_updates", socket_limit, move || {
             Box::new(OrderUpdateWorker::new(socket.clone()))
         }),
@@ -214,6 +214,13 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         ctx.clock.clone(),
         m,
     ));
+    let for_worker = reconciler.clone();
+    workers.push(
+        WorkerSpec::new("reconciler", rest_limit, move || {
+            Box::new(ReconcileWorker::new(for_worker.clone()))
+        })
+        .stop_deadline(stop_deadline),
+    );
     log::info!(target: "broker", "live broker: REST {}, order updates {}, journal {}", opts.rest.base_url, opts.order_updates.url, journal.path_for(ctx.clock.now()).display());
     Ok(BrokerParts {
         gateway,

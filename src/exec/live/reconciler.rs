@@ -12,15 +12,16 @@
 //! fails, trading does not start: the `reconciliation` health component says why and the exit
 //! engine tries again.
 //!
-//! On the heartbeat's cadence the instruments our own orders moved since the first read began
-//! (from the order tracker) and those the order desk is busy with are marked, so a read that
-//! raced one of our fills is never taken for a change made elsewhere.
+//! On the heartbeat's cadence (the heartbeat's call only wakes the `reconciler` worker, so the
+//! heartbeat never waits on Dhan) the instruments our own orders moved since the first read
+//! began (from the order tracker) and those the order desk is busy with are marked, so a read
+//! that raced one of our fills is never taken for a change made elsewhere.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::broker::journal::OrderJournal;
 use crate::broker::model::ProductType;
@@ -34,6 +35,7 @@ use crate::engine::seams::Reconciler;
 use crate::exec::messages::EngineCommand;
 use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
+use crate::runtime::{Worker, WorkerCtx};
 
 use super::desk::DeskHandle;
 use super::report::Reporter;
@@ -56,6 +58,8 @@ pub struct LiveReconciler {
     pub clock: Arc<dyn Clock>,
     pub m: LiveMetrics,
     started: AtomicBool,
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
 }
 
 impl LiveReconciler {
@@ -81,7 +85,10 @@ impl LiveReconciler {
                 "trading has not started: the broker's books are not reconciled yet",
             ),
         );
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         LiveReconciler {
+            wake_tx,
+            wake_rx,
             client,
             product,
             tracker,
@@ -103,17 +110,48 @@ impl LiveReconciler {
         self.started.load(Ordering::Acquire)
     }
 
-    fn read_books(&self) -> Result<(BrokerBook, Vec<String>), String> {
+    /// One read of positions and the order book; `beat` between the calls.
+    fn read_books(&self, beat: &dyn Fn()) -> Result<(BrokerBook, Vec<String>), String> {
         let positions = self.client.positions().map_err(|e| format!("reading positions: {e}"))?;
+        beat();
         let orders = self.client.orders().map_err(|e| format!("reading the order book: {e}"))?;
+        beat();
         Ok(BrokerBook::read(&positions, &orders, self.product))
     }
 
     /// Two reads, the second after the first.
-    fn read_twice(&self) -> Result<(BrokerBook, BrokerBook, Vec<String>), String> {
-        let (first, notes) = self.read_books()?;
-        let (recheck, _) = self.read_books()?;
+    fn read_twice(&self, beat: &dyn Fn()) -> Result<(BrokerBook, BrokerBook, Vec<String>), String> {
+        let (first, notes) = self.read_books(beat)?;
+        let (recheck, _) = self.read_books(beat)?;
         Ok((first, recheck, notes))
+    }
+
+    /// One reconciliation round: both reads, handed to the exit engine.
+    pub fn round(&self, beat: &dyn Fn()) -> Result<(), String> {
+        let marker = self.tracker.lock().seq();
+        let (first, recheck, notes) = match self.read_twice(beat) {
+            Ok(r) => r,
+            Err(e) => {
+                self.m.reconcile_rounds.with_label_values(&["failed"]).inc();
+                self.health.set(
+                    HEALTH_COMPONENT,
+                    ComponentHealth::new(
+                        Status::Degraded,
+                        format!("the last reconciliation could not read the broker: {e}"),
+                    ),
+                );
+                return Err(e);
+            }
+        };
+        let mut busy = self.tracker.lock().busy_since(marker);
+        busy.extend(self.desk.instruments());
+        let check = BrokerCheck { first, recheck, busy, settled: Vec::new(), notes };
+        self.commands
+            .try_send(EngineCommand::Reconcile(Box::new(check)))
+            .map_err(|_| "the exit engine is not taking commands".to_string())?;
+        self.m.reconcile_rounds.with_label_values(&["ok"]).inc();
+        self.health.set(HEALTH_COMPONENT, ComponentHealth::ok());
+        Ok(())
     }
 
     /// Settles one order the recovered state has in flight.
@@ -186,7 +224,10 @@ impl LiveReconciler {
                 return Err("stopped".into());
             }
         }
-        let (first, recheck, notes) = self.read_twice()?;
+        let beat = || {
+            pause(Duration::ZERO);
+        };
+        let (first, recheck, notes) = self.read_twice(&beat)?;
         let mut busy = self.tracker.lock().busy_since(u64::MAX);
         busy.extend(self.desk.instruments());
         Ok(BrokerCheck { first, recheck, busy, settled, notes })
@@ -194,34 +235,12 @@ impl LiveReconciler {
 }
 
 impl Reconciler for LiveReconciler {
+    /// Wakes the `reconciler` worker for a round; its outcome shows in the log, health
+    /// (`reconciliation`) and `scalper_reconcile_rounds_total`.
     fn reconcile(&self, _engine: &PnlSnapshot) -> Result<Vec<String>, String> {
-        if !self.is_started() {
-            return Ok(Vec::new());
+        if self.is_started() {
+            let _ = self.wake_tx.try_send(());
         }
-        let marker = self.tracker.lock().seq();
-        let read = self.read_twice();
-        let (first, recheck, notes) = match read {
-            Ok(r) => r,
-            Err(e) => {
-                self.m.reconcile_rounds.with_label_values(&["failed"]).inc();
-                self.health.set(
-                    HEALTH_COMPONENT,
-                    ComponentHealth::new(
-                        Status::Degraded,
-                        format!("the last reconciliation could not read the broker: {e}"),
-                    ),
-                );
-                return Err(e);
-            }
-        };
-        let mut busy = self.tracker.lock().busy_since(marker);
-        busy.extend(self.desk.instruments());
-        let check = BrokerCheck { first, recheck, busy, settled: Vec::new(), notes };
-        self.commands
-            .try_send(EngineCommand::Reconcile(Box::new(check)))
-            .map_err(|_| "the exit engine is not taking commands".to_string())?;
-        self.m.reconcile_rounds.with_label_values(&["ok"]).inc();
-        self.health.set(HEALTH_COMPONENT, ComponentHealth::ok());
         Ok(Vec::new())
     }
 
@@ -250,5 +269,35 @@ impl Reconciler for LiveReconciler {
         self.started.store(true, Ordering::Release);
         self.m.reconcile_rounds.with_label_values(&["ok"]).inc();
         self.health.set(HEALTH_COMPONENT, ComponentHealth::ok());
+    }
+}
+
+/// The `reconciler` worker: one round each time the heartbeat asks.
+pub struct ReconcileWorker {
+    reconciler: Arc<LiveReconciler>,
+}
+
+impl ReconcileWorker {
+    pub fn new(reconciler: Arc<LiveReconciler>) -> ReconcileWorker {
+        ReconcileWorker { reconciler }
+    }
+}
+
+impl Worker for ReconcileWorker {
+    fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        let wake = self.reconciler.wake_rx.clone();
+        loop {
+            ctx.beat();
+            select! {
+                recv(ctx.stopped()) -> _ => break,
+                recv(wake) -> _ => {
+                    if let Err(e) = self.reconciler.round(&|| ctx.beat()) {
+                        log::warn!(target: "broker", "reconciliation could not run: {e}");
+                    }
+                }
+                default(ctx.beat_every()) => {}
+            }
+        }
+        Ok(())
     }
 }
