@@ -7,7 +7,13 @@
 //! workers and the broker's own workers (none in paper mode), `order_router`, `exit_engine`,
 //! `tick_reader`, `pnl_refresher`, `heartbeat`, and `entries_demo` when `entries.demo` is on.
 //! The app adds the HTTP worker last. State that must outlive a worker's panic lives in
-//! [`shared::Shared`]; the plug-in points for the store and the live broker are in [`seams`].
+//! [`shared::Shared`]; the plug-in points for the store and the live broker are in [`seams`];
+//! the live Dhan broker is built by [`live`].
+//!
+//! Startup order: the simulator (when `sim.enabled`, with its broker half when `sim.broker`),
+//! recovered state restored into the exit core (here), then, once the workers run, the
+//! broker's startup reconciliation (by the exit engine, before its first decision), the
+//! positions' feed subscriptions, and only then the rules.
 
 pub mod api;
 pub mod feed;

@@ -5,8 +5,9 @@
 //!   states, fills, closed trades, trading-state changes, alerts, operator actions, published
 //!   PnL), handed over on the hot path: an implementation must only enqueue.
 //! - [`BrokerFactory`]: builds the [`Gateway`] the order router places orders through, with the
-//!   broker's own workers (order-update socket, resolver), its [`Reconciler`] and its
-//!   [`StalePriceSource`]. The default is the in-process paper broker.
+//!   broker's own workers (order-update socket, order desk, order tracker, reconciler), its
+//!   [`Reconciler`] and its [`StalePriceSource`]. The default ([`configured_broker`]) builds
+//!   what `broker.kind` names: the in-process paper broker, or Dhan (`engine::live`).
 //! - [`Recovered`]: the state startup recovery found (positions with their risk state, the
 //!   day's figures, the latched trading state).
 

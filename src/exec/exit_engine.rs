@@ -18,6 +18,11 @@
 //!
 //! A position opened on an instrument the reader was not yet forwarding gets its first prices
 //! from the tick cache ("catch-up") until its ticks arrive through the channel.
+//!
+//! Before anything else the worker waits for the broker's startup reconciliation
+//! (`broker_sync.rs`): in live mode no rule is evaluated and no order placed until the
+//! broker's books are read and every order in flight settled; entries asked for meanwhile are
+//! refused. It also applies what later reconciliation rounds read.
 
 mod broker_sync;
 mod commands;

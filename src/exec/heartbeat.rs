@@ -11,7 +11,8 @@
 //! - Pruning: the exit core forgets prices and cooldowns no decision needs (by command, as the
 //!   exit engine owns it); the order ledger drops orders settled long ago.
 //! - Reconciliation: the broker's [`crate::engine::seams::Reconciler`] compares positions
-//!   (a no-op in paper mode); its findings are logged.
+//!   (a no-op in paper mode; in live mode it wakes the `reconciler` worker, whose reads the
+//!   exit engine applies); its findings are logged.
 //! - One summary line in the log: positions, day PnL, ticks per second, trading state.
 
 use std::collections::BTreeSet;

@@ -9,8 +9,9 @@
 //!
 //! The gateway is synchronous: `place` returns the placement's outcome. The paper gateway
 //! fills at once; a live gateway answers accepted (fills follow on the broker's order-update
-//! stream, which reports to the exit engine directly), rejected, or unknown (a lost answer,
-//! resolved later by correlation id).
+//! stream, which reports to the exit engine directly), rejected, unknown (a lost answer,
+//! resolved later by correlation id), or queued (throttled, or held while the circuit breaker
+//! is open: the broker places it later and reports the outcome itself).
 
 use std::sync::Arc;
 
