@@ -9,8 +9,10 @@
 mod live_support;
 
 use live_support::*;
+use scalper::broker::model::OrderStatus;
 use scalper::domain::{ExitReason, PositionId, Side};
-use scalper::sim::broker::{Fault, FaultConfig, Scope};
+use scalper::risk::Lifecycle;
+use scalper::sim::broker::{Fault, FaultConfig, Scope, SimBrokerConfig};
 
 const POSITIONS: [scalper::domain::InstrumentKey; 3] = [A, B, C];
 
@@ -130,6 +132,41 @@ fn lost_order_updates_are_made_up_by_polling_the_order_book() {
     let text = e.metrics_text();
     let polled = metric_value(&text, "scalper_broker_fills_total{source=\"poll\"}");
     assert_eq!(polled, Some(6.0), "the three entries and three exits filled by polls:\n{text}");
+    e.stop();
+    sim.shutdown();
+}
+
+#[test]
+fn an_exit_the_exchange_rejects_leaves_the_position_active_and_the_next_trigger_places_attempt_two()
+{
+    let sim = LiveSim::start(SimBrokerConfig {
+        transit: std::time::Duration::from_millis(800),
+        ..sim_config(FaultConfig::default())
+    });
+    let e = LiveEngine::start(&sim, Start::default());
+    let id = e.open(A, Side::Long, 75);
+    e.price(&sim, A, "89.00");
+    // While the exit is in transit the instrument loses its price: the RMS rejects the order.
+    sim.board.remove(A);
+    let core = e.shared.core.clone();
+    wait_until("the rejection returns the position to active", || {
+        core.lock().position(&id).is_some_and(|p| {
+            matches!(&p.lifecycle, Lifecycle::Active { attempts: 1, last_rejection: Some(r) } if r.why.contains("No last traded price"))
+        })
+    });
+    let (_, shown) = e.get("/v1/positions");
+    assert!(shown.to_string().contains(id.as_str()), "still visible: {shown}");
+    // The next trigger places attempt 2.
+    e.price(&sim, A, "88.50");
+    let t = e.closed(&id);
+    assert_eq!((t.reason, t.exit_price, t.attempt), (ExitReason::StopLoss, rupees("88.50"), 2));
+    let exits = sim.exits_of(&id);
+    let states: Vec<(String, OrderStatus)> =
+        exits.iter().map(|o| (o.correlation_id.clone(), o.status.clone())).collect();
+    assert_eq!(
+        states,
+        [(format!("X1-{id}"), OrderStatus::Rejected), (format!("X2-{id}"), OrderStatus::Traded)]
+    );
     e.stop();
     sim.shutdown();
 }

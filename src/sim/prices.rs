@@ -25,6 +25,12 @@ impl PriceBoard {
         self.0.read().get(&key).copied()
     }
 
+    /// Forgets the instrument's price: the simulated RMS then rejects market orders on it
+    /// ("no last traded price") until a price is set again.
+    pub fn remove(&self, key: InstrumentKey) {
+        self.0.write().remove(&key);
+    }
+
     pub fn instruments(&self) -> Vec<InstrumentKey> {
         let mut v: Vec<_> = self.0.read().keys().copied().collect();
         v.sort();
