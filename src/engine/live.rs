@@ -230,3 +230,42 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         stale_prices: Some(Arc::new(LtpSource::new(client))),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_follow_the_broker_table() {
+        let c = Config::from_toml_str(
+            r#"
+mode = "live"
+[feed]
+source = "dhan"
+[broker]
+kind = "dhan"
+product_type = "MARGIN"
+request_timeout_ms = 1500
+connect_timeout_ms = 700
+resolve_window_ms = 2000
+breaker_failures = 4
+breaker_open_secs = 7
+[limits]
+max_daily_loss_rupees = 5000
+"#,
+        )
+        .unwrap();
+        let o = LiveOptions::from_config(&c);
+        assert_eq!(o.rest.base_url, "https://api.dhan.co/v2");
+        assert_eq!(
+            (o.rest.request_timeout, o.rest.connect_timeout),
+            (Duration::from_millis(1500), Duration::from_millis(700))
+        );
+        assert_eq!(o.order_updates.url, "wss://api-order-update.dhan.co/");
+        assert_eq!((o.breaker.failure_threshold, o.breaker.cool_down_ms), (4, 7_000));
+        assert_eq!(o.desk.resolver.window_ms, 2_000);
+        assert!(o.desk.resolver.give_up_after_ms >= o.desk.resolver.window_ms);
+        assert_eq!(o.product, ProductType::Margin);
+        assert_eq!(o.limiter, LimiterConfig::dhan());
+    }
+}

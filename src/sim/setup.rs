@@ -103,3 +103,22 @@ pub fn bind_broker(config: &mut Config, broker: &SimBroker) {
 pub fn feed_url(sim: &SimFeed) -> String {
     format!("ws://{}{SIM_FEED_PATH}", sim.addr())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_half_listens_next_to_the_feed_or_on_free_ports() {
+        let mut config = Config::default();
+        config.sim.transit = std::time::Duration::from_millis(123);
+        let feed: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let any = broker_config(&config, feed);
+        assert_eq!((any.rest_port, any.order_socket_port), (0, 0), "port 0: free ports");
+        assert_eq!(any.transit, std::time::Duration::from_millis(123));
+        config.sim.listen = feed;
+        let fixed = broker_config(&config, feed);
+        assert_eq!((fixed.rest_port, fixed.order_socket_port), (9001, 9002));
+        assert_eq!(fixed.access_token, config.sim.access_token.expose());
+    }
+}
