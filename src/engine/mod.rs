@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod feed;
+pub mod persist;
 pub mod seams;
 pub mod shared;
 
@@ -82,10 +83,17 @@ pub struct KeepAlive {
     pub simulator: Option<SimFeed>,
 }
 
-/// Builds the engine for paper trading with nothing persisted: [`build_with`] and
-/// [`Seams::paper`].
+/// Builds the engine of a process that runs without an instance lease: [`build_active`]
+/// with a gate that is always open.
 pub fn build(env: EngineEnv) -> anyhow::Result<Engine> {
-    build_with(env, Seams::paper())
+    build_active(env, crate::instance::OrderGate::open())
+}
+
+/// Builds the engine of the process allowed to trade (`gate`: its instance lease), with the
+/// paper broker: the store, restart recovery and the Redis publisher around [`build_with`]
+/// (see [`persist`]).
+pub fn build_active(env: EngineEnv, gate: crate::instance::OrderGate) -> anyhow::Result<Engine> {
+    persist::build(env, Seams::paper(), &mut persist::PaperRestart, gate)
 }
 
 /// Builds the engine: starts the in-process simulator if configured, restores recovered
