@@ -316,6 +316,18 @@ pub fn build(
     reconcile: &mut dyn Reconcile,
     gate: OrderGate,
 ) -> anyhow::Result<Engine> {
+    let setup = StoreSetup::from_config(&env.config, &env.secrets);
+    build_with_setup(env, setup, base, reconcile, gate)
+}
+
+/// [`build`] with the store given explicitly rather than from `[store]`.
+pub fn build_with_setup(
+    env: EngineEnv,
+    setup: StoreSetup,
+    base: Seams,
+    reconcile: &mut dyn Reconcile,
+    gate: OrderGate,
+) -> anyhow::Result<Engine> {
     let config = env.config.clone();
     let penv = PersistEnv {
         config: &config,
@@ -324,7 +336,6 @@ pub fn build(
         clock: env.clock.clone(),
         gate: &gate,
     };
-    let setup = StoreSetup::from_config(&config, &env.secrets);
     let mut persist =
         Persist::open(setup, &penv).map_err(|e| anyhow::anyhow!("recovery: {e:#}"))?;
     reconcile
