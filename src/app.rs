@@ -119,7 +119,7 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
         control_token: token.clone(),
         max_body_bytes: max_body,
     };
-    let Some(instance) =
+    let Some(mut instance) =
         instance::claim(&config, &secrets, &metrics, &health, &standby_http, signals.events())?
     else {
         signals.close();
@@ -162,6 +162,7 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
     });
 
     let supervisor = supervisor.start()?;
+    instance.engine_started();
     banner(&config, addr, &engine);
     Ok(Some(Running {
         config_path: config_path.to_path_buf(),

@@ -4,10 +4,12 @@
 //! supervisor, systemd, HTTP) runs what [`build`] returns.
 //!
 //! Workers, in start order (the supervisor stops them in reverse): the persistence sink's
-//! workers and the broker's own workers (none in paper mode), `order_router`, `exit_engine`,
-//! `tick_reader`, `pnl_refresher`, `heartbeat`, and `entries_demo` when `entries.demo` is on.
-//! The app adds the HTTP worker last. State that must outlive a worker's panic lives in
-//! [`shared::Shared`]; the plug-in points for the store and the live broker are in [`seams`].
+//! workers (`store_writer`) and the broker's own workers (none in paper mode), `order_router`,
+//! `exit_engine`, `tick_reader`, `pnl_refresher`, `heartbeat`, `entries_demo` when
+//! `entries.demo` is on, and `redis_publisher` when `[redis] enabled`. The app adds the HTTP
+//! worker last. State that must outlive a worker's panic lives in [`shared::Shared`]; the
+//! plug-in points for the store and the live broker are in [`seams`]; the store, restart
+//! recovery and its ordering point for the live broker's reconciliation are in [`persist`].
 
 pub mod api;
 pub mod feed;

@@ -44,12 +44,53 @@ pub struct Instance {
     gate: OrderGate,
     keeper: Option<LeaseKeeper>,
     never: Receiver<String>,
+    /// Pings the systemd watchdog while the engine is built after a standby took over.
+    watchdog: Option<WatchdogBridge>,
+}
+
+/// A standby told systemd it is ready, so the watchdog runs from then on; between taking the
+/// lease and the main loop's own pings (restart recovery, building the engine) something must
+/// keep pinging it.
+struct WatchdogBridge {
+    stop: crate::runtime::StopHandle,
+}
+
+impl WatchdogBridge {
+    fn start() -> Option<WatchdogBridge> {
+        let every = systemd::watchdog_ping_interval()?;
+        let (stop, signal) = crate::runtime::StopSignal::new();
+        std::thread::Builder::new()
+            .name("watchdog_bridge".into())
+            .spawn(move || {
+                while signal.sleep(every) {
+                    systemd::notify_watchdog();
+                }
+            })
+            .ok()?;
+        Some(WatchdogBridge { stop })
+    }
+}
+
+impl Drop for WatchdogBridge {
+    fn drop(&mut self) {
+        self.stop.stop();
+    }
 }
 
 impl Instance {
     /// No lease: always allowed.
     pub fn unleased() -> Instance {
-        Instance { gate: OrderGate::open(), keeper: None, never: crossbeam_channel::never() }
+        Instance {
+            gate: OrderGate::open(),
+            keeper: None,
+            never: crossbeam_channel::never(),
+            watchdog: None,
+        }
+    }
+
+    /// The engine runs: the main loop pings the watchdog from now on.
+    pub fn engine_started(&mut self) {
+        self.watchdog = None;
     }
 
     pub fn gate(&self) -> &OrderGate {
@@ -62,8 +103,9 @@ impl Instance {
     }
 
     /// Stops renewing and releases the lease (if any).
-    pub fn release(self) {
-        if let Some(k) = self.keeper {
+    pub fn release(mut self) {
+        self.engine_started();
+        if let Some(k) = self.keeper.take() {
             k.stop();
         }
     }
@@ -132,7 +174,12 @@ pub fn claim(
             systemd::notify_status("active: holds the instance lease");
             let keeper = LeaseKeeper::start(lease, target, gate.clone(), health.clone(), con)
                 .map_err(|e| anyhow::anyhow!("starting the lease keeper: {e}"))?;
-            Ok(Some(Instance { gate, keeper: Some(keeper), never: crossbeam_channel::never() }))
+            Ok(Some(Instance {
+                gate,
+                keeper: Some(keeper),
+                never: crossbeam_channel::never(),
+                watchdog: WatchdogBridge::start(),
+            }))
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn sqlite_setup(db: &Path, spill_dir: &Path) -> StoreSetup {
         },
         queue_capacity: 16_384,
         heartbeat_floor: Duration::from_secs(10),
+        startup_wait: Duration::from_secs(20),
     }
 }
 
@@ -48,6 +49,7 @@ pub fn pg_setup(url: &str, opts: PgOptions, spill_dir: &Path) -> StoreSetup {
         },
         queue_capacity: 16_384,
         heartbeat_floor: Duration::from_secs(20),
+        startup_wait: Duration::from_secs(20),
     }
 }
 

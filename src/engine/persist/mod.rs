@@ -72,6 +72,8 @@ pub struct StoreSetup {
     /// The least heartbeat limit the writer needs: a write on a dead connection blocks it up
     /// to the backend's timeouts.
     pub heartbeat_floor: Duration,
+    /// How long startup waits for the store ([`STARTUP_WAIT`]).
+    pub startup_wait: Duration,
 }
 
 impl StoreSetup {
@@ -105,6 +107,7 @@ impl StoreSetup {
             writer,
             queue_capacity: s.queue_capacity,
             heartbeat_floor: floor,
+            startup_wait: STARTUP_WAIT,
         }
     }
 }
@@ -140,11 +143,12 @@ pub struct Persist {
 impl Persist {
     /// Steps 1 and 2 of the module doc.
     pub fn open(setup: StoreSetup, env: &PersistEnv<'_>) -> anyhow::Result<Persist> {
-        let StoreSetup { connector, target, writer, queue_capacity, heartbeat_floor } = setup;
+        let StoreSetup { connector, target, writer, queue_capacity, heartbeat_floor, startup_wait } =
+            setup;
         let connector =
             if env.gate.is_leased() { fenced(connector, env.gate.clone()) } else { connector };
         let spill = SpillFiles::new(writer.spill_path.clone());
-        let deadline = Instant::now() + STARTUP_WAIT;
+        let deadline = Instant::now() + startup_wait;
         let mut store = startup::connect(&connector, &target, deadline)?;
         let db_last =
             store.last_event_id().map_err(|e| anyhow::anyhow!("reading {target}: {e}"))?;
