@@ -142,3 +142,67 @@ fn a_stored_position_that_cannot_be_restored_stops_the_startup() {
     let err = build(sqlite_setup(&db, dir.path())).err().expect("no engine").to_string();
     assert!(err.contains("P-broken") && err.contains("exit reason"), "{err}");
 }
+
+fn in_flight(id: &str) -> PositionRecord {
+    PositionRecord {
+        state: PositionState::Exiting,
+        exit_attempts: 1,
+        exit_reason: Some(scalper::domain::ExitReason::RatchetStop),
+        exit_trigger_price: Some(scalper::domain::Paise(10_150)),
+        exit_trigger_at: Some(Timestamp(T0 - 60_000)),
+        exit_correlation_id: Some(common::cid(&format!("X1-{id}"))),
+        ..open_at(id)
+    }
+}
+
+#[test]
+fn an_exit_in_flight_at_a_crash_completes_once_under_its_own_correlation_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let exit = scalper::domain::OrderPurpose::Exit(scalper::domain::ExitReason::RatchetStop);
+    let mut filled = common::fill("PAPER-T7", "X1-PY", 10_140);
+    filled.at = Timestamp(T0 - 59_000);
+    // PX: the exit was decided and its order recorded, nothing more. PY: its fill was
+    // recorded, the position's close was not.
+    sqlite::SqliteStore::open(&db)
+        .unwrap()
+        .apply(&[
+            event(1, EventKind::PositionUpsert(in_flight("PX"))),
+            event(
+                2,
+                EventKind::OrderPlaced(common::order("X1-PX", "PX", exit, OrderStatus::Created)),
+            ),
+            event(3, EventKind::PositionUpsert(in_flight("PY"))),
+            event(
+                4,
+                EventKind::OrderPlaced(common::order("X1-PY", "PY", exit, OrderStatus::Created)),
+            ),
+            event(5, EventKind::Fill(filled)),
+        ])
+        .unwrap();
+
+    let h = start("", sqlite_setup(&db, dir.path()));
+    let (px, py) = (PositionId::new("PX"), PositionId::new("PY"));
+    let tx = h.closed(&px);
+    assert_eq!((tx.reason.code(), tx.exit_price.0, tx.attempt), ("ratchet_stop", 10_150, 1));
+    let ty = h.closed(&py);
+    assert_eq!((ty.exit_price.0, ty.attempt), (10_140, 1));
+    let placed = |c: &str| h.shared.gateway.placements(&common::cid(c));
+    assert_eq!(placed("X1-PX"), Some(1), "sent again once, under its own id, at its trigger price");
+    assert_eq!(placed("X1-PY"), Some(0), "its recorded fill closed it: not sent again");
+    h.pnl_after(2);
+    h.stop();
+
+    let mut store = sqlite::SqliteStore::open(&db).unwrap();
+    assert_eq!(store.closed_trades().unwrap().len(), 2);
+    assert!(store.positions().unwrap().iter().all(|p| p.state == PositionState::Exited));
+    let audit = audit_actions(&mut store);
+    assert!(
+        audit.iter().any(|(a, what)| *a == Actor::Reconciliation && what == "exit_resent"),
+        "{audit:?}"
+    );
+    assert!(
+        audit.iter().any(|(a, what)| *a == Actor::Reconciliation && what == "exit_fills_replayed"),
+        "{audit:?}"
+    );
+}
