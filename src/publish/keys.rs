@@ -1,5 +1,5 @@
 //! The Redis keys the publisher writes and what is in them: names and field values as plain
-//! functions (no I/O), so that the documentation in `docs/redis.md` and the tests can be
+//! functions (no I/O), so that the documentation in the README (section "Redis keys") and the tests can be
 //! checked against one place. Money is written as decimal rupees (`"143.20"`, as the HTTP API
 //! does), instants as IST ISO-8601 text, plus epoch milliseconds where a program will compare
 //! them.

@@ -1,5 +1,5 @@
 //! Mirroring the engine's live state to other processes: the Redis publisher (optional,
-//! `[redis] enabled`). Keys and fields: `keys.rs` and `docs/redis.md`; the worker: `redis.rs`;
+//! `[redis] enabled`). Keys and fields: `keys.rs` and the README (section "Redis keys"); the worker: `redis.rs`;
 //! connections with timeouts: `connection.rs` (also used by the instance lease).
 //!
 //! Wiring: [`Publisher::new`] before the engine is built (its [`Publisher::sink`] joins the

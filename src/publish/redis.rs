@@ -1,5 +1,5 @@
 //! The Redis publisher worker: mirrors the engine's live state into Redis for dashboards and
-//! other processes (keys in `keys.rs`, documented in `docs/redis.md`).
+//! other processes (keys in `keys.rs`, documented in the README (section "Redis keys")).
 //!
 //! Every [`PUBLISH_EVERY`] it sends one pipeline with what changed since the last one: the
 //! latest tick of each instrument whose tick changed (conflated: however many ticks arrived in
