@@ -1,4 +1,5 @@
-//! Store benchmarks: what recording an event costs the hot path, and how many events per
+//! Store benchmarks: what recording an event costs the hot path (the queue alone, and the
+//! engine's store sink that maps an engine event and enqueues it), and how many events per
 //! second the write-behind worker persists to SQLite and to PostgreSQL with a realistic mix.
 //!
 //! `cargo bench --bench store` runs the full measurement; under `cargo test` (no `--bench`
@@ -35,6 +36,7 @@ fn main() {
     };
     println!("store benchmarks ({})", if full { "full" } else { "smoke" });
     bench_enqueue(&sizes);
+    bench_sink(&sizes);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = dir.path().join("bench.db");
     let connector: Connector =
@@ -282,6 +284,86 @@ fn bench_enqueue(sizes: &Sizes) {
         print_hist(&format!("{label}, single calls"), &calls);
         drop(inbox);
     }
+}
+
+/// What the engine's threads pay per event handed to the store sink: mapping the engine event
+/// to its store records and enqueueing them, with a consumer draining the queue. The router
+/// pays for `order sent` before it calls the broker; the exit engine pays for a position
+/// change after it has handed the exit order to the router.
+fn bench_sink(sizes: &Sizes) {
+    use scalper::engine::persist::StoreSink;
+    use scalper::engine::seams::{EngineEvent, EventSink};
+    use scalper::exec::core::{CoreEvent, PositionChange, PositionEvent};
+    use scalper::risk::position::{LifecycleEvent, Origin, Position};
+
+    let (handle, inbox) = queue(65_536);
+    let sink = StoreSink::new(handle.clone(), scalper::risk::SessionClock::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let (inbox, stop) = (inbox.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut out = Vec::with_capacity(4096);
+            while !stop.load(Ordering::Acquire) {
+                inbox.take_ready(4096, &mut out);
+                out.clear();
+                std::thread::yield_now();
+            }
+        })
+    };
+    let now = Timestamp(1_763_960_415_000);
+    let mut pos = Position::open(
+        PositionId::new("Pmwvxyxgn-1"),
+        instrument(),
+        Side::Long,
+        Qty(75),
+        Paise(10_000),
+        now,
+        Origin::Entry,
+    );
+    let trigger = LifecycleEvent::Trigger {
+        reason: ExitReason::RatchetStop,
+        price: Paise(10_500),
+        at: now,
+        stale: false,
+    };
+    pos.apply(trigger).expect("an active position starts its exit");
+    let intent = scalper::domain::OrderIntent {
+        correlation_id: CorrelationId::new("X1-Pmwvxyxgn-1").expect("valid"),
+        position_id: pos.id.clone(),
+        instrument: instrument(),
+        txn: Txn::Sell,
+        quantity: Qty(75),
+        purpose: OrderPurpose::Exit(ExitReason::RatchetStop),
+        reference_price: Paise(10_500),
+        price_is_stale: false,
+        created_at: now,
+    };
+    let events = [
+        ("order sent (router)", EngineEvent::OrderSent { intent, at: now }),
+        (
+            "position exit started (exit engine)",
+            EngineEvent::Core(CoreEvent::Position(Box::new(PositionEvent {
+                change: PositionChange::ExitStarted { reason: ExitReason::RatchetStop, attempt: 1 },
+                at: now,
+                position: pos,
+            }))),
+        ),
+    ];
+    println!("store sink (StoreSink::record: map + enqueue), with a consumer:");
+    for (label, event) in &events {
+        let mut calls = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+        for _ in 0..sizes.enqueue / 10 {
+            while handle.depth() > 1_000 {
+                std::thread::yield_now();
+            }
+            let t = Instant::now();
+            sink.record(event);
+            calls.record(t.elapsed().as_nanos() as u64).ok();
+        }
+        print_hist(label, &calls);
+    }
+    stop.store(true, Ordering::Release);
+    consumer.join().expect("consumer");
 }
 
 /// Write-behind throughput: events recorded as fast as possible while the writer runs, until

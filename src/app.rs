@@ -1,9 +1,12 @@
 //! The process: `scalper run --config FILE`. Loads and validates the configuration and the
-//! secrets, builds the engine (which runs startup recovery), starts the supervisor with the
+//! secrets, claims the account's instance lease when one is configured (waiting as a standby
+//! while another process holds it), builds the engine (which runs startup recovery), starts
+//! the supervisor with the
 //! engine's workers and the HTTP worker, tells systemd when it is ready, pings the watchdog only
 //! while every worker is healthy, reloads the live-safe parts of the configuration on SIGHUP,
 //! and shuts down in reverse start order on SIGINT/SIGTERM or when a worker exhausts its restart
-//! budget (then it halts trading first and exits non-zero so that systemd restarts it).
+//! budget or loses the instance lease (then it halts trading first and exits non-zero so that
+//! systemd restarts it).
 //!
 //! Exit codes: 0 after a requested shutdown, 1 after an escalation or a startup failure, 2 for a
 //! bad configuration or missing secrets (nothing is started then).
@@ -18,6 +21,7 @@ use crate::cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::config::{Config, Secrets, reload_from_file};
 use crate::domain::{Clock, SystemClock};
 use crate::engine::{self, Engine, EngineEnv};
+use crate::instance::{self, Instance, StandbyHttp};
 use crate::ops::health::{HealthBoard, Status};
 use crate::ops::http::{self, HttpWorker};
 use crate::ops::logging;
@@ -60,10 +64,13 @@ pub fn run(config_path: &Path) -> u8 {
             return EXIT_USAGE;
         }
     };
+    let addr_file = config.data_dir.join(HTTP_ADDR_FILE);
     match start(config_path, config, secrets) {
-        Ok(running) => running.wait(),
+        Ok(Some(running)) => running.wait(),
+        Ok(None) => EXIT_OK,
         Err(e) => {
             log::error!(target: "app", "Startup failed: {e:#}");
+            let _ = std::fs::remove_file(&addr_file);
             EXIT_FAILURE
         }
     }
@@ -78,9 +85,14 @@ struct Running {
     engine: Engine,
     health: HealthBoard,
     addr_file: PathBuf,
+    instance: Instance,
+    clock: Arc<dyn Clock>,
+    /// Why the instance lease was lost, if it was.
+    lease_lost: Option<String>,
 }
 
-fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result<Running> {
+/// Starts the engine; `None` when asked to stop while waiting as a standby.
+fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result<Option<Running>> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display())
     })?;
@@ -93,6 +105,28 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
 
     let metrics = Metrics::new();
     let health = HealthBoard::new();
+    // Listening (and taking signals) before the lease: a standby answers /health and stops on
+    // SIGTERM while it waits.
+    let (server, addr) = http::bind(&config.http.listen.to_string())?;
+    let addr_file = config.data_dir.join(HTTP_ADDR_FILE);
+    std::fs::write(&addr_file, format!("{addr}\n"))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", addr_file.display()))?;
+    let signals = SignalListener::install()?;
+    let token: Arc<str> = Arc::from(control_token.expose());
+    let max_body = config.http.max_body_bytes;
+    let standby_http = StandbyHttp {
+        server: server.clone(),
+        control_token: token.clone(),
+        max_body_bytes: max_body,
+    };
+    let Some(mut instance) =
+        instance::claim(&config, &secrets, &metrics, &health, &standby_http, signals.events())?
+    else {
+        signals.close();
+        let _ = std::fs::remove_file(&addr_file);
+        return Ok(None);
+    };
+
     let mut supervisor = Supervisor::new(supervisor_config(&config), metrics.clone());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let env = EngineEnv {
@@ -103,17 +137,10 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
         workers: supervisor.status_table(),
         clock: clock.clone(),
     };
-    let mut engine = engine::build(env)?;
-
-    let (server, addr) = http::bind(&config.http.listen.to_string())?;
-    let addr_file = config.data_dir.join(HTTP_ADDR_FILE);
-    std::fs::write(&addr_file, format!("{addr}\n"))
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", addr_file.display()))?;
+    let mut engine = engine::build_active(env, instance.gate().clone())?;
 
     add_engine_workers(&mut supervisor, &config, std::mem::take(&mut engine.workers));
     let api = engine.api.clone();
-    let token: Arc<str> = Arc::from(control_token.expose());
-    let max_body = config.http.max_body_bytes;
     supervisor.add(
         WorkerSpec::new("http", limit_for(&config, "http", HTTP_HEARTBEAT_LIMIT), move || {
             Box::new(HttpWorker::new(server.clone(), api.clone(), token.clone(), max_body))
@@ -134,10 +161,10 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
         }
     });
 
-    let signals = SignalListener::install()?;
     let supervisor = supervisor.start()?;
+    instance.engine_started();
     banner(&config, addr, &engine);
-    Ok(Running {
+    Ok(Some(Running {
         config_path: config_path.to_path_buf(),
         config,
         supervisor,
@@ -145,7 +172,10 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
         engine,
         health,
         addr_file,
-    })
+        instance,
+        clock,
+        lease_lost: None,
+    }))
 }
 
 impl Running {
@@ -155,9 +185,20 @@ impl Running {
         let ticker = crossbeam_channel::tick(ping_every.unwrap_or(Duration::from_secs(1)));
         let signals = self.signals.events().clone();
         let events = self.supervisor.events().clone();
+        let lost = self.instance.lost().clone();
         let mut ready = false;
         loop {
             select! {
+                recv(lost) -> why => {
+                    let why = why.unwrap_or_else(|_| "the lease keeper ended".to_string());
+                    log::error!(target: "app", "ALERT halting trading: the instance lease is lost ({why})");
+                    let halt = TradingCommand::Halt { cause: HaltCause::Escalation };
+                    if let Err(e) = self.engine.trading.apply(halt, self.clock.now()) {
+                        log::error!(target: "app", "Could not halt trading: {e}");
+                    }
+                    self.lease_lost = Some(why);
+                    break;
+                }
                 recv(signals) -> sig => match sig {
                     Ok(SignalEvent::Shutdown) | Err(_) => break,
                     Ok(SignalEvent::Reload) => self.reload(),
@@ -224,6 +265,11 @@ impl Running {
         self.signals.close();
         let _ = std::fs::remove_file(&self.addr_file);
         drop(self.engine);
+        self.instance.release();
+        if let Some(why) = self.lease_lost {
+            log::error!(target: "app", "Stopped after losing the instance lease: {why}");
+            return EXIT_FAILURE;
+        }
         match outcome {
             SupervisorOutcome::Stopped { left_behind } => {
                 if !left_behind.is_empty() {

@@ -2,8 +2,10 @@
 //!
 //! The path of a tick: `feed` (socket → codec → tick cache) → `exec::exit_engine` (risk rules
 //! from `risk`) → `exec::router` → `broker` (paper or Dhan). `runtime` supervises the worker
-//! threads, `store` persists, `ops` is the operator's surface, `sim` is the built-in Dhan
-//! simulator, `replay` drives the same core on a virtual clock.
+//! threads, `store` persists (`engine::persist` wires it in, with restart recovery), `publish`
+//! mirrors live state to Redis, `instance` keeps a second engine on the same account from
+//! trading, `ops` is the operator's surface, `sim` is the built-in Dhan simulator, `replay`
+//! drives the same core on a virtual clock.
 
 pub mod app;
 pub mod broker;
@@ -13,8 +15,10 @@ pub mod domain;
 pub mod engine;
 pub mod exec;
 pub mod feed;
+pub mod instance;
 pub mod ops;
 pub mod pnl;
+pub mod publish;
 pub mod replay;
 pub mod risk;
 pub mod runtime;

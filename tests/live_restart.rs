@@ -2,10 +2,10 @@
 //!
 //! - The real binary, SIGKILLed while it waits for the answer to an exit the simulator took
 //!   but never answered (`TimeoutAfterAccept`), then started again on the same data directory:
-//!   the order journal shows the exit was written ahead; the restarted engine (no store is
-//!   wired yet, so it recovers no positions) sees the broker's long and our exit still open on
-//!   that instrument and adopts nothing while it is in flight; once it trades the broker is
-//!   flat and nothing more is sent: exactly one exit order.
+//!   the order journal shows the exit was written ahead; the restarted engine recovers the
+//!   position `Exiting` from its SQLite store, asks Dhan for the exit by correlation id (still
+//!   in TRANSIT), tracks it, and closes the position at its fill: exactly one exit order, and
+//!   nothing sent by the reconciliation rounds that follow.
 //! - In process, with the state a store would have recovered: an exit in flight is found at
 //!   the broker and never sent again (the position ends `Exited` at its fill); an exit the store
 //!   missed (the position recovered `Active`) is recomputed under the same id by the next
@@ -82,6 +82,15 @@ fn kill(child: &mut Child, signal: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
 }
 
+/// The position's state as the engine's SQLite store holds it.
+fn stored_state(data: &std::path::Path, id: &PositionId) -> Option<String> {
+    use rusqlite::{Connection, OpenFlags};
+    let db = Connection::open_with_flags(data.join("scalper.db"), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()?;
+    db.busy_timeout(Duration::from_secs(2)).ok()?;
+    db.query_row("SELECT state FROM positions WHERE id = ?1", [id.as_str()], |r| r.get(0)).ok()
+}
+
 fn metric(addr: &str, sample: &str) -> f64 {
     let mut r = agent().get(&format!("http://{addr}/metrics")).call().expect("metrics");
     metric_value(&r.body_mut().read_to_string().unwrap_or_default(), sample).unwrap_or(0.0)
@@ -131,6 +140,11 @@ stop_deadline_ms = 5000
     sim.prices.set_price(A, rupees("89.00"));
     let cid = format!("X1-{id}");
     wait_until("the exit reached the broker", || sim.broker.orders_with_correlation_id(&cid) == 1);
+    // The store has recorded the position `Exiting` (its writer is write-behind; the case of a
+    // store that lags behind the send is the in-process test below).
+    wait_until("the store shows the exit in flight", || {
+        stored_state(&data, &id).as_deref() == Some("exiting")
+    });
     kill(&mut first, libc::SIGKILL);
     first.wait().unwrap();
     let journal = std::fs::read_dir(data.join("journal")).unwrap().next().unwrap().unwrap().path();
@@ -138,18 +152,17 @@ stop_deadline_ms = 5000
     assert!(written.contains(&format!("\"correlation_id\":\"{cid}\"")), "written ahead: {written}");
     std::fs::remove_file(data.join(scalper::app::HTTP_ADDR_FILE)).ok();
 
-    // The restart: the exit is still in TRANSIT at the broker, the long still open there.
+    // The restart: the store gives back the position `Exiting` under X1; the exit is still in
+    // TRANSIT at the broker. Dhan is asked, never sent it again.
     let mut second = spawn_engine(&config, &log);
     let addr = http_addr(&data);
     wait_until("trading starts again", || {
         get(&addr, "/health").to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
     });
-    wait_until("the exit traded", || {
-        sim.broker.positions().iter().any(|p| p.instrument == A && p.net() == 0)
-    });
-    let rounds = metric(&addr, "scalper_reconcile_rounds_total{result=\"ok\"}");
-    wait_until("three more reconciliations after the fill", || {
-        metric(&addr, "scalper_reconcile_rounds_total{result=\"ok\"}") >= rounds + 3.0
+    wait_until("the position ends exited", || {
+        let positions = get(&addr, "/v1/positions");
+        let pnl = get(&addr, "/v1/pnl");
+        !positions.to_string().contains(id.as_str()) && pnl["closed_today"].as_u64() == Some(1)
     });
     sim.assert_one_filled_exit(&id);
     assert_eq!(sim.posts_of(&cid), 1, "never sent again");
@@ -160,22 +173,23 @@ stop_deadline_ms = 5000
         .filter(|r| r.method == "POST" && r.path == "/v2/orders")
         .count();
     assert_eq!(posts, 2, "the entry and the one exit, nothing else");
-    let positions = get(&addr, "/v1/positions");
-    assert_eq!(
-        positions["positions"].as_array().map(Vec::len),
-        Some(0),
-        "nothing adopted: {positions}"
-    );
+    let rounds = metric(&addr, "scalper_reconcile_rounds_total{result=\"ok\"}");
+    wait_until("two more reconciliations after the close", || {
+        metric(&addr, "scalper_reconcile_rounds_total{result=\"ok\"}") >= rounds + 2.0
+    });
+    assert_eq!(sim.exits_of(&id).len(), 1, "reconciliation sent nothing");
     kill(&mut second, libc::SIGTERM);
     assert_eq!(second.wait().unwrap().code(), Some(0));
 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains(TOKEN), "the access token is in the engine's log");
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("reconciliation")).collect();
+    assert!(text.contains(&format!("recovered position {id}")), "recovered from the store");
+    let about: Vec<&str> = text.lines().filter(|l| l.contains(cid.as_str())).collect();
     assert!(
-        lines.iter().any(|l| l.contains("in flight")),
-        "the busy instrument was left alone: {lines:#?}"
+        text.contains(&format!("startup: {cid} of {id} is at the broker as order")),
+        "settled with the broker by correlation id: {about:#?}"
     );
+    assert!(text.contains(&format!("position {id} closed stop_loss")), "closed at its fill");
     sim.shutdown();
 }
 

@@ -143,8 +143,18 @@ pub struct LocalView {
     /// Instruments with an entry order not yet answered.
     pub pending_entries: BTreeSet<InstrumentKey>,
     /// The orders the engine considers in flight (exits of `Exiting` positions, pending
-    /// entries), as they were placed: startup settles each by correlation id.
-    pub orders_in_flight: Vec<OrderIntent>,
+    /// entries): startup settles each by correlation id.
+    pub orders_in_flight: Vec<InFlight>,
+}
+
+/// An order in flight as placed, and what of it the engine has already applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    pub intent: OrderIntent,
+    /// Executions of it applied so far (an exit's part fills).
+    pub filled: Qty,
+    /// Σ price × quantity of those executions.
+    pub turnover: Paise,
 }
 
 /// What the live reconciler hands the exit engine.

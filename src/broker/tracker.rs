@@ -109,6 +109,18 @@ impl OrderTracker {
 
     /// Registers an order about to be placed. `false` if it is already known.
     pub fn expect(&mut self, intent: &OrderIntent, now_ms: u64) -> bool {
+        self.expect_filled(intent, Qty(0), Paise::ZERO, now_ms)
+    }
+
+    /// Registers an order of which `traded` at average `avg` was already applied (an exit in
+    /// flight recovered after a restart): only what trades beyond it is reported.
+    pub fn expect_filled(
+        &mut self,
+        intent: &OrderIntent,
+        traded: Qty,
+        avg: Paise,
+        now_ms: u64,
+    ) -> bool {
         if self.orders.contains_key(&intent.correlation_id) {
             return false;
         }
@@ -118,8 +130,8 @@ impl OrderTracker {
             Tracked {
                 intent: intent.clone(),
                 order_id: None,
-                traded: Qty(0),
-                avg: Paise::ZERO,
+                traded,
+                avg,
                 done: false,
                 last_seen_ms: now_ms,
             },
@@ -420,6 +432,15 @@ mod tests {
         let r = t.observe(&seen("6", Some("N1-p2"), OrderStatus::Cancelled, 30, 10_000), AT, 1);
         assert_eq!(fills(&r), [(30, 10_000)]);
         assert!(!r.iter().any(|r| matches!(r, Report::Ended { .. })));
+    }
+
+    #[test]
+    fn a_recovered_exit_reports_only_what_traded_beyond_what_was_applied() {
+        let mut t = OrderTracker::new();
+        t.expect_filled(&exit("X1-p1"), Qty(25), Paise(9_000), 0);
+        let r = t.observe(&seen("9", Some("X1-p1"), OrderStatus::Traded, 75, 8_980), AT, 1);
+        // (8980 × 75 − 9000 × 25) / 50 = 8970
+        assert_eq!(fills(&r), [(50, 8_970)]);
     }
 
     #[test]

@@ -26,6 +26,8 @@ use crate::broker::ratelimit::{LimiterConfig, RateLimiter};
 use crate::broker::resolve::ResolverConfig;
 use crate::broker::rest::{DhanClient, RestConfig, RestMetrics};
 use crate::config::{self, Config, Secrets};
+use crate::domain::{CorrelationId, OrderPurpose};
+use crate::engine::persist::{Reconcile, RestartState};
 use crate::engine::seams::{BrokerContext, BrokerParts};
 use crate::exec::live::desk::{DeskConfig, DeskHandle, OrderDesk};
 use crate::exec::live::gateway::LiveGateway;
@@ -35,7 +37,10 @@ use crate::exec::live::reconciler::{LiveReconciler, ReconcileWorker};
 use crate::exec::live::report::Reporter;
 use crate::exec::live::tracking::{OrderTracking, TrackingShared};
 use crate::exec::live::{LiveMetrics, SharedTracker};
+use crate::exec::messages::OrderEvent;
+use crate::instance::OrderGate;
 use crate::runtime::WorkerSpec;
+use crate::store::{Actor, OrderStatus as StoreStatus};
 
 /// Every setting of the live broker.
 #[derive(Clone, Debug)]
@@ -50,6 +55,9 @@ pub struct LiveOptions {
     pub product: ProductType,
     /// The order journal's directory; `None`: `<data_dir>/journal`.
     pub journal_dir: Option<PathBuf>,
+    /// The instance's order gate (its lease): no placement while it is closed, whoever places
+    /// (the router's gateway or the order desk).
+    pub gate: OrderGate,
 }
 
 impl LiveOptions {
@@ -85,6 +93,7 @@ impl LiveOptions {
                 config::ProductType::Margin => ProductType::Margin,
             },
             journal_dir: None,
+            gate: OrderGate::open(),
         }
     }
 
@@ -150,6 +159,7 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         health: ctx.health.clone(),
         m: m.clone(),
         desk_figures: Mutex::new((0, 0)),
+        gate: opts.gate.clone(),
     });
     placer.publish_breaker();
     let recent = RecentUpdates::default();
@@ -229,6 +239,71 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         reconciler,
         stale_prices: Some(Arc::new(LtpSource::new(client))),
     })
+}
+
+/// Restart recovery's reconciliation step in live mode (`engine::persist`, step 3): nothing is
+/// decided from the store alone, because only Dhan knows what became of an order in flight.
+///
+/// - An exit in flight stays `Exiting` under its correlation id: it is never re-sent here; the
+///   exit engine's startup reconciliation asks Dhan for it before any rule runs. Its fills the
+///   store recorded are applied first (they happened), and Dhan is then asked only for what
+///   traded beyond them.
+/// - An entry in flight whose position the store knows was filled; one without stays pending,
+///   to be asked for the same way.
+/// - An older exit order of a position that has since moved on is closed in the store's books.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveRestart;
+
+impl Reconcile for LiveRestart {
+    fn reconcile(&mut self, state: &mut RestartState) -> anyhow::Result<()> {
+        let mut outcomes = Vec::new();
+        let mut notes = Vec::new();
+        for (p, x) in state.exits_in_flight() {
+            let fills = state.exit_fills.get(&x.correlation_id).cloned().unwrap_or_default();
+            notes.push(format!(
+                "exit {} of {} in flight ({} recorded fills): settled with Dhan by correlation id before trading starts",
+                x.correlation_id,
+                p.id,
+                fills.len()
+            ));
+            let purpose = OrderPurpose::Exit(x.reason);
+            outcomes.extend(fills.into_iter().map(|fill| OrderEvent::Filled { purpose, fill }));
+        }
+        let in_flight: Vec<CorrelationId> =
+            state.exits_in_flight().iter().map(|(_, x)| x.correlation_id.clone()).collect();
+        let mut settle = Vec::new();
+        for o in &state.open_orders {
+            if in_flight.contains(&o.correlation_id) {
+                continue;
+            }
+            match o.purpose {
+                OrderPurpose::Entry if state.known_positions.contains(&o.position_id) => settle
+                    .push((o.correlation_id.clone(), StoreStatus::Traded, "its position exists: it filled")),
+                OrderPurpose::Entry => notes.push(format!(
+                    "entry {} of {} in flight: settled with Dhan by correlation id before trading starts",
+                    o.correlation_id, o.position_id
+                )),
+                OrderPurpose::Exit(_) => settle.push((
+                    o.correlation_id.clone(),
+                    StoreStatus::Cancelled,
+                    "superseded: its position moved on (a later attempt, or closed)",
+                )),
+            }
+        }
+        state
+            .core
+            .pending_entries
+            .retain(|e| !settle.iter().any(|(c, _, _)| c == &e.correlation_id));
+        for (cid, status, why) in settle {
+            state.audit(Actor::Reconciliation, "order_settled", format!("{cid}: {status} ({why})"));
+            state.settle_order(&cid, status, why.to_string());
+        }
+        for note in notes {
+            state.audit(Actor::Reconciliation, "order_in_flight", note);
+        }
+        state.outcomes.extend(outcomes);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 //! supervisor, systemd, HTTP) runs what [`build`] returns.
 //!
 //! Workers, in start order (the supervisor stops them in reverse): the persistence sink's
-//! workers and the broker's own workers (none in paper mode), `order_router`, `exit_engine`,
-//! `tick_reader`, `pnl_refresher`, `heartbeat`, and `entries_demo` when `entries.demo` is on.
-//! The app adds the HTTP worker last. State that must outlive a worker's panic lives in
-//! [`shared::Shared`]; the plug-in points for the store and the live broker are in [`seams`];
+//! workers (`store_writer`) and the broker's own workers (none in paper mode), `order_router`,
+//! `exit_engine`, `tick_reader`, `pnl_refresher`, `heartbeat`, `entries_demo` when
+//! `entries.demo` is on, and `redis_publisher` when `[redis] enabled`. The app adds the HTTP
+//! worker last. State that must outlive a worker's panic lives in [`shared::Shared`]; the
+//! plug-in points for the store and the live broker are in [`seams`]; the store, restart
+//! recovery and its ordering point for the live broker's reconciliation are in [`persist`];
 //! the live Dhan broker is built by [`live`].
 //!
 //! Startup order: the simulator (when `sim.enabled`, with its broker half when `sim.broker`),
@@ -18,6 +20,7 @@
 pub mod api;
 pub mod feed;
 pub mod live;
+pub mod persist;
 pub mod seams;
 pub mod shared;
 
@@ -91,10 +94,39 @@ pub struct KeepAlive {
     pub sim_broker: Option<crate::sim::broker::SimBroker>,
 }
 
-/// Builds the engine for paper trading with nothing persisted: [`build_with`] and
-/// [`Seams::paper`].
+/// Builds the engine of a process that runs without an instance lease: [`build_active`]
+/// with a gate that is always open.
 pub fn build(env: EngineEnv) -> anyhow::Result<Engine> {
-    build_with(env, Seams::paper())
+    build_active(env, crate::instance::OrderGate::open())
+}
+
+/// Builds the engine of the process allowed to trade (`gate`: its instance lease), with the
+/// broker `broker.kind` names: the store, restart recovery and the Redis publisher around
+/// [`build_with`] (see [`persist`]). Live mode settles the orders found in flight with Dhan
+/// ([`live::LiveRestart`], then the exit engine's startup reconciliation) instead of
+/// re-sending them.
+pub fn build_active(env: EngineEnv, gate: crate::instance::OrderGate) -> anyhow::Result<Engine> {
+    match env.config.broker.kind {
+        crate::config::BrokerKind::Paper => {
+            persist::build(env, Seams::paper(), &mut persist::PaperRestart, gate)
+        }
+        crate::config::BrokerKind::Dhan => {
+            // The options come from the context's config: the in-process simulator's ports are
+            // bound by then.
+            let order_gate = gate.clone();
+            let seams = Seams {
+                broker: Box::new(move |ctx| {
+                    let options = live::LiveOptions {
+                        gate: order_gate,
+                        ..live::LiveOptions::from_config(ctx.config)
+                    };
+                    live::dhan_broker(ctx, options)
+                }),
+                ..Seams::paper()
+            };
+            persist::build(env, seams, &mut live::LiveRestart, gate)
+        }
+    }
 }
 
 /// Builds the engine: starts the in-process simulator if configured, restores recovered

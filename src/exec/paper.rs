@@ -80,6 +80,28 @@ impl PaperBroker {
         PaperBroker { params, charges, cash, holdings: HashMap::new(), executions: 0 }
     }
 
+    /// A wallet that continues from a recorded state (restart recovery): its cash, the open
+    /// holdings (position, side, open quantity, entry price) and the number of executions so
+    /// far, so that new fills get new trade and order ids.
+    pub fn restore(
+        params: PaperParams,
+        charges: ChargeSchedule,
+        cash: Paise,
+        holdings: &[(PositionId, Side, Qty, Paise)],
+        executions: u64,
+    ) -> PaperBroker {
+        let holdings = holdings
+            .iter()
+            .map(|(id, side, quantity, entry_price)| {
+                (
+                    id.clone(),
+                    Holding { side: *side, quantity: *quantity, entry_price: *entry_price },
+                )
+            })
+            .collect();
+        PaperBroker { params, charges, cash, holdings, executions }
+    }
+
     pub fn cash(&self) -> Paise {
         self.cash
     }

@@ -40,6 +40,8 @@ pub struct PgOptions {
     /// The server cancels a statement running longer than this.
     pub statement_timeout: Duration,
     pub application_name: String,
+    /// The password (`PGPASSWORD` from the secrets); a URL never carries one.
+    pub password: Option<crate::config::Secret>,
 }
 
 impl Default for PgOptions {
@@ -50,6 +52,7 @@ impl Default for PgOptions {
             tcp_user_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(15),
             application_name: "scalper".to_string(),
+            password: None,
         }
     }
 }
@@ -216,6 +219,9 @@ pub fn config(url: &str, opts: &PgOptions) -> Result<Config, StoreError> {
         .keepalives_retries(3)
         .application_name(&opts.application_name)
         .options(&format!("-c statement_timeout={}", opts.statement_timeout.as_millis()));
+    if let Some(pw) = &opts.password {
+        cfg.password(pw.expose());
+    }
     if cfg.get_hostaddrs().is_empty() {
         let port = cfg.get_ports().first().copied().unwrap_or(5432);
         let mut addrs = Vec::new();

@@ -44,6 +44,11 @@ pub type Connector = Arc<dyn Fn() -> Result<Box<dyn Store>, StoreError> + Send +
 /// How often an idle writer checks that its connection still works.
 const IDLE_PING: Duration = Duration::from_secs(5);
 
+/// The longest an idle writer waits for an event before looking at its stop signal again:
+/// the queue's receive cannot wait on the stop signal too, and a writer that notices a stop
+/// late may be left behind by the supervisor with events still queued.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
 /// The health board's component name.
 pub const HEALTH_COMPONENT: &str = "store";
 
@@ -557,7 +562,7 @@ impl StoreWriter {
 
     /// How long to wait for the first event of a batch.
     fn idle_wait(&self, ctx: &WorkerCtx) -> Duration {
-        let beat = ctx.beat_every();
+        let beat = ctx.beat_every().min(IDLE_POLL);
         if self.held.is_some() {
             return self
                 .next_attempt

@@ -18,7 +18,7 @@ use scalper::domain::{
 };
 use scalper::engine::seams::{EngineEvent, EventSink, Seams};
 use scalper::engine::shared::Shared;
-use scalper::engine::{EngineEnv, build_with};
+use scalper::engine::{Engine, EngineEnv, build_with};
 use scalper::exec::{ClosedTrade, CoreEvent, NewPosition, PositionChange};
 use scalper::ops::health::HealthBoard;
 use scalper::ops::http::{self, HttpWorker};
@@ -190,6 +190,15 @@ impl Harness {
 
     /// An engine with the given seams (the recorder must be their sink for the helpers to work).
     pub fn start_with(extra: &str, seams: impl FnOnce(Arc<dyn EventSink>) -> Seams) -> Harness {
+        Harness::start_engine(extra, |env, recorder| build_with(env, seams(recorder)))
+    }
+
+    /// An engine built by `build` from the harness's environment (the recorder must be among
+    /// its sinks for the helpers to work).
+    pub fn start_engine(
+        extra: &str,
+        build: impl FnOnce(EngineEnv, Arc<dyn EventSink>) -> anyhow::Result<Engine>,
+    ) -> Harness {
         scalper::ops::logging::init();
         let sim = SimFeed::start(SimFeedConfig::new(CLIENT_ID, ACCESS_TOKEN), PriceBoard::new())
             .expect("simulator starts");
@@ -211,7 +220,7 @@ impl Harness {
             workers: sup.status_table(),
             clock: Arc::new(clock.clone()),
         };
-        let engine = build_with(env, seams(recorder.clone())).expect("engine builds");
+        let engine = build(env, recorder.clone()).expect("engine builds");
         for w in engine.workers {
             sup.add(w);
         }

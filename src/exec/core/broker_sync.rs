@@ -10,7 +10,7 @@
 //!   under an id that is never sent, so the usual bookkeeping of a closed trade applies);
 //! - [`ExitCore::local_view`]: the positions and pending entries as reconciliation compares them.
 
-use crate::broker::reconcile::{LocalPosition, LocalView};
+use crate::broker::reconcile::{InFlight, LocalPosition, LocalView};
 use crate::domain::{
     CorrelationId, ExitReason, InstrumentKey, OrderIntent, OrderPurpose, Paise, PositionId, Qty,
     Side, Timestamp, Txn,
@@ -47,33 +47,42 @@ impl ExitCore {
         }
     }
 
-    /// The exit orders of `Exiting` positions and the pending entry orders, as placed.
-    pub fn orders_in_flight(&self) -> Vec<OrderIntent> {
+    /// The exit orders of `Exiting` positions and the pending entry orders, as placed, with
+    /// what of them was applied already.
+    pub fn orders_in_flight(&self) -> Vec<InFlight> {
         let exits = self.positions().filter_map(|p| match &p.lifecycle {
-            Lifecycle::Exiting(x) => Some(OrderIntent {
-                correlation_id: x.correlation_id.clone(),
-                position_id: p.id.clone(),
-                instrument: p.instrument,
-                txn: Txn::closing(p.side),
-                // What was open when the exit started: this order's fills so far included.
-                quantity: Qty(p.open_quantity().0 + x.filled.0),
-                purpose: OrderPurpose::Exit(x.reason),
-                reference_price: x.trigger_price,
-                price_is_stale: x.price_was_stale,
-                created_at: x.triggered_at,
+            Lifecycle::Exiting(x) => Some(InFlight {
+                filled: x.filled,
+                turnover: x.turnover,
+                intent: OrderIntent {
+                    correlation_id: x.correlation_id.clone(),
+                    position_id: p.id.clone(),
+                    instrument: p.instrument,
+                    txn: Txn::closing(p.side),
+                    // What was open when the exit started: this order's fills so far included.
+                    quantity: Qty(p.open_quantity().0 + x.filled.0),
+                    purpose: OrderPurpose::Exit(x.reason),
+                    reference_price: x.trigger_price,
+                    price_is_stale: x.price_was_stale,
+                    created_at: x.triggered_at,
+                },
             }),
             _ => None,
         });
-        let entries = self.pending.values().map(|e| OrderIntent {
-            correlation_id: e.correlation_id.clone(),
-            position_id: e.position_id.clone(),
-            instrument: e.instrument,
-            txn: Txn::opening(e.side),
-            quantity: e.quantity,
-            purpose: OrderPurpose::Entry,
-            reference_price: e.reference_price,
-            price_is_stale: false,
-            created_at: e.placed_at,
+        let entries = self.pending.values().map(|e| InFlight {
+            filled: Qty(0),
+            turnover: Paise::ZERO,
+            intent: OrderIntent {
+                correlation_id: e.correlation_id.clone(),
+                position_id: e.position_id.clone(),
+                instrument: e.instrument,
+                txn: Txn::opening(e.side),
+                quantity: e.quantity,
+                purpose: OrderPurpose::Entry,
+                reference_price: e.reference_price,
+                price_is_stale: false,
+                created_at: e.placed_at,
+            },
         });
         exits.chain(entries).collect()
     }
@@ -272,10 +281,8 @@ mod tests {
         let v = core.local_view();
         assert!(v.positions.iter().any(|p| p.exiting && p.id.as_str() == "p1"));
         assert_eq!(v.orders_in_flight.len(), 1);
-        assert_eq!(v.orders_in_flight[0].correlation_id.as_str(), "X1-p1");
-        assert_eq!(
-            (v.orders_in_flight[0].txn, v.orders_in_flight[0].quantity),
-            (Txn::Sell, Qty(75))
-        );
+        let x = &v.orders_in_flight[0];
+        assert_eq!(x.intent.correlation_id.as_str(), "X1-p1");
+        assert_eq!((x.intent.txn, x.intent.quantity, x.filled), (Txn::Sell, Qty(75), Qty(0)));
     }
 }

@@ -38,6 +38,11 @@ impl ExitEngine {
         let mut deferred = Vec::new();
         loop {
             ctx.beat();
+            // Outcomes queued by restart recovery (recorded fills) come first: what the broker
+            // is asked about starts from them.
+            while let Ok(event) = self.shared.channels.router_to_exit_engine_rx.try_recv() {
+                self.on_order_event(event);
+            }
             let local = self.shared.core.lock().local_view();
             match reconciler.startup(&local, &|d| ctx.sleep(d)) {
                 Ok(None) => break,

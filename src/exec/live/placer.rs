@@ -14,6 +14,7 @@ use crate::broker::outcome::WriteOutcome;
 use crate::broker::ratelimit::Priority;
 use crate::broker::rest::DhanClient;
 use crate::domain::{Clock, OrderId, OrderIntent};
+use crate::instance::OrderGate;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
 
 use super::LiveMetrics;
@@ -45,10 +46,16 @@ pub struct Placer {
     pub m: LiveMetrics,
     /// Exits queued and orders being settled, as the order desk last counted them.
     pub desk_figures: Mutex<(usize, usize)>,
+    /// The instance's order gate: closed, nothing is sent.
+    pub gate: OrderGate,
 }
 
 impl Placer {
     pub fn attempt(&self, intent: &OrderIntent) -> Attempt {
+        if let Some(why) = self.gate.refusal() {
+            log::error!(target: "broker", "order {} of {} not sent: {why}", intent.correlation_id, intent.position_id);
+            return Attempt::Rejected(format!("not sent: {why}"));
+        }
         let permit = match self.breaker.admit() {
             Admission::Allowed(p) => p,
             Admission::Refused { retry_at } => {

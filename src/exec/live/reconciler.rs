@@ -26,11 +26,12 @@ use crossbeam_channel::{Receiver, Sender, select};
 use crate::broker::journal::OrderJournal;
 use crate::broker::model::ProductType;
 use crate::broker::order_updates::RecentUpdates;
-use crate::broker::reconcile::{Adjustment, BrokerBook, BrokerCheck, LocalView};
+use crate::broker::reconcile::{Adjustment, BrokerBook, BrokerCheck, InFlight, LocalView};
 use crate::broker::resolve::{Resolution, ResolverConfig, resolve_placement_with};
 use crate::broker::rest::DhanClient;
 use crate::broker::tracker::{Report, Seen};
-use crate::domain::{Clock, OrderIntent};
+use crate::domain::money::div_round_half_away;
+use crate::domain::{Clock, Paise};
 use crate::engine::seams::Reconciler;
 use crate::exec::messages::EngineCommand;
 use crate::exec::pnl_refresher::PnlSnapshot;
@@ -157,9 +158,10 @@ impl LiveReconciler {
     /// Settles one order the recovered state has in flight.
     fn settle(
         &self,
-        intent: &OrderIntent,
+        order: &InFlight,
         pause: &dyn Fn(Duration) -> bool,
     ) -> Result<Option<Adjustment>, String> {
+        let intent = &order.intent;
         let cid = &intent.correlation_id;
         let mut cfg = self.resolver;
         cfg.window_ms = match self.journal.lookup(cid) {
@@ -174,9 +176,18 @@ impl LiveReconciler {
             Resolution::Found { order_id, status, .. } => {
                 log::warn!(target: "broker", "startup: {cid} of {} is at the broker as order {order_id} ({status}): tracking it", intent.position_id);
                 let now = SharedTracker::now_ms();
+                // Only what trades beyond the executions already applied is reported.
+                let applied_avg = if order.filled.0 > 0 {
+                    Paise(div_round_half_away(
+                        i128::from(order.turnover.0),
+                        i128::from(order.filled.0),
+                    ) as i64)
+                } else {
+                    Paise::ZERO
+                };
                 let bound = {
                     let mut t = self.tracker.lock();
-                    t.expect(intent, now);
+                    t.expect_filled(intent, order.filled, applied_avg, now);
                     t.bind(cid, &order_id, now)
                 };
                 if let Some(r) = bound {
@@ -214,12 +225,12 @@ impl LiveReconciler {
         pause: &dyn Fn(Duration) -> bool,
     ) -> Result<BrokerCheck, String> {
         let mut settled = Vec::new();
-        for intent in &local.orders_in_flight {
-            let cid = &intent.correlation_id;
+        for order in &local.orders_in_flight {
+            let cid = &order.intent.correlation_id;
             if self.tracker.lock().is_tracked(cid) || self.desk.knows(cid) {
                 continue; // settled by an earlier attempt of this run
             }
-            settled.extend(self.settle(intent, pause)?);
+            settled.extend(self.settle(order, pause)?);
             if !pause(Duration::ZERO) {
                 return Err("stopped".into());
             }
