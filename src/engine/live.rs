@@ -343,4 +343,93 @@ max_daily_loss_rupees = 5000
         assert_eq!(o.product, ProductType::Margin);
         assert_eq!(o.limiter, LimiterConfig::dhan());
     }
+
+    fn order(cid: &str, position: &str, purpose: OrderPurpose) -> crate::store::OrderRecord {
+        use crate::domain::{InstrumentKey, PositionId, Qty, Segment, Timestamp, Txn};
+        crate::store::OrderRecord {
+            correlation_id: CorrelationId::new(cid).unwrap(),
+            broker_order_id: None,
+            position_id: PositionId::new(position),
+            instrument: InstrumentKey::new(Segment::NseFno, 1),
+            txn: Txn::Sell,
+            quantity: Qty(75),
+            purpose,
+            status: StoreStatus::Created,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn a_live_restart_resends_nothing_applies_recorded_fills_and_leaves_the_rest_to_dhan() {
+        use crate::domain::{
+            ExitReason, Fill, InstrumentKey, OrderId, Paise, PositionId, Qty, Segment, Tick,
+            Timestamp, Txn,
+        };
+        use crate::exec::core::{CoreParams, ExitCore, PendingEntry};
+        use crate::risk::trading_state::TradingCell;
+        let t0 = Timestamp(1_763_958_600_000);
+        let k = InstrumentKey::new(Segment::NseFno, 1);
+        let mut core = ExitCore::new(CoreParams::default(), TradingCell::active(t0));
+        core.adopt(PositionId::new("p1"), k, crate::domain::Side::Long, Qty(75), Paise(10_000), t0)
+            .unwrap();
+        core.on_tick(&Tick {
+            instrument: k,
+            ltp: Paise(9_000),
+            exchange_time: t0,
+            received_at: t0,
+        });
+        let mut cs = core.export();
+        let pending = |id: &str| PendingEntry {
+            position_id: PositionId::new(id),
+            instrument: k,
+            side: crate::domain::Side::Long,
+            quantity: Qty(75),
+            correlation_id: CorrelationId::new(format!("N1-{id}")).unwrap(),
+            attempt: 1,
+            reference_price: Paise(10_000),
+            placed_at: t0,
+        };
+        cs.pending_entries = vec![pending("p2"), pending("p3")];
+        let exit = OrderPurpose::Exit(ExitReason::StopLoss);
+        let part = Fill {
+            correlation_id: CorrelationId::new("X1-p1").unwrap(),
+            order_id: OrderId("9".into()),
+            trade_id: "9-25".into(),
+            instrument: k,
+            txn: Txn::Sell,
+            quantity: Qty(25),
+            price: Paise(9_000),
+            at: t0,
+        };
+        let mut state = RestartState {
+            trading_day: t0.ist_date(),
+            now: t0,
+            core: cs,
+            trading: TradingCell::active(t0).status(),
+            open_orders: vec![
+                order("X1-p1", "p1", exit),
+                order("N1-p2", "p2", OrderPurpose::Entry),
+                order("N1-p3", "p3", OrderPurpose::Entry),
+                order("X1-p9", "p9", exit),
+            ],
+            exit_fills: [(CorrelationId::new("X1-p1").unwrap(), vec![part.clone()])].into(),
+            known_positions: vec![PositionId::new("p1"), PositionId::new("p2")],
+            paper_wallet: None,
+            outcomes: Vec::new(),
+            resend: Vec::new(),
+            records: Vec::new(),
+        };
+        LiveRestart.reconcile(&mut state).unwrap();
+        assert!(state.resend.is_empty(), "nothing is re-sent from the store");
+        assert_eq!(state.outcomes, [OrderEvent::Filled { purpose: exit, fill: part }]);
+        let pending: Vec<&str> =
+            state.core.pending_entries.iter().map(|e| e.correlation_id.as_str()).collect();
+        assert_eq!(pending, ["N1-p3"], "filled entry settled, the unknown one left to Dhan");
+        let text = format!("{:?}", state.records);
+        assert!(text.contains("N1-p2: traded"), "{text}");
+        assert!(text.contains("X1-p9: cancelled"), "{text}");
+        assert!(text.contains("X1-p1 of p1 in flight (1 recorded fills)"), "{text}");
+        assert!(text.contains("N1-p3 of p3 in flight"), "{text}");
+    }
 }
