@@ -12,7 +12,9 @@
 //! 3. **Reconcile** ([`Reconcile`], the ordering point for the live broker): settle the orders
 //!    that were in flight — outcomes for the exit engine, exits to re-send under their own
 //!    correlation id, entries to drop — and record every adjustment. Paper trading uses
-//!    [`PaperRestart`]; the live broker plugs in its own (ask Dhan by correlation id) here.
+//!    [`PaperRestart`]; live mode plugs in `engine::live::LiveRestart`, which re-sends nothing
+//!    and leaves the orders in flight to the exit engine's startup reconciliation (Dhan asked
+//!    by correlation id before the first rule runs).
 //! 4. **Build** the engine from the recovered state (`Seams.recovered`), with the store sink
 //!    (`sink.rs`) and, when `[redis] enabled`, the Redis publisher's event feed; the broker's
 //!    gateway is wrapped by the instance's order gate.
