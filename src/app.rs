@@ -112,11 +112,10 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
     std::fs::write(&addr_file, format!("{addr}\n"))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", addr_file.display()))?;
     let signals = SignalListener::install()?;
-    let token: Arc<str> = Arc::from(control_token.expose());
     let max_body = config.http.max_body_bytes;
     let standby_http = StandbyHttp {
         server: server.clone(),
-        control_token: token.clone(),
+        control_token: control_token.clone(),
         max_body_bytes: max_body,
     };
     let Some(mut instance) =
@@ -143,7 +142,7 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
     let api = engine.api.clone();
     supervisor.add(
         WorkerSpec::new("http", limit_for(&config, "http", HTTP_HEARTBEAT_LIMIT), move || {
-            Box::new(HttpWorker::new(server.clone(), api.clone(), token.clone(), max_body))
+            Box::new(HttpWorker::new(server.clone(), api.clone(), control_token.clone(), max_body))
         })
         .pinned_to(config.host.pin.get("http").copied()),
     );

@@ -82,15 +82,6 @@ fn kill(child: &mut Child, signal: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
 }
 
-/// The position's state as the engine's SQLite store holds it.
-fn stored_state(data: &std::path::Path, id: &PositionId) -> Option<String> {
-    use rusqlite::{Connection, OpenFlags};
-    let db = Connection::open_with_flags(data.join("scalper.db"), OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .ok()?;
-    db.busy_timeout(Duration::from_secs(2)).ok()?;
-    db.query_row("SELECT state FROM positions WHERE id = ?1", [id.as_str()], |r| r.get(0)).ok()
-}
-
 fn metric(addr: &str, sample: &str) -> f64 {
     let mut r = agent().get(&format!("http://{addr}/metrics")).call().expect("metrics");
     metric_value(&r.body_mut().read_to_string().unwrap_or_default(), sample).unwrap_or(0.0)
@@ -103,16 +94,7 @@ fn the_real_process_killed_while_an_exit_answer_is_outstanding_sends_it_once() {
         ..sim_config(FaultConfig { withhold_for: Duration::from_secs(8), ..FaultConfig::default() })
     });
     let data = sim.dir.path().to_path_buf();
-    let extra = r#"
-[http]
-listen = "127.0.0.1:0"
-[runtime]
-stop_deadline_ms = 5000
-"#;
-    let text = live_config_text(&sim, extra)
-        .replace("[limits]", "[session]\nentry_cutoff_time = \"23:59:58\"\nsquare_off_time = \"23:59:59\"\nweekends = true\n[limits]")
-        .replace("request_timeout_ms = 400", "request_timeout_ms = 5000")
-        .replace("resolve_window_ms = 600", "resolve_window_ms = 2500");
+    let text = process_config_text(&sim);
     let config = data.join("engine.toml");
     std::fs::write(&config, text).unwrap();
     let log = data.join("engine.log");

@@ -53,7 +53,8 @@ fn start() -> Running {
     let api = Arc::new(Recorder::default());
     api.healthy.store(true, Ordering::SeqCst);
     let (stop, ctx) = WorkerCtx::standalone("http");
-    let mut worker = HttpWorker::new(server, api.clone(), Arc::from(TOKEN), 1024);
+    let mut worker =
+        HttpWorker::new(server, api.clone(), scalper::domain::Secret::new(TOKEN), 1024);
     let thread = std::thread::spawn(move || worker.run(&ctx).unwrap());
     Running { addr, api, stop, thread: Some(thread) }
 }

@@ -11,31 +11,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-/// The Dhan access token (a JWT). Never printed: `Debug` shows `AccessToken(<redacted>)` and
-/// there is deliberately no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(String);
-
-impl AccessToken {
-    pub fn new(token: impl Into<String>) -> AccessToken {
-        AccessToken(token.into())
-    }
-
-    /// The token text, for an `access-token` header or the order-update login frame only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken(<redacted>)")
-    }
-}
+/// The Dhan access token (a JWT): a [`Secret`], never printed.
+pub use crate::domain::Secret as AccessToken;
 
 /// The pair every Dhan call carries.
 #[derive(Clone, Debug, PartialEq, Eq)]

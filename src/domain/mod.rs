@@ -5,6 +5,7 @@ pub mod ids;
 pub mod instrument;
 pub mod money;
 pub mod order;
+pub mod secret;
 pub mod tick;
 pub mod time;
 
@@ -12,5 +13,6 @@ pub use ids::{CorrelationId, CorrelationIdError, OrderId, PositionId};
 pub use instrument::{InstrumentKey, ParseInstrumentError, SecurityId, Segment, Side};
 pub use money::{Bp, MoneyError, Paise, Qty};
 pub use order::{ExitReason, Fill, OrderIntent, OrderPurpose, Txn};
+pub use secret::Secret;
 pub use tick::Tick;
 pub use time::{Clock, IST_OFFSET_SECS, ManualClock, SystemClock, TimeOfDay, Timestamp};

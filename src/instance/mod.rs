@@ -114,7 +114,7 @@ impl Instance {
 /// What the standby serves its HTTP routes with.
 pub struct StandbyHttp {
     pub server: Arc<tiny_http::Server>,
-    pub control_token: Arc<str>,
+    pub control_token: crate::domain::Secret,
     pub max_body_bytes: usize,
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use crate::domain::Secret;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// A route of the operator API that reaches the engine.
@@ -67,7 +68,7 @@ pub fn bind(addr: &str) -> anyhow::Result<(Arc<Server>, SocketAddr)> {
 pub struct HttpWorker {
     server: Arc<Server>,
     api: Arc<dyn OpsApi>,
-    control_token: Arc<str>,
+    control_token: Secret,
     max_body_bytes: usize,
 }
 
@@ -75,7 +76,7 @@ impl HttpWorker {
     pub fn new(
         server: Arc<Server>,
         api: Arc<dyn OpsApi>,
-        control_token: Arc<str>,
+        control_token: Secret,
         max_body_bytes: usize,
     ) -> HttpWorker {
         HttpWorker { server, api, control_token, max_body_bytes }
@@ -130,7 +131,7 @@ impl HttpWorker {
             .find(|h| h.field.equiv("Authorization"))
             .and_then(|h| h.value.as_str().strip_prefix("Bearer "))
             .unwrap_or("");
-        constant_time_eq(given.as_bytes(), self.control_token.as_bytes())
+        self.control_token.matches(given)
     }
 
     /// Reads and parses a JSON body of at most `max_body_bytes`.
@@ -199,25 +200,9 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() || b.is_empty() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_comparison_needs_an_exact_non_empty_match() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abd", b"abc"));
-        assert!(!constant_time_eq(b"ab", b"abc"));
-        assert!(!constant_time_eq(b"", b""));
-    }
 
     #[test]
     fn control_routes_have_one_method_each() {

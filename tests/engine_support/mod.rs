@@ -230,7 +230,7 @@ impl Harness {
             Box::new(HttpWorker::new(
                 server.clone(),
                 api.clone(),
-                Arc::from(CONTROL_TOKEN),
+                scalper::domain::Secret::new(CONTROL_TOKEN),
                 64 * 1024,
             ))
         }));

@@ -298,6 +298,34 @@ interval_secs = 1
     )
 }
 
+/// The config of a live engine run as its own process (`scalper run`) against `sim`: an HTTP
+/// port of its own, every day a trading day until a second before midnight IST, and Dhan
+/// windows long enough that a loaded machine does not turn a slow answer into a resend.
+pub fn process_config_text(sim: &LiveSim) -> String {
+    let extra = r#"
+[http]
+listen = "127.0.0.1:0"
+[runtime]
+stop_deadline_ms = 5000
+"#;
+    live_config_text(sim, extra)
+        .replace(
+            "[limits]",
+            "[session]\nentry_cutoff_time = \"23:59:58\"\nsquare_off_time = \"23:59:59\"\nweekends = true\n[limits]",
+        )
+        .replace("request_timeout_ms = 400", "request_timeout_ms = 5000")
+        .replace("resolve_window_ms = 600", "resolve_window_ms = 2500")
+}
+
+/// The position's state as a live engine's SQLite store (in `data`) holds it.
+pub fn stored_state(data: &std::path::Path, id: &PositionId) -> Option<String> {
+    use rusqlite::{Connection, OpenFlags};
+    let db = Connection::open_with_flags(data.join("scalper.db"), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()?;
+    db.busy_timeout(Duration::from_secs(2)).ok()?;
+    db.query_row("SELECT state FROM positions WHERE id = ?1", [id.as_str()], |r| r.get(0)).ok()
+}
+
 /// Quick windows and limits for tests: polls every 100 ms, resends after 50 ms, a 429 closes
 /// the order class for 200 ms (Dhan's per-class limits otherwise).
 pub fn quick(o: &mut LiveOptions) {
@@ -402,7 +430,7 @@ impl LiveEngine {
             Box::new(HttpWorker::new(
                 server.clone(),
                 api.clone(),
-                Arc::from(CONTROL_TOKEN),
+                scalper::domain::Secret::new(CONTROL_TOKEN),
                 64 * 1024,
             ))
         }));
