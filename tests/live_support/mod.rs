@@ -299,7 +299,8 @@ interval_secs = 1
 }
 
 /// The config of a live engine run as its own process (`scalper run`) against `sim`: an HTTP
-/// port of its own, every day a trading day until a second before midnight IST, and Dhan
+/// port of its own, every day a trading day until a second before midnight IST, prices that
+/// do not go stale while a test holds them, and Dhan
 /// windows long enough that a loaded machine does not turn a slow answer into a resend.
 pub fn process_config_text(sim: &LiveSim) -> String {
     let extra = r#"
@@ -307,6 +308,8 @@ pub fn process_config_text(sim: &LiveSim) -> String {
 listen = "127.0.0.1:0"
 [runtime]
 stop_deadline_ms = 5000
+[risk]
+stale_after_ms = 600000
 "#;
     live_config_text(sim, extra)
         .replace(
