@@ -1,7 +1,9 @@
-//! The real binary as systemd runs it: startup, signals, config reload and escalation.
+//! The real binary as systemd runs it: startup, readiness and watchdog notifications, signals,
+//! config reload and escalation.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -180,4 +182,49 @@ fn a_bad_config_starts_nothing_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("risk.stop_loss_pct"), "{err}");
     assert!(err.contains("limits.max_trades_per_day"), "{err}");
+}
+
+/// The datagrams sent to a `NOTIFY_SOCKET`, read until one holds the line `want`.
+fn notify_until(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    while !seen.iter().any(|m| m.lines().any(|l| l == want)) {
+        assert!(
+            Instant::now() < deadline,
+            "no {want} from the engine, got {seen:?}; log:\n{}",
+            log()
+        );
+        match sock.recv(&mut buf) {
+            Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("notify socket: {e}"),
+        }
+    }
+}
+
+#[test]
+fn under_systemd_it_notifies_ready_then_pings_the_watchdog_and_says_stopping() {
+    let sock_dir = tempfile::tempdir().unwrap();
+    let path = sock_dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    // WatchdogSec=2s: pings every second while every worker is healthy.
+    let mut e = start("", &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "2000000")]);
+    let mut seen = Vec::new();
+    notify_until(&sock, "READY=1", &mut seen, || e.log());
+    let ready = seen.len();
+    assert!(
+        seen[..ready - 1].iter().all(|m| !m.contains("WATCHDOG=1")),
+        "no watchdog ping before readiness: {seen:?}"
+    );
+    let addr = e.wait_healthy();
+    assert_eq!(get(addr, "/health").0, 200, "every worker is up when READY=1 has been sent");
+    notify_until(&sock, "WATCHDOG=1", &mut seen, || e.log());
+    e.signal(libc::SIGTERM);
+    notify_until(&sock, "STOPPING=1", &mut seen, || e.log());
+    assert_eq!(e.wait_exit(Duration::from_secs(30)), 0, "{}", e.log());
+    let ready_at = seen.iter().position(|m| m.contains("READY=1")).unwrap();
+    let stopping_at = seen.iter().position(|m| m.contains("STOPPING=1")).unwrap();
+    assert!(ready_at < stopping_at, "{seen:?}");
 }
