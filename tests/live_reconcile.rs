@@ -3,13 +3,17 @@
 //! heartbeat's cadence, and then managed like any other (a stop loss exits them through the
 //! broker); a positions read that fails or cannot be parsed changes nothing; a position closed
 //! from another platform is closed locally once two reads agree, with the reason recorded;
-//! and trading does not start until the startup reconciliation succeeds.
+//! trading does not start until the startup reconciliation succeeds, and a broker slower than
+//! the exit engine's heartbeat limit does not get the waiting exit engine reported stuck.
 
 mod live_support;
+
+use std::time::Duration;
 
 use live_support::*;
 use scalper::broker::model::{OrderType, ProductType, Validity};
 use scalper::domain::{ExitReason, Paise, Qty, Side, Txn};
+use scalper::engine::live::LiveOptions;
 use scalper::risk::Origin;
 use scalper::sim::broker::{Fault, FaultConfig, NewOrder, Scope};
 
@@ -166,6 +170,41 @@ fn trading_does_not_start_until_the_startup_reconciliation_succeeds() {
         .count();
     assert_eq!(posts, 1, "only the entry placed after the start reached the broker");
     assert!(e.shared.core.lock().position(&id).is_some());
+    e.stop();
+    sim.shutdown();
+}
+
+#[test]
+fn a_slow_broker_at_startup_does_not_leave_the_exit_engine_reported_stuck() {
+    let sim = LiveSim::start(sim_config(FaultConfig::default()));
+    // Every REST answer takes longer than the exit engine's heartbeat limit; the startup
+    // reconciliation makes several such calls one after the other.
+    sim.broker.faults().set_latency(Duration::from_millis(1_200));
+    let extra = "[runtime]\n[runtime.heartbeat_limits]\nexit_engine = 400\n";
+    let slow = |o: &mut LiveOptions| {
+        quick(o);
+        o.rest.request_timeout = Duration::from_secs(10);
+    };
+    let e = LiveEngine::start(
+        &sim,
+        Start { extra, options: &slow, wait_started: false, ..Start::default() },
+    );
+    let mut samples_while_starting = 0;
+    loop {
+        let (_, health) = e.get("/health");
+        let started = health.to_string().contains("\"reconciliation\":{\"status\":\"ok\"");
+        let exit_engine = health["workers"]
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["name"] == "exit_engine").cloned())
+            .expect("the exit engine is listed");
+        assert_ne!(exit_engine["stuck"], true, "reported stuck while waiting for Dhan: {health}");
+        if started {
+            break;
+        }
+        samples_while_starting += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(samples_while_starting > 0, "the check ran while the startup was still waiting");
     e.stop();
     sim.shutdown();
 }

@@ -78,8 +78,9 @@ pub trait Reconciler: Send + Sync {
     /// and evaluates any rule): reads the broker's books and settles every order in `local`'s
     /// `orders_in_flight` by correlation id. `Ok(None)`: nothing to compare (paper trading, or
     /// already done by an earlier run of the exit-engine worker). `Err`: it could not complete;
-    /// the exit engine retries and trading does not start meanwhile. `pause` sleeps (and beats
-    /// the caller's heartbeat); it returns `false` when the caller must stop.
+    /// the exit engine retries and trading does not start meanwhile. It runs on a helper thread
+    /// while the exit engine keeps beating (a REST call may outlast its heartbeat limit).
+    /// `pause` sleeps, waking early on stop; it returns `false` when the caller must stop.
     fn startup(
         &self,
         _local: &LocalView,

@@ -15,19 +15,52 @@
 //! and an audit record (`EngineEvent::Operator`, action `reconcile`). None places an order by
 //! itself: an exit found absent starts its next attempt like any trigger would.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::select;
 
 use super::ExitEngine;
-use crate::broker::reconcile::{self, Adjustment, BrokerCheck};
+use crate::broker::reconcile::{self, Adjustment, BrokerCheck, LocalView};
 use crate::engine::seams::EngineEvent;
+use crate::engine::seams::Reconciler;
 use crate::exec::messages::{EngineCommand, EntryRefused};
 use crate::runtime::WorkerCtx;
 
 /// Pauses between failed startup attempts: from the first to the last, doubling.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
+
+/// Runs [`Reconciler::startup`] on a scoped helper thread while this worker keeps beating: its
+/// REST calls can each take up to the broker's request timeout, longer than the exit engine's
+/// heartbeat limit, and the exit engine waiting for them is not stuck. A panic in the helper is
+/// the exit engine's own (the scope re-raises it), so the supervisor restarts it as usual.
+fn startup_beating(
+    reconciler: &Arc<dyn Reconciler>,
+    local: LocalView,
+    ctx: &WorkerCtx,
+) -> Result<Option<BrokerCheck>, String> {
+    let stop = ctx.stop_signal().clone();
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name(format!("{}.startup", ctx.name()))
+            .spawn_scoped(scope, move || {
+                let _ = done_tx.send(reconciler.startup(&local, &|d| stop.sleep(d)));
+            })
+            .map_err(|e| format!("cannot start the startup reconciliation thread: {e}"))?;
+        loop {
+            ctx.beat();
+            select! {
+                recv(done_rx) -> result => {
+                    // A dropped sender means the helper panicked: the scope re-raises it.
+                    return result.unwrap_or_else(|_| Err("startup reconciliation panicked".into()));
+                }
+                default(ctx.beat_every()) => {}
+            }
+        }
+    })
+}
 
 impl ExitEngine {
     /// Runs the startup reconciliation until it succeeds; `false` if the worker was stopped
@@ -44,7 +77,7 @@ impl ExitEngine {
                 self.on_order_event(event);
             }
             let local = self.shared.core.lock().local_view();
-            match reconciler.startup(&local, &|d| ctx.sleep(d)) {
+            match startup_beating(&reconciler, local, ctx) {
                 Ok(None) => break,
                 Ok(Some(check)) => {
                     self.on_broker_check(check, "startup");
