@@ -54,13 +54,13 @@ const ACCOUNT: [&str; 5] =
     ["trades_today", "closed_today", "realised_gross", "charges", "realised_net"];
 
 #[derive(Debug, Clone, Copy)]
-enum KillAt {
+enum KillAfter {
     /// `ms` after the prices crossed.
-    AfterTrigger(u64),
+    Trigger(u64),
     /// `ms` after `n` more exit POSTs reached the simulator (or at once when every exit has).
-    AfterExitPosts(usize, u64),
+    ExitPosts(usize, u64),
     /// `ms` after the (restarted) process was started.
-    AfterStart(u64),
+    Start(u64),
 }
 
 #[derive(Debug)]
@@ -70,21 +70,21 @@ struct Scenario {
     transit_ms: u64,
     /// The first exit is taken by the simulator but its answer withheld.
     answer_lost: bool,
-    kills: Vec<KillAt>,
+    kills: Vec<KillAfter>,
 }
 
 fn draw(rng: &mut fastrand::Rng) -> Scenario {
     let first = if rng.bool() {
-        KillAt::AfterTrigger(rng.u64(0..30))
+        KillAfter::Trigger(rng.u64(0..30))
     } else {
-        KillAt::AfterExitPosts(rng.usize(1..=TRIGGERS.len()), rng.u64(0..30))
+        KillAfter::ExitPosts(rng.usize(1..=TRIGGERS.len()), rng.u64(0..30))
     };
     let mut kills = vec![first];
     for _ in 0..rng.usize(0..=2) {
         kills.push(if rng.bool() {
-            KillAt::AfterStart(rng.u64(0..1_500))
+            KillAfter::Start(rng.u64(0..1_500))
         } else {
-            KillAt::AfterExitPosts(rng.usize(1..=TRIGGERS.len()), rng.u64(0..30))
+            KillAfter::ExitPosts(rng.usize(1..=TRIGGERS.len()), rng.u64(0..30))
         });
     }
     Scenario { transit_ms: rng.u64(50..1_500), answer_lost: rng.bool(), kills }
@@ -144,8 +144,8 @@ fn run(scenario: &Scenario) -> Outcome {
     }
     for kill in &scenario.kills {
         let pause = match *kill {
-            KillAt::AfterTrigger(ms) | KillAt::AfterStart(ms) => ms,
-            KillAt::AfterExitPosts(n, ms) => {
+            KillAfter::Trigger(ms) | KillAfter::Start(ms) => ms,
+            KillAfter::ExitPosts(n, ms) => {
                 let target = (posts(&sim) + n).min(2 * entries);
                 wait_until(&format!("{target} POSTs reached the simulator"), || {
                     posts(&sim) >= target
