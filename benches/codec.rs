@@ -1,7 +1,7 @@
 //! Feed codec and tick cache costs.
 //!
 //! `decode_mix` splits and fully decodes a realistic stream (half ticker, 30 % quote, 20 % full
-//! packets, 10 000 packets, ~460 KB) and reports packets/s and bytes/s; `header_walk` only
+//! packets, 10 000 packets, ~560 KB) and reports packets/s and bytes/s; `header_walk` only
 //! follows the length fields over the same bytes, the floor any decoder pays. `tick_cache_*`
 //! measure one update (a decoded quote into a known instrument's slot) and one read.
 //!

@@ -21,45 +21,23 @@ use scalper::engine::shared::Shared;
 use scalper::engine::{Engine, EngineEnv, build_with};
 use scalper::exec::{ClosedTrade, CoreEvent, NewPosition, PositionChange};
 use scalper::ops::health::HealthBoard;
-use scalper::ops::http::{self, HttpWorker};
 use scalper::ops::metrics::Metrics;
 use scalper::replay::{self, ReplaySummary};
-use scalper::runtime::{
-    Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle, WorkerSpec,
-};
+use scalper::runtime::{Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle};
 use scalper::sim::feed::{SimFeed, SimFeedConfig, SimFeedControl};
 use scalper::sim::prices::PriceBoard;
 use serde_json::{Value, json};
 
+#[path = "../harness_common/mod.rs"]
+mod harness_common;
+pub use harness_common::*;
+
 pub const CONTROL_TOKEN: &str = "engine-test-control-token";
 const CLIENT_ID: &str = "1000000001";
 const ACCESS_TOKEN: &str = "sim-access-token";
-pub const DEADLINE: Duration = Duration::from_secs(20);
 
-pub const A: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52175);
-pub const B: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52176);
-pub const C: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52177);
-pub const D: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52178);
-pub const E: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52179);
 /// Not on any watchlist.
 pub const UNWATCHED: InstrumentKey = InstrumentKey::new(Segment::NseFno, 60001);
-
-/// An IST instant on Monday 24 Nov 2025 (a trading day).
-pub fn ist(time: &str) -> Timestamp {
-    Timestamp::parse(&format!("2025-11-24T{time}+05:30")).expect("valid test time")
-}
-
-pub fn rupees(text: &str) -> Paise {
-    Paise::parse_rupees(text).expect("valid test price")
-}
-
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 /// Keeps every engine event except the PnL publications (for assertions).
 #[derive(Default)]
@@ -133,7 +111,7 @@ pub struct Harness {
     pub addr: SocketAddr,
     /// Every price the test sent, in order (for `ticks.csv`).
     pub ticks: Vec<(Timestamp, InstrumentKey, Paise)>,
-    agent: ureq::Agent,
+    api: ApiClient,
     supervisor: Option<SupervisorHandle>,
     sim: Option<SimFeed>,
 }
@@ -224,22 +202,8 @@ impl Harness {
         for w in engine.workers {
             sup.add(w);
         }
-        let (server, addr) = http::bind("127.0.0.1:0").expect("http binds");
-        let api = engine.api.clone();
-        sup.add(WorkerSpec::new("http", Duration::from_secs(5), move || {
-            Box::new(HttpWorker::new(
-                server.clone(),
-                api.clone(),
-                scalper::domain::Secret::new(CONTROL_TOKEN),
-                64 * 1024,
-            ))
-        }));
+        let api = serve(&mut sup, engine.api.clone(), CONTROL_TOKEN);
         let supervisor = sup.start().expect("supervisor starts");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(15)))
-            .build()
-            .into();
         let h = Harness {
             dir,
             config,
@@ -249,9 +213,9 @@ impl Harness {
             shared: engine.shared,
             recorder,
             reload: engine.reload,
-            addr,
+            addr: api.addr,
             ticks: Vec::new(),
-            agent,
+            api,
             supervisor: Some(supervisor),
             sim: Some(sim),
         };
@@ -296,49 +260,19 @@ impl Harness {
         let now = self.now();
         self.ticks.push((now, instrument, price));
         self.prices.set_price(instrument, price);
-        let cache = self.shared.cache.clone();
-        wait_until(&format!("{instrument} at {price} is in the tick cache"), || {
-            cache.tick(instrument).is_some_and(|t| t.ltp == price && t.received_at == now)
-        });
-        let held = self.shared.core.lock().positions().any(|p| p.instrument == instrument);
-        if held {
-            let core = self.shared.core.clone();
-            wait_until(&format!("the exit engine evaluated {instrument} at {price}"), || {
-                core.lock().last_tick(&instrument) == Some((price, now))
-            });
-        }
+        wait_priced(&self.shared, instrument, price, now);
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.addr);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .header("Authorization", &format!("Bearer {CONTROL_TOKEN}"))
-            .call()
-            .expect("GET works");
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        self.api.get(path)
     }
 
     pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.addr);
-        let mut resp = self
-            .agent
-            .post(&url)
-            .header("Authorization", &format!("Bearer {CONTROL_TOKEN}"))
-            .header("Content-Type", "application/json")
-            .send(body)
-            .expect("POST works");
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        self.api.post(path, body)
     }
 
     pub fn metrics_text(&self) -> String {
-        let url = format!("http://{}/metrics", self.addr);
-        self.agent.get(&url).call().expect("metrics").body_mut().read_to_string().expect("body")
+        self.api.metrics_text()
     }
 
     /// The value of one sample in `/metrics` (`name{labels}` exactly as rendered).
@@ -449,10 +383,6 @@ impl Drop for Harness {
 }
 
 /// The value of one sample line (`name{labels} value`) of a Prometheus text exposition.
-pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 /// The sum of the samples of `name` whose labels include every `(label, value)` pair.
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()

@@ -9,58 +9,35 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scalper::config::{Config, Secrets};
-use scalper::domain::{
-    Clock, ExitReason, InstrumentKey, ManualClock, Paise, PositionId, Segment, Side, Timestamp,
-};
+use scalper::domain::{Clock, ExitReason, InstrumentKey, ManualClock, PositionId, Side, Timestamp};
 use scalper::engine::live::{LiveOptions, dhan_broker};
 use scalper::engine::seams::{EngineEvent, EventSink, NoopSink, Recovered, Seams};
 use scalper::engine::shared::Shared;
 use scalper::engine::{EngineEnv, build_with};
 use scalper::exec::{ClosedTrade, CoreEvent};
 use scalper::ops::health::HealthBoard;
-use scalper::ops::http::{self, HttpWorker};
 use scalper::ops::metrics::Metrics;
 use scalper::risk::correlation::{self, OrderRole};
-use scalper::runtime::{Supervisor, SupervisorConfig, SupervisorHandle, WorkerSpec};
+use scalper::runtime::{Supervisor, SupervisorConfig, SupervisorHandle};
 use scalper::sim::broker::{FaultConfig, SimBroker, SimBrokerConfig};
 use scalper::sim::feed::{SimFeed, SimFeedConfig, SimFeedControl};
 use scalper::sim::orders::SimOrder;
 use scalper::sim::prices::PriceBoard;
 use serde_json::Value;
 
+#[path = "../harness_common/mod.rs"]
+mod harness_common;
+pub use harness_common::*;
+
 pub const CLIENT_ID: &str = "1000000001";
 /// Long and distinctive, so that any leak into a log line is found by a substring search.
 pub const TOKEN: &str = "eyJhbGciOiJIUzUxMiJ9.live-engine-secret-token-7d1e5b";
 pub const CONTROL_TOKEN: &str = "live-test-control-token-0123456789";
-pub const DEADLINE: Duration = Duration::from_secs(30);
 
-pub const A: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52175);
-pub const B: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52176);
-pub const C: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52177);
-pub const D: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52178);
-pub const E: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52179);
 pub const ALL: [InstrumentKey; 5] = [A, B, C, D, E];
-
-/// An IST instant on Monday 24 Nov 2025 (a trading day).
-pub fn ist(time: &str) -> Timestamp {
-    Timestamp::parse(&format!("2025-11-24T{time}+05:30")).expect("valid test time")
-}
-
-pub fn rupees(text: &str) -> Paise {
-    Paise::parse_rupees(text).expect("valid test price")
-}
-
-/// Polls `cond` until it holds; panics with `what` after [`DEADLINE`].
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(3));
-    }
-}
 
 // ---------------------------------------------------------------- log capture
 
@@ -365,7 +342,7 @@ pub struct LiveEngine {
     pub health: HealthBoard,
     pub metrics: Metrics,
     pub addr: SocketAddr,
-    agent: ureq::Agent,
+    api: ApiClient,
     supervisor: Option<SupervisorHandle>,
 }
 
@@ -427,22 +404,8 @@ impl LiveEngine {
         for w in engine.workers {
             sup.add(w);
         }
-        let (server, addr) = http::bind("127.0.0.1:0").expect("http binds");
-        let api = engine.api.clone();
-        sup.add(WorkerSpec::new("http", Duration::from_secs(5), move || {
-            Box::new(HttpWorker::new(
-                server.clone(),
-                api.clone(),
-                scalper::domain::Secret::new(CONTROL_TOKEN),
-                64 * 1024,
-            ))
-        }));
+        let api = serve(&mut sup, engine.api.clone(), CONTROL_TOKEN);
         let supervisor = sup.start().expect("supervisor starts");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(15)))
-            .build()
-            .into();
         let e = LiveEngine {
             config,
             clock,
@@ -450,8 +413,8 @@ impl LiveEngine {
             recorder,
             health,
             metrics,
-            addr,
-            agent,
+            addr: api.addr,
+            api,
             supervisor: Some(supervisor),
         };
         if how.wait_started {
@@ -482,44 +445,15 @@ impl LiveEngine {
         self.clock.advance_millis(1);
         let now = self.now();
         sim.prices.set_price(instrument, price);
-        let cache = self.shared.cache.clone();
-        wait_until(&format!("{instrument} at {price} is in the tick cache"), || {
-            cache.tick(instrument).is_some_and(|t| t.ltp == price && t.received_at == now)
-        });
-        let held = self.shared.core.lock().positions().any(|p| p.instrument == instrument);
-        if held {
-            let core = self.shared.core.clone();
-            wait_until(&format!("the exit engine evaluated {instrument} at {price}"), || {
-                core.lock().last_tick(&instrument) == Some((price, now))
-            });
-        }
+        wait_priced(&self.shared, instrument, price, now);
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.addr);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .header("Authorization", &format!("Bearer {CONTROL_TOKEN}"))
-            .call()
-            .expect("GET works");
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        self.api.get(path)
     }
 
     pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.addr);
-        let mut resp = self
-            .agent
-            .post(&url)
-            .header("Authorization", &format!("Bearer {CONTROL_TOKEN}"))
-            .header("Content-Type", "application/json")
-            .send(body)
-            .expect("POST works");
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        self.api.post(path, body)
     }
 
     /// Asks for an entry through the API; returns the position id it will have.
@@ -591,10 +525,6 @@ impl Drop for LiveEngine {
 }
 
 /// The value of one sample line (`name{labels} value`) of a Prometheus text exposition.
-pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 /// The reason and price of a closed trade.
 pub fn reason(t: &ClosedTrade) -> ExitReason {
     t.reason
