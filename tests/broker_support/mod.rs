@@ -3,7 +3,7 @@
 //! every log line so a test can prove the access token never appears in one.
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scalper::broker::credentials::{CredentialSource, Credentials, StaticCredentials};
@@ -12,6 +12,11 @@ use scalper::broker::rest::{DhanClient, RestConfig};
 use scalper::domain::{CorrelationId, InstrumentKey, Paise, Qty, Segment, Timestamp, Txn};
 use scalper::sim::broker::{SimBroker, SimBrokerConfig};
 use scalper::sim::prices::PriceBoard;
+
+#[path = "../log_capture/mod.rs"]
+mod log_capture;
+#[allow(unused_imports)]
+pub use log_capture::{capture_logs, captured};
 
 pub const CLIENT_ID: &str = "1000000001";
 /// Long and distinctive, so that any leak into a log line is found by a substring search.
@@ -92,52 +97,7 @@ pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-struct Capture;
-
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    /// Everything at every level, except what the engine's logging must cap too: tungstenite
-    /// prints frame payloads (the login frame with the token) at trace level.
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= scalper::broker::log_level_cap(m.target())
-    }
-    fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let line = format!("{} {} {}", record.level(), record.target(), record.args());
-        if let Ok(mut l) = LINES.lock() {
-            l.push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-/// Installs the capturing logger for this test binary (once), at the most verbose level that
-/// [`scalper::broker::log_level_cap`] allows per target.
-pub fn capture_logs() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        if log::set_boxed_logger(Box::new(Capture)).is_ok() {
-            log::set_max_level(log::LevelFilter::Trace);
-        }
-    });
-}
-
-pub fn captured() -> Vec<String> {
-    LINES.lock().map(|l| l.clone()).unwrap_or_default()
-}
-
-/// Every captured line so far, checked for the token.
+/// Every captured line so far, checked for the access token.
 pub fn assert_token_never_logged() {
-    let lines = captured();
-    assert!(!lines.is_empty(), "the logger captured nothing; the check would prove nothing");
-    let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(TOKEN)).collect();
-    assert!(
-        leaks.is_empty(),
-        "the access token appears in {} log line(s), e.g. {:?}",
-        leaks.len(),
-        leaks.first()
-    );
+    log_capture::assert_never_logged(TOKEN, 1);
 }

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use scalper::config::{Config, Secrets};
@@ -32,6 +32,11 @@ use serde_json::Value;
 mod harness_common;
 pub use harness_common::*;
 
+#[path = "../log_capture/mod.rs"]
+mod log_capture;
+#[allow(unused_imports)]
+pub use log_capture::{capture_logs, captured};
+
 pub const CLIENT_ID: &str = "1000000001";
 /// Long and distinctive, so that any leak into a log line is found by a substring search.
 pub const TOKEN: &str = "eyJhbGciOiJIUzUxMiJ9.live-engine-secret-token-7d1e5b";
@@ -39,57 +44,9 @@ pub const CONTROL_TOKEN: &str = "live-test-control-token-0123456789";
 
 pub const ALL: [InstrumentKey; 5] = [A, B, C, D, E];
 
-// ---------------------------------------------------------------- log capture
-
-struct Capture;
-
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= scalper::broker::log_level_cap(m.target())
-    }
-    fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let line = format!("{} {} {}", record.level(), record.target(), record.args());
-        if std::env::var_os("LIVE_TEST_LOG").is_some() && record.level() <= log::Level::Info {
-            eprintln!("{line}");
-        }
-        if let Ok(mut l) = LINES.lock() {
-            l.push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-/// Captures every log line of this test binary (once), at the most verbose level
-/// `broker::log_level_cap` allows.
-pub fn capture_logs() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        if log::set_boxed_logger(Box::new(Capture)).is_ok() {
-            log::set_max_level(log::LevelFilter::Trace);
-        }
-    });
-}
-
-pub fn captured() -> Vec<String> {
-    LINES.lock().map(|l| l.clone()).unwrap_or_default()
-}
-
 /// Every captured line so far, checked for the access token.
 pub fn assert_token_never_logged() {
-    let lines = captured();
-    assert!(lines.len() > 10, "the logger captured almost nothing; the check would prove nothing");
-    let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(TOKEN)).collect();
-    assert!(
-        leaks.is_empty(),
-        "the access token appears in {} log lines, e.g. {:?}",
-        leaks.len(),
-        leaks.first()
-    );
+    log_capture::assert_never_logged(TOKEN, 10);
 }
 
 // ---------------------------------------------------------------- the simulator
