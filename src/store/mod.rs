@@ -52,6 +52,7 @@
 //! Neighbours: `exec`/`risk` produce the events, startup reads [`Recovery`] (after
 //! [`WriterShared::is_caught_up`]), `ops` shows the `store` health component and metrics.
 
+mod backend;
 mod observe;
 pub mod postgres;
 pub mod queue;

@@ -15,17 +15,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use postgres::config::Host;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement};
 
+use super::backend::Backend;
 use super::sql::{self, Reader, Value};
-use super::{
-    ApplyOutcome, AuditEntry, ClosedTradeRecord, Connector, DailyPnlRecord, EventId, FillRecord,
-    MIGRATIONS, OrderWithHistory, PositionRecord, Recovery, Store, StoreError, StoreEvent,
-    TradingStateRecord,
-};
+use super::{ApplyOutcome, Connector, MIGRATIONS, Store, StoreError, StoreEvent};
 
 const BACKEND: &str = "postgres";
 
@@ -282,21 +278,6 @@ impl PgStore {
     pub fn target(&self) -> &str {
         &self.target
     }
-
-    fn query<T>(
-        &mut self,
-        table: &'static str,
-        text: &str,
-        params: &[Value],
-        map: impl Fn(&Reader<'_>) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
-        let b = boxed(params);
-        let rows = self
-            .client
-            .query(text, &refs(&b))
-            .map_err(|e| classify(&format!("reading {table}"), e))?;
-        rows.iter().map(|row| map(&Reader { backend: BACKEND, table, row: &PgRow(row) })).collect()
-    }
 }
 
 /// Applies every migration not yet in `schema_migrations`, under an advisory lock so that two
@@ -332,12 +313,10 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     tx.commit().map_err(|e| classify(doing, e))
 }
 
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        BACKEND
-    }
+impl Backend for PgStore {
+    const NAME: &'static str = BACKEND;
 
-    fn apply(&mut self, events: &[StoreEvent]) -> Result<ApplyOutcome, StoreError> {
+    fn write_events(&mut self, events: &[StoreEvent]) -> Result<ApplyOutcome, StoreError> {
         let doing = format!("applying {} events", events.len());
         let ids: Vec<i64> = events.iter().map(|e| e.id.0).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
@@ -375,104 +354,41 @@ impl Store for PgStore {
         Ok(outcome)
     }
 
-    fn load_recovery(&mut self, trading_day: NaiveDate) -> Result<Recovery, StoreError> {
-        // One snapshot for the whole read.
+    fn round_trip(&mut self) -> Result<(), StoreError> {
+        self.client.simple_query("SELECT 1").map(|_| ()).map_err(|e| classify("pinging", e))
+    }
+
+    fn each_row(
+        &mut self,
+        table: &'static str,
+        text: &str,
+        params: &[Value],
+        each: &mut dyn FnMut(&Reader<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let b = boxed(params);
+        let rows = self
+            .client
+            .query(text, &refs(&b))
+            .map_err(|e| classify(&format!("reading {table}"), e))?;
+        rows.iter().try_for_each(|row| each(&Reader { backend: BACKEND, table, row: &PgRow(row) }))
+    }
+
+    /// One `REPEATABLE READ` transaction: every statement of `read` sees the same snapshot.
+    fn snapshot<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .map_err(|e| classify("starting the recovery read", e))?;
-        let result = (|| {
-            let open_positions =
-                self.query("positions", &sql::select_positions(true), &[], |r| r.position())?;
-            let open_orders =
-                self.query("orders", &sql::select_orders(true), &[], |r| r.order())?;
-            let trading_state = self.trading_state()?;
-            let today = self
-                .query(
-                    "daily_pnl",
-                    sql::SELECT_DAILY_ONE,
-                    &[Value::Text(Some(super::day_to_text(trading_day)))],
-                    |r| r.daily(),
-                )?
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| DailyPnlRecord::empty(trading_day));
-            let last_event_id = self.last_event_id()?;
-            Ok(Recovery {
-                trading_day,
-                open_positions,
-                open_orders,
-                trading_state,
-                today,
-                last_event_id,
-            })
-        })();
+        let result = read(self);
         let end = self
             .client
             .batch_execute("COMMIT")
             .map_err(|e| classify("ending the recovery read", e));
-        let recovery = result?;
+        let value = result?;
         end?;
-        Ok(recovery)
-    }
-
-    fn ping(&mut self) -> Result<(), StoreError> {
-        self.client.simple_query("SELECT 1").map(|_| ()).map_err(|e| classify("pinging", e))
-    }
-
-    fn last_event_id(&mut self) -> Result<Option<EventId>, StoreError> {
-        let v = self.query("applied_events", sql::SELECT_LAST_EVENT, &[], |r| {
-            Ok(r.row.int(0).ok().flatten())
-        })?;
-        Ok(v.into_iter().next().flatten().map(EventId))
-    }
-
-    fn schema_versions(&mut self) -> Result<Vec<i64>, StoreError> {
-        self.query(
-            "schema_migrations",
-            "SELECT version FROM schema_migrations ORDER BY version",
-            &[],
-            |r| {
-                r.row.int(0).ok().flatten().ok_or_else(|| StoreError::Corrupt {
-                    backend: BACKEND,
-                    table: "schema_migrations",
-                    detail: "version is not an integer".into(),
-                })
-            },
-        )
-    }
-
-    fn positions(&mut self) -> Result<Vec<PositionRecord>, StoreError> {
-        self.query("positions", &sql::select_positions(false), &[], |r| r.position())
-    }
-
-    fn orders(&mut self) -> Result<Vec<OrderWithHistory>, StoreError> {
-        let orders = self.query("orders", &sql::select_orders(false), &[], |r| r.order())?;
-        let history =
-            self.query("order_status_history", sql::SELECT_HISTORY, &[], |r| r.history())?;
-        Ok(sql::join_history(orders, history))
-    }
-
-    fn fills(&mut self) -> Result<Vec<FillRecord>, StoreError> {
-        self.query("fills", sql::SELECT_FILLS, &[], |r| r.fill())
-    }
-
-    fn closed_trades(&mut self) -> Result<Vec<ClosedTradeRecord>, StoreError> {
-        self.query("closed_trades", sql::SELECT_CLOSED, &[], |r| r.closed_trade())
-    }
-
-    fn daily_pnl(&mut self) -> Result<Vec<DailyPnlRecord>, StoreError> {
-        self.query("daily_pnl", sql::SELECT_DAILY, &[], |r| r.daily())
-    }
-
-    fn trading_state(&mut self) -> Result<Option<TradingStateRecord>, StoreError> {
-        Ok(self
-            .query("trading_state", sql::SELECT_TRADING_STATE, &[], |r| r.trading_state())?
-            .into_iter()
-            .next())
-    }
-
-    fn audit(&mut self) -> Result<Vec<AuditEntry>, StoreError> {
-        self.query("audit_log", sql::SELECT_AUDIT, &[], |r| r.audit())
+        Ok(value)
     }
 }
 

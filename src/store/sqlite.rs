@@ -7,16 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params_from_iter};
 
+use super::backend::Backend;
 use super::sql::{self, Reader, Value};
-use super::{
-    ApplyOutcome, AuditEntry, ClosedTradeRecord, Connector, DailyPnlRecord, EventId, FillRecord,
-    MIGRATIONS, OrderWithHistory, PositionRecord, Recovery, Store, StoreError, StoreEvent,
-    TradingStateRecord,
-};
+use super::{ApplyOutcome, Connector, MIGRATIONS, Store, StoreError, StoreEvent};
 
 const BACKEND: &str = "sqlite";
 
@@ -155,35 +151,12 @@ impl SqliteStore {
     fn sql(&mut self, pg_sql: &'static str) -> String {
         self.rewritten.entry(pg_sql).or_insert_with(|| sql::to_sqlite(pg_sql)).clone()
     }
-
-    fn query<T>(
-        &mut self,
-        table: &'static str,
-        pg_sql: &str,
-        params: &[Value],
-        map: impl Fn(&Reader<'_>) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
-        let doing = format!("reading {table}");
-        let text = sql::to_sqlite(pg_sql);
-        let mut stmt = self.conn.prepare_cached(&text).map_err(|e| classify(&doing, e))?;
-        let mut rows = stmt
-            .query(params_from_iter(params.iter().map(to_sql_value)))
-            .map_err(|e| classify(&doing, e))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| classify(&doing, e))? {
-            let wrapped = SqliteRow(row);
-            out.push(map(&Reader { backend: BACKEND, table, row: &wrapped })?);
-        }
-        Ok(out)
-    }
 }
 
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        BACKEND
-    }
+impl Backend for SqliteStore {
+    const NAME: &'static str = BACKEND;
 
-    fn apply(&mut self, events: &[StoreEvent]) -> Result<ApplyOutcome, StoreError> {
+    fn write_events(&mut self, events: &[StoreEvent]) -> Result<ApplyOutcome, StoreError> {
         let doing = format!("applying {} events", events.len());
         let claim = self.sql(sql::CLAIM_EVENT);
         let mut texts: Vec<Vec<(String, Vec<Value>)>> = Vec::with_capacity(events.len());
@@ -215,90 +188,36 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    fn load_recovery(&mut self, trading_day: NaiveDate) -> Result<Recovery, StoreError> {
-        let open_positions =
-            self.query("positions", &sql::select_positions(true), &[], |r| r.position())?;
-        let open_orders = self.query("orders", &sql::select_orders(true), &[], |r| r.order())?;
-        let trading_state = self.trading_state()?;
-        let today = self
-            .query(
-                "daily_pnl",
-                sql::SELECT_DAILY_ONE,
-                &[Value::Text(Some(super::day_to_text(trading_day)))],
-                |r| r.daily(),
-            )?
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| DailyPnlRecord::empty(trading_day));
-        let last_event_id = self.last_event_id()?;
-        Ok(Recovery {
-            trading_day,
-            open_positions,
-            open_orders,
-            trading_state,
-            today,
-            last_event_id,
-        })
-    }
-
-    fn ping(&mut self) -> Result<(), StoreError> {
+    fn round_trip(&mut self) -> Result<(), StoreError> {
         self.conn.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| classify("pinging", e))
     }
 
-    fn last_event_id(&mut self) -> Result<Option<EventId>, StoreError> {
-        let v = self.query("applied_events", sql::SELECT_LAST_EVENT, &[], |r| {
-            Ok(r.row.int(0).ok().flatten())
-        })?;
-        Ok(v.into_iter().next().flatten().map(EventId))
+    fn each_row(
+        &mut self,
+        table: &'static str,
+        pg_sql: &str,
+        params: &[Value],
+        each: &mut dyn FnMut(&Reader<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let doing = format!("reading {table}");
+        let text = sql::to_sqlite(pg_sql);
+        let mut stmt = self.conn.prepare_cached(&text).map_err(|e| classify(&doing, e))?;
+        let mut rows = stmt
+            .query(params_from_iter(params.iter().map(to_sql_value)))
+            .map_err(|e| classify(&doing, e))?;
+        while let Some(row) = rows.next().map_err(|e| classify(&doing, e))? {
+            each(&Reader { backend: BACKEND, table, row: &SqliteRow(row) })?;
+        }
+        Ok(())
     }
 
-    fn schema_versions(&mut self) -> Result<Vec<i64>, StoreError> {
-        self.query(
-            "schema_migrations",
-            "SELECT version FROM schema_migrations ORDER BY version",
-            &[],
-            |r| {
-                r.row.int(0).ok().flatten().ok_or_else(|| StoreError::Corrupt {
-                    backend: BACKEND,
-                    table: "schema_migrations",
-                    detail: "version is not an integer".into(),
-                })
-            },
-        )
-    }
-
-    fn positions(&mut self) -> Result<Vec<PositionRecord>, StoreError> {
-        self.query("positions", &sql::select_positions(false), &[], |r| r.position())
-    }
-
-    fn orders(&mut self) -> Result<Vec<OrderWithHistory>, StoreError> {
-        let orders = self.query("orders", &sql::select_orders(false), &[], |r| r.order())?;
-        let history =
-            self.query("order_status_history", sql::SELECT_HISTORY, &[], |r| r.history())?;
-        Ok(sql::join_history(orders, history))
-    }
-
-    fn fills(&mut self) -> Result<Vec<FillRecord>, StoreError> {
-        self.query("fills", sql::SELECT_FILLS, &[], |r| r.fill())
-    }
-
-    fn closed_trades(&mut self) -> Result<Vec<ClosedTradeRecord>, StoreError> {
-        self.query("closed_trades", sql::SELECT_CLOSED, &[], |r| r.closed_trade())
-    }
-
-    fn daily_pnl(&mut self) -> Result<Vec<DailyPnlRecord>, StoreError> {
-        self.query("daily_pnl", sql::SELECT_DAILY, &[], |r| r.daily())
-    }
-
-    fn trading_state(&mut self) -> Result<Option<TradingStateRecord>, StoreError> {
-        Ok(self
-            .query("trading_state", sql::SELECT_TRADING_STATE, &[], |r| r.trading_state())?
-            .into_iter()
-            .next())
-    }
-
-    fn audit(&mut self) -> Result<Vec<AuditEntry>, StoreError> {
-        self.query("audit_log", sql::SELECT_AUDIT, &[], |r| r.audit())
+    /// One connection, one writer: the recovery read happens before any writer runs, so the
+    /// statements see one state without a transaction.
+    fn snapshot<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        read(self)
     }
 }
 
