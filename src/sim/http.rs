@@ -7,13 +7,13 @@
 //! 500). Here the handler returns an [`HttpAction`] that may be any of those.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use super::listener::Listener;
 
 /// One parsed request.
 #[derive(Clone, Debug)]
@@ -70,13 +70,8 @@ pub enum HttpAction {
 
 pub type Handler = dyn Fn(HttpRequest) -> HttpAction + Send + Sync;
 
-/// A running server. Dropping it does not stop it; call [`HttpServer::shutdown`].
-pub struct HttpServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
+/// A running server; dropping it shuts it down.
+pub struct HttpServer(Listener);
 
 /// Poll interval of blocked reads and holds, so that shutdown is prompt.
 const TICK: Duration = Duration::from_millis(20);
@@ -85,59 +80,17 @@ const MAX_BODY: usize = 1 << 20;
 
 impl HttpServer {
     pub fn start(bind: SocketAddr, handler: Arc<Handler>) -> io::Result<HttpServer> {
-        let listener = TcpListener::bind(bind)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let acceptor = {
-            let stop = stop.clone();
-            let connections = connections.clone();
-            thread::Builder::new().name("sim-http-accept".into()).spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    let Ok(stream) = conn else { continue };
-                    let handler = handler.clone();
-                    let stop = stop.clone();
-                    let spawned = thread::Builder::new()
-                        .name("sim-http-conn".into())
-                        .spawn(move || serve(stream, &*handler, &stop));
-                    if let Ok(h) = spawned {
-                        let mut conns = connections.lock();
-                        conns.retain(|h| !h.is_finished());
-                        conns.push(h);
-                    }
-                }
-            })?
-        };
-        Ok(HttpServer { addr, stop, acceptor: Some(acceptor), connections })
+        let serve = move |stream: TcpStream, stop: &AtomicBool| serve(stream, &*handler, stop);
+        Listener::start(bind, "sim-http", Arc::new(serve)).map(HttpServer)
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr()
     }
 
     /// Stops accepting, closes every connection and joins the threads.
     pub fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(h) = self.acceptor.take() {
-            let _ = h.join();
-        }
-        let conns: Vec<_> = self.connections.lock().drain(..).collect();
-        for h in conns {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        if self.acceptor.is_some() {
-            self.shutdown();
-        }
+        self.0.shutdown();
     }
 }
 

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod feed;
 pub mod http;
 pub mod limits;
+pub mod listener;
 pub mod order_socket;
 pub mod orders;
 pub mod prices;

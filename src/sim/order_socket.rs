@@ -5,10 +5,10 @@
 //! server pings, and can be dropped on demand through the fault controls.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -19,6 +19,7 @@ use tungstenite::{Message, WebSocket};
 
 use super::faults::Faults;
 use super::http::reset;
+use super::listener::Listener;
 use super::orders::SimOrder;
 use super::render;
 
@@ -96,66 +97,22 @@ pub(crate) struct SocketCtx {
     pub refused_logins: AtomicU64,
 }
 
-pub(crate) struct OrderSocketServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
+pub(crate) struct OrderSocketServer(Listener);
 
 const POLL: Duration = Duration::from_millis(5);
 
 impl OrderSocketServer {
     pub fn start(bind: SocketAddr, ctx: Arc<SocketCtx>) -> io::Result<OrderSocketServer> {
-        let listener = TcpListener::bind(bind)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let acceptor = {
-            let (stop, connections) = (stop.clone(), connections.clone());
-            thread::Builder::new().name("sim-ou-accept".into()).spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    let Ok(tcp) = conn else { continue };
-                    let (ctx, stop) = (ctx.clone(), stop.clone());
-                    if let Ok(h) = thread::Builder::new()
-                        .name("sim-ou-conn".into())
-                        .spawn(move || serve(tcp, &ctx, &stop))
-                    {
-                        let mut c = connections.lock();
-                        c.retain(|h| !h.is_finished());
-                        c.push(h);
-                    }
-                }
-            })?
-        };
-        Ok(OrderSocketServer { addr, stop, acceptor: Some(acceptor), connections })
+        let serve = move |tcp: TcpStream, stop: &AtomicBool| serve(tcp, &ctx, stop);
+        Listener::start(bind, "sim-ou", Arc::new(serve)).map(OrderSocketServer)
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr()
     }
 
     pub fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(h) = self.acceptor.take() {
-            let _ = h.join();
-        }
-        let conns: Vec<_> = self.connections.lock().drain(..).collect();
-        for h in conns {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for OrderSocketServer {
-    fn drop(&mut self) {
-        if self.acceptor.is_some() {
-            self.shutdown();
-        }
+        self.0.shutdown();
     }
 }
 
