@@ -193,8 +193,9 @@ impl FeedReader {
                     _ => ("connect_failed", Ending::ConnectFailed),
                 };
                 log::warn!(target: "feed", "connecting to {} failed: {e}", self.redacted_url());
-                stats.disconnects.with_label_values(&[cause]).inc();
+                // The error first: whoever sees the counter move can read why.
                 stats.set_last_error(e.to_string());
+                stats.disconnects.with_label_values(&[cause]).inc();
                 ending
             }
         }
@@ -286,15 +287,15 @@ impl FeedReader {
     }
 
     fn lost(&self, cause: &str, error: String) -> Ending {
-        self.shared.stats.disconnects.with_label_values(&[cause]).inc();
         self.shared.stats.set_last_error(error);
+        self.shared.stats.disconnects.with_label_values(&[cause]).inc();
         Ending::Lost
     }
 
     fn server_disconnect(&self, reason: DisconnectReason) -> Ending {
         let stats = &self.shared.stats;
-        stats.disconnects.with_label_values(&[&reason.code().to_string()]).inc();
         stats.set_last_error(format!("server disconnect {reason}"));
+        stats.disconnects.with_label_values(&[&reason.code().to_string()]).inc();
         log::warn!(target: "feed", "server disconnected the feed: {reason}");
         Ending::Server(reason)
     }
