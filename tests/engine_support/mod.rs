@@ -11,15 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use scalper::config::{Config, Secrets};
 use scalper::domain::{
     Clock, InstrumentKey, ManualClock, Paise, PositionId, Segment, Side, Timestamp,
 };
-use scalper::engine::seams::{EngineEvent, EventSink, Seams};
+use scalper::engine::seams::{EventSink, Seams};
 use scalper::engine::shared::Shared;
 use scalper::engine::{Engine, EngineEnv, build_with};
-use scalper::exec::{ClosedTrade, CoreEvent, NewPosition, PositionChange};
+use scalper::exec::ClosedTrade;
 use scalper::ops::health::HealthBoard;
 use scalper::ops::metrics::Metrics;
 use scalper::replay::{self, ReplaySummary};
@@ -38,65 +37,6 @@ const ACCESS_TOKEN: &str = "sim-access-token";
 
 /// Not on any watchlist.
 pub const UNWATCHED: InstrumentKey = InstrumentKey::new(Segment::NseFno, 60001);
-
-/// Keeps every engine event except the PnL publications (for assertions).
-#[derive(Default)]
-pub struct Recorder {
-    events: Mutex<Vec<EngineEvent>>,
-}
-
-impl EventSink for Recorder {
-    fn record(&self, event: &EngineEvent) {
-        if !matches!(event, EngineEvent::PnlPublished(_)) {
-            self.events.lock().push(event.clone());
-        }
-    }
-}
-
-impl Recorder {
-    pub fn events(&self) -> Vec<EngineEvent> {
-        self.events.lock().clone()
-    }
-
-    pub fn closed_trades(&self) -> Vec<ClosedTrade> {
-        self.events
-            .lock()
-            .iter()
-            .filter_map(|e| match e {
-                EngineEvent::Core(CoreEvent::TradeClosed(t)) => Some(t.as_ref().clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    pub fn closed(&self, id: &PositionId) -> Option<ClosedTrade> {
-        self.closed_trades().into_iter().find(|t| &t.position_id == id)
-    }
-
-    /// Positions as they opened (for `positions.csv`).
-    pub fn opened(&self) -> Vec<NewPosition> {
-        self.events
-            .lock()
-            .iter()
-            .filter_map(|e| match e {
-                EngineEvent::Core(CoreEvent::Position(ev))
-                    if ev.change == PositionChange::Opened =>
-                {
-                    let p = &ev.position;
-                    Some(NewPosition {
-                        id: p.id.clone(),
-                        instrument: p.instrument,
-                        side: p.side,
-                        quantity: p.quantity,
-                        entry_price: p.entry_price,
-                        opened_at: p.opened_at,
-                    })
-                }
-                _ => None,
-            })
-            .collect()
-    }
-}
 
 pub struct Harness {
     pub dir: tempfile::TempDir,

@@ -1,5 +1,5 @@
-//! What the in-process engine and live test harnesses share: the HTTP worker added to the
-//! test's supervisor on a loopback port with an authenticated client, the wait for a price to
+//! What the in-process engine and live test harnesses share: the event recorder, the HTTP
+//! worker added to the test's supervisor on a loopback port with an authenticated client, the wait for a price to
 //! reach the engine, and waiting on a condition with a deadline.
 #![allow(dead_code)]
 
@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scalper::domain::{InstrumentKey, Paise, Secret, Segment, Timestamp};
+use scalper::domain::{InstrumentKey, Paise, PositionId, Secret, Segment, Timestamp};
+use scalper::engine::seams::{EngineEvent, EventSink};
 use scalper::engine::shared::Shared;
+use scalper::exec::{ClosedTrade, CoreEvent, NewPosition, PositionChange};
 use scalper::ops::http::{self, HttpWorker, OpsApi};
 use scalper::runtime::{Supervisor, WorkerSpec};
 use serde_json::Value;
@@ -37,6 +39,89 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Keeps every engine event except the PnL publications (for assertions).
+#[derive(Default)]
+pub struct Recorder {
+    events: parking_lot::Mutex<Vec<EngineEvent>>,
+}
+
+impl EventSink for Recorder {
+    fn record(&self, event: &EngineEvent) {
+        if !matches!(event, EngineEvent::PnlPublished(_)) {
+            self.events.lock().push(event.clone());
+        }
+    }
+}
+
+impl Recorder {
+    pub fn events(&self) -> Vec<EngineEvent> {
+        self.events.lock().clone()
+    }
+
+    pub fn closed_trades(&self) -> Vec<ClosedTrade> {
+        self.events
+            .lock()
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Core(CoreEvent::TradeClosed(t)) => Some(t.as_ref().clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn closed(&self, id: &PositionId) -> Option<ClosedTrade> {
+        self.closed_trades().into_iter().find(|t| &t.position_id == id)
+    }
+
+    /// Positions as they opened (for `positions.csv`).
+    pub fn opened(&self) -> Vec<NewPosition> {
+        self.events
+            .lock()
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Core(CoreEvent::Position(ev))
+                    if ev.change == PositionChange::Opened =>
+                {
+                    let p = &ev.position;
+                    Some(NewPosition {
+                        id: p.id.clone(),
+                        instrument: p.instrument,
+                        side: p.side,
+                        quantity: p.quantity,
+                        entry_price: p.entry_price,
+                        opened_at: p.opened_at,
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The audit records of reconciliation adjustments.
+    pub fn reconciliations(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Operator { action: "reconcile", detail, .. } => Some(detail.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every exit intent the exit engine decided, by correlation id.
+    pub fn exit_intents(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Core(CoreEvent::ExitIntent(i)) => Some(i.correlation_id.to_string()),
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -14,10 +14,10 @@ use std::time::Duration;
 use scalper::config::{Config, Secrets};
 use scalper::domain::{Clock, ExitReason, InstrumentKey, ManualClock, PositionId, Side, Timestamp};
 use scalper::engine::live::{LiveOptions, dhan_broker};
-use scalper::engine::seams::{EngineEvent, EventSink, NoopSink, Recovered, Seams};
+use scalper::engine::seams::{EventSink, NoopSink, Recovered, Seams};
 use scalper::engine::shared::Shared;
 use scalper::engine::{EngineEnv, build_with};
-use scalper::exec::{ClosedTrade, CoreEvent};
+use scalper::exec::ClosedTrade;
 use scalper::ops::health::HealthBoard;
 use scalper::ops::metrics::Metrics;
 use scalper::risk::correlation::{self, OrderRole};
@@ -136,59 +136,6 @@ impl LiveSim {
 }
 
 // ---------------------------------------------------------------- the engine
-
-/// Keeps every engine event except the PnL publications.
-#[derive(Default)]
-pub struct Recorder {
-    events: parking_lot::Mutex<Vec<EngineEvent>>,
-}
-
-impl EventSink for Recorder {
-    fn record(&self, event: &EngineEvent) {
-        if !matches!(event, EngineEvent::PnlPublished(_)) {
-            self.events.lock().push(event.clone());
-        }
-    }
-}
-
-impl Recorder {
-    pub fn events(&self) -> Vec<EngineEvent> {
-        self.events.lock().clone()
-    }
-
-    pub fn closed(&self, id: &PositionId) -> Option<ClosedTrade> {
-        self.events.lock().iter().find_map(|e| match e {
-            EngineEvent::Core(CoreEvent::TradeClosed(t)) if &t.position_id == id => {
-                Some(t.as_ref().clone())
-            }
-            _ => None,
-        })
-    }
-
-    /// The audit records of reconciliation adjustments.
-    pub fn reconciliations(&self) -> Vec<String> {
-        self.events
-            .lock()
-            .iter()
-            .filter_map(|e| match e {
-                EngineEvent::Operator { action: "reconcile", detail, .. } => Some(detail.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Every exit intent the exit engine decided, by correlation id.
-    pub fn exit_intents(&self) -> Vec<String> {
-        self.events
-            .lock()
-            .iter()
-            .filter_map(|e| match e {
-                EngineEvent::Core(CoreEvent::ExitIntent(i)) => Some(i.correlation_id.to_string()),
-                _ => None,
-            })
-            .collect()
-    }
-}
 
 /// The live config of a test engine; `extra` adds tables.
 pub fn live_config_text(sim: &LiveSim, extra: &str) -> String {
