@@ -79,30 +79,15 @@ fn round_trip(n: u64) -> Vec<EventKind> {
     let now = Timestamp(1_763_960_415_000 + n as i64 * 1_000);
     let entry_cid = CorrelationId::new(format!("E-{n}")).expect("valid");
     let exit_cid = CorrelationId::new(format!("X-{n}")).expect("valid");
-    let pos = PositionRecord {
-        id: pid.clone(),
-        instrument: instrument(),
-        side: Side::Long,
-        quantity: Qty(75),
-        entry_price: Paise(10_000),
-        opened_at: now,
-        source: PositionSource::Entry,
-        state: PositionState::Active,
-        best_price: Paise(10_000),
-        hwm_pnl: Paise(0),
-        ratchet_stop: None,
-        last_price: Paise(10_000),
-        last_price_at: None,
-        exit_attempts: 0,
-        exit_reason: None,
-        exit_trigger_price: None,
-        exit_trigger_at: None,
-        exit_correlation_id: None,
-        exit_price: None,
-        exited_at: None,
-        last_rejection: None,
-        updated_at: now,
-    };
+    let pos = PositionRecord::opened(
+        pid.clone(),
+        instrument(),
+        Side::Long,
+        Qty(75),
+        Paise(10_000),
+        now,
+        PositionSource::Entry,
+    );
     let order = |cid: &CorrelationId, purpose, txn| OrderRecord {
         correlation_id: cid.clone(),
         broker_order_id: None,

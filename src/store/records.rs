@@ -262,6 +262,45 @@ pub struct PositionRecord {
     pub updated_at: Timestamp,
 }
 
+impl PositionRecord {
+    /// A position just opened at `entry_price` on `opened_at`: `Active`, no tick seen yet (its
+    /// best and last price are the entry price), no exit tried.
+    pub fn opened(
+        id: PositionId,
+        instrument: InstrumentKey,
+        side: Side,
+        quantity: Qty,
+        entry_price: Paise,
+        opened_at: Timestamp,
+        source: PositionSource,
+    ) -> PositionRecord {
+        PositionRecord {
+            id,
+            instrument,
+            side,
+            quantity,
+            entry_price,
+            opened_at,
+            source,
+            state: PositionState::Active,
+            best_price: entry_price,
+            hwm_pnl: Paise::ZERO,
+            ratchet_stop: None,
+            last_price: entry_price,
+            last_price_at: None,
+            exit_attempts: 0,
+            exit_reason: None,
+            exit_trigger_price: None,
+            exit_trigger_at: None,
+            exit_correlation_id: None,
+            exit_price: None,
+            exited_at: None,
+            last_rejection: None,
+            updated_at: opened_at,
+        }
+    }
+}
+
 /// The per-tick part of a position's risk state: a cheaper update than a full upsert, for the
 /// throttled persistence of marks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -137,30 +137,15 @@ pub fn cid(s: &str) -> CorrelationId {
 }
 
 pub fn position(id: &str) -> PositionRecord {
-    PositionRecord {
-        id: PositionId::new(id),
-        instrument: nifty_ce(),
-        side: Side::Long,
-        quantity: Qty(75),
-        entry_price: Paise(10_000),
-        opened_at: Timestamp(T0),
-        source: PositionSource::Entry,
-        state: PositionState::Active,
-        best_price: Paise(10_000),
-        hwm_pnl: Paise(0),
-        ratchet_stop: None,
-        last_price: Paise(10_000),
-        last_price_at: None,
-        exit_attempts: 0,
-        exit_reason: None,
-        exit_trigger_price: None,
-        exit_trigger_at: None,
-        exit_correlation_id: None,
-        exit_price: None,
-        exited_at: None,
-        last_rejection: None,
-        updated_at: Timestamp(T0),
-    }
+    PositionRecord::opened(
+        PositionId::new(id),
+        nifty_ce(),
+        Side::Long,
+        Qty(75),
+        Paise(10_000),
+        Timestamp(T0),
+        PositionSource::Entry,
+    )
 }
 
 /// A position in `Exiting` with every optional field set.

@@ -18,32 +18,26 @@ use crate::store::{
 
 /// A position with its whole risk state and lifecycle, as of `at`.
 pub fn position_record(p: &Position, at: Timestamp) -> PositionRecord {
+    let source = match p.origin {
+        Origin::Entry => PositionSource::Entry,
+        Origin::Adopted => PositionSource::Adopted,
+    };
     let mut r = PositionRecord {
-        id: p.id.clone(),
-        instrument: p.instrument,
-        side: p.side,
-        quantity: p.quantity,
-        entry_price: p.entry_price,
-        opened_at: p.opened_at,
-        source: match p.origin {
-            Origin::Entry => PositionSource::Entry,
-            Origin::Adopted => PositionSource::Adopted,
-        },
-        state: PositionState::Active,
         best_price: p.risk.best_price,
         hwm_pnl: p.risk.hwm_pnl,
         ratchet_stop: p.risk.ratchet_stop,
         last_price: p.last_price,
         last_price_at: p.last_price_at,
-        exit_attempts: 0,
-        exit_reason: None,
-        exit_trigger_price: None,
-        exit_trigger_at: None,
-        exit_correlation_id: None,
-        exit_price: None,
-        exited_at: None,
-        last_rejection: None,
         updated_at: at,
+        ..PositionRecord::opened(
+            p.id.clone(),
+            p.instrument,
+            p.side,
+            p.quantity,
+            p.entry_price,
+            p.opened_at,
+            source,
+        )
     };
     match &p.lifecycle {
         Lifecycle::Active { attempts, last_rejection } => {

@@ -19,29 +19,23 @@ fn cid(s: &str) -> CorrelationId {
 }
 
 fn record(id: &str, opened: &str) -> PositionRecord {
+    let at = ist(opened);
     PositionRecord {
-        id: PositionId::new(id),
-        instrument: A,
-        side: Side::Long,
-        quantity: Qty(75),
-        entry_price: Paise(10_000),
-        opened_at: ist(opened),
-        source: PositionSource::Entry,
-        state: PositionState::Active,
         best_price: Paise(11_000),
         hwm_pnl: Paise(75_000),
         ratchet_stop: Some(Paise(10_150)),
         last_price: Paise(10_900),
-        last_price_at: Some(ist(opened).plus_millis(60_000)),
-        exit_attempts: 0,
-        exit_reason: None,
-        exit_trigger_price: None,
-        exit_trigger_at: None,
-        exit_correlation_id: None,
-        exit_price: None,
-        exited_at: None,
-        last_rejection: None,
-        updated_at: ist(opened).plus_millis(60_000),
+        last_price_at: Some(at.plus_millis(60_000)),
+        updated_at: at.plus_millis(60_000),
+        ..PositionRecord::opened(
+            PositionId::new(id),
+            A,
+            Side::Long,
+            Qty(75),
+            Paise(10_000),
+            at,
+            PositionSource::Entry,
+        )
     }
 }
 
