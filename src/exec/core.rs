@@ -307,6 +307,14 @@ impl ExitCore {
         trigger_exit(pos, slot, trigger, &mut self.exits_in_flight, events)
     }
 
+    /// The slot of the position whose exit order `correlation_id` is in flight.
+    fn exit_slot(&self, correlation_id: &CorrelationId) -> Result<usize, CoreError> {
+        self.exits_in_flight
+            .get(correlation_id)
+            .copied()
+            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))
+    }
+
     /// An execution of an exit order. A full fill closes the position and yields its
     /// [`ClosedTrade`]; a part fill keeps the exit in flight.
     pub fn on_exit_filled(
@@ -316,10 +324,7 @@ impl ExitCore {
         quantity: Qty,
         at: Timestamp,
     ) -> Result<Vec<CoreEvent>, CoreError> {
-        let slot = *self
-            .exits_in_flight
-            .get(correlation_id)
-            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        let slot = self.exit_slot(correlation_id)?;
         let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
         let fill =
             LifecycleEvent::Fill { correlation_id: correlation_id.clone(), price, quantity, at };
@@ -357,10 +362,7 @@ impl ExitCore {
         why: &str,
         at: Timestamp,
     ) -> Result<Vec<CoreEvent>, CoreError> {
-        let slot = *self
-            .exits_in_flight
-            .get(correlation_id)
-            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        let slot = self.exit_slot(correlation_id)?;
         let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
         let event = LifecycleEvent::Rejected {
             correlation_id: correlation_id.clone(),

@@ -95,10 +95,7 @@ impl ExitCore {
         why: &str,
         at: Timestamp,
     ) -> Result<Vec<CoreEvent>, CoreError> {
-        let slot = *self
-            .exits_in_flight
-            .get(correlation_id)
-            .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        let slot = self.exit_slot(correlation_id)?;
         let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
         let Lifecycle::Exiting(x) = &pos.lifecycle else {
             unreachable!("an exit in flight belongs to an exiting position")
