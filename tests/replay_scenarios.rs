@@ -151,9 +151,10 @@ fn rules_switched_off_leave_positions_open() {
     assert_eq!(s.open_positions.len(), 6);
 }
 
-#[test]
-fn malformed_tick_row_names_file_and_line_and_writes_nothing() {
-    let dir = scenario("malformed_tick");
+/// Replays a scenario whose files hold a bad row; the error must name `file`, `line` and the
+/// offending `text`, and nothing may be written.
+fn assert_refused(name: &str, file: &str, line: &str, text: &str) {
+    let dir = scenario(name);
     let parent = tempfile::tempdir().unwrap();
     let out = parent.path().join("out");
     let err = replay::run(
@@ -164,29 +165,19 @@ fn malformed_tick_row_names_file_and_line_and_writes_nothing() {
     )
     .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("ticks.csv") && msg.contains("line 4") && msg.contains("12.3.4"), "{msg}");
+    assert!(msg.contains(file) && msg.contains(line) && msg.contains(text), "{msg}");
     assert!(err.is_bad_input());
     assert!(!out.exists(), "nothing may be written");
 }
 
 #[test]
+fn malformed_tick_row_names_file_and_line_and_writes_nothing() {
+    assert_refused("malformed_tick", "ticks.csv", "line 4", "12.3.4");
+}
+
+#[test]
 fn malformed_position_row_names_file_and_line_and_writes_nothing() {
-    let dir = scenario("malformed_position");
-    let parent = tempfile::tempdir().unwrap();
-    let out = parent.path().join("out");
-    let err = replay::run(
-        &ReplayParams::default(),
-        &dir.join("ticks.csv"),
-        &dir.join("positions.csv"),
-        &out,
-    )
-    .unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        msg.contains("positions.csv") && msg.contains("line 3") && msg.contains("FLAT"),
-        "{msg}"
-    );
-    assert!(!out.exists(), "nothing may be written");
+    assert_refused("malformed_position", "positions.csv", "line 3", "FLAT");
 }
 
 #[test]
