@@ -22,8 +22,7 @@ use crossbeam_channel::select;
 
 use super::ExitEngine;
 use crate::broker::reconcile::{self, Adjustment, BrokerCheck, LocalView};
-use crate::engine::seams::EngineEvent;
-use crate::engine::seams::Reconciler;
+use crate::engine::seams::{EngineEvent, Reconciler};
 use crate::exec::messages::{EngineCommand, EntryRefused};
 use crate::runtime::WorkerCtx;
 
