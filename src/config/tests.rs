@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 
 use super::*;
 use crate::pnl::charges::Rate;
+use crate::risk::RiskParams;
 
 fn scalper_session(c: &Config) -> crate::risk::session::SessionClock {
     crate::risk::session::SessionClock::new(c.session.clone())
@@ -59,29 +60,8 @@ fn an_empty_file_is_a_valid_paper_config_with_the_spec_defaults() {
     assert_eq!(c.mode, Mode::Paper);
     assert_eq!(c.summary(), "paper, paper, sqlite");
     assert_eq!(c.data_dir, std::path::PathBuf::from("data"));
-    // spec §3
-    assert_eq!(c.risk.stop_loss, Bp(1000));
-    assert_eq!(c.risk.take_profit, Bp(2000));
-    assert_eq!(c.risk.trail_drop, Bp(300));
-    assert_eq!(c.risk.trail_activation, Paise(100_000));
-    assert_eq!(c.risk.peak_drawdown, Bp(500));
-    assert_eq!(c.risk.peak_drawdown_activation, Bp(500));
-    let tiers: Vec<(i64, i64)> = c.risk.ratchet.iter().map(|t| (t.at.0, t.stop_offset.0)).collect();
-    assert_eq!(
-        tiers,
-        [
-            (1000, -500),
-            (1500, 0),
-            (2500, 1000),
-            (4000, 2000),
-            (6000, 3000),
-            (8000, 4000),
-            (12000, 6000)
-        ]
-    );
-    // spec §4, §5
-    assert_eq!(c.risk.stale_after_ms, 3000);
-    assert_eq!(c.risk.stale_exit_after_secs, 0);
+    // spec §3-§5: the rule engine's own defaults, which `risk::params` pins to the spec.
+    assert_eq!(c.risk, RiskParams::default());
     assert_eq!(c.limits.max_daily_loss, Paise(500_000));
     assert_eq!(c.limits.max_trades_per_day, 20);
     assert_eq!(c.limits.max_open_positions, 5);
