@@ -278,6 +278,25 @@ pub fn plan(check: &BrokerCheck, local: &LocalView) -> Plan {
     out
 }
 
+/// The instruments on which the broker's books confirm the engine's positions: both reads are
+/// well-formed and agree, and the broker's net quantity equals the engine's. Held exit orders
+/// (`exec::core::held_exits`) of positions on these instruments may go out; `local` is taken
+/// after the round's adjustments were applied.
+pub fn confirmed(check: &BrokerCheck, local: &LocalView) -> BTreeSet<InstrumentKey> {
+    if check.first.unreadable > 0 || check.recheck.unreadable > 0 {
+        return BTreeSet::new();
+    }
+    let mut local_net: BTreeMap<InstrumentKey, i64> = BTreeMap::new();
+    for p in &local.positions {
+        *local_net.entry(p.instrument).or_default() += p.side.sign() * p.open.0;
+    }
+    local_net
+        .into_iter()
+        .filter(|&(k, ours)| check.first.net(k) == ours && check.recheck.net(k) == ours)
+        .map(|(k, _)| k)
+        .collect()
+}
+
 /// The average price of the side a position was opened on.
 fn entry_average(row: &BrokerPosition, side: Side) -> Paise {
     if row.cost_price.0 > 0 {
@@ -440,6 +459,32 @@ mod tests {
             );
             assert!(p.adjustments.is_empty(), "{broker}: {p:?}");
             assert!(p.notes[0].contains("operator"), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn only_instruments_both_reads_agree_on_with_the_engine_are_confirmed() {
+        let long = || view(vec![local("p1", A, Side::Long, 75)]);
+        let disagree = BrokerCheck {
+            first: book(vec![row(A, 75, 10_000, 0)]),
+            recheck: book(vec![]),
+            ..BrokerCheck::default()
+        };
+        let mut unreadable = twice(vec![row(A, 75, 10_000, 0)]);
+        unreadable.first.unreadable = 1;
+        // (check, local view, confirmed)
+        let table: [(BrokerCheck, LocalView, &[InstrumentKey]); 7] = [
+            (twice(vec![row(A, 75, 10_000, 0)]), long(), &[A]),
+            (twice(vec![row(A, 75, 10_000, 0), row(B, 50, 10_000, 0)]), long(), &[A]),
+            (twice(vec![row(A, 0, 10_000, 10_500)]), long(), &[]),
+            (twice(vec![row(A, 25, 10_000, 0)]), long(), &[]),
+            (twice(vec![row(A, -75, 0, 10_000)]), long(), &[]),
+            (disagree, long(), &[]),
+            (unreadable, long(), &[]),
+        ];
+        for (i, (check, local, want)) in table.into_iter().enumerate() {
+            let got: Vec<InstrumentKey> = confirmed(&check, &local).into_iter().collect();
+            assert_eq!(got, want, "case {i}");
         }
     }
 

@@ -169,6 +169,8 @@ pub struct RawBroker {
     pub breaker_failures: i64,
     /// Default 10.
     pub breaker_open_secs: i64,
+    /// Default 30.
+    pub startup_reconcile_alert_secs: i64,
 }
 
 impl Default for RawBroker {
@@ -183,6 +185,7 @@ impl Default for RawBroker {
             resolve_window_ms: 5_000,
             breaker_failures: 5,
             breaker_open_secs: 10,
+            startup_reconcile_alert_secs: 30,
         }
     }
 }

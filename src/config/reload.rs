@@ -237,6 +237,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         resolve_window => "broker.resolve_window_ms",
         breaker_failures => "broker.breaker_failures",
         breaker_open => "broker.breaker_open_secs",
+        startup_reconcile_alert => "broker.startup_reconcile_alert_secs",
     });
     diff_fields!(out, &a.sim, &b.sim, SimConfig, push, {
         enabled => "sim.enabled",

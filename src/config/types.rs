@@ -232,6 +232,9 @@ pub struct BrokerConfig {
     pub breaker_failures: u32,
     /// `broker.breaker_open_secs`: how long the breaker stays open before a trial call.
     pub breaker_open: Duration,
+    /// `broker.startup_reconcile_alert_secs`: how long after the start a startup
+    /// reconciliation that has not succeeded raises a critical alert (repeated every minute).
+    pub startup_reconcile_alert: Duration,
 }
 
 /// `[sim]`: the built-in Dhan simulator.

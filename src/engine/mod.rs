@@ -212,6 +212,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
             mode: config.mode,
             pnl_refresh: config.pnl.refresh,
             heartbeat_interval: config.heartbeat.interval,
+            startup_reconcile_alert: config.broker.startup_reconcile_alert,
         },
         clock: clock.clone(),
         trading: trading.clone(),

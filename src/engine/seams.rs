@@ -91,6 +91,12 @@ pub trait Reconciler: Send + Sync {
 
     /// The exit engine applied what [`Reconciler::startup`] returned: trading starts.
     fn started(&self) {}
+
+    /// Whether a startup reconciliation is still to succeed: until it does, the exit engine
+    /// holds the exit orders it decides (`exec::core::held_exits`) and refuses entries.
+    fn startup_pending(&self) -> bool {
+        false
+    }
 }
 
 /// Paper trading: the paper broker is the engine's own, there is nothing to compare.

@@ -133,6 +133,8 @@ pub struct Settings {
     pub pnl_refresh: Duration,
     /// `heartbeat.interval`.
     pub heartbeat_interval: Duration,
+    /// `broker.startup_reconcile_alert_secs`.
+    pub startup_reconcile_alert: Duration,
 }
 
 /// See the module doc.

@@ -26,6 +26,7 @@ use crate::risk::{Limits, RiskParams, SessionClock, rules};
 
 mod broker_sync;
 mod entries;
+mod held_exits;
 mod timed;
 mod types;
 mod upkeep;
@@ -59,6 +60,8 @@ pub struct ExitCore {
     last_exits: HashMap<InstrumentKey, Timestamp>,
     day: DayFigures,
     clock: Option<Timestamp>,
+    /// Exit orders held until the broker's books are reconciled (`held_exits.rs`).
+    held: held_exits::HeldExits,
 }
 
 impl ExitCore {
@@ -80,6 +83,7 @@ impl ExitCore {
             last_exits: HashMap::new(),
             day: DayFigures::default(),
             clock: None,
+            held: held_exits::HeldExits::default(),
         }
     }
 

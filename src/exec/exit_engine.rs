@@ -19,14 +19,17 @@
 //! A position opened on an instrument the reader was not yet forwarding gets its first prices
 //! from the tick cache ("catch-up") until its ticks arrive through the channel.
 //!
-//! Before anything else the worker waits for the broker's startup reconciliation
-//! (`broker_sync.rs`): in live mode no rule is evaluated and no order placed until the
-//! broker's books are read and every order in flight settled; entries asked for meanwhile are
-//! refused. It also applies what later reconciliation rounds read.
+//! In live mode after a (re)start, the broker's startup reconciliation runs in the background
+//! (`broker_sync.rs`): the rules run from the first tick, but exit orders decided before the
+//! broker's books are read and every order in flight settled are held (every decision's events
+//! pass through `ExitCore::hold_new_exits`) and sent, first, once the books confirm their
+//! positions; entries asked for meanwhile are refused. It also applies what later
+//! reconciliation rounds read.
 
 mod broker_sync;
 mod commands;
 mod effects;
+mod late_alarm;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -56,6 +59,8 @@ pub struct ExitEngine {
     /// again (a timed exit that could not start must not spin the loop).
     clock_at: Timestamp,
     last_clock_step: Instant,
+    /// The startup reconciliation, until it succeeds (live mode).
+    startup: Option<broker_sync::StartupSync>,
 }
 
 impl ExitEngine {
@@ -67,6 +72,7 @@ impl ExitEngine {
             clock_at: Timestamp(i64::MIN),
             // The first loop runs the timed rules at once.
             last_clock_step: Instant::now().checked_sub(CLOCK_STEP).unwrap_or_else(Instant::now),
+            startup: None,
         }
     }
 
@@ -115,7 +121,10 @@ impl ExitEngine {
         let decided = Instant::now();
         let (exits, value) = {
             let mut core = self.shared.core.lock();
-            let (events, value) = f(&mut core);
+            let (mut events, value) = f(&mut core);
+            // Exit orders decided before the broker's books are reconciled wait in the core.
+            core.hold_new_exits(&mut events);
+            self.shared.m.exits_held.set(core.held_exits().len() as i64);
             self.next_due = core.next_timed_event();
             let exits = events.iter().filter(|e| matches!(e, CoreEvent::ExitIntent(_))).count();
             if !events.is_empty() {
@@ -195,11 +204,9 @@ impl ExitEngine {
 
 impl Worker for ExitEngine {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
-        // Live mode: no decision before the broker's books are reconciled (see broker_sync).
-        if !self.reconcile_before_trading(ctx) {
-            return Ok(());
-        }
         self.start();
+        // Live mode: the broker's books are reconciled in the background; exits held until then.
+        self.begin_startup_sync(ctx);
         let events = self.shared.channels.router_to_exit_engine_rx.clone();
         let commands = self.shared.channels.commands_to_exit_engine_rx.clone();
         let ticks = self.shared.channels.ticks_to_exit_engine_rx.clone();
@@ -212,6 +219,7 @@ impl Worker for ExitEngine {
             while let Ok(event) = events.try_recv() {
                 self.on_order_event(event);
             }
+            self.startup_upkeep(ctx);
             let since = self.last_clock_step.elapsed();
             let due = self.is_due(self.shared.clock.now());
             if since >= CLOCK_STEP || due {
@@ -219,8 +227,10 @@ impl Worker for ExitEngine {
                 continue;
             }
             let timeout = (CLOCK_STEP - since).min(ctx.beat_every());
+            let startup = self.startup_answers();
             select! {
                 recv(ctx.stopped()) -> _ => {}
+                recv(startup) -> answer => self.on_startup_answer(answer)?,
                 recv(events) -> event => {
                     if let Ok(event) = event {
                         self.on_order_event(event);
@@ -239,6 +249,7 @@ impl Worker for ExitEngine {
                 default(timeout) => {}
             }
         }
+        self.end_startup_sync();
         Ok(())
     }
 }

@@ -31,6 +31,8 @@ pub struct EngineMetrics {
     pub ticks_evaluated: IntCounter,
     /// Effects waiting in the exit engine's outbox.
     pub outbox: IntGauge,
+    /// Exit orders held until the broker's books are reconciled (`exec::core::held_exits`).
+    pub exits_held: IntGauge,
     pub positions_open: IntGauge,
     /// 0 active, 1 reducing, 2 halted.
     pub trading_state: IntGauge,
@@ -67,6 +69,10 @@ impl EngineMetrics {
             ticks_evaluated: m
                 .counter("exit_engine_ticks_total", "Position ticks evaluated by the exit engine"),
             outbox: m.gauge("exit_engine_outbox", "Effects decided and not yet carried out"),
+            exits_held: m.gauge(
+                "exits_held",
+                "Exit orders decided and held until the broker's books are reconciled",
+            ),
             positions_open: m.gauge("positions_open", "Positions not yet closed"),
             trading_state: m
                 .gauge("trading_state", "Trading state: 0 active, 1 reducing, 2 halted"),

@@ -37,6 +37,8 @@ const MAX_PCT: Bp = Bp(1_000_000); // 10 000 %: a sanity bound, not a rule of th
 const HUNDRED_PCT: Bp = Bp(10_000);
 /// Request bodies are small JSON commands; 16 MiB is already far more than any needs.
 const MAX_BODY_BYTES: i64 = 16 << 20;
+/// An hour: a startup reconciliation failing longer than that is long past alerting.
+const STARTUP_RECONCILE_ALERT_MAX_SECS: i64 = 3_600;
 
 /// Path of the in-process simulator's endpoints on its one listening socket.
 pub const SIM_FEED_PATH: &str = "/";
@@ -377,6 +379,15 @@ fn broker(c: &mut Collector, raw: &RawConfig, live: bool) -> BrokerConfig {
         breaker_failures: c.count("broker.breaker_failures", b.breaker_failures, 1).unwrap_or(1),
         breaker_open: c
             .secs("broker.breaker_open_secs", b.breaker_open_secs, 1)
+            .unwrap_or_default(),
+        startup_reconcile_alert: c
+            .int(
+                "broker.startup_reconcile_alert_secs",
+                b.startup_reconcile_alert_secs,
+                1,
+                STARTUP_RECONCILE_ALERT_MAX_SECS,
+            )
+            .map(|v| std::time::Duration::from_secs(v as u64))
             .unwrap_or_default(),
     }
 }

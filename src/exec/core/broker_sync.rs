@@ -38,7 +38,9 @@ impl ExitCore {
                     instrument: p.instrument,
                     side: p.side,
                     open: p.open_quantity(),
-                    exiting: matches!(p.lifecycle, Lifecycle::Exiting(_)),
+                    // A held exit was never sent: its position is still open at the broker.
+                    exiting: matches!(p.lifecycle, Lifecycle::Exiting(_))
+                        && !self.exit_is_held(&p.lifecycle),
                     last_price: p.last_price,
                 })
                 .collect(),
@@ -47,11 +49,11 @@ impl ExitCore {
         }
     }
 
-    /// The exit orders of `Exiting` positions and the pending entry orders, as placed, with
-    /// what of them was applied already.
+    /// The exit orders of `Exiting` positions (held ones excepted: never sent) and the pending
+    /// entry orders, as placed, with what of them was applied already.
     pub fn orders_in_flight(&self) -> Vec<InFlight> {
         let exits = self.positions().filter_map(|p| match &p.lifecycle {
-            Lifecycle::Exiting(x) => Some(InFlight {
+            Lifecycle::Exiting(x) if !self.held.contains(&x.correlation_id) => Some(InFlight {
                 filled: x.filled,
                 turnover: x.turnover,
                 intent: OrderIntent {
@@ -146,7 +148,8 @@ impl ExitCore {
         self.open_position(new, Origin::Adopted)
     }
 
-    /// Closes an `Active` position the broker reports flat, at `price`, without any order.
+    /// Closes an `Active` position the broker reports flat, at `price`, without any order; a
+    /// held exit of it (never sent) is withdrawn first.
     pub fn close_at_broker(
         &mut self,
         id: &PositionId,
@@ -156,12 +159,13 @@ impl ExitCore {
     ) -> Result<Vec<CoreEvent>, CoreError> {
         let invalid = |why: String| CoreError::InvalidPosition { id: id.clone(), why };
         let slot = *self.by_id.get(id).ok_or_else(|| invalid("no such open position".into()))?;
+        if price.0 <= 0 {
+            return Err(invalid(format!("closing price {price} is not positive")));
+        }
+        let mut events = self.withdraw_held_exit(id, why, at)?;
         let pos = self.slots[slot].as_mut().expect("an indexed slot is live");
         if !pos.is_active() {
             return Err(invalid(format!("it is {}: its exit order decides", pos.lifecycle.name())));
-        }
-        if price.0 <= 0 {
-            return Err(invalid(format!("closing price {price} is not positive")));
         }
         let quantity = pos.open_quantity();
         let trigger =
@@ -170,7 +174,7 @@ impl ExitCore {
             unreachable!("an active position starts an exit on a trigger")
         };
         self.exits_in_flight.insert(correlation_id.clone(), slot);
-        let mut events = self.on_exit_filled(&correlation_id, price, quantity, at)?;
+        events.extend(self.on_exit_filled(&correlation_id, price, quantity, at)?);
         events.push(alert(
             AlertLevel::Warning,
             "closed_at_broker",

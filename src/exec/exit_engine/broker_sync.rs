@@ -1,13 +1,18 @@
-//! The exit engine and the broker's books: the startup gate and the application of
-//! reconciliation.
+//! The exit engine and the broker's books: the startup reconciliation, run in the background,
+//! and the application of reconciliation.
 //!
-//! Startup: before its first decision (and before it subscribes the positions' instruments),
-//! the exit engine asks the broker's [`Reconciler`](crate::engine::seams::Reconciler) to read
-//! the broker's books and settle every order in flight. Until that succeeds no rule is
-//! evaluated and no order is placed; the reconciler's health component says why, and the
-//! attempt is repeated with a growing pause. This is the one place the engine's startup order
-//! is fixed: recovery (in `build`) → broker reconciliation and orders in flight settled (here)
-//! → feed subscriptions (`start`) → rules.
+//! Startup (live mode, while [`Reconciler::startup_pending`]): the worker subscribes the
+//! positions and evaluates the rules from the first tick, and meanwhile asks the broker's
+//! [`Reconciler`] on a helper thread to read the broker's books and settle every order in
+//! flight (its REST calls may each outlast the exit engine's heartbeat limit; the worker keeps
+//! beating). Until that succeeds, exit orders decided are held in the core
+//! (`core::held_exits`: the position is `Exiting` under its correlation id, nothing is
+//! journaled or sent), entries are refused (`trading_not_started`), a failed attempt is
+//! repeated after a growing pause, and after `broker.startup_reconcile_alert_secs` a critical
+//! alert (`startup_reconciliation_late`) is raised, repeated every minute while it lasts. When
+//! it succeeds, its adjustments are applied and the held exits of the positions the books
+//! confirm go to the router at once, before anything else; the others stay held until a later
+//! round confirms (or closes) their positions.
 //!
 //! Reconciliation: what the reconciler read is compared with the positions held now
 //! (`broker::reconcile::plan`), after the order outcomes already queued (the books were read
@@ -16,122 +21,209 @@
 //! itself: an exit found absent starts its next attempt like any trigger would.
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::select;
+use crossbeam_channel::{Receiver, RecvError};
 
 use super::ExitEngine;
-use crate::broker::reconcile::{self, Adjustment, BrokerCheck, LocalView};
+use super::late_alarm::{LateAlarm, REPEAT_EVERY};
+use crate::broker::reconcile::{self, Adjustment, BrokerCheck};
 use crate::engine::seams::{EngineEvent, Reconciler};
-use crate::exec::messages::{EngineCommand, EntryRefused};
+use crate::exec::core::{Alert, AlertLevel, CoreEvent};
+use crate::exec::messages::EntryRefused;
 use crate::runtime::WorkerCtx;
 
 /// Pauses between failed startup attempts: from the first to the last, doubling.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
 
-/// Runs [`Reconciler::startup`] on a scoped helper thread while this worker keeps beating: its
-/// REST calls can each take up to the broker's request timeout, longer than the exit engine's
-/// heartbeat limit, and the exit engine waiting for them is not stuck. A panic in the helper is
-/// the exit engine's own (the scope re-raises it), so the supervisor restarts it as usual.
-fn startup_beating(
-    reconciler: &Arc<dyn Reconciler>,
-    local: LocalView,
-    ctx: &WorkerCtx,
-) -> Result<Option<BrokerCheck>, String> {
-    let stop = ctx.stop_signal().clone();
-    std::thread::scope(|scope| {
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        std::thread::Builder::new()
-            .name(format!("{}.startup", ctx.name()))
-            .spawn_scoped(scope, move || {
-                let _ = done_tx.send(reconciler.startup(&local, &|d| stop.sleep(d)));
-            })
-            .map_err(|e| format!("cannot start the startup reconciliation thread: {e}"))?;
-        loop {
-            ctx.beat();
-            select! {
-                recv(done_rx) -> result => {
-                    // A dropped sender means the helper panicked: the scope re-raises it.
-                    return result.unwrap_or_else(|_| Err("startup reconciliation panicked".into()));
-                }
-                default(ctx.beat_every()) => {}
-            }
+type Answer = Result<Option<BrokerCheck>, String>;
+
+/// The startup reconciliation while it has not succeeded.
+pub(super) struct StartupSync {
+    /// The attempt running on the helper thread, and where its answer arrives.
+    attempt: Option<(JoinHandle<()>, Receiver<Answer>)>,
+    /// When the next attempt may start.
+    retry_at: Instant,
+    pause: Duration,
+    alarm: LateAlarm,
+    last_error: Option<String>,
+}
+
+impl StartupSync {
+    fn new(alert_after: Duration) -> StartupSync {
+        let now = Instant::now();
+        StartupSync {
+            attempt: None,
+            retry_at: now,
+            pause: FIRST_RETRY,
+            alarm: LateAlarm::new(now, alert_after, REPEAT_EVERY),
+            last_error: None,
         }
-    })
+    }
+
+    /// Waits for the helper thread, if one runs (it stops early once the worker is told to).
+    fn join(&mut self) {
+        if let Some((helper, _)) = self.attempt.take() {
+            let _ = helper.join();
+        }
+    }
 }
 
 impl ExitEngine {
-    /// Runs the startup reconciliation until it succeeds; `false` if the worker was stopped
-    /// first. Meanwhile entries are refused and other commands wait for the start.
-    pub(super) fn reconcile_before_trading(&mut self, ctx: &WorkerCtx) -> bool {
-        let reconciler = self.shared.reconciler.clone();
-        let mut pause = FIRST_RETRY;
-        let mut deferred = Vec::new();
-        loop {
-            ctx.beat();
-            // Outcomes queued by restart recovery (recorded fills) come first: what the broker
-            // is asked about starts from them.
-            while let Ok(event) = self.shared.channels.router_to_exit_engine_rx.try_recv() {
-                self.on_order_event(event);
-            }
-            let local = self.shared.core.lock().local_view();
-            match startup_beating(&reconciler, local, ctx) {
-                Ok(None) => break,
-                Ok(Some(check)) => {
-                    self.on_broker_check(check, "startup");
-                    reconciler.started();
-                    log::info!(target: "exit_engine", "broker reconciled: trading starts");
-                    break;
-                }
-                Err(why) => {
-                    log::error!(target: "exit_engine", "startup reconciliation failed, trading does not start yet (retry in {pause:?}): {why}");
-                    if !self.wait_refusing_entries(ctx, pause, &why, &mut deferred) {
-                        return false;
-                    }
-                    pause = (pause * 2).min(LAST_RETRY);
-                }
-            }
+    /// Live mode after a (re)start: holds exit orders from now on and starts the first attempt
+    /// of the startup reconciliation. Nothing to do when none is pending (paper trading, or an
+    /// earlier run of this worker completed it).
+    pub(super) fn begin_startup_sync(&mut self, ctx: &WorkerCtx) {
+        if !self.shared.reconciler.startup_pending() {
+            return;
         }
-        for command in deferred {
-            self.on_command(command);
-        }
-        true
+        self.shared.core.lock().hold_exits();
+        log::warn!(target: "exit_engine", "the broker's books are not reconciled yet: rules run, exits decided meanwhile are held until the reconciliation confirms their positions, entries are refused");
+        self.startup = Some(StartupSync::new(self.shared.settings.startup_reconcile_alert));
+        self.start_startup_attempt(ctx);
     }
 
-    /// Waits `pause` while answering entry requests with a refusal (an entry queued now would
-    /// otherwise go out whenever trading starts, long after its caller gave up); keeps the
-    /// other commands for the start. `false` if stopped.
-    fn wait_refusing_entries(
+    /// Starts an attempt on a helper thread with the positions and orders in flight as they
+    /// are now (after the order outcomes already queued: restart recovery's recorded fills).
+    fn start_startup_attempt(&mut self, ctx: &WorkerCtx) {
+        while let Ok(event) = self.shared.channels.router_to_exit_engine_rx.try_recv() {
+            self.on_order_event(event);
+        }
+        let Some(sync) = self.startup.as_mut() else { return };
+        let local = self.shared.core.lock().local_view();
+        let reconciler: Arc<dyn Reconciler> = self.shared.reconciler.clone();
+        let stop = ctx.stop_signal().clone();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new().name(format!("{}.startup", ctx.name())).spawn(
+            move || {
+                let _ = done_tx.send(reconciler.startup(&local, &|d| stop.sleep(d)));
+            },
+        );
+        match spawned {
+            Ok(helper) => sync.attempt = Some((helper, done_rx)),
+            Err(e) => {
+                let why = format!("cannot start the startup reconciliation thread: {e}");
+                log::error!(target: "exit_engine", "{why}");
+                sync.last_error = Some(why);
+                sync.retry_at = Instant::now() + sync.pause;
+            }
+        }
+    }
+
+    /// Where the running attempt's answer arrives (never, when none runs).
+    pub(super) fn startup_answers(&self) -> Receiver<Answer> {
+        match self.startup.as_ref().and_then(|s| s.attempt.as_ref()) {
+            Some((_, answers)) => answers.clone(),
+            None => crossbeam_channel::never(),
+        }
+    }
+
+    /// On every loop: the next attempt when its pause is over, the alert when it is due.
+    pub(super) fn startup_upkeep(&mut self, ctx: &WorkerCtx) {
+        let Some(sync) = self.startup.as_mut() else { return };
+        let now = Instant::now();
+        let waited = sync.alarm.due(now);
+        let retry = sync.attempt.is_none() && now >= sync.retry_at;
+        if let Some(waited) = waited {
+            let why = sync.last_error.clone().unwrap_or_else(|| "the first attempt is still running".into());
+            self.alert_startup_late(waited, &why);
+        }
+        if retry {
+            self.start_startup_attempt(ctx);
+        }
+    }
+
+    /// The critical alert of a startup reconciliation that has not succeeded for `waited`.
+    fn alert_startup_late(&mut self, waited: Duration, why: &str) {
+        let at = self.shared.clock.now();
+        let held: Vec<String> = {
+            let core = self.shared.core.lock();
+            core.held_exits().iter().map(|i| format!("{} of {}", i.correlation_id, i.position_id)).collect()
+        };
+        let message = format!(
+            "the broker's books have not been reconciled {} s after the start ({why}): {} exits held{}, entries refused; still trying",
+            waited.as_secs(),
+            held.len(),
+            if held.is_empty() { String::new() } else { format!(" ({})", held.join(", ")) },
+        );
+        let alert = Alert {
+            level: AlertLevel::Critical,
+            code: "startup_reconciliation_late".into(),
+            message,
+            at,
+        };
+        self.decide(|_| vec![CoreEvent::Alert(alert)]);
+    }
+
+    /// The answer of an attempt. `Err` when the helper thread panicked (the worker is
+    /// restarted, as for a panic of its own).
+    pub(super) fn on_startup_answer(
         &mut self,
-        ctx: &WorkerCtx,
-        pause: Duration,
-        why: &str,
-        deferred: &mut Vec<EngineCommand>,
-    ) -> bool {
-        let until = Instant::now() + pause;
-        let commands = self.shared.channels.commands_to_exit_engine_rx.clone();
-        loop {
-            ctx.beat();
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return true;
-            }
-            select! {
-                recv(ctx.stopped()) -> _ => return false,
-                recv(commands) -> command => match command {
-                    Ok(EngineCommand::PlaceEntry { reply, .. }) => {
-                        let refused = EntryRefused::new(
-                            "trading_not_started",
-                            format!("trading has not started: the broker's books are not reconciled ({why})"),
-                        );
-                        let _ = reply.send(Err(refused));
+        answer: Result<Answer, RecvError>,
+    ) -> anyhow::Result<()> {
+        let Some(sync) = self.startup.as_mut() else { return Ok(()) };
+        sync.join();
+        let answer = answer.map_err(|_| anyhow::anyhow!("the startup reconciliation panicked"))?;
+        match answer {
+            Ok(check) => {
+                self.startup = None;
+                match check {
+                    Some(check) => self.on_broker_check(check, "startup"),
+                    // Nothing to compare: held exits wait for a round that confirms them.
+                    None => {
+                        let now = self.shared.clock.now();
+                        self.decide(|core| core.release_held_exits(|_| false, now));
                     }
-                    Ok(other) => deferred.push(other),
-                    Err(_) => {}
-                },
-                default(left.min(ctx.beat_every())) => {}
+                }
+                self.shared.reconciler.started();
+                log::info!(target: "exit_engine", "broker reconciled: trading starts");
             }
+            Err(why) => {
+                log::error!(target: "exit_engine", "startup reconciliation failed, trading does not start yet (retry in {:?}): {why}", sync.pause);
+                sync.retry_at = Instant::now() + sync.pause;
+                sync.pause = (sync.pause * 2).min(LAST_RETRY);
+                sync.last_error = Some(why);
+            }
+        }
+        Ok(())
+    }
+
+    /// While the startup reconciliation has not succeeded, an entry is refused: one queued
+    /// now would go out whenever trading starts, long after its caller gave up.
+    pub(super) fn entry_refused_before_start(&self) -> Option<EntryRefused> {
+        let sync = self.startup.as_ref()?;
+        let why = sync.last_error.as_deref().unwrap_or("the first attempt is still running");
+        Some(EntryRefused::new(
+            "trading_not_started",
+            format!("trading has not started: the broker's books are not reconciled ({why})"),
+        ))
+    }
+
+    /// Waits for a running attempt's helper thread.
+    pub(super) fn end_startup_sync(&mut self) {
+        if let Some(sync) = self.startup.as_mut() {
+            sync.join();
+        }
+    }
+
+    /// After a reconciliation: the held exits of positions the books confirm go to the router.
+    fn release_confirmed(&mut self, check: &BrokerCheck) {
+        let (holding, held) = {
+            let core = self.shared.core.lock();
+            (core.is_holding_exits(), core.held_exits().len())
+        };
+        if !holding && held == 0 {
+            return;
+        }
+        let now = self.shared.clock.now();
+        let sent = self.decide(|core| {
+            let confirmed = reconcile::confirmed(check, &core.local_view());
+            core.release_held_exits(|k| confirmed.contains(&k), now)
+        });
+        if held > 0 {
+            log::warn!(target: "exit_engine", "reconciled: {sent} of {held} held exits sent, confirmed by the broker's books");
         }
     }
 
@@ -151,6 +243,7 @@ impl ExitEngine {
         for adjustment in plan.adjustments {
             self.adjust(adjustment, origin);
         }
+        self.release_confirmed(&check);
     }
 
     fn adjust(&mut self, adjustment: Adjustment, origin: &str) {
@@ -200,5 +293,13 @@ impl ExitEngine {
                 log::error!(target: "exit_engine", "reconciliation ({origin}) {kind} not applied ({e}): {detail}")
             }
         }
+    }
+}
+
+impl Drop for ExitEngine {
+    /// A worker that ends (stopped, failed or panicked) leaves no attempt running behind it:
+    /// its successor starts its own.
+    fn drop(&mut self) {
+        self.end_startup_sync();
     }
 }

@@ -79,7 +79,10 @@ impl ExitEngine {
         log::debug!(target: "exit_engine", "command {}", command.name());
         match command {
             EngineCommand::PlaceEntry { order, reply } => {
-                let answer = self.place_entry(&order);
+                let answer = match self.entry_refused_before_start() {
+                    Some(refused) => Err(refused),
+                    None => self.place_entry(&order),
+                };
                 let _ = reply.send(answer);
             }
             EngineCommand::Flatten { reply } => {

@@ -276,6 +276,10 @@ impl Reconciler for LiveReconciler {
         }
     }
 
+    fn startup_pending(&self) -> bool {
+        !self.is_started()
+    }
+
     fn started(&self) {
         self.started.store(true, Ordering::Release);
         self.m.reconcile_rounds.with_label_values(&["ok"]).inc();

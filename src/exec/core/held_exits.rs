@@ -1,0 +1,295 @@
+//! Exits held while the broker's books are not reconciled (live mode, after a restart).
+//!
+//! The rules run on recovered positions from the first tick, before the startup
+//! reconciliation with Dhan has succeeded; an exit they decide meanwhile starts as usual — the
+//! position becomes `Exiting` under its deterministic correlation id (`X<attempt>-<id>`), so a
+//! further trigger does nothing — but its order is *held* here instead of going to the router:
+//! it is neither journaled nor sent. When a reconciliation succeeds, the exit engine releases
+//! the held orders of positions whose instrument the broker's books confirm (both reads agree
+//! with the engine's net quantity), first, in decision order, under the id decided at the
+//! trigger. A position the broker reports flat is closed by reconciliation (`close_at_broker`),
+//! its held exit withdrawn; one the books do not confirm stays held (and alerted) until a later
+//! round confirms or closes it. Holding new exits ends with the first successful
+//! reconciliation.
+//!
+//! - [`ExitCore::hold_exits`]: from now on, new exit orders are held;
+//! - [`ExitCore::hold_new_exits`]: the exit engine passes every decision's events through it;
+//!   it moves the exit intents out of them while holding;
+//! - [`ExitCore::release_held_exits`]: ends the holding and hands back the confirmed orders;
+//! - a held exit is not an order in flight: reconciliation sees its position as `Active`
+//!   (`local_view`), and `close_at_broker` withdraws it.
+
+use crate::domain::{CorrelationId, InstrumentKey, OrderIntent, PositionId, Timestamp};
+use crate::risk::position::{Lifecycle, LifecycleEvent, Outcome};
+
+use super::{AlertLevel, CoreError, CoreEvent, ExitCore, PositionChange, alert, position_event};
+
+/// The held exit orders and whether new ones are held.
+#[derive(Debug, Default)]
+pub(super) struct HeldExits {
+    holding: bool,
+    /// In decision order.
+    intents: Vec<OrderIntent>,
+}
+
+impl HeldExits {
+    pub(super) fn contains(&self, cid: &CorrelationId) -> bool {
+        self.intents.iter().any(|i| &i.correlation_id == cid)
+    }
+}
+
+impl ExitCore {
+    /// From now on, exit orders decided are held until [`ExitCore::release_held_exits`].
+    pub fn hold_exits(&mut self) {
+        self.held.holding = true;
+    }
+
+    /// Whether new exit orders are being held.
+    pub fn is_holding_exits(&self) -> bool {
+        self.held.holding
+    }
+
+    /// The held exit orders, in decision order.
+    pub fn held_exits(&self) -> &[OrderIntent] {
+        &self.held.intents
+    }
+
+    /// While holding, moves every exit intent out of `events` into the held orders, each with
+    /// a warning alert in its place.
+    pub fn hold_new_exits(&mut self, events: &mut Vec<CoreEvent>) {
+        if !self.held.holding || !events.iter().any(|e| matches!(e, CoreEvent::ExitIntent(_))) {
+            return;
+        }
+        for event in std::mem::take(events) {
+            match event {
+                CoreEvent::ExitIntent(intent) => {
+                    events.push(alert(
+                        AlertLevel::Warning,
+                        "exit_held",
+                        format!(
+                            "exit {} of position {} held: the broker's books are not reconciled yet; it is sent once they confirm the position",
+                            intent.correlation_id, intent.position_id
+                        ),
+                        intent.created_at,
+                    ));
+                    self.held.intents.push(intent);
+                }
+                other => events.push(other),
+            }
+        }
+    }
+
+    /// Ends the holding of new exits and hands back, as exit intents in decision order, the
+    /// held orders of positions on instruments `confirmed` by the broker's books; the others
+    /// stay held, named in a critical alert.
+    pub fn release_held_exits(
+        &mut self,
+        confirmed: impl Fn(InstrumentKey) -> bool,
+        at: Timestamp,
+    ) -> Vec<CoreEvent> {
+        self.held.holding = false;
+        let mut events = Vec::new();
+        let mut still = Vec::new();
+        for intent in std::mem::take(&mut self.held.intents) {
+            let live = self.exits_in_flight.contains_key(&intent.correlation_id);
+            if !live {
+                // Its position moved on (closed or withdrawn): nothing to send.
+                continue;
+            }
+            if confirmed(intent.instrument) {
+                events.push(CoreEvent::ExitIntent(intent));
+            } else {
+                still.push(intent);
+            }
+        }
+        if !still.is_empty() {
+            let names: Vec<String> = still
+                .iter()
+                .map(|i| format!("{} of {} on {}", i.correlation_id, i.position_id, i.instrument))
+                .collect();
+            events.push(alert(
+                AlertLevel::Critical,
+                "exit_held_unconfirmed",
+                format!(
+                    "{} exits stay held: the broker's books do not confirm their positions ({}); an operator must look",
+                    still.len(),
+                    names.join(", ")
+                ),
+                at,
+            ));
+        }
+        self.held.intents = still;
+        events
+    }
+
+    /// Withdraws the held exit of position `id`, if it has one: the position is `Active`
+    /// again (the attempt counted, as for a rejection). Used when reconciliation finds the
+    /// position flat at the broker.
+    pub(super) fn withdraw_held_exit(
+        &mut self,
+        id: &PositionId,
+        why: &str,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let Some(index) = self.held.intents.iter().position(|i| &i.position_id == id) else {
+            return Ok(Vec::new());
+        };
+        let intent = self.held.intents.remove(index);
+        let cid = intent.correlation_id;
+        let slot = self.exit_slot(&cid)?;
+        let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
+        let why = format!("held exit {cid} withdrawn, never sent: {why}");
+        let event = LifecycleEvent::Rejected { correlation_id: cid.clone(), why: why.clone(), at };
+        let Outcome::Returned { attempts, .. } = pos.apply(event)? else {
+            unreachable!("withdrawing a held exit returns the position to active")
+        };
+        self.exits_in_flight.remove(&cid);
+        Ok(vec![position_event(PositionChange::ExitRejected { attempt: attempts, why }, at, pos)])
+    }
+
+    /// Whether the exit of an `Exiting` position is held (never sent).
+    pub(super) fn exit_is_held(&self, lifecycle: &Lifecycle) -> bool {
+        matches!(lifecycle, Lifecycle::Exiting(x) if self.held.contains(&x.correlation_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::CoreParams;
+    use super::*;
+    use crate::domain::{ExitReason, OrderPurpose, Paise, Qty, Segment, Side, Tick};
+    use crate::risk::trading_state::TradingCell;
+
+    const K: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52175);
+    const L: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52176);
+    const T0: Timestamp = Timestamp(1_763_958_600_000);
+
+    /// Long p1 on K and long p2 on L, both at 100.00 (stop loss at 90.00 by default), exits
+    /// held.
+    fn holding() -> ExitCore {
+        let mut core = ExitCore::new(CoreParams::default(), TradingCell::active(T0));
+        core.adopt(PositionId::new("p1"), K, Side::Long, Qty(75), Paise(10_000), T0).unwrap();
+        core.adopt(PositionId::new("p2"), L, Side::Long, Qty(75), Paise(10_000), T0).unwrap();
+        core.hold_exits();
+        core
+    }
+
+    fn tick(core: &mut ExitCore, k: InstrumentKey, ltp: i64, ms: i64) -> Vec<CoreEvent> {
+        let t =
+            Tick { instrument: k, ltp: Paise(ltp), exchange_time: T0, received_at: T0.plus_millis(ms) };
+        let mut events = core.on_tick(&t);
+        core.hold_new_exits(&mut events);
+        events
+    }
+
+    fn intents(events: &[CoreEvent]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                CoreEvent::ExitIntent(i) => Some(i.correlation_id.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn alerts(events: &[CoreEvent]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                CoreEvent::Alert(a) => Some(a.code.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn held(core: &ExitCore) -> Vec<String> {
+        core.held_exits().iter().map(|i| i.correlation_id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_trigger_while_holding_starts_the_exit_but_holds_its_order_and_a_second_trigger_adds_none()
+    {
+        let mut core = holding();
+        let events = tick(&mut core, K, 8_900, 10);
+        assert!(intents(&events).is_empty(), "nothing for the router: {events:?}");
+        assert_eq!(alerts(&events), ["exit_held"]);
+        assert_eq!(held(&core), ["X1-p1"]);
+        let p = core.position(&PositionId::new("p1")).unwrap();
+        assert!(matches!(&p.lifecycle, Lifecycle::Exiting(x) if x.attempt == 1));
+        // A lower price, then a recovery: no second intent, the held one keeps its trigger.
+        assert!(tick(&mut core, K, 8_000, 20).iter().all(|e| !matches!(e, CoreEvent::ExitIntent(_))));
+        tick(&mut core, K, 10_100, 30);
+        assert_eq!(held(&core), ["X1-p1"]);
+        let x = &core.held_exits()[0];
+        assert_eq!((x.reference_price, x.quantity), (Paise(8_900), Qty(75)));
+        assert_eq!(x.purpose, OrderPurpose::Exit(ExitReason::StopLoss));
+        // A held exit is not an order in flight, and its position is not exiting for
+        // reconciliation.
+        let view = core.local_view();
+        assert!(view.orders_in_flight.is_empty(), "{view:?}");
+        assert!(view.positions.iter().all(|p| !p.exiting));
+    }
+
+    #[test]
+    fn release_sends_the_confirmed_in_decision_order_under_their_ids_and_keeps_the_rest() {
+        // (confirmed instruments, sent, still held)
+        let table: [(&[InstrumentKey], &[&str], &[&str]); 4] = [
+            (&[K, L], &["X1-p2", "X1-p1"], &[]),
+            (&[K], &["X1-p1"], &["X1-p2"]),
+            (&[L], &["X1-p2"], &["X1-p1"]),
+            (&[], &[], &["X1-p2", "X1-p1"]),
+        ];
+        for (confirmed, sent, kept) in table {
+            let mut core = holding();
+            tick(&mut core, L, 8_900, 10);
+            tick(&mut core, K, 8_900, 20);
+            let events = core.release_held_exits(|k| confirmed.contains(&k), T0.plus_millis(30));
+            assert_eq!(intents(&events), sent, "confirmed {confirmed:?}");
+            assert_eq!(held(&core), kept, "confirmed {confirmed:?}");
+            let critical = alerts(&events).contains(&"exit_held_unconfirmed".to_string());
+            assert_eq!(critical, !kept.is_empty(), "confirmed {confirmed:?}: {events:?}");
+            assert!(!core.is_holding_exits(), "the first release ends the holding");
+            // A later round that confirms everything sends the rest, once.
+            let later = core.release_held_exits(|_| true, T0.plus_millis(40));
+            assert_eq!(intents(&later), kept);
+            assert!(core.held_exits().is_empty());
+            assert!(intents(&core.release_held_exits(|_| true, T0.plus_millis(50))).is_empty());
+        }
+    }
+
+    #[test]
+    fn after_the_release_new_exits_go_out_at_once() {
+        let mut core = holding();
+        assert!(core.release_held_exits(|_| true, T0).is_empty());
+        assert_eq!(intents(&tick(&mut core, K, 8_900, 10)), ["X1-p1"]);
+        assert!(core.held_exits().is_empty());
+    }
+
+    #[test]
+    fn a_position_flat_at_the_broker_is_closed_and_its_held_exit_dropped() {
+        let mut core = holding();
+        tick(&mut core, K, 8_900, 10);
+        let events = core
+            .close_at_broker(&PositionId::new("p1"), Paise(9_500), T0.plus_millis(20), "flat")
+            .unwrap();
+        assert!(intents(&events).is_empty(), "never an order: {events:?}");
+        let trade = events
+            .iter()
+            .find_map(|e| match e {
+                CoreEvent::TradeClosed(t) => Some(t.clone()),
+                _ => None,
+            })
+            .expect("a closed trade");
+        assert_eq!((trade.reason, trade.exit_price), (ExitReason::ClosedAtBroker, Paise(9_500)));
+        assert!(core.held_exits().is_empty());
+        assert!(intents(&core.release_held_exits(|_| true, T0.plus_millis(30))).is_empty());
+    }
+
+    #[test]
+    fn without_holding_nothing_is_held() {
+        let mut core = ExitCore::new(CoreParams::default(), TradingCell::active(T0));
+        core.adopt(PositionId::new("p1"), K, Side::Long, Qty(75), Paise(10_000), T0).unwrap();
+        assert_eq!(intents(&tick(&mut core, K, 8_900, 10)), ["X1-p1"]);
+        assert!(core.held_exits().is_empty());
+    }
+}
