@@ -208,3 +208,120 @@ fn a_slow_broker_at_startup_does_not_leave_the_exit_engine_reported_stuck() {
     e.stop();
     sim.shutdown();
 }
+
+// ---------------------------------------------------------------- startup without Dhan
+
+/// The state a store would give back after a restart: `P1`, long 75 at 100.00 on A (stop loss
+/// at 90.00), `Active`.
+fn recovered_long(sim: &LiveSim) -> scalper::engine::seams::Recovered {
+    use scalper::domain::PositionId;
+    use scalper::exec::ExitCore;
+    use scalper::risk::trading_state::TradingCell;
+    let config = scalper::config::Config::from_toml_str(&live_config_text(sim, "")).unwrap();
+    let t0 = ist("09:59:00");
+    let mut core = ExitCore::new(config.core_params(), TradingCell::active(t0));
+    core.adopt(PositionId::new("P1"), A, Side::Long, Qty(75), rupees("100.00"), t0).unwrap();
+    scalper::engine::seams::Recovered {
+        core: core.export(),
+        trading: TradingCell::active(t0).status(),
+    }
+}
+
+/// Trades `instrument` at `price` on the feed and waits until the tick cache has it (the exit
+/// engine gets the same tick through its lossless channel).
+fn trade(e: &LiveEngine, sim: &LiveSim, instrument: scalper::domain::InstrumentKey, price: &str) {
+    let price = rupees(price);
+    e.clock.advance_millis(1);
+    let now = e.now();
+    sim.prices.set_price(instrument, price);
+    wait_until(&format!("{instrument} at {price} is in the tick cache"), || {
+        e.shared.cache.tick(instrument).is_some_and(|t| t.ltp == price && t.received_at == now)
+    });
+}
+
+fn metric(e: &LiveEngine, sample: &str) -> f64 {
+    metric_value(&e.metrics_text(), sample).unwrap_or(0.0)
+}
+
+const LATE: &str = "scalper_alerts_total{code=\"startup_reconciliation_late\"}";
+
+/// A restart while Dhan's REST answers nothing but errors, longer than the alert threshold,
+/// with the feed up: the stop is crossed (and the price comes back) during the wait. The exit
+/// is decided at the crossing and held; the critical alert is raised; the moment the
+/// reconciliation succeeds the exit goes out under the id decided at the trigger, once, with no
+/// tick after it.
+#[test]
+fn a_stop_crossed_while_dhan_is_down_after_a_restart_exits_once_as_soon_as_it_is_back() {
+    use scalper::domain::PositionId;
+    let sim = LiveSim::start(sim_config(FaultConfig::default()));
+    sim.broker.inject_position(A, ProductType::Intraday, 75, rupees("100.00"));
+    sim.broker.faults().inject(Fault::ServerError, Scope::Any, 1_000_000);
+    let e = LiveEngine::start(
+        &sim,
+        Start {
+            recovered: Some(recovered_long(&sim)),
+            broker: "startup_reconcile_alert_secs = 1",
+            wait_started: false,
+            ..Start::default()
+        },
+    );
+    let p1 = PositionId::new("P1");
+    trade(&e, &sim, A, "89.00");
+    trade(&e, &sim, A, "101.00");
+    wait_until("the critical alert of a late startup reconciliation", || metric(&e, LATE) >= 1.0);
+    wait_until("the exit decided at 89.00 is held", || metric(&e, "scalper_exits_held") == 1.0);
+    let (_, health) = e.get("/health");
+    assert!(health.to_string().contains("trading has not started"), "{health}");
+    assert_eq!(sim.posts_of("X1-P1"), 0, "nothing sent while the books are not reconciled");
+    assert!(
+        e.recorder.events().iter().any(|ev| matches!(ev,
+            scalper::engine::seams::EngineEvent::Core(scalper::exec::CoreEvent::Alert(a))
+                if a.code == "startup_reconciliation_late"
+                    && a.level == scalper::exec::AlertLevel::Critical
+                    && a.message.contains("X1-P1"))),
+        "the alert is recorded, naming the held exit"
+    );
+
+    // Dhan is back; the price stays at 101.00 (above the stop): no tick decides anything now.
+    sim.broker.faults().clear();
+    wait_until("the held exit reaches the broker", || sim.posts_of("X1-P1") == 1);
+    let t = e.closed(&p1);
+    assert_eq!((t.reason, t.attempt), (ExitReason::StopLoss, 1));
+    sim.assert_one_filled_exit(&p1);
+    assert_eq!(e.recorder.exit_intents(), ["X1-P1"], "one intent, decided at the trigger");
+    assert_eq!(metric(&e, "scalper_exits_held"), 0.0);
+    let rounds = metric(&e, "scalper_reconcile_rounds_total{result=\"ok\"}");
+    wait_until("two more reconciliation rounds", || {
+        metric(&e, "scalper_reconcile_rounds_total{result=\"ok\"}") >= rounds + 2.0
+    });
+    assert_eq!(sim.exits_of(&p1).len(), 1, "exactly one exit order");
+    assert_eq!(sim.posts_of("X1-P1"), 1);
+    assert_token_never_logged();
+    e.stop();
+    sim.shutdown();
+}
+
+/// The same wait, but the broker reports the position flat once it answers: the held exit is
+/// dropped, never sent, and the position is closed at the broker as reconciliation does.
+#[test]
+fn a_held_exit_of_a_position_the_broker_reports_flat_is_dropped_and_never_sent() {
+    use scalper::domain::PositionId;
+    let sim = LiveSim::start(sim_config(FaultConfig::default()));
+    sim.broker.faults().inject(Fault::ServerError, Scope::Any, 1_000_000);
+    let e = LiveEngine::start(
+        &sim,
+        Start { recovered: Some(recovered_long(&sim)), wait_started: false, ..Start::default() },
+    );
+    let p1 = PositionId::new("P1");
+    trade(&e, &sim, A, "89.00");
+    wait_until("the exit is held", || metric(&e, "scalper_exits_held") == 1.0);
+    sim.broker.faults().clear();
+    let t = e.closed(&p1);
+    assert_eq!(t.reason, ExitReason::ClosedAtBroker);
+    e.wait_started();
+    assert!(sim.exits_of(&p1).is_empty(), "no exit order for a position the broker does not hold");
+    assert_eq!(sim.posts_of("X1-P1"), 0);
+    assert_eq!(metric(&e, "scalper_exits_held"), 0.0);
+    e.stop();
+    sim.shutdown();
+}

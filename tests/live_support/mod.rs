@@ -253,6 +253,8 @@ pub struct LiveEngine {
 /// How to start an engine.
 pub struct Start<'a> {
     pub extra: &'a str,
+    /// Lines added to the `[broker]` table.
+    pub broker: &'a str,
     pub options: &'a dyn Fn(&mut LiveOptions),
     pub recovered: Option<Recovered>,
     pub at: Timestamp,
@@ -264,6 +266,7 @@ impl Default for Start<'_> {
     fn default() -> Self {
         Start {
             extra: "",
+            broker: "",
             options: &quick,
             recovered: None,
             at: ist("10:00:00"),
@@ -274,7 +277,8 @@ impl Default for Start<'_> {
 
 impl LiveEngine {
     pub fn start(sim: &LiveSim, how: Start<'_>) -> LiveEngine {
-        let text = live_config_text(sim, how.extra);
+        let text = live_config_text(sim, how.extra)
+            .replace("[broker]\n", &format!("[broker]\n{}\n", how.broker));
         let config = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"));
         let secrets = Secrets::resolve(&config, |k| match k {
             "DHAN_CLIENT_ID" => Some(CLIENT_ID.into()),

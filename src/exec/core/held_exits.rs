@@ -175,8 +175,12 @@ mod tests {
     }
 
     fn tick(core: &mut ExitCore, k: InstrumentKey, ltp: i64, ms: i64) -> Vec<CoreEvent> {
-        let t =
-            Tick { instrument: k, ltp: Paise(ltp), exchange_time: T0, received_at: T0.plus_millis(ms) };
+        let t = Tick {
+            instrument: k,
+            ltp: Paise(ltp),
+            exchange_time: T0,
+            received_at: T0.plus_millis(ms),
+        };
         let mut events = core.on_tick(&t);
         core.hold_new_exits(&mut events);
         events
@@ -217,7 +221,9 @@ mod tests {
         let p = core.position(&PositionId::new("p1")).unwrap();
         assert!(matches!(&p.lifecycle, Lifecycle::Exiting(x) if x.attempt == 1));
         // A lower price, then a recovery: no second intent, the held one keeps its trigger.
-        assert!(tick(&mut core, K, 8_000, 20).iter().all(|e| !matches!(e, CoreEvent::ExitIntent(_))));
+        assert!(
+            tick(&mut core, K, 8_000, 20).iter().all(|e| !matches!(e, CoreEvent::ExitIntent(_)))
+        );
         tick(&mut core, K, 10_100, 30);
         assert_eq!(held(&core), ["X1-p1"]);
         let x = &core.held_exits()[0];

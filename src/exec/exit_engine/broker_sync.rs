@@ -96,11 +96,10 @@ impl ExitEngine {
         let reconciler: Arc<dyn Reconciler> = self.shared.reconciler.clone();
         let stop = ctx.stop_signal().clone();
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        let spawned = std::thread::Builder::new().name(format!("{}.startup", ctx.name())).spawn(
-            move || {
+        let spawned =
+            std::thread::Builder::new().name(format!("{}.startup", ctx.name())).spawn(move || {
                 let _ = done_tx.send(reconciler.startup(&local, &|d| stop.sleep(d)));
-            },
-        );
+            });
         match spawned {
             Ok(helper) => sync.attempt = Some((helper, done_rx)),
             Err(e) => {
@@ -127,7 +126,10 @@ impl ExitEngine {
         let waited = sync.alarm.due(now);
         let retry = sync.attempt.is_none() && now >= sync.retry_at;
         if let Some(waited) = waited {
-            let why = sync.last_error.clone().unwrap_or_else(|| "the first attempt is still running".into());
+            let why = sync
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "the first attempt is still running".into());
             self.alert_startup_late(waited, &why);
         }
         if retry {
@@ -140,7 +142,10 @@ impl ExitEngine {
         let at = self.shared.clock.now();
         let held: Vec<String> = {
             let core = self.shared.core.lock();
-            core.held_exits().iter().map(|i| format!("{} of {}", i.correlation_id, i.position_id)).collect()
+            core.held_exits()
+                .iter()
+                .map(|i| format!("{} of {}", i.correlation_id, i.position_id))
+                .collect()
         };
         let message = format!(
             "the broker's books have not been reconciled {} s after the start ({why}): {} exits held{}, entries refused; still trying",
