@@ -245,7 +245,7 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
 /// decided from the store alone, because only Dhan knows what became of an order in flight.
 ///
 /// - An exit in flight stays `Exiting` under its correlation id: it is never re-sent here; the
-///   exit engine's startup reconciliation asks Dhan for it before any rule runs. Its fills the
+///   exit engine's startup reconciliation asks Dhan for it before any order is sent. Its fills the
 ///   store recorded are applied first (they happened), and Dhan is then asked only for what
 ///   traded beyond them.
 /// - An entry in flight whose position the store knows was filled; one without stays pending,

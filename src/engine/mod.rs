@@ -14,7 +14,7 @@
 //!
 //! Startup order: the simulator (when `sim.enabled`, with its broker half when `sim.broker`),
 //! recovered state restored into the exit core (here), then, once the workers run, the
-//! broker's startup reconciliation (by the exit engine, before its first decision), the
+//! broker's startup reconciliation (by the exit engine, before its first order), the
 //! positions' feed subscriptions, and only then the rules.
 
 pub mod api;

@@ -67,15 +67,15 @@ impl EventSink for NoopSink {
 }
 
 /// Compares the engine's positions with the broker's: at startup, before the exit engine's
-/// first decision, and on the heartbeat's cadence.
+/// first order, and on the heartbeat's cadence.
 pub trait Reconciler: Send + Sync {
     /// Findings for the log, empty when engine and broker agree; `Err` when the broker could
     /// not be asked. A live reconciler hands what it read to the exit engine
     /// (`EngineCommand::Reconcile`), which owns the positions and applies the adjustments.
     fn reconcile(&self, engine: &PnlSnapshot) -> Result<Vec<String>, String>;
 
-    /// Startup, called by the exit engine (after recovery, before it subscribes the positions
-    /// and evaluates any rule): reads the broker's books and settles every order in `local`'s
+    /// Startup, called by the exit engine after recovery (the rules already run meanwhile, with
+    /// exit orders held until this succeeds): reads the broker's books and settles every order in `local`'s
     /// `orders_in_flight` by correlation id. `Ok(None)`: nothing to compare (paper trading, or
     /// already done by an earlier run of the exit-engine worker). `Err`: it could not complete;
     /// the exit engine retries and trading does not start meanwhile. It runs on a helper thread

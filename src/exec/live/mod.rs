@@ -15,7 +15,7 @@
 //!   ends exactly once (`broker::tracker`) for the exit engine;
 //! - the heartbeat calls [`reconciler::LiveReconciler`] (broker books read twice, applied by
 //!   the exit engine) and [`ltp::LtpSource`] (the stale-price fallback); the exit engine calls
-//!   the reconciler's startup before its first decision.
+//!   the reconciler's startup before its first order.
 //!
 //! Everything that must survive a worker's respawn (the tracker, the desk's jobs, the journal,
 //! metric handles) is created once by `engine::live` and shared through these handles.

@@ -3,7 +3,7 @@
 //! them with the positions it owns (`broker::reconcile::plan`) and applies the adjustments.
 //! Reads that fail or cannot be parsed hand nothing over: nothing changes.
 //!
-//! At startup (called by the exit engine before its first decision) it first settles every
+//! At startup (called by the exit engine before its first order) it first settles every
 //! order the recovered state has in flight (exits of `Exiting` positions, pending entries) by
 //! correlation id: found ones are tracked (their fills follow), provably absent ones are
 //! handed over as such (an exit then starts its next attempt under a new id). The resolve
