@@ -1,12 +1,15 @@
 //! The real binary as systemd runs it: startup, readiness and watchdog notifications, signals,
 //! config reload and escalation.
 
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod process_support;
+use process_support::notify_until;
 
 struct Engine {
     child: Child,
@@ -182,24 +185,6 @@ fn a_bad_config_starts_nothing_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("risk.stop_loss_pct"), "{err}");
     assert!(err.contains("limits.max_trades_per_day"), "{err}");
-}
-
-/// The datagrams sent to a `NOTIFY_SOCKET`, read until one holds the line `want`.
-fn notify_until(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>, log: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 4096];
-    while !seen.iter().any(|m| m.lines().any(|l| l == want)) {
-        assert!(
-            Instant::now() < deadline,
-            "no {want} from the engine, got {seen:?}; log:\n{}",
-            log()
-        );
-        match sock.recv(&mut buf) {
-            Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("notify socket: {e}"),
-        }
-    }
 }
 
 #[test]
