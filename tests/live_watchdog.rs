@@ -88,13 +88,15 @@ fn a_feed_outage_beyond_the_stall_timeout_keeps_the_watchdog_fed_and_the_stop_fi
         get(addr, "/health").1["components"]["feed"]["status"] == "down"
     });
     let down_at = Instant::now();
-    let pings: Vec<Instant> = collect(&sock, down_at + Duration::from_millis(STALL_MS) + 2 * WATCHDOG)
+    let window_end = down_at + Duration::from_millis(STALL_MS) + 2 * WATCHDOG;
+    let pings: Vec<Instant> = collect(&sock, window_end)
         .into_iter()
         .filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1"))
         .map(|(at, _)| at)
         .collect();
     let mut marks = vec![down_at];
     marks.extend(&pings);
+    marks.push(window_end);
     let longest = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
     assert!(
         pings.len() >= 3 && longest < WATCHDOG,
