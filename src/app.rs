@@ -22,21 +22,21 @@ use crossbeam_channel::select;
 use crate::cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::config::{Config, Secrets, reload_from_file};
 use crate::domain::{Clock, SystemClock};
-use crate::engine::{self, Engine, EngineEnv};
-use crate::instance::{self, Instance, StandbyHttp};
 use crate::engine::seams::EngineEvent;
+use crate::engine::{self, Engine, EngineEnv};
 use crate::exec::{Alert, AlertLevel, CoreEvent};
+use crate::instance::{self, Instance, StandbyHttp};
 use crate::ops::health::{HealthBoard, HealthWatch, Transition};
 use crate::ops::http::{self, HttpWorker};
 use crate::ops::logging;
 use crate::ops::metrics::Metrics;
 use crate::risk::trading_state::{HaltCause, TradingCommand};
+use crate::runtime::dir_lock::DataDirLock;
 use crate::runtime::signals::{SignalEvent, SignalListener};
 use crate::runtime::{
     Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle, SupervisorOutcome, WorkerSpec,
     failpoint, host, panic_hook, systemd,
 };
-use crate::runtime::dir_lock::DataDirLock;
 
 pub use crate::ops::remote::HTTP_ADDR_FILE;
 
@@ -122,11 +122,7 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<DataDirLock> {
 }
 
 /// Starts the engine; `None` when asked to stop while waiting as a standby.
-fn start(
-    config_path: &Path,
-    config: Config,
-    secrets: Secrets,
-) -> anyhow::Result<Option<Running>> {
+fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result<Option<Running>> {
     let control_token = secrets
         .control_token_or_generate(&config)
         .map_err(|e| anyhow::anyhow!("control token: {e}"))?;

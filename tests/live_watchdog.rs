@@ -8,10 +8,10 @@
 //! - a flatten of ten positions while every REST answer of the simulator takes 1.5 s: the
 //!   router is never reported stuck (`/health`, metrics) and each exit is sent once.
 
-mod live_support;
-mod process_support;
 #[allow(dead_code)]
 mod common;
+mod live_support;
+mod process_support;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
@@ -52,7 +52,10 @@ fn a_feed_outage_beyond_the_stall_timeout_keeps_the_watchdog_fed_and_the_stop_fi
             &format!("ws://{}/", sim.feed.addr()),
             &format!("ws://127.0.0.1:{}/", proxy.port()),
         )
-        .replace("reconnect_cap_ms = 200", &format!("reconnect_cap_ms = 200\nstall_timeout_ms = {STALL_MS}"))
+        .replace(
+            "reconnect_cap_ms = 200",
+            &format!("reconnect_cap_ms = 200\nstall_timeout_ms = {STALL_MS}"),
+        )
         .replace("stale_after_ms = 600000", &format!("stale_after_ms = {STALL_MS}"));
     std::fs::write(&config, text).unwrap();
 
@@ -131,7 +134,8 @@ fn a_flatten_of_ten_positions_with_slow_rest_answers_never_reports_the_router_st
         o.rest.request_timeout = Duration::from_secs(4);
     };
     let e = LiveEngine::start(&sim, Start { options: &slow_enough, ..Start::default() });
-    let ids: Vec<PositionId> = (0..10).map(|i| e.open(ALL[i % ALL.len()], Side::Long, 75)).collect();
+    let ids: Vec<PositionId> =
+        (0..10).map(|i| e.open(ALL[i % ALL.len()], Side::Long, 75)).collect();
 
     let faults = sim.broker.faults();
     faults.set_config(FaultConfig { latency: Duration::from_millis(1_500), ..faults.config() });

@@ -108,10 +108,9 @@ pub fn transitions(
     for (name, h) in now {
         let was_down = before.get(name) == Some(&Status::Down);
         match (was_down, h.status == Status::Down) {
-            (false, true) => out.push(Transition::Down {
-                component: name.clone(),
-                reason: h.reason.clone(),
-            }),
+            (false, true) => {
+                out.push(Transition::Down { component: name.clone(), reason: h.reason.clone() })
+            }
             (true, false) => out.push(Transition::Recovered { component: name.clone() }),
             _ => {}
         }
@@ -173,7 +172,11 @@ mod tests {
         use Status::*;
         let down = |c: &str| Transition::Down { component: c.into(), reason: "why".into() };
         let back = |c: &str| Transition::Recovered { component: c.into() };
-        let cases: Vec<(BTreeMap<String, Status>, BTreeMap<String, ComponentHealth>, Vec<Transition>)> = vec![
+        let cases: Vec<(
+            BTreeMap<String, Status>,
+            BTreeMap<String, ComponentHealth>,
+            Vec<Transition>,
+        )> = vec![
             (st(&[]), board(&[("feed", Ok)]), vec![]),
             (st(&[("feed", Ok)]), board(&[("feed", Degraded)]), vec![]),
             (st(&[("feed", Degraded)]), board(&[("feed", Down)]), vec![down("feed")]),
@@ -181,7 +184,11 @@ mod tests {
             (st(&[("feed", Down)]), board(&[("feed", Down)]), vec![]),
             (st(&[("feed", Down)]), board(&[("feed", Degraded)]), vec![back("feed")]),
             (st(&[("lease", Down)]), board(&[]), vec![back("lease")]),
-            (st(&[("a", Down), ("b", Ok)]), board(&[("a", Ok), ("b", Down)]), vec![back("a"), down("b")]),
+            (
+                st(&[("a", Down), ("b", Ok)]),
+                board(&[("a", Ok), ("b", Down)]),
+                vec![back("a"), down("b")],
+            ),
         ];
         for (before, now, want) in cases {
             assert_eq!(transitions(&before, &now), want, "{before:?} -> {now:?}");

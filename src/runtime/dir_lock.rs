@@ -27,8 +27,14 @@ pub struct DataDirLock {
 #[derive(Debug)]
 pub enum LockError {
     /// Another process holds it; its pid as it wrote it, when readable.
-    Held { path: PathBuf, holder: Option<u32> },
-    Io { path: PathBuf, error: std::io::Error },
+    Held {
+        path: PathBuf,
+        holder: Option<u32>,
+    },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for LockError {
@@ -60,15 +66,21 @@ impl DataDirLock {
         let path = data_dir.join(LOCK_FILE);
         let io = |error| LockError::Io { path: path.clone(), error };
         // Not truncated on open: until the lock is ours, the holder's pid must stay readable.
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
         // SAFETY: flock(2) on a descriptor this function owns for the call's duration.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             let error = std::io::Error::last_os_error();
             if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 let mut text = String::new();
-                let holder = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+                let holder =
+                    file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
                 return Err(LockError::Held { path, holder });
             }
             return Err(io(error));

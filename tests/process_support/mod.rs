@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read};
-use std::os::unix::net::UnixDatagram;
 use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -276,7 +276,12 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// The datagrams sent to a `NOTIFY_SOCKET`, read until one holds the line `want`.
-pub fn notify_until(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>, log: impl Fn() -> String) {
+pub fn notify_until(
+    sock: &UnixDatagram,
+    want: &str,
+    seen: &mut Vec<String>,
+    log: impl Fn() -> String,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 4096];
     while !seen.iter().any(|m| m.lines().any(|l| l == want)) {
