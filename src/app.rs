@@ -1,15 +1,17 @@
 //! The process: `scalper run --config FILE`. Loads and validates the configuration and the
-//! secrets, claims the account's instance lease when one is configured (waiting as a standby
-//! while another process holds it), builds the engine (which runs startup recovery), starts
-//! the supervisor with the
-//! engine's workers and the HTTP worker, tells systemd when it is ready, pings the watchdog only
-//! while every worker is healthy, reloads the live-safe parts of the configuration on SIGHUP,
-//! and shuts down in reverse start order on SIGINT/SIGTERM or when a worker exhausts its restart
-//! budget or loses the instance lease (then it halts trading first and exits non-zero so that
-//! systemd restarts it).
+//! secrets, locks the data directory (one engine per directory; a second process exits 1),
+//! claims the account's instance lease when one is configured (waiting as a standby while
+//! another process holds it), builds the engine (which runs startup recovery), starts the
+//! supervisor with the engine's workers and the HTTP worker, tells systemd when it is ready,
+//! pings the watchdog while the process is alive (the supervisor loop going round, no worker
+//! stuck; a health component down is an alert, never a reason to be killed), reloads the
+//! live-safe parts of the configuration on SIGHUP, and shuts down in reverse start order on
+//! SIGINT/SIGTERM or when a worker exhausts its restart budget or loses the instance lease
+//! (then it halts trading first and exits non-zero so that systemd restarts it).
 //!
-//! Exit codes: 0 after a requested shutdown, 1 after an escalation or a startup failure, 2 for a
-//! bad configuration or missing secrets (nothing is started then).
+//! Exit codes: 0 after a requested shutdown, 1 after an escalation, a startup failure or a
+//! data directory in use by another process, 2 for a bad configuration or missing secrets
+//! (nothing is started then).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,13 +22,16 @@ use crossbeam_channel::select;
 use crate::cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::config::{Config, Secrets, reload_from_file};
 use crate::domain::{Clock, SystemClock};
+use crate::engine::seams::EngineEvent;
 use crate::engine::{self, Engine, EngineEnv};
+use crate::exec::{Alert, AlertLevel, CoreEvent};
 use crate::instance::{self, Instance, StandbyHttp};
-use crate::ops::health::{HealthBoard, Status};
+use crate::ops::health::{HealthBoard, HealthWatch, Transition};
 use crate::ops::http::{self, HttpWorker};
 use crate::ops::logging;
 use crate::ops::metrics::Metrics;
 use crate::risk::trading_state::{HaltCause, TradingCommand};
+use crate::runtime::dir_lock::DataDirLock;
 use crate::runtime::signals::{SignalEvent, SignalListener};
 use crate::runtime::{
     Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle, SupervisorOutcome, WorkerSpec,
@@ -37,6 +42,12 @@ pub use crate::ops::remote::HTTP_ADDR_FILE;
 
 /// How long the HTTP worker may go without a heartbeat.
 const HTTP_HEARTBEAT_LIMIT: Duration = Duration::from_secs(5);
+
+/// How often the main loop reads the health board (at least as often as it pings systemd).
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The alert code of a health component that went down.
+const COMPONENT_DOWN: &str = "component_down";
 
 /// Runs the engine until it is asked to stop; returns the process exit code.
 pub fn run(config_path: &Path) -> u8 {
@@ -64,8 +75,17 @@ pub fn run(config_path: &Path) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // One engine per data directory: the lock comes before anything touches the directory,
+    // and a refused process leaves everything of the holder's as it is.
+    let lock = match lock_data_dir(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("scalper: not starting: {e:#}");
+            return EXIT_FAILURE;
+        }
+    };
     let addr_file = config.data_dir.join(HTTP_ADDR_FILE);
-    match start(config_path, config, secrets) {
+    let code = match start(config_path, config, secrets) {
         Ok(Some(running)) => running.wait(),
         Ok(None) => EXIT_OK,
         Err(e) => {
@@ -73,7 +93,10 @@ pub fn run(config_path: &Path) -> u8 {
             let _ = std::fs::remove_file(&addr_file);
             EXIT_FAILURE
         }
-    }
+    };
+    // Released only now: everything this process wrote into the directory is cleaned up.
+    drop(lock);
+    code
 }
 
 /// A started engine: the supervisor and what the main loop needs.
@@ -91,11 +114,15 @@ struct Running {
     lease_lost: Option<String>,
 }
 
+/// Creates the data directory if needed and takes its lock.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<DataDirLock> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", data_dir.display()))?;
+    Ok(DataDirLock::acquire(data_dir)?)
+}
+
 /// Starts the engine; `None` when asked to stop while waiting as a standby.
 fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result<Option<Running>> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display())
-    })?;
     let control_token = secrets
         .control_token_or_generate(&config)
         .map_err(|e| anyhow::anyhow!("control token: {e}"))?;
@@ -181,7 +208,10 @@ impl Running {
     /// The main loop: signals, supervisor events and the systemd watchdog, until shutdown.
     fn wait(mut self) -> u8 {
         let ping_every = systemd::watchdog_ping_interval();
-        let ticker = crossbeam_channel::tick(ping_every.unwrap_or(Duration::from_secs(1)));
+        let ticker = crossbeam_channel::tick(
+            ping_every.map_or(HEALTH_CHECK_EVERY, |p| p.min(HEALTH_CHECK_EVERY)),
+        );
+        let mut watch = HealthWatch::new(&self.engine.shared.metrics);
         let signals = self.signals.events().clone();
         let events = self.supervisor.events().clone();
         let lost = self.instance.lost().clone();
@@ -218,7 +248,12 @@ impl Running {
                     if self.supervisor.is_finished() {
                         break;
                     }
-                    if ping_every.is_some() && self.healthy() {
+                    for change in watch.check(&self.health) {
+                        self.report(change);
+                    }
+                    // Alive, not healthy: a component down is reported above, never by
+                    // letting systemd kill the process.
+                    if ping_every.is_some() && self.supervisor.alive() {
                         systemd::notify_watchdog();
                     }
                 }
@@ -227,8 +262,27 @@ impl Running {
         self.shutdown()
     }
 
-    fn healthy(&self) -> bool {
-        self.supervisor.all_healthy() && self.health.overall() != Status::Down
+    /// A component went down or came back: a critical alert (log, `alerts_total`, the event
+    /// stream), or a log line.
+    fn report(&self, change: Transition) {
+        match change {
+            Transition::Down { component, reason } => {
+                let message = format!("health component {component} is down: {reason}");
+                log::error!(target: "app", "ALERT {message} (the engine keeps running)");
+                let shared = &self.engine.shared;
+                shared.m.alerts.with_label_values(&[COMPONENT_DOWN]).inc();
+                let alert = Alert {
+                    level: AlertLevel::Critical,
+                    code: COMPONENT_DOWN.to_string(),
+                    message,
+                    at: self.clock.now(),
+                };
+                shared.sink.record(&EngineEvent::Core(CoreEvent::Alert(alert)));
+            }
+            Transition::Recovered { component } => {
+                log::info!(target: "app", "health component {component} is no longer down");
+            }
+        }
     }
 
     /// SIGHUP: applies the live-safe part of the file, or refuses it and keeps running as is.

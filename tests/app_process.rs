@@ -1,12 +1,15 @@
 //! The real binary as systemd runs it: startup, readiness and watchdog notifications, signals,
 //! config reload and escalation.
 
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod process_support;
+use process_support::notify_until;
 
 struct Engine {
     child: Child,
@@ -184,24 +187,6 @@ fn a_bad_config_starts_nothing_and_exits_2() {
     assert!(err.contains("limits.max_trades_per_day"), "{err}");
 }
 
-/// The datagrams sent to a `NOTIFY_SOCKET`, read until one holds the line `want`.
-fn notify_until(sock: &UnixDatagram, want: &str, seen: &mut Vec<String>, log: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 4096];
-    while !seen.iter().any(|m| m.lines().any(|l| l == want)) {
-        assert!(
-            Instant::now() < deadline,
-            "no {want} from the engine, got {seen:?}; log:\n{}",
-            log()
-        );
-        match sock.recv(&mut buf) {
-            Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("notify socket: {e}"),
-        }
-    }
-}
-
 #[test]
 fn under_systemd_it_notifies_ready_then_pings_the_watchdog_and_says_stopping() {
     let sock_dir = tempfile::tempdir().unwrap();
@@ -227,4 +212,70 @@ fn under_systemd_it_notifies_ready_then_pings_the_watchdog_and_says_stopping() {
     let ready_at = seen.iter().position(|m| m.contains("READY=1")).unwrap();
     let stopping_at = seen.iter().position(|m| m.contains("STOPPING=1")).unwrap();
     assert!(ready_at < stopping_at, "{seen:?}");
+}
+
+/// Runs `scalper ARGS` to completion within `within`; its exit code and stderr.
+fn run_cli(args: &[&str], config: &Path, within: Duration) -> (i32, String, Duration) {
+    let err_path = config.with_extension(format!("{}.err", args[0]));
+    let err = std::fs::File::create(&err_path).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scalper"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("SCALPER_CONTROL_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "scalper {args:?} still running after {within:?}; stderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (code, std::fs::read_to_string(&err_path).unwrap_or_default(), started.elapsed())
+}
+
+#[test]
+fn a_second_engine_on_the_same_data_dir_exits_1_at_once_and_leaves_the_first_untouched() {
+    let mut a = start("", &[]);
+    let addr = a.wait_healthy();
+    let data = a.dir.path().join("data");
+    let token = std::fs::read_to_string(data.join("control-token")).unwrap();
+    let addr_text = std::fs::read_to_string(data.join("http.addr")).unwrap();
+
+    // B: the same config, the same data directory.
+    let (code, stderr, took) = run_cli(&["run"], &a.config, Duration::from_secs(20));
+    assert_eq!(code, 1, "the second engine refuses to start; stderr:\n{stderr}");
+    assert!(took < Duration::from_secs(1), "refused within a second, took {took:?}");
+    assert!(
+        stderr.contains(&format!("pid {}", a.child.id())) && stderr.contains("in use"),
+        "the message names the holder's pid: {stderr}"
+    );
+
+    // Nothing of A's was touched, and A is still reachable through them.
+    assert_eq!(std::fs::read_to_string(data.join("control-token")).unwrap(), token);
+    assert_eq!(std::fs::read_to_string(data.join("http.addr")).unwrap(), addr_text);
+    let lock = std::fs::read_to_string(data.join("lock")).unwrap();
+    assert_eq!(lock.trim(), a.child.id().to_string(), "the holder's pid is in the lock file");
+    assert_eq!(get(addr, "/health").0, 200);
+    let (code, out, _) = run_cli(&["status"], &a.config, Duration::from_secs(30));
+    assert_eq!(code, 0, "status reaches A: {out}");
+    let (code, out, _) = run_cli(&["flatten"], &a.config, Duration::from_secs(30));
+    assert_eq!(code, 0, "flatten reaches A: {out}");
+    e_stop(&mut a);
+}
+
+fn e_stop(e: &mut Engine) {
+    e.signal(libc::SIGTERM);
+    assert_eq!(e.wait_exit(Duration::from_secs(20)), 0, "log:\n{}", e.log());
 }

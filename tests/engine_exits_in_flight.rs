@@ -117,6 +117,7 @@ fn start(extra: &str) -> (Harness, Broker) {
                 workers: Vec::new(),
                 reconciler: Arc::new(NoReconciliation),
                 stale_prices: None,
+                rest_heartbeat_floor: std::time::Duration::ZERO,
             })
         }),
         ..Seams::paper()

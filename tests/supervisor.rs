@@ -166,13 +166,16 @@ fn a_worker_that_stops_beating_is_reported_stuck_and_recovers() {
         })
     }));
     let handle = sup.start().unwrap();
+    assert!(handle.alive(), "alive before the worker is stuck");
     let (ev, _) = wait_event(handle.events(), |e| matches!(e, SupervisorEvent::WorkerStuck { .. }));
     assert!(matches!(ev, SupervisorEvent::WorkerStuck { ref worker, .. } if worker == "sleepy"));
     assert!(handle.statuses()[0].stuck);
     assert!(!handle.all_healthy());
+    assert!(!handle.alive(), "a stuck worker stops the watchdog");
     release.store(true, Ordering::SeqCst);
     wait_event(handle.events(), |e| matches!(e, SupervisorEvent::WorkerRecovered { .. }));
     assert!(handle.all_healthy());
+    assert!(handle.alive());
     handle.shutdown();
     handle.join();
 }
@@ -224,4 +227,45 @@ fn a_worker_that_ignores_stop_is_left_behind_and_shutdown_completes() {
     let outcome = handle.join();
     assert_eq!(outcome, SupervisorOutcome::Stopped { left_behind: vec!["deaf".into()] });
     assert!(started.elapsed() < Duration::from_secs(10), "shutdown must not hang");
+}
+
+#[test]
+fn a_worker_waiting_for_a_rate_limit_slot_keeps_beating() {
+    use scalper::broker::ratelimit::{ApiClass, LimiterConfig, Priority, RateLimiter, Window};
+    // One order a second and a half; the worker's limit is 300 ms.
+    let limiter = Arc::new(RateLimiter::new(LimiterConfig {
+        orders: vec![Window::new(1_500, 1, 0)],
+        margin_ms: 0,
+        ..LimiterConfig::dhan()
+    }));
+    let done = Arc::new(AtomicBool::new(false));
+    let (l, d) = (limiter.clone(), done.clone());
+    let mut sup = Supervisor::new(quick_config(), Metrics::new());
+    sup.add(WorkerSpec::new("placer", Duration::from_millis(300), move || {
+        let (l, d) = (l.clone(), d.clone());
+        Box::new(move |ctx: &WorkerCtx| {
+            for _ in 0..2 {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                l.acquire(ApiClass::Orders, Priority::Exit, deadline).expect("a slot in time");
+            }
+            d.store(true, Ordering::SeqCst);
+            while ctx.sleep(Duration::from_millis(10)) {}
+            Ok(())
+        })
+    }));
+    let handle = sup.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the worker never got its second slot");
+        assert!(!handle.statuses().iter().any(|w| w.stuck), "reported stuck while waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stuck: Vec<SupervisorEvent> = handle
+        .events()
+        .try_iter()
+        .filter(|e| matches!(e, SupervisorEvent::WorkerStuck { .. }))
+        .collect();
+    assert!(stuck.is_empty(), "{stuck:?}");
+    handle.shutdown();
+    handle.join();
 }

@@ -308,6 +308,9 @@ pub enum LimiterEvent {
     GaveUp(ApiClass, Priority),
 }
 
+/// A waiting caller wakes at least this often to beat its worker's heartbeat.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+
 /// The shared, blocking limiter. One per process (per Dhan client id), behind an `Arc`.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -352,7 +355,8 @@ impl RateLimiter {
     }
 
     /// Blocks until a slot of `class` is granted, or fails at once if none can open before
-    /// `deadline`.
+    /// `deadline`. While it waits it beats the heartbeat of the worker on the calling thread
+    /// ([`crate::runtime::beat_current_thread`]).
     pub fn acquire(
         &self,
         class: ApiClass,
@@ -384,7 +388,10 @@ impl RateLimiter {
                 announced = true;
                 self.record(LimiterEvent::Waiting(class, priority));
             }
-            self.changed.wait_until(&mut core, wake);
+            // In slices, beating the waiting worker's heartbeat: a wait for a slot is bounded
+            // by `deadline` and is not a hang.
+            self.changed.wait_until(&mut core, wake.min(Instant::now() + WAIT_SLICE));
+            crate::runtime::beat_current_thread();
         };
         self.record(match result {
             Ok(()) => LimiterEvent::Granted(class, priority),

@@ -97,7 +97,9 @@ impl LiveOptions {
         }
     }
 
-    /// The least heartbeat limit of a worker that makes blocking REST calls.
+    /// The least heartbeat limit of a worker that makes blocking REST calls: one call's worst
+    /// legitimate wait (a rate-limit slot for up to `limiter_wait`, then the whole request for
+    /// up to `request_timeout`) plus 2 s. The order router and the heartbeat get it too.
     fn rest_worker_limit(&self) -> Duration {
         self.rest.request_timeout + self.rest.limiter_wait + Duration::from_secs(2)
     }
@@ -238,6 +240,7 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         workers,
         reconciler,
         stale_prices: Some(Arc::new(LtpSource::new(client))),
+        rest_heartbeat_floor: rest_limit,
     })
 }
 

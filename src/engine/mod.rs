@@ -257,9 +257,10 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     let mut workers: Vec<WorkerSpec> = seams.sink_workers;
     workers.extend(broker.workers);
     let s = shared.clone();
+    let rest_floor = broker.rest_heartbeat_floor;
     workers.push(spec(
         "order_router",
-        Duration::ZERO,
+        rest_floor,
         Box::new(move || Box::new(OrderRouter::new(s.clone()))),
     ));
     let s = shared.clone();
@@ -283,7 +284,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     let s = shared.clone();
     workers.push(spec(
         "heartbeat",
-        Duration::ZERO,
+        rest_floor,
         Box::new(move || Box::new(Heartbeat::new(s.clone()))),
     ));
     if config.entries.demo {

@@ -148,6 +148,10 @@ pub struct BrokerParts {
     pub reconciler: Arc<dyn Reconciler>,
     /// `None`: stale prices are only reported (paper mode).
     pub stale_prices: Option<Arc<dyn StalePriceSource>>,
+    /// The least heartbeat limit of the engine's workers that call this broker synchronously
+    /// (the order router placing, the heartbeat fetching stale prices): the broker's worst
+    /// single legitimate wait plus a margin. Zero when calls never block (paper).
+    pub rest_heartbeat_floor: Duration,
 }
 
 pub type BrokerFactory = Box<dyn FnOnce(&BrokerContext<'_>) -> anyhow::Result<BrokerParts> + Send>;
@@ -209,5 +213,6 @@ pub fn paper_broker(ctx: &BrokerContext<'_>) -> anyhow::Result<BrokerParts> {
         workers: Vec::new(),
         reconciler: Arc::new(NoReconciliation),
         stale_prices: None,
+        rest_heartbeat_floor: Duration::ZERO,
     })
 }

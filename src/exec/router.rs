@@ -12,6 +12,11 @@
 //! stream, which reports to the exit engine directly), rejected, unknown (a lost answer,
 //! resolved later by correlation id), or queued (throttled, or held while the circuit breaker
 //! is open: the broker places it later and reports the outcome itself).
+//!
+//! The router beats its heartbeat between placements and, through the rate limiter, while it
+//! waits for a slot; its heartbeat limit is at least the broker's worst single legitimate wait
+//! (in live mode `broker.request_timeout_ms` + the limiter's wait + 2 s), so a burst of slow
+//! exits is never taken for a hang.
 
 use std::sync::Arc;
 
@@ -67,13 +72,22 @@ impl OrderRouter {
         OrderRouter { shared }
     }
 
-    fn drain_exits(&self) {
+    fn drain_exits(&self, ctx: &WorkerCtx) {
         while let Ok(order) = self.shared.channels.exits_to_router_rx.try_recv() {
-            self.route(order);
+            self.route(order, ctx);
         }
     }
 
-    fn route(&self, order: RouterOrder) {
+    /// Places one order. Beats before it (a burst of exits is many placements in a row) and
+    /// after it; the placement itself may block for the broker's worst single wait, which the
+    /// router's heartbeat limit covers (see `engine::seams::BrokerParts::rest_heartbeat_floor`).
+    fn route(&self, order: RouterOrder, ctx: &WorkerCtx) {
+        ctx.beat();
+        self.place(order);
+        ctx.beat();
+    }
+
+    fn place(&self, order: RouterOrder) {
         let s = &self.shared;
         let intent = &order.intent;
         let kind = purpose_kind(intent.purpose);
@@ -152,7 +166,7 @@ impl Worker for OrderRouter {
         let entries = self.shared.channels.entries_to_router_rx.clone();
         loop {
             ctx.beat();
-            self.drain_exits();
+            self.drain_exits(ctx);
             if ctx.should_stop() {
                 break;
             }
@@ -160,14 +174,14 @@ impl Worker for OrderRouter {
                 recv(ctx.stopped()) -> _ => {}
                 recv(exits) -> order => {
                     if let Ok(order) = order {
-                        self.route(order);
+                        self.route(order, ctx);
                     }
                 }
                 recv(entries) -> order => {
                     if let Ok(order) = order {
                         // An exit that arrived meanwhile goes first.
-                        self.drain_exits();
-                        self.route(order);
+                        self.drain_exits(ctx);
+                        self.route(order, ctx);
                     }
                 }
                 default(ctx.beat_every()) => {}
@@ -175,7 +189,7 @@ impl Worker for OrderRouter {
         }
         // Exits decided before the stop still go out: refusing to reduce risk is never the
         // safe choice. Entries left in the channel are dropped with the process.
-        self.drain_exits();
+        self.drain_exits(ctx);
         let left = entries.len();
         if left > 0 {
             log::warn!(target: "router", "stopping with {left} entry orders not placed");

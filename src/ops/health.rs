@@ -1,6 +1,9 @@
-//! Health: every component reports its own status here, the HTTP surface and the systemd
-//! watchdog read it. A component is `Ok`, `Degraded` (working, but something needs a look) or
-//! `Down`; the engine is healthy when nothing is `Down`.
+//! Health: every component reports its own status here; `/health`, the metrics and the
+//! [`HealthWatch`] read it. A component is `Ok`, `Degraded` (working, but something needs a
+//! look) or `Down`; the engine is healthy when nothing is `Down`. Health never stops the
+//! systemd watchdog: a component down is reported (503 on `/health`,
+//! `scalper_health_component_status`, a critical alert), and the engine keeps running, since a
+//! restart would not bring a feed or a broker back and exits may depend on the fallbacks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +17,17 @@ pub enum Status {
     Ok,
     Degraded,
     Down,
+}
+
+impl Status {
+    /// As a metric value: 0 ok, 1 degraded, 2 down.
+    pub fn gauge_value(self) -> i64 {
+        match self {
+            Status::Ok => 0,
+            Status::Degraded => 1,
+            Status::Down => 2,
+        }
+    }
 }
 
 /// One component's health: a status, a one-line reason, and details as JSON.
@@ -77,9 +91,123 @@ impl HealthBoard {
     }
 }
 
+/// A component that went down, or came back from down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Down { component: String, reason: String },
+    Recovered { component: String },
+}
+
+/// What changed between the statuses seen last and the board now (pure). A component that
+/// disappears while down has recovered.
+pub fn transitions(
+    before: &BTreeMap<String, Status>,
+    now: &BTreeMap<String, ComponentHealth>,
+) -> Vec<Transition> {
+    let mut out = Vec::new();
+    for (name, h) in now {
+        let was_down = before.get(name) == Some(&Status::Down);
+        match (was_down, h.status == Status::Down) {
+            (false, true) => {
+                out.push(Transition::Down { component: name.clone(), reason: h.reason.clone() })
+            }
+            (true, false) => out.push(Transition::Recovered { component: name.clone() }),
+            _ => {}
+        }
+    }
+    for (name, status) in before {
+        if *status == Status::Down && !now.contains_key(name) {
+            out.push(Transition::Recovered { component: name.clone() });
+        }
+    }
+    out
+}
+
+/// Watches the board from the main loop: every component's status in
+/// `scalper_health_component_status`, and the transitions into and out of `Down` for the
+/// caller to alert on.
+pub struct HealthWatch {
+    last: BTreeMap<String, Status>,
+    gauge: prometheus::IntGaugeVec,
+}
+
+impl HealthWatch {
+    pub fn new(metrics: &crate::ops::metrics::Metrics) -> HealthWatch {
+        HealthWatch {
+            last: BTreeMap::new(),
+            gauge: metrics.gauge_vec(
+                "health_component_status",
+                "Health of each component: 0 ok, 1 degraded, 2 down",
+                &["component"],
+            ),
+        }
+    }
+
+    pub fn check(&mut self, board: &HealthBoard) -> Vec<Transition> {
+        let now = board.snapshot();
+        let changes = transitions(&self.last, &now);
+        for name in self.last.keys().filter(|n| !now.contains_key(*n)) {
+            let _ = self.gauge.remove_label_values(&[name]);
+        }
+        for (name, h) in &now {
+            self.gauge.with_label_values(&[name]).set(h.status.gauge_value());
+        }
+        self.last = now.into_iter().map(|(n, h)| (n, h.status)).collect();
+        changes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transitions_into_and_out_of_down_only() {
+        let st = |pairs: &[(&str, Status)]| -> BTreeMap<String, Status> {
+            pairs.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+        };
+        let board = |pairs: &[(&str, Status)]| -> BTreeMap<String, ComponentHealth> {
+            pairs.iter().map(|(n, s)| (n.to_string(), ComponentHealth::new(*s, "why"))).collect()
+        };
+        use Status::*;
+        let down = |c: &str| Transition::Down { component: c.into(), reason: "why".into() };
+        let back = |c: &str| Transition::Recovered { component: c.into() };
+        let cases: Vec<(
+            BTreeMap<String, Status>,
+            BTreeMap<String, ComponentHealth>,
+            Vec<Transition>,
+        )> = vec![
+            (st(&[]), board(&[("feed", Ok)]), vec![]),
+            (st(&[("feed", Ok)]), board(&[("feed", Degraded)]), vec![]),
+            (st(&[("feed", Degraded)]), board(&[("feed", Down)]), vec![down("feed")]),
+            (st(&[]), board(&[("feed", Down)]), vec![down("feed")]),
+            (st(&[("feed", Down)]), board(&[("feed", Down)]), vec![]),
+            (st(&[("feed", Down)]), board(&[("feed", Degraded)]), vec![back("feed")]),
+            (st(&[("lease", Down)]), board(&[]), vec![back("lease")]),
+            (
+                st(&[("a", Down), ("b", Ok)]),
+                board(&[("a", Ok), ("b", Down)]),
+                vec![back("a"), down("b")],
+            ),
+        ];
+        for (before, now, want) in cases {
+            assert_eq!(transitions(&before, &now), want, "{before:?} -> {now:?}");
+        }
+    }
+
+    #[test]
+    fn the_watch_publishes_every_component_and_reports_each_transition_once() {
+        let metrics = crate::ops::metrics::Metrics::new();
+        let mut watch = HealthWatch::new(&metrics);
+        let b = HealthBoard::new();
+        b.set("feed", ComponentHealth::new(Status::Down, "no feed"));
+        assert_eq!(watch.check(&b).len(), 1);
+        assert!(watch.check(&b).is_empty(), "reported once");
+        let text = metrics.render();
+        assert!(text.contains("scalper_health_component_status{component=\"feed\"} 2"), "{text}");
+        b.set("feed", ComponentHealth::ok());
+        assert_eq!(watch.check(&b), vec![Transition::Recovered { component: "feed".into() }]);
+    }
 
     #[test]
     fn overall_is_the_worst_component() {

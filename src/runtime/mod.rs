@@ -1,8 +1,9 @@
 //! The supervised worker runtime: named worker threads, their stop signals and heartbeats, and
 //! the supervisor that restarts a panicked worker with backoff and escalates when one keeps
-//! failing; plus signals, systemd notification and host tuning.
+//! failing; plus signals, systemd notification, host tuning and the data directory's lock.
 
 pub mod backoff;
+pub mod dir_lock;
 pub mod failpoint;
 pub mod host;
 pub mod panic_hook;
@@ -16,4 +17,7 @@ pub use supervisor::{
     StatusTable, Supervisor, SupervisorConfig, SupervisorEvent, SupervisorHandle,
     SupervisorOutcome, WorkerSpec, WorkerState, WorkerStatus,
 };
-pub use worker::{Heartbeat, StopHandle, StopSignal, Worker, WorkerCtx, monotonic_millis};
+pub use worker::{
+    Heartbeat, StopHandle, StopSignal, Worker, WorkerCtx, beat_current_thread,
+    bind_heartbeat_to_thread, monotonic_millis,
+};

@@ -227,6 +227,10 @@ pub type StatusTable = Arc<RwLock<Vec<WorkerStatus>>>;
 pub struct SupervisorHandle {
     control: Sender<()>,
     status: StatusTable,
+    /// Beaten by every round of the supervision loop.
+    loop_beat: Heartbeat,
+    /// A loop silent for longer is stuck (ten checks, at least a second).
+    loop_limit: Duration,
     events: Receiver<SupervisorEvent>,
     thread: Option<JoinHandle<SupervisorOutcome>>,
 }
@@ -267,10 +271,20 @@ impl Supervisor {
         let (control_tx, control_rx) = crossbeam_channel::bounded(4);
         let (event_tx, event_rx) = crossbeam_channel::unbounded();
         let status = self.status.clone();
-        let run = Run::new(self, control_rx, event_tx, status.clone());
+        let loop_limit = (self.cfg.check_every * 10).max(Duration::from_secs(1));
+        let loop_beat = Heartbeat::new();
+        loop_beat.beat();
+        let run = Run::new(self, control_rx, event_tx, status.clone(), loop_beat.clone());
         let thread =
             std::thread::Builder::new().name("supervisor".into()).spawn(move || run.main())?;
-        Ok(SupervisorHandle { control: control_tx, status, events: event_rx, thread: Some(thread) })
+        Ok(SupervisorHandle {
+            control: control_tx,
+            status,
+            loop_beat,
+            loop_limit,
+            events: event_rx,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -289,6 +303,15 @@ impl SupervisorHandle {
     pub fn all_healthy(&self) -> bool {
         let s = self.status.read();
         !s.is_empty() && s.iter().all(WorkerStatus::healthy)
+    }
+
+    /// The process is alive, in the systemd watchdog's sense: the supervision loop is going
+    /// round and no worker is stuck (a worker that is restarting is the supervisor's business,
+    /// not a hang). Whether the engine is *healthy* (a feed or broker down) is another question,
+    /// answered by `/health`, metrics and alerts.
+    pub fn alive(&self) -> bool {
+        let loop_going = self.loop_beat.age().is_some_and(|a| a <= self.loop_limit);
+        loop_going && !self.status.read().iter().any(|w| w.stuck)
     }
 
     /// Supervisor events, in order.
@@ -340,6 +363,8 @@ struct Run {
     /// Events go out after the status table is published, so whoever reacts to an event sees
     /// a table at least as new as the event.
     pending: Vec<SupervisorEvent>,
+    /// Beaten at every publication: the loop is going round.
+    loop_beat: Heartbeat,
 }
 
 impl Run {
@@ -348,6 +373,7 @@ impl Run {
         control: Receiver<()>,
         events: Sender<SupervisorEvent>,
         status: Arc<RwLock<Vec<WorkerStatus>>>,
+        loop_beat: Heartbeat,
     ) -> Run {
         let (exit_tx, exit_rx) = crossbeam_channel::unbounded();
         let m = &sup.metrics;
@@ -397,6 +423,7 @@ impl Run {
             announced_up: false,
             on_escalation: sup.on_escalation,
             pending: Vec::new(),
+            loop_beat,
         }
     }
 
@@ -469,6 +496,7 @@ impl Run {
                 if let Some(core) = core {
                     super::host::pin_current_thread(&name_of(&ctx), core);
                 }
+                super::worker::bind_heartbeat_to_thread(ctx.heartbeat());
                 ctx.beat();
                 let result = catch_unwind(AssertUnwindSafe(|| worker.run(&ctx)));
                 let kind = match result {
@@ -634,6 +662,7 @@ impl Run {
             })
             .collect();
         *self.status.write() = table;
+        self.loop_beat.beat();
         for ev in self.pending.drain(..) {
             let _ = self.events.send(ev);
         }

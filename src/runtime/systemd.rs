@@ -1,5 +1,5 @@
-//! systemd integration (`Type=notify`): READY=1 once every worker is up, WATCHDOG=1 only while
-//! the supervisor sees every worker healthy, STOPPING=1 when shutdown starts. All calls are
+//! systemd integration (`Type=notify`): READY=1 once every worker is up, WATCHDOG=1 while the
+//! process is alive (`SupervisorHandle::alive`), STOPPING=1 when shutdown starts. All calls are
 //! no-ops outside systemd (no `NOTIFY_SOCKET`).
 
 use std::time::Duration;

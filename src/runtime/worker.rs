@@ -109,6 +109,28 @@ impl Heartbeat {
     }
 }
 
+thread_local! {
+    static THREAD_HEARTBEAT: std::cell::RefCell<Option<Heartbeat>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `heartbeat` the one [`beat_current_thread`] beats on this thread (the supervisor does
+/// it for each worker thread it spawns).
+pub fn bind_heartbeat_to_thread(heartbeat: &Heartbeat) {
+    THREAD_HEARTBEAT.with(|h| *h.borrow_mut() = Some(heartbeat.clone()));
+}
+
+/// Beats the heartbeat of the worker running on this thread, if any. For code below a worker
+/// that blocks on its behalf for a bounded, legitimate wait (the rate limiter waiting for a
+/// slot), so that the wait does not count against the worker's stuck limit.
+pub fn beat_current_thread() {
+    THREAD_HEARTBEAT.with(|h| {
+        if let Some(h) = h.borrow().as_ref() {
+            h.beat();
+        }
+    });
+}
+
 /// What a running worker receives from the supervisor.
 #[derive(Clone, Debug)]
 pub struct WorkerCtx {

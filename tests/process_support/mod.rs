@@ -3,8 +3,9 @@
 //! token, and conditions awaited with deadlines.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -271,5 +272,28 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The datagrams sent to a `NOTIFY_SOCKET`, read until one holds the line `want`.
+pub fn notify_until(
+    sock: &UnixDatagram,
+    want: &str,
+    seen: &mut Vec<String>,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    while !seen.iter().any(|m| m.lines().any(|l| l == want)) {
+        assert!(
+            Instant::now() < deadline,
+            "no {want} from the engine, got {seen:?}; log:\n{}",
+            log()
+        );
+        match sock.recv(&mut buf) {
+            Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("notify socket: {e}"),
+        }
     }
 }

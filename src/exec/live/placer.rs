@@ -100,7 +100,7 @@ impl Placer {
 
     /// The breaker's state and the desk's figures in metrics and health. An open breaker is
     /// `Degraded`, not `Down`: the engine is doing the right thing (refusing entries, holding
-    /// exits) and the systemd watchdog must not restart it for that.
+    /// exits), and `/health` stays 200 for that.
     pub fn publish_breaker(&self) {
         let state = self.breaker.state();
         self.m.breaker_state.set(state.gauge_value());
