@@ -215,6 +215,7 @@ pub fn serve(
             done: done_rx,
             conns: Vec::new(),
             next_id: 0,
+            accept_after: None,
         };
         while keep_going() {
             server.turn()?;
@@ -309,8 +310,12 @@ struct Server<'a> {
     done: Receiver<Done>,
     conns: Vec<Conn>,
     next_id: u64,
+    /// After a failed accept (out of file descriptors), the listener rests until then.
+    accept_after: Option<Instant>,
 }
 
+/// How long the listener rests after a failed accept, instead of spinning on it.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Connections accepted per turn, so that a flood cannot starve the others.
@@ -321,9 +326,16 @@ impl Server<'_> {
     fn turn(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let mut fds = Vec::with_capacity(self.conns.len() + 2);
-        fds.push(pollfd(self.listener.as_raw_fd(), libc::POLLIN));
-        fds.push(pollfd(self.wake.as_raw_fd(), libc::POLLIN));
         let mut wait = self.limits.tick;
+        let accepting = match self.accept_after {
+            Some(at) if at > now => {
+                wait = wait.min(at - now);
+                0
+            }
+            _ => libc::POLLIN,
+        };
+        fds.push(pollfd(self.listener.as_raw_fd(), accepting));
+        fds.push(pollfd(self.wake.as_raw_fd(), libc::POLLIN));
         for c in &self.conns {
             let events = match c.state {
                 State::Idle { .. } | State::Reading { .. } | State::Lingering { .. } => {
@@ -389,6 +401,7 @@ impl Server<'_> {
                 Err(e) => {
                     // Out of file descriptors and the like: the clients wait in the backlog.
                     log::debug!(target: "http", "accept failed: {e}");
+                    self.accept_after = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };
