@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod failpoint;
 pub mod host;
+pub mod http_message;
 pub mod http_server;
 pub mod panic_hook;
 pub mod signals;
