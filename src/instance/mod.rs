@@ -113,7 +113,7 @@ impl Instance {
 
 /// What the standby serves its HTTP routes with.
 pub struct StandbyHttp {
-    pub server: Arc<tiny_http::Server>,
+    pub server: Arc<crate::ops::http::Server>,
     pub control_token: crate::domain::Secret,
     pub max_body_bytes: usize,
 }

@@ -1,18 +1,19 @@
-//! The operator's HTTP surface on a `tiny_http` server thread (loopback by default):
-//! `GET /health`, `GET /metrics` (open), and the control API under `/v1/` which requires
-//! `Authorization: Bearer <control token>`. This layer owns everything about HTTP — routing,
-//! authentication, size limits, JSON parsing — so that a malformed, oversized or unauthorised
-//! request gets its 4xx here and never reaches the engine. What a route *does* is the
-//! [`OpsApi`] implementation's business.
+//! The operator's HTTP surface (loopback by default): `GET /health`, `GET /metrics` (open),
+//! and the control API under `/v1/` which requires `Authorization: Bearer <control token>`.
+//! This layer owns everything about HTTP — routing, authentication, JSON parsing — on the
+//! project's hardened server ([`crate::runtime::http_server`], which enforces the size, time
+//! and connection limits), so that a malformed, oversized or unauthorised request gets its 4xx
+//! here and never reaches the engine. What a route *does* is the [`OpsApi`] implementation's
+//! business.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::domain::Secret;
+pub use crate::runtime::http_server::Limits;
+use crate::runtime::http_server::{self, HttpAction, HttpListener, HttpRequest, HttpResponse};
 use crate::runtime::{Worker, WorkerCtx};
 
 /// A route of the operator API that reaches the engine.
@@ -53,23 +54,26 @@ pub trait OpsApi: Send + Sync + 'static {
     fn control(&self, route: Route, body: Option<Value>) -> ApiResponse;
 }
 
+/// The listening socket of the control server.
+pub type Server = HttpListener;
+
 /// Binds the listening socket (once, outside the worker, so a respawned worker reuses it).
 pub fn bind(addr: &str) -> anyhow::Result<(Arc<Server>, SocketAddr)> {
-    let server =
-        Server::http(addr).map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {addr}: {e}"))?;
-    let local = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| anyhow::anyhow!("HTTP listener on {addr} is not an IP socket"))?;
+    let at: SocketAddr =
+        addr.parse().map_err(|e| anyhow::anyhow!("HTTP address {addr:?} is not ip:port: {e}"))?;
+    let server = HttpListener::bind(at)
+        .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {addr}: {e}"))?;
+    let local = server.addr();
     Ok((Arc::new(server), local))
 }
 
-/// The HTTP worker: serves requests one at a time on its own thread.
+/// The HTTP worker: runs the server loop on its own thread (with its fixed pool of handler
+/// threads) and beats while it serves.
 pub struct HttpWorker {
     server: Arc<Server>,
     api: Arc<dyn OpsApi>,
     control_token: Secret,
-    max_body_bytes: usize,
+    limits: Limits,
 }
 
 impl HttpWorker {
@@ -79,103 +83,75 @@ impl HttpWorker {
         control_token: Secret,
         max_body_bytes: usize,
     ) -> HttpWorker {
-        HttpWorker { server, api, control_token, max_body_bytes }
+        HttpWorker { server, api, control_token, limits: Limits::control(max_body_bytes) }
     }
 
-    fn handle(&self, mut req: Request) {
-        let answer = self.answer(&mut req);
-        let (status, content_type, body) = match answer {
-            Answer::Json(r) => (r.status, "application/json", r.body.to_string()),
-            Answer::Text(status, text) => (status, "text/plain; version=0.0.4", text),
-        };
-        let resp = Response::from_string(body)
-            .with_status_code(status)
-            .with_header(header("Content-Type", content_type));
-        if let Err(e) = req.respond(resp) {
-            log::debug!(target: "http", "Could not send response: {e}");
+    /// Other limits than [`Limits::control`] (tests shrink the timeouts).
+    pub fn with_limits(mut self, limits: Limits) -> HttpWorker {
+        self.limits = limits;
+        self
+    }
+}
+
+/// Answers one request (on a handler thread of the server).
+fn handle(api: &dyn OpsApi, token: &Secret, req: &HttpRequest) -> HttpResponse {
+    let (status, content_type, body) = match answer(api, token, req) {
+        Answer::Json(r) => (r.status, "application/json", r.body.to_string()),
+        Answer::Text(status, text) => (status, "text/plain; version=0.0.4", text),
+    };
+    HttpResponse::raw(status, body, content_type)
+}
+
+fn answer(api: &dyn OpsApi, token: &Secret, req: &HttpRequest) -> Answer {
+    let (path, method) = (req.path.as_str(), req.method.as_str());
+    match (path, method) {
+        ("/health", "GET") => {
+            let (healthy, doc) = api.health();
+            Answer::Json(ApiResponse { status: if healthy { 200 } else { 503 }, body: doc })
         }
-    }
-
-    fn answer(&self, req: &mut Request) -> Answer {
-        let path = req.url().split('?').next().unwrap_or("").to_string();
-        let method = req.method().clone();
-        match (path.as_str(), &method) {
-            ("/health", Method::Get) => {
-                let (healthy, doc) = self.api.health();
-                Answer::Json(ApiResponse { status: if healthy { 200 } else { 503 }, body: doc })
+        ("/metrics", "GET") => Answer::Text(200, api.metrics()),
+        ("/health" | "/metrics", _) => Answer::Json(ApiResponse::error(405, "use GET")),
+        _ => {
+            let Some((route, expected)) = route_of(path) else {
+                return Answer::Json(ApiResponse::error(404, format!("no route {path}")));
+            };
+            if method != expected {
+                return Answer::Json(ApiResponse::error(405, format!("use {expected}")));
             }
-            ("/metrics", Method::Get) => Answer::Text(200, self.api.metrics()),
-            ("/health" | "/metrics", _) => Answer::Json(ApiResponse::error(405, "use GET")),
-            _ => {
-                let Some((route, expected)) = route_of(&path) else {
-                    return Answer::Json(ApiResponse::error(404, format!("no route {path}")));
-                };
-                if method != expected {
-                    return Answer::Json(ApiResponse::error(405, format!("use {expected}")));
-                }
-                if !self.authorised(req) {
-                    return Answer::Json(ApiResponse::error(401, "missing or wrong bearer token"));
-                }
-                match self.read_body(req) {
-                    Ok(body) => Answer::Json(self.api.control(route, body)),
-                    Err(resp) => Answer::Json(resp),
-                }
+            let given = req.header("authorization").and_then(|v| v.strip_prefix("Bearer "));
+            if !token.matches(given.unwrap_or("")) {
+                return Answer::Json(ApiResponse::error(401, "missing or wrong bearer token"));
+            }
+            match parse_body(&req.body) {
+                Ok(body) => Answer::Json(api.control(route, body)),
+                Err(resp) => Answer::Json(resp),
             }
         }
     }
+}
 
-    fn authorised(&self, req: &Request) -> bool {
-        let given = req
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .and_then(|h| h.value.as_str().strip_prefix("Bearer "))
-            .unwrap_or("");
-        self.control_token.matches(given)
+/// Parses a JSON body (its size the server has already limited); empty means none.
+fn parse_body(body: &[u8]) -> Result<Option<Value>, ApiResponse> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
-
-    /// Reads and parses a JSON body of at most `max_body_bytes`.
-    fn read_body(&self, req: &mut Request) -> Result<Option<Value>, ApiResponse> {
-        if req.body_length().is_some_and(|n| n > self.max_body_bytes) {
-            return Err(ApiResponse::error(
-                413,
-                format!("body over {} bytes", self.max_body_bytes),
-            ));
-        }
-        let mut buf = Vec::new();
-        let limit = self.max_body_bytes as u64 + 1;
-        if let Err(e) = req.as_reader().take(limit).read_to_end(&mut buf) {
-            return Err(ApiResponse::error(400, format!("cannot read body: {e}")));
-        }
-        if buf.len() > self.max_body_bytes {
-            return Err(ApiResponse::error(
-                413,
-                format!("body over {} bytes", self.max_body_bytes),
-            ));
-        }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        serde_json::from_slice(&buf)
-            .map(Some)
-            .map_err(|e| ApiResponse::error(400, format!("body is not valid JSON: {e}")))
-    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| ApiResponse::error(400, format!("body is not valid JSON: {e}")))
 }
 
 impl Worker for HttpWorker {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
-        while !ctx.should_stop() {
+        let (api, token) = (self.api.clone(), self.control_token.clone());
+        let handler = move |req: HttpRequest| HttpAction::Respond(handle(&*api, &token, &req));
+        let limits = Limits { tick: ctx.beat_every(), ..self.limits.clone() };
+        let go_on = || {
             ctx.beat();
             crate::runtime::failpoint::hit("http.loop");
-            match self.server.recv_timeout(ctx.beat_every()) {
-                Ok(Some(req)) => self.handle(req),
-                Ok(None) => {}
-                Err(e) => {
-                    log::warn!(target: "http", "Accepting a request failed: {e}");
-                }
-            }
-        }
-        Ok(())
+            !ctx.should_stop()
+        };
+        http_server::serve(&self.server, &limits, "http", &handler, go_on)
+            .map_err(|e| anyhow::anyhow!("serving HTTP: {e}"))
     }
 }
 
@@ -184,20 +160,16 @@ enum Answer {
     Text(u16, String),
 }
 
-fn route_of(path: &str) -> Option<(Route, Method)> {
+fn route_of(path: &str) -> Option<(Route, &'static str)> {
     Some(match path {
-        "/v1/positions" => (Route::Positions, Method::Get),
-        "/v1/pnl" => (Route::Pnl, Method::Get),
-        "/v1/orders" => (Route::PlaceOrder, Method::Post),
-        "/v1/halt" => (Route::Halt, Method::Post),
-        "/v1/resume" => (Route::Resume, Method::Post),
-        "/v1/flatten" => (Route::Flatten, Method::Post),
+        "/v1/positions" => (Route::Positions, "GET"),
+        "/v1/pnl" => (Route::Pnl, "GET"),
+        "/v1/orders" => (Route::PlaceOrder, "POST"),
+        "/v1/halt" => (Route::Halt, "POST"),
+        "/v1/resume" => (Route::Resume, "POST"),
+        "/v1/flatten" => (Route::Flatten, "POST"),
         _ => return None,
     })
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
 #[cfg(test)]
@@ -206,8 +178,8 @@ mod tests {
 
     #[test]
     fn control_routes_have_one_method_each() {
-        assert_eq!(route_of("/v1/halt"), Some((Route::Halt, Method::Post)));
-        assert_eq!(route_of("/v1/positions"), Some((Route::Positions, Method::Get)));
+        assert_eq!(route_of("/v1/halt"), Some((Route::Halt, "POST")));
+        assert_eq!(route_of("/v1/positions"), Some((Route::Positions, "GET")));
         assert_eq!(route_of("/v1/nope"), None);
     }
 }

@@ -6,6 +6,8 @@ pub mod backoff;
 pub mod dir_lock;
 pub mod failpoint;
 pub mod host;
+pub mod http_message;
+pub mod http_server;
 pub mod panic_hook;
 pub mod signals;
 pub mod supervisor;

@@ -1,368 +1,78 @@
-//! A small HTTP/1.1 server for the simulated Dhan REST API: a thread per connection,
-//! keep-alive, `Content-Length` bodies, requests parsed with `httparse`.
+//! The simulated Dhan REST API's HTTP server: the project's one HTTP/1.1 server
+//! ([`crate::runtime::http_server`]) on its own thread, with the simulator's limits.
 //!
-//! Why not `tiny_http`: the simulator must misbehave at the socket level the way a real
-//! gateway can (close a connection without answering, answer after the client gave up, reset
-//! with RST), and `tiny_http` owns its sockets and always answers (a dropped request becomes a
-//! 500). Here the handler returns an [`HttpAction`] that may be any of those.
+//! The handler returns an [`HttpAction`], so the simulator can misbehave at the socket level
+//! the way a real gateway can: close a connection without answering, answer after the client
+//! gave up, reset with RST.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
 
-use super::listener::Listener;
-
-/// One parsed request.
-#[derive(Clone, Debug)]
-pub struct HttpRequest {
-    pub method: String,
-    /// The path without the query string.
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    /// Header names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub peer: SocketAddr,
-}
-
-impl HttpRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: Vec<u8>,
-    pub content_type: &'static str,
-}
-
-impl HttpResponse {
-    pub fn json(status: u16, v: &serde_json::Value) -> HttpResponse {
-        HttpResponse { status, body: v.to_string().into_bytes(), content_type: "application/json" }
-    }
-
-    pub fn raw(status: u16, body: impl Into<Vec<u8>>, content_type: &'static str) -> HttpResponse {
-        HttpResponse { status, body: body.into(), content_type }
-    }
-}
-
-/// What to do with a request.
-#[derive(Clone, Debug)]
-pub enum HttpAction {
-    Respond(HttpResponse),
-    /// Answer after `delay` (simulated latency).
-    RespondAfter(HttpResponse, Duration),
-    /// Close the connection with a TCP reset and no answer.
-    Reset,
-    /// Keep the connection open without answering for `hold`, then close it: the client's
-    /// timeout fires first.
-    Withhold(Duration),
-}
-
-pub type Handler = dyn Fn(HttpRequest) -> HttpAction + Send + Sync;
+pub use crate::runtime::http_server::{
+    Handler, HttpAction, HttpRequest, HttpResponse, Limits, reset,
+};
+use crate::runtime::http_server::{HttpListener, serve};
 
 /// A running server; dropping it shuts it down.
-pub struct HttpServer(Listener);
-
-/// Poll interval of blocked reads and holds, so that shutdown is prompt.
-const TICK: Duration = Duration::from_millis(20);
-const MAX_HEADERS: usize = 64;
-const MAX_BODY: usize = 1 << 20;
+pub struct HttpServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
 
 impl HttpServer {
     pub fn start(bind: SocketAddr, handler: Arc<Handler>) -> io::Result<HttpServer> {
-        let serve = move |stream: TcpStream, stop: &AtomicBool| serve(stream, &*handler, stop);
-        Listener::start(bind, "sim-http", Arc::new(serve)).map(HttpServer)
+        HttpServer::start_with(bind, handler, Limits::simulator())
+    }
+
+    pub fn start_with(
+        bind: SocketAddr,
+        handler: Arc<Handler>,
+        limits: Limits,
+    ) -> io::Result<HttpServer> {
+        let listener = HttpListener::bind(bind)?;
+        let addr = listener.addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new().name("sim-http".into()).spawn(move || {
+                let go_on = || !stop.load(Ordering::Acquire);
+                if let Err(e) = serve(&listener, &limits, "sim-http", &*handler, go_on) {
+                    log::error!(target: "sim", "The simulator's HTTP server stopped: {e}");
+                }
+            })?
+        };
+        Ok(HttpServer { addr, stop, thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.0.addr()
+        self.addr
     }
 
-    /// Stops accepting, closes every connection and joins the threads.
+    /// Stops serving, closes every connection and joins the threads.
     pub fn shutdown(&mut self) {
-        self.0.shutdown();
-    }
-}
-
-/// Closes with RST instead of FIN (SO_LINGER = 0), as a crashed gateway would.
-pub fn reset(stream: &TcpStream) {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-        // SAFETY: setsockopt on a socket we own, with a correctly sized `linger` value.
-        unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            );
-        }
-    }
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
-fn serve(mut stream: TcpStream, handler: &Handler, stop: &AtomicBool) {
-    let Ok(peer) = stream.peer_addr() else { return };
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(TICK));
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    loop {
-        let Some((req, keep_alive)) = read_request(&mut stream, &mut buf, peer, stop) else {
-            return;
-        };
-        let action = handler(req);
-        let (response, delay) = match action {
-            HttpAction::Respond(r) => (r, Duration::ZERO),
-            HttpAction::RespondAfter(r, d) => (r, d),
-            HttpAction::Reset => {
-                reset(&stream);
-                return;
-            }
-            HttpAction::Withhold(hold) => {
-                wait(hold, stop);
-                // Close without an answer; with RST so that a pooled client notices at once.
-                reset(&stream);
-                return;
-            }
-        };
-        if !delay.is_zero() && !wait(delay, stop) {
-            return;
-        }
-        if write_response(&mut stream, &response, keep_alive).is_err() || !keep_alive {
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
 
-/// Sleeps `d` in ticks; `false` if the server stops meanwhile.
-fn wait(d: Duration, stop: &AtomicBool) -> bool {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        if stop.load(Ordering::Acquire) {
-            return false;
-        }
-        thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.shutdown();
     }
-    true
-}
-
-/// Reads one request (headers and body). `None` when the peer closed, the server stops, or
-/// the request is malformed (answered with 400 first).
-fn read_request(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    peer: SocketAddr,
-    stop: &AtomicBool,
-) -> Option<(HttpRequest, bool)> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                let method = parsed.method.unwrap_or("").to_string();
-                let target = parsed.path.unwrap_or("/").to_string();
-                let http10 = parsed.version == Some(0);
-                let hdrs: Vec<(String, String)> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned())
-                    })
-                    .collect();
-                let find = |n: &str| hdrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                let len: usize = match find("content-length").map(|v| v.trim().parse()) {
-                    None => 0,
-                    Some(Ok(n)) if n <= MAX_BODY => n,
-                    Some(_) => {
-                        let _ = write_response(
-                            stream,
-                            &HttpResponse::raw(400, "bad Content-Length", "text/plain"),
-                            false,
-                        );
-                        return None;
-                    }
-                };
-                if find("transfer-encoding")
-                    .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-                {
-                    let _ = write_response(
-                        stream,
-                        &HttpResponse::raw(411, "Content-Length required", "text/plain"),
-                        false,
-                    );
-                    return None;
-                }
-                while buf.len() < head_len + len {
-                    if !fill(stream, buf, &mut chunk, stop)? {
-                        return None;
-                    }
-                }
-                let body = buf[head_len..head_len + len].to_vec();
-                buf.drain(..head_len + len);
-                let connection = find("connection").unwrap_or_default().to_ascii_lowercase();
-                let keep_alive = if http10 {
-                    connection.contains("keep-alive")
-                } else {
-                    !connection.contains("close")
-                };
-                let (path, query) = split_target(&target);
-                return Some((
-                    HttpRequest { method, path, query, headers: hdrs, body, peer },
-                    keep_alive,
-                ));
-            }
-            Ok(httparse::Status::Partial) => {
-                if buf.len() > 64 * 1024 {
-                    let _ = write_response(
-                        stream,
-                        &HttpResponse::raw(431, "headers too large", "text/plain"),
-                        false,
-                    );
-                    return None;
-                }
-                if !fill(stream, buf, &mut chunk, stop)? {
-                    return None;
-                }
-            }
-            Err(_) => {
-                let _ = write_response(
-                    stream,
-                    &HttpResponse::raw(400, "malformed request", "text/plain"),
-                    false,
-                );
-                return None;
-            }
-        }
-    }
-}
-
-/// Reads more bytes. `Some(false)` at end of stream, `None` on stop or error.
-fn fill(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    chunk: &mut [u8],
-    stop: &AtomicBool,
-) -> Option<bool> {
-    loop {
-        if stop.load(Ordering::Acquire) {
-            return None;
-        }
-        match stream.read(chunk) {
-            Ok(0) => return Some(false),
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                return Some(true);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
-fn split_target(target: &str) -> (String, Vec<(String, String)>) {
-    let (path, q) = target.split_once('?').unwrap_or((target, ""));
-    let query = q
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect();
-    (percent_decode(path), query)
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-fn write_response(stream: &mut TcpStream, r: &HttpResponse, keep_alive: bool) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        r.body.len(),
-        if keep_alive { "keep-alive" } else { "close" },
-    );
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&r.body);
-    stream.write_all(&out)?;
-    stream.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_split_into_path_and_decoded_query() {
-        let (p, q) = split_target("/v2/killswitch?killSwitchStatus=ACTIVATE&x=a%20b");
-        assert_eq!(p, "/v2/killswitch");
-        assert_eq!(
-            q,
-            vec![("killSwitchStatus".into(), "ACTIVATE".into()), ("x".into(), "a b".into())]
-        );
-        assert_eq!(split_target("/v2/orders/external/A%20B").0, "/v2/orders/external/A B");
-        assert_eq!(percent_decode("%4"), "%4");
-        assert_eq!(percent_decode("abc%"), "abc%");
-    }
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
 
     #[test]
     fn keep_alive_requests_and_a_reset_over_a_real_socket() {
