@@ -147,7 +147,11 @@ impl ExitEngine {
             self.clock_at = self.clock_at.max(tick.received_at);
         }
         self.decide(|core| {
-            let mut events = if due { core.on_clock(tick.received_at) } else { Vec::new() };
+            let mut events = if due {
+                core.on_clock_at(tick.received_at, tick.received_mono)
+            } else {
+                Vec::new()
+            };
             events.extend(core.on_tick(&tick));
             events
         });
@@ -163,9 +167,9 @@ impl ExitEngine {
                 Err(_) => break,
             }
         }
-        let now = self.shared.clock.now();
+        let (now, mono) = (self.shared.clock.now(), self.shared.clock.mono());
         self.clock_at = self.clock_at.max(now);
-        self.decide(|core| core.on_clock(now));
+        self.decide(|core| core.on_clock_at(now, mono));
         self.catch_up();
         self.last_clock_step = Instant::now();
     }
@@ -186,7 +190,7 @@ impl ExitEngine {
                 continue;
             }
             let Some(tick) = self.shared.cache.tick(instrument) else { continue };
-            if last.is_none_or(|(_, at)| tick.received_at > at) {
+            if last.is_none_or(|(_, at)| tick.received_at != at) {
                 self.on_tick(tick, false);
             }
         }

@@ -16,7 +16,7 @@ fn ist(text: &str) -> Timestamp {
 }
 
 fn tick(instrument: InstrumentKey, ltp: i64, at: Timestamp) -> Tick {
-    Tick { instrument, ltp: Paise(ltp), exchange_time: at, received_at: at }
+    Tick::at(instrument, Paise(ltp), at)
 }
 
 fn core_with(params: CoreParams) -> ExitCore {
