@@ -186,13 +186,22 @@ impl Collector {
 
     /// Milliseconds, at least `min_ms` and at most [`MAX_DURATION_SECS`].
     pub fn millis(&mut self, key: &str, value: i64, min_ms: i64) -> Option<Duration> {
-        self.int(key, value, min_ms, MAX_DURATION_SECS * 1_000)
+        self.duration(key, value, min_ms, MAX_DURATION_SECS * 1_000)
             .map(|v| Duration::from_millis(v as u64))
     }
 
     /// Seconds, at least `min_secs` and at most [`MAX_DURATION_SECS`].
     pub fn secs(&mut self, key: &str, value: i64, min_secs: i64) -> Option<Duration> {
-        self.int(key, value, min_secs, MAX_DURATION_SECS).map(|v| Duration::from_secs(v as u64))
+        self.duration(key, value, min_secs, MAX_DURATION_SECS)
+            .map(|v| Duration::from_secs(v as u64))
+    }
+
+    fn duration(&mut self, key: &str, value: i64, min: i64, max: i64) -> Option<i64> {
+        if value > max {
+            self.push(key, format!("{value} is out of range: must be at most {max} (a day)"));
+            return None;
+        }
+        self.int(key, value, min, i64::MAX)
     }
 
     /// `HH:MM` or `HH:MM:SS`.

@@ -420,8 +420,9 @@ impl ExitCore {
         self.day.realised_net + self.unrealised_gross()
     }
 
-    /// Positions (sorted by id) and the day's account, for the PnL refresher and the API.
-    pub fn snapshot(&self, now: Timestamp) -> CoreSnapshot {
+    /// Positions (sorted by id) and the day's account at wall time `now` and monotonic reading
+    /// `mono` (staleness), for the PnL refresher and the API.
+    pub fn snapshot(&self, now: Timestamp, mono: Mono) -> CoreSnapshot {
         let mut positions: Vec<PositionView> = self
             .positions()
             .map(|p| PositionView {
@@ -433,7 +434,7 @@ impl ExitCore {
                 opened_at: p.opened_at,
                 last_price: p.last_price,
                 last_price_at: p.last_price_at,
-                price_is_stale: self.is_stale(p, now),
+                price_is_stale: self.silent_ms_at(p, now, Some(mono)) >= self.risk.stale_after_ms,
                 unrealised_gross: p.unrealised(),
                 risk: p.risk,
                 lifecycle: p.lifecycle.clone(),
@@ -464,7 +465,7 @@ impl ExitCore {
     // ---- internals ------------------------------------------------------------------------
 
     fn is_stale(&self, p: &Position, now: Timestamp) -> bool {
-        self.silent_ms(p, now) >= self.risk.stale_after_ms
+        self.silent_ms_at(p, now, self.mono) >= self.risk.stale_after_ms
     }
 
     fn insert(&mut self, pos: Position) -> usize {

@@ -41,10 +41,15 @@ impl ExitCore {
         }
     }
 
-    /// How long the position has had no fresh price: on the monotonic clock once it has its
-    /// marks, else (before the first reading) on the wall clock at `now`.
+    /// How long the position has had no fresh price at the latest reading.
     pub(super) fn silent_ms(&self, p: &Position, now: Timestamp) -> i64 {
-        match (self.mono, self.marks.get(&p.id).and_then(|m| m.fresh)) {
+        self.silent_ms_at(p, now, self.mono)
+    }
+
+    /// How long the position has had no fresh price: at reading `mono` once it has its marks,
+    /// else (before the first reading) on the wall clock at `now`.
+    pub(super) fn silent_ms_at(&self, p: &Position, now: Timestamp, mono: Option<Mono>) -> i64 {
+        match (mono, self.marks.get(&p.id).and_then(|m| m.fresh)) {
             (Some(mono), Some(fresh)) => mono.millis_since(fresh),
             _ => now.millis_since(fresh_at(p)),
         }
