@@ -27,6 +27,7 @@
 mod broker_sync;
 mod commands;
 mod effects;
+mod guard_report;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub struct ExitEngine {
     /// again (a timed exit that could not start must not spin the loop).
     clock_at: Timestamp,
     last_clock_step: Instant,
+    guard_report: guard_report::GuardReport,
 }
 
 impl ExitEngine {
@@ -67,6 +69,7 @@ impl ExitEngine {
             clock_at: Timestamp(i64::MIN),
             // The first loop runs the timed rules at once.
             last_clock_step: Instant::now().checked_sub(CLOCK_STEP).unwrap_or_else(Instant::now),
+            guard_report: guard_report::GuardReport::default(),
         }
     }
 
@@ -82,6 +85,7 @@ impl ExitEngine {
         let open: Vec<_> = {
             let core = self.shared.core.lock();
             self.next_due = core.next_timed_event();
+            self.guard_report = guard_report::GuardReport::from_counts(core.price_guard_counts());
             core.positions().map(|p| (p.id.clone(), p.instrument)).collect()
         };
         for (id, instrument) in &open {
@@ -146,15 +150,16 @@ impl ExitEngine {
         if due {
             self.clock_at = self.clock_at.max(tick.received_at);
         }
-        self.decide(|core| {
+        let (_, counts) = self.decide_with(|core| {
             let mut events = if due {
                 core.on_clock_at(tick.received_at, tick.received_mono)
             } else {
                 Vec::new()
             };
             events.extend(core.on_tick(&tick));
-            events
+            (events, core.price_guard_counts())
         });
+        self.guard_report.observe(counts, &tick, &self.shared.m);
     }
 
     /// The periodic step: ticks already received first, then the timed rules at `now`, then
