@@ -123,7 +123,10 @@ mod tests {
         let q = Qty(1_000_000_000);
         assert_eq!(gross_pnl(Side::Long, Paise(10_000), big, q), Paise(i64::MAX));
         assert_eq!(gross_pnl(Side::Short, Paise(10_000), big, q), Paise(i64::MIN));
-        assert_eq!(gross_pnl(Side::Long, Paise(10_000), big, Qty(75)).0, (100_000_000_000 - 10_000) * 75);
+        assert_eq!(
+            gross_pnl(Side::Long, Paise(10_000), big, Qty(75)).0,
+            (100_000_000_000 - 10_000) * 75
+        );
         assert_eq!(gross_pnl_on_turnover(Side::Long, big, q, Paise(0)), Paise(i64::MIN));
         assert_eq!(gross_pnl_on_turnover(Side::Short, big, q, Paise(i64::MAX)), Paise(i64::MAX));
         let c = ChargeSchedule::default();
