@@ -118,9 +118,9 @@ mod tests {
     use super::super::{CoreEvent, CoreParams, NewPosition};
     use super::*;
     use crate::domain::{ExitReason, Paise, PositionId, Qty, Segment, Side, TickSource};
+    use crate::risk::RiskParams;
     use crate::risk::position::Origin;
     use crate::risk::trading_state::TradingCell;
-    use crate::risk::RiskParams;
 
     const A: InstrumentKey = InstrumentKey::new(Segment::NseFno, 1);
     const HOUR: i64 = 3_600_000;
