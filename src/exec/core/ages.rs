@@ -41,6 +41,11 @@ impl ExitCore {
         }
     }
 
+    /// The latest monotonic reading the core has judged at.
+    pub fn mono_reading(&self) -> Option<Mono> {
+        self.mono
+    }
+
     /// How long the position has had no fresh price at the latest reading.
     pub(super) fn silent_ms(&self, p: &Position, now: Timestamp) -> i64 {
         self.silent_ms_at(p, now, self.mono)
