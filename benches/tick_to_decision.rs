@@ -61,12 +61,7 @@ fn main() {
         if n % 5 == 0 {
             now = now.plus_millis(1);
         }
-        let tick = Tick {
-            instrument: instruments[i],
-            ltp: Paise(prices[i]),
-            exchange_time: now,
-            received_at: now,
-        };
+        let tick = Tick::at(instruments[i], Paise(prices[i]), now);
 
         let t0 = Instant::now();
         let events = core.on_tick(black_box(&tick));

@@ -149,6 +149,30 @@ fn live_mode_without_a_daily_loss_limit_is_refused() {
 }
 
 #[test]
+fn durations_beyond_a_day_are_refused_instead_of_wrapping() {
+    let file = "tests/data/config/unbounded-durations.toml";
+    let out = check_config(file);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr_lines(&out),
+        [
+            format!(
+                "{file}: feed.stall_timeout_ms: 86400001 is out of range: must be at most 86400000 (a day)"
+            ),
+            format!(
+                "{file}: risk.stale_after_ms: 9223372036854775807 is out of range: must be at most 86400000 (a day)"
+            ),
+            format!(
+                "{file}: risk.stale_exit_after_secs: 18446744073709552 is out of range: must be at most 86400 (a day)"
+            ),
+            format!(
+                "{file}: limits.reentry_cooldown_secs: 18446744073709552 is out of range: must be at most 86400 (a day)"
+            ),
+        ]
+    );
+}
+
+#[test]
 fn check_config_reports_an_unreadable_file() {
     let out = check_config("tests/data/config/no-such-file.toml");
     assert_eq!(out.status.code(), Some(2));

@@ -193,7 +193,7 @@ fn stored(sim: &LiveSim, exiting: bool) -> (Recovered, OrderIntent) {
     let mut core = ExitCore::new(config.core_params(), TradingCell::active(t0));
     core.adopt(PositionId::new("P1"), A, Side::Long, Qty(75), rupees("100.00"), t0).unwrap();
     let before = core.export();
-    let tick = Tick { instrument: A, ltp: rupees("89.00"), exchange_time: t0, received_at: t0 };
+    let tick = Tick::at(A, rupees("89.00"), t0);
     let intent = core
         .on_tick(&tick)
         .into_iter()

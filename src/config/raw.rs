@@ -288,6 +288,8 @@ pub struct RawRisk {
     pub ratchet: Vec<RawTier>,
     pub stale_after_ms: i64,
     pub stale_exit_after_secs: i64,
+    pub max_jump_pct: Dec,
+    pub jump_confirm_window_ms: i64,
 }
 
 impl Default for RawRisk {
@@ -312,6 +314,8 @@ impl Default for RawRisk {
             ],
             stale_after_ms: 3_000,
             stale_exit_after_secs: 0,
+            max_jump_pct: Dec::new("20"),
+            jump_confirm_window_ms: 5_000,
         }
     }
 }

@@ -101,6 +101,12 @@ impl Show for Bp {
     }
 }
 
+impl Show for crate::risk::PriceGuardParams {
+    fn show(&self) -> String {
+        format!("{} % within {} ms", self.max_jump.show(), self.confirm_window_ms)
+    }
+}
+
 impl Show for Paise {
     fn show(&self) -> String {
         self.to_string()
@@ -164,6 +170,7 @@ fn live_changes(a: &Config, b: &Config) -> Vec<Change> {
         ratchet => "risk.ratchet",
         stale_after_ms => "risk.stale_after_ms",
         stale_exit_after_secs => "risk.stale_exit_after_secs",
+        price_guard => "risk.max_jump_pct / risk.jump_confirm_window_ms",
     });
     diff_fields!(out, &a.limits, &b.limits, Limits, push, {
         max_daily_loss => "limits.max_daily_loss_rupees",

@@ -746,3 +746,80 @@ fn reload_reports_old_and_new_values_as_written() {
         ]
     );
 }
+
+/// Every duration key of the file, as `(table, key, unit is seconds)`.
+const DURATION_KEYS: &[(&str, &str, bool)] = &[
+    ("feed", "connect_timeout_ms", false),
+    ("feed", "stall_timeout_ms", false),
+    ("feed", "reconnect_base_ms", false),
+    ("feed", "reconnect_cap_ms", false),
+    ("feed", "cooloff_429_secs", true),
+    ("feed", "backoff_805_secs", true),
+    ("broker", "connect_timeout_ms", false),
+    ("broker", "request_timeout_ms", false),
+    ("broker", "resolve_window_ms", false),
+    ("broker", "breaker_open_secs", true),
+    ("sim", "tick_interval_ms", false),
+    ("sim", "transit_ms", false),
+    ("risk", "stale_after_ms", false),
+    ("risk", "stale_exit_after_secs", true),
+    ("risk", "jump_confirm_window_ms", false),
+    ("limits", "reentry_cooldown_secs", true),
+    ("entries", "demo_interval_secs", true),
+    ("store", "flush_interval_ms", false),
+    ("redis", "heartbeat_ttl_secs", true),
+    ("instance", "lease_ttl_ms", false),
+    ("instance", "renew_every_ms", false),
+    ("runtime", "backoff_base_ms", false),
+    ("runtime", "backoff_cap_ms", false),
+    ("runtime", "restart_window_secs", true),
+    ("runtime", "stop_deadline_ms", false),
+    ("runtime", "heartbeat_limit_ms", false),
+    ("runtime.heartbeat_limits", "exit_engine", false),
+    ("heartbeat", "interval_secs", true),
+    ("pnl", "refresh_ms", false),
+];
+
+#[test]
+fn every_duration_has_an_upper_bound_of_a_day() {
+    for &(table, key, secs) in DURATION_KEYS {
+        let max: i64 = if secs { 86_400 } else { 86_400_000 };
+        let path = format!("{table}.{key}");
+        for value in [18_446_744_073_709_552_i64, i64::MAX, max + 1] {
+            let errors = errors_of(&format!("[{table}]\n{key} = {value}\n"));
+            let want = format!("{path}: {value} is out of range: must be at most {max} (a day)");
+            assert!(errors.contains(&want), "{path} = {value}:\n  want {want}\n  got  {errors:?}");
+        }
+        let errors = errors_of(&format!("[{table}]\n{key} = {max}\n"));
+        let bound = format!("{path}: {max} is out of range");
+        assert!(!errors.iter().any(|e| e.starts_with(&bound)), "{path} = {max}: {errors:?}");
+    }
+}
+
+#[test]
+fn the_price_guard_settings_are_validated() {
+    let c = ok("[risk]\nmax_jump_pct = 12.5\njump_confirm_window_ms = 2000\n");
+    assert_eq!(
+        c.risk.price_guard,
+        crate::risk::PriceGuardParams { max_jump: Bp(1_250), confirm_window_ms: 2_000 }
+    );
+    assert_eq!(ok("").risk.price_guard, crate::risk::PriceGuardParams::default());
+    assert_eq!(ok("[risk]\nmax_jump_pct = 0\n").risk.price_guard.max_jump, Bp(0));
+    refused(&[
+        (
+            "negative jump",
+            "[risk]\nmax_jump_pct = -1\n",
+            "risk.max_jump_pct: -1 is out of range: must be 0 (off) or more",
+        ),
+        (
+            "over-precise jump",
+            "[risk]\nmax_jump_pct = 1.234\n",
+            "risk.max_jump_pct: 1.234 has more than two decimals",
+        ),
+        (
+            "no window",
+            "[risk]\njump_confirm_window_ms = 0\n",
+            "risk.jump_confirm_window_ms: 0 is out of range: must be at least 1",
+        ),
+    ]);
+}

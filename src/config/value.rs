@@ -79,6 +79,10 @@ fn places_word(places: u32) -> &'static str {
     }
 }
 
+/// Every duration in the config is at most a day: no timeout, backoff or age needs more, and
+/// a bound keeps every conversion (seconds to milliseconds, durations to instants) exact.
+pub const MAX_DURATION_SECS: i64 = 86_400;
+
 /// Collects every error found while turning the raw file into typed values. Each parser
 /// records a problem under its key path and returns `None`, so validation goes on and the
 /// caller reports everything at once.
@@ -180,14 +184,24 @@ impl Collector {
         self.int(key, value, min, i64::from(u32::MAX)).map(|v| v as usize)
     }
 
-    /// Milliseconds, at least `min_ms`.
+    /// Milliseconds, at least `min_ms` and at most [`MAX_DURATION_SECS`].
     pub fn millis(&mut self, key: &str, value: i64, min_ms: i64) -> Option<Duration> {
-        self.int(key, value, min_ms, i64::MAX).map(|v| Duration::from_millis(v as u64))
+        self.duration(key, value, min_ms, MAX_DURATION_SECS * 1_000)
+            .map(|v| Duration::from_millis(v as u64))
     }
 
-    /// Seconds, at least `min_secs`.
+    /// Seconds, at least `min_secs` and at most [`MAX_DURATION_SECS`].
     pub fn secs(&mut self, key: &str, value: i64, min_secs: i64) -> Option<Duration> {
-        self.int(key, value, min_secs, i64::MAX).map(|v| Duration::from_secs(v as u64))
+        self.duration(key, value, min_secs, MAX_DURATION_SECS)
+            .map(|v| Duration::from_secs(v as u64))
+    }
+
+    fn duration(&mut self, key: &str, value: i64, min: i64, max: i64) -> Option<i64> {
+        if value > max {
+            self.push(key, format!("{value} is out of range: must be at most {max} (a day)"));
+            return None;
+        }
+        self.int(key, value, min, i64::MAX)
     }
 
     /// `HH:MM` or `HH:MM:SS`.

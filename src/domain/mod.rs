@@ -14,5 +14,5 @@ pub use instrument::{InstrumentKey, ParseInstrumentError, SecurityId, Segment, S
 pub use money::{Bp, MoneyError, Paise, Qty};
 pub use order::{ExitReason, Fill, OrderIntent, OrderPurpose, Txn};
 pub use secret::Secret;
-pub use tick::Tick;
-pub use time::{Clock, IST_OFFSET_SECS, ManualClock, SystemClock, TimeOfDay, Timestamp};
+pub use tick::{Tick, TickSource};
+pub use time::{Clock, IST_OFFSET_SECS, ManualClock, Mono, SystemClock, TimeOfDay, Timestamp};

@@ -90,49 +90,60 @@ impl fmt::Display for Paise {
     }
 }
 
+// Paise arithmetic saturates instead of wrapping: a price comes from outside (the feed, a
+// broker) and must never turn a huge gain into a loss or panic the engine. Real amounts are
+// many orders of magnitude below the bounds.
+
+impl Paise {
+    /// The paise nearest to an `i128` amount (clamped to the `i64` range).
+    pub fn saturating_from(v: i128) -> Paise {
+        Paise(v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+    }
+}
+
 impl Add for Paise {
     type Output = Paise;
     fn add(self, rhs: Paise) -> Paise {
-        Paise(self.0 + rhs.0)
+        Paise(self.0.saturating_add(rhs.0))
     }
 }
 
 impl AddAssign for Paise {
     fn add_assign(&mut self, rhs: Paise) {
-        self.0 += rhs.0;
+        *self = *self + rhs;
     }
 }
 
 impl Sub for Paise {
     type Output = Paise;
     fn sub(self, rhs: Paise) -> Paise {
-        Paise(self.0 - rhs.0)
+        Paise(self.0.saturating_sub(rhs.0))
     }
 }
 
 impl SubAssign for Paise {
     fn sub_assign(&mut self, rhs: Paise) {
-        self.0 -= rhs.0;
+        *self = *self - rhs;
     }
 }
 
 impl Neg for Paise {
     type Output = Paise;
     fn neg(self) -> Paise {
-        Paise(-self.0)
+        Paise(self.0.saturating_neg())
     }
 }
 
 impl Mul<Qty> for Paise {
     type Output = Paise;
     fn mul(self, rhs: Qty) -> Paise {
-        Paise(self.0 * rhs.0)
+        Paise(self.0.saturating_mul(rhs.0))
     }
 }
 
 impl std::iter::Sum for Paise {
     fn sum<I: Iterator<Item = Paise>>(iter: I) -> Paise {
-        Paise(iter.map(|p| p.0).sum())
+        iter.fold(Paise::ZERO, |a, b| a + b)
     }
 }
 
@@ -297,5 +308,22 @@ mod tests {
         assert_eq!(div_round_half_away(4, 3), 1);
         assert_eq!(div_round_half_away(-4, 3), -1);
         assert_eq!(div_round_half_away(0, 7), 0);
+    }
+
+    #[test]
+    fn paise_arithmetic_saturates() {
+        let max = Paise(i64::MAX);
+        assert_eq!(max + Paise(1), max);
+        assert_eq!(Paise(i64::MIN) - Paise(1), Paise(i64::MIN));
+        assert_eq!(-Paise(i64::MIN), max);
+        assert_eq!(Paise(100_000_000_000) * Qty(1_000_000_000), max);
+        assert_eq!(Paise(100_000_000_000) * Qty(-1_000_000_000), Paise(i64::MIN));
+        assert_eq!([max, max, Paise(-5)].into_iter().sum::<Paise>(), max - Paise(5));
+        let mut p = max;
+        p += Paise(7);
+        p -= Paise(i64::MAX);
+        assert_eq!(p, Paise(0));
+        assert_eq!(Paise::saturating_from(i128::MAX), max);
+        assert_eq!(Paise(12_345) * Qty(75), Paise(925_875));
     }
 }

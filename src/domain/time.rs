@@ -3,8 +3,9 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -139,9 +140,34 @@ impl FromStr for TimeOfDay {
     }
 }
 
+/// A monotonic reading in milliseconds since an arbitrary origin (the process's first reading
+/// for [`SystemClock`]). Ages, timeouts and staleness are measured on it: unlike the wall
+/// clock it never steps when the system time is corrected. It means nothing across processes.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mono(pub i64);
+
+impl Mono {
+    /// The reading of a virtual clock whose monotonic time is its wall time (replay, tests).
+    pub const fn of_wall(t: Timestamp) -> Mono {
+        Mono(t.0)
+    }
+
+    /// Milliseconds from `earlier` to `self` (negative if `earlier` is later).
+    pub fn millis_since(self, earlier: Mono) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    pub fn plus_millis(self, ms: i64) -> Mono {
+        Mono(self.0.saturating_add(ms))
+    }
+}
+
 /// Where "now" comes from. Workers use [`SystemClock`]; replay and tests use [`ManualClock`].
+/// `now` is the wall clock, for session times (square-off, cut-off, trading day) and records;
+/// `mono` is monotonic, for every age, timeout and staleness.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+    fn mono(&self) -> Mono;
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -151,29 +177,57 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp(Utc::now().timestamp_millis())
     }
+
+    fn mono(&self) -> Mono {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        Mono(ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as i64)
+    }
 }
 
-/// A clock that only moves when told to; clones share the same time.
+/// A clock that only moves when told to; clones share the same time. Moving it forward
+/// (`set` to a later time, `advance_millis`) moves both readings; `set` to an earlier time and
+/// [`ManualClock::step_wall_millis`] move the wall clock only, as a system-time correction does.
 #[derive(Debug, Clone, Default)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock {
+    wall: Arc<AtomicI64>,
+    mono: Arc<AtomicI64>,
+}
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock(Arc::new(AtomicI64::new(start.0)))
+        ManualClock {
+            wall: Arc::new(AtomicI64::new(start.0)),
+            mono: Arc::new(AtomicI64::new(start.0)),
+        }
     }
 
     pub fn set(&self, t: Timestamp) {
-        self.0.store(t.0, Ordering::SeqCst);
+        let prev = self.wall.swap(t.0, Ordering::SeqCst);
+        if t.0 > prev {
+            self.mono.fetch_add(t.0 - prev, Ordering::SeqCst);
+        }
     }
 
     pub fn advance_millis(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        self.wall.fetch_add(ms, Ordering::SeqCst);
+        if ms > 0 {
+            self.mono.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+
+    /// Steps the wall clock by `ms` (either way) without any time passing.
+    pub fn step_wall_millis(&self, ms: i64) {
+        self.wall.fetch_add(ms, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp(self.wall.load(Ordering::SeqCst))
+    }
+
+    fn mono(&self) -> Mono {
+        Mono(self.mono.load(Ordering::SeqCst))
     }
 }
 
@@ -216,5 +270,19 @@ mod tests {
         for bad in ["24:00", "9:15", "15:60", "15-20", "15:20:00:00"] {
             assert!(bad.parse::<TimeOfDay>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_wall_step_leaves_the_monotonic_reading_alone() {
+        let c = ManualClock::new(Timestamp(1_000));
+        c.advance_millis(500);
+        assert_eq!((c.now(), c.mono()), (Timestamp(1_500), Mono(1_500)));
+        c.step_wall_millis(3_600_000);
+        c.step_wall_millis(-7_200_000);
+        assert_eq!((c.now(), c.mono()), (Timestamp(1_500 - 3_600_000), Mono(1_500)));
+        c.set(Timestamp(2_000 - 3_600_000));
+        assert_eq!(c.mono(), Mono(2_000), "a forward set is time passing");
+        let s = SystemClock;
+        assert!(s.mono() <= s.mono());
     }
 }

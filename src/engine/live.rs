@@ -376,12 +376,7 @@ max_daily_loss_rupees = 5000
         let mut core = ExitCore::new(CoreParams::default(), TradingCell::active(t0));
         core.adopt(PositionId::new("p1"), k, crate::domain::Side::Long, Qty(75), Paise(10_000), t0)
             .unwrap();
-        core.on_tick(&Tick {
-            instrument: k,
-            ltp: Paise(9_000),
-            exchange_time: t0,
-            received_at: t0,
-        });
+        core.on_tick(&Tick::at(k, Paise(9_000), t0));
         let mut cs = core.export();
         let pending = |id: &str| PendingEntry {
             position_id: PositionId::new(id),

@@ -204,7 +204,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     }
     let initial = PnlSnapshot {
         version: 0,
-        core: core.snapshot(now),
+        core: core.snapshot(now, clock.mono()),
         paper_cash: broker.paper_wallet.as_ref().map(|w| w.lock().cash()),
     };
     let shared = Arc::new(Shared {

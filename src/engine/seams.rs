@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use crate::broker::reconcile::{BrokerCheck, LocalView};
 use crate::config::{BrokerKind, Config, Secrets};
 use crate::domain::{
-    Clock, CorrelationId, Fill, InstrumentKey, OrderIntent, OrderPurpose, Tick, Timestamp,
+    Clock, CorrelationId, Fill, InstrumentKey, Mono, OrderIntent, OrderPurpose, Tick, Timestamp,
 };
 use crate::exec::core::{CoreEvent, CoreState};
 use crate::exec::ledger::{OrderLedger, OrderState};
@@ -112,9 +112,15 @@ impl Reconciler for NoReconciliation {
 /// Another way to get prices when the feed goes quiet on a position's instrument (risk spec
 /// §5: Dhan's LTP over REST, batched, within the data rate limit).
 pub trait StalePriceSource: Send + Sync {
-    /// Last traded prices of `instruments` as ticks received `now`; instruments it has no
-    /// price for are left out.
-    fn fetch(&self, instruments: &[InstrumentKey], now: Timestamp) -> Result<Vec<Tick>, String>;
+    /// Last traded prices of `instruments` as ticks received `now` (wall) and `mono`
+    /// (monotonic), from [`crate::domain::TickSource::Rest`]; instruments it has no price for
+    /// are left out.
+    fn fetch(
+        &self,
+        instruments: &[InstrumentKey],
+        now: Timestamp,
+        mono: Mono,
+    ) -> Result<Vec<Tick>, String>;
 }
 
 /// What a broker factory gets to build with.

@@ -16,14 +16,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::{
-    CorrelationId, ExitReason, InstrumentKey, OrderIntent, OrderPurpose, Paise, PositionId, Qty,
-    Tick, Timestamp, Txn,
+    CorrelationId, ExitReason, InstrumentKey, Mono, OrderIntent, OrderPurpose, Paise, PositionId,
+    Qty, Tick, Timestamp, Txn,
 };
 use crate::pnl::{self, ChargeSchedule};
 use crate::risk::position::{Lifecycle, LifecycleEvent, Outcome, Position};
 use crate::risk::trading_state::{HaltCause, TradingCell, TradingCommand};
-use crate::risk::{Limits, RiskParams, SessionClock, rules};
+use crate::risk::{Limits, PriceGuard, RiskParams, SessionClock, rules};
 
+mod ages;
 mod broker_sync;
 mod entries;
 mod held_exits;
@@ -62,6 +63,12 @@ pub struct ExitCore {
     clock: Option<Timestamp>,
     /// Exit orders held until the broker's books are reconciled (`held_exits.rs`).
     held: held_exits::HeldExits,
+    /// Monotonic time (see `ages`): the latest reading, the last `on_clock`'s, and each
+    /// position's marks.
+    mono: Option<Mono>,
+    clock_mono: Option<Mono>,
+    marks: HashMap<PositionId, ages::Marks>,
+    guard: PriceGuard,
 }
 
 impl ExitCore {
@@ -84,6 +91,10 @@ impl ExitCore {
             day: DayFigures::default(),
             clock: None,
             held: held_exits::HeldExits::default(),
+            mono: None,
+            clock_mono: None,
+            marks: HashMap::new(),
+            guard: PriceGuard::new(),
         }
     }
 
@@ -180,21 +191,33 @@ impl ExitCore {
 
     // ---- ticks ----------------------------------------------------------------------------
 
-    /// A tick: record the instrument's price; for each position on it that is live at the
-    /// tick's time (`opened_at` inclusive) update last price and risk state and evaluate the
-    /// rules; then the account rules.
+    /// A tick: record the instrument's price; when the price guard accepts it (see
+    /// `risk::price_guard`), for each position on it that is live at the tick's time
+    /// (`opened_at` inclusive) update last price and risk state and evaluate the rules; then
+    /// the account rules.
     pub fn on_tick(&mut self, tick: &Tick) -> Vec<CoreEvent> {
         let now = tick.received_at;
+        self.note_mono(now, tick.received_mono);
         let mut events = Vec::new();
         self.last_ticks.insert(tick.instrument, LastTick { ltp: tick.ltp, at: now });
-        let Self { by_instrument, slots, exits_in_flight, risk, .. } = self;
-        for &slot in by_instrument.get(&tick.instrument).map_or(&[][..], Vec::as_slice) {
-            let Some(pos) = slots[slot].as_mut() else { continue };
-            if now < pos.opened_at {
-                continue;
-            }
+        if self.guard(tick).is_some_and(|v| !v.is_accepted()) {
+            self.account_rules(now, &mut events);
+            return events;
+        }
+        let live: Vec<bool> = self
+            .by_instrument
+            .get(&tick.instrument)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|&s| self.slots[s].as_ref().is_some_and(|p| self.is_live_at(p, tick)))
+            .collect();
+        let Self { by_instrument, slots, exits_in_flight, risk, marks, .. } = self;
+        let on_instrument = by_instrument.get(&tick.instrument).map_or(&[][..], Vec::as_slice);
+        for (&slot, live) in on_instrument.iter().zip(live) {
+            let Some(pos) = slots[slot].as_mut().filter(|_| live) else { continue };
             pos.last_price = tick.ltp;
             pos.last_price_at = Some(now);
+            marks.entry(pos.id.clone()).or_default().fresh = Some(tick.received_mono);
             let terms = pos.terms();
             rules::update(risk, &terms, &mut pos.risk, tick.ltp);
             if !pos.is_active() {
@@ -401,8 +424,9 @@ impl ExitCore {
         self.day.realised_net + self.unrealised_gross()
     }
 
-    /// Positions (sorted by id) and the day's account, for the PnL refresher and the API.
-    pub fn snapshot(&self, now: Timestamp) -> CoreSnapshot {
+    /// Positions (sorted by id) and the day's account at wall time `now` and monotonic reading
+    /// `mono` (staleness), for the PnL refresher and the API.
+    pub fn snapshot(&self, now: Timestamp, mono: Mono) -> CoreSnapshot {
         let mut positions: Vec<PositionView> = self
             .positions()
             .map(|p| PositionView {
@@ -414,7 +438,7 @@ impl ExitCore {
                 opened_at: p.opened_at,
                 last_price: p.last_price,
                 last_price_at: p.last_price_at,
-                price_is_stale: self.is_stale(p, now),
+                price_is_stale: self.silent_ms_at(p, now, Some(mono)) >= self.risk.stale_after_ms,
                 unrealised_gross: p.unrealised(),
                 risk: p.risk,
                 lifecycle: p.lifecycle.clone(),
@@ -445,7 +469,7 @@ impl ExitCore {
     // ---- internals ------------------------------------------------------------------------
 
     fn is_stale(&self, p: &Position, now: Timestamp) -> bool {
-        now.millis_since(fresh_at(p)) >= self.risk.stale_after_ms
+        self.silent_ms_at(p, now, self.mono) >= self.risk.stale_after_ms
     }
 
     fn insert(&mut self, pos: Position) -> usize {
@@ -457,7 +481,11 @@ impl ExitCore {
             }
         };
         self.by_id.insert(pos.id.clone(), slot);
-        self.by_instrument.entry(pos.instrument).or_default().push(slot);
+        let held = self.by_instrument.entry(pos.instrument).or_default();
+        if held.is_empty() {
+            self.guard.forget(&pos.instrument);
+        }
+        held.push(slot);
         self.slots[slot] = Some(pos);
         slot
     }
@@ -465,10 +493,12 @@ impl ExitCore {
     fn remove(&mut self, slot: usize) -> Position {
         let pos = self.slots[slot].take().expect("removing a live slot");
         self.by_id.remove(&pos.id);
+        self.marks.remove(&pos.id);
         if let Some(list) = self.by_instrument.get_mut(&pos.instrument) {
             list.retain(|&s| s != slot);
             if list.is_empty() {
                 self.by_instrument.remove(&pos.instrument);
+                self.guard.forget(&pos.instrument);
             }
         }
         self.free.push(slot);

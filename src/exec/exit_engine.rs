@@ -30,6 +30,7 @@ mod broker_sync;
 mod commands;
 mod effects;
 mod late_alarm;
+mod guard_report;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub struct ExitEngine {
     last_clock_step: Instant,
     /// The startup reconciliation, until it succeeds (live mode).
     startup: Option<broker_sync::StartupSync>,
+    guard_report: guard_report::GuardReport,
 }
 
 impl ExitEngine {
@@ -73,6 +75,7 @@ impl ExitEngine {
             // The first loop runs the timed rules at once.
             last_clock_step: Instant::now().checked_sub(CLOCK_STEP).unwrap_or_else(Instant::now),
             startup: None,
+            guard_report: guard_report::GuardReport::default(),
         }
     }
 
@@ -88,6 +91,7 @@ impl ExitEngine {
         let open: Vec<_> = {
             let core = self.shared.core.lock();
             self.next_due = core.next_timed_event();
+            self.guard_report = guard_report::GuardReport::from_counts(core.price_guard_counts());
             core.positions().map(|p| (p.id.clone(), p.instrument)).collect()
         };
         for (id, instrument) in &open {
@@ -155,11 +159,16 @@ impl ExitEngine {
         if due {
             self.clock_at = self.clock_at.max(tick.received_at);
         }
-        self.decide(|core| {
-            let mut events = if due { core.on_clock(tick.received_at) } else { Vec::new() };
+        let (_, counts) = self.decide_with(|core| {
+            let mut events = if due {
+                core.on_clock_at(tick.received_at, tick.received_mono)
+            } else {
+                Vec::new()
+            };
             events.extend(core.on_tick(&tick));
-            events
+            (events, core.price_guard_counts())
         });
+        self.guard_report.observe(counts, &tick, &self.shared.m);
     }
 
     /// The periodic step: ticks already received first, then the timed rules at `now`, then
@@ -172,9 +181,9 @@ impl ExitEngine {
                 Err(_) => break,
             }
         }
-        let now = self.shared.clock.now();
+        let (now, mono) = (self.shared.clock.now(), self.shared.clock.mono());
         self.clock_at = self.clock_at.max(now);
-        self.decide(|core| core.on_clock(now));
+        self.decide(|core| core.on_clock_at(now, mono));
         self.catch_up();
         self.last_clock_step = Instant::now();
     }
@@ -195,7 +204,7 @@ impl ExitEngine {
                 continue;
             }
             let Some(tick) = self.shared.cache.tick(instrument) else { continue };
-            if last.is_none_or(|(_, at)| tick.received_at > at) {
+            if last.is_none_or(|(_, at)| tick.received_at != at) {
                 self.on_tick(tick, false);
             }
         }

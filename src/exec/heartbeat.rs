@@ -2,8 +2,9 @@
 //!
 //! - Stale prices (risk spec §5), judged every `heartbeat.interval` and, when a stale-price
 //!   source exists, every `risk.stale_after_ms` too (at least a second apart): an open
-//!   position whose instrument's last tick in the tick cache was received
-//!   `risk.stale_after_ms` ago or more (or that never had one for that long) is stale. Staleness is always visible: the `prices` health component goes `Degraded`,
+//!   position whose last confirmed price (the exit core's, after the price guard) was
+//!   received `risk.stale_after_ms` ago or more on the monotonic clock (or that never had one
+//!   for that long since it opened) is stale. Staleness is always visible: the `prices` health component goes `Degraded`,
 //!   `scalper_stale_positions` and `scalper_position_price_age_ms` show it. With a
 //!   [`crate::engine::seams::StalePriceSource`] (live mode: Dhan's LTP over REST) the fetched
 //!   prices go to the exit engine to be evaluated as ticks; without one (paper mode) each
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::domain::{InstrumentKey, PositionId, Timestamp};
+use crate::domain::{InstrumentKey, PositionId};
 use crate::engine::shared::Shared;
 use crate::exec::messages::EngineCommand;
 use crate::ops::health::{ComponentHealth, Status};
@@ -49,24 +50,19 @@ pub struct PriceAge {
     pub stale: bool,
 }
 
-/// Judges every open position's price at `now` (pure: the figures in, the verdicts out).
-pub fn price_ages(
-    positions: &[(PositionId, InstrumentKey, Timestamp)],
-    last_tick_at: impl Fn(InstrumentKey) -> Option<Timestamp>,
-    stale_after_ms: i64,
-    now: Timestamp,
-) -> Vec<PriceAge> {
+/// One open position's silence: whether it ever had a confirmed price, and for how many
+/// milliseconds it has had none (since that price, else since it opened).
+pub type Silence = (PositionId, InstrumentKey, bool, i64);
+
+/// Judges every open position's price (pure: the figures in, the verdicts out).
+pub fn price_ages(positions: &[Silence], stale_after_ms: i64) -> Vec<PriceAge> {
     positions
         .iter()
-        .map(|(id, instrument, opened_at)| {
-            let age_ms = last_tick_at(*instrument).map(|t| now.millis_since(t).max(0));
-            let silent_for = age_ms.unwrap_or_else(|| now.millis_since(*opened_at));
-            PriceAge {
-                position: id.clone(),
-                instrument: *instrument,
-                age_ms,
-                stale: silent_for >= stale_after_ms,
-            }
+        .map(|(id, instrument, priced, silent_ms)| PriceAge {
+            position: id.clone(),
+            instrument: *instrument,
+            age_ms: priced.then_some(*silent_ms),
+            stale: *silent_ms >= stale_after_ms,
         })
         .collect()
 }
@@ -123,15 +119,17 @@ impl Heartbeat {
     /// instruments' prices for the exit engine. Returns the verdicts.
     pub fn prices_round(&mut self) -> Vec<PriceAge> {
         let s = self.shared.clone();
-        let now = s.clock.now();
+        let (now, mono) = (s.clock.now(), s.clock.mono());
         let (positions, stale_after_ms) = {
             let core = s.core.lock();
-            let positions: Vec<_> =
-                core.positions().map(|p| (p.id.clone(), p.instrument, p.opened_at)).collect();
+            let positions: Vec<Silence> = core
+                .price_ages(now, mono)
+                .into_iter()
+                .map(|(p, age)| (p.id.clone(), p.instrument, p.last_price_at.is_some(), age))
+                .collect();
             (positions, core.risk_params().stale_after_ms)
         };
-        let ages =
-            price_ages(&positions, |k| s.cache.tick(k).map(|t| t.received_at), stale_after_ms, now);
+        let ages = price_ages(&positions, stale_after_ms);
         self.report_staleness(&ages, stale_after_ms);
         ages
     }
@@ -187,7 +185,7 @@ impl Heartbeat {
                     stale.iter().map(|a| a.instrument).collect();
                 instruments.sort();
                 instruments.dedup();
-                match source.fetch(&instruments, s.clock.now()) {
+                match source.fetch(&instruments, s.clock.now(), s.clock.mono()) {
                     Ok(ticks) if !ticks.is_empty() => {
                         for t in &ticks {
                             let _ = s.cache.set_last(t);
@@ -244,17 +242,15 @@ mod tests {
 
     #[test]
     fn a_price_is_stale_from_exactly_stale_after_ms() {
-        let k = InstrumentKey::new(Segment::NseFno, 1);
+        let k = |i| InstrumentKey::new(Segment::NseFno, i);
         let positions = vec![
-            (PositionId::new("fresh"), k, Timestamp(0)),
-            (PositionId::new("never"), InstrumentKey::new(Segment::NseFno, 2), Timestamp(7_000)),
-            (PositionId::new("never-old"), InstrumentKey::new(Segment::NseFno, 3), Timestamp(0)),
+            (PositionId::new("fresh"), k(1), true, 2_999),
+            (PositionId::new("old"), k(1), true, 3_000),
+            (PositionId::new("never"), k(2), false, 2_999),
+            (PositionId::new("never-old"), k(3), false, 3_000),
         ];
-        let last = |key: InstrumentKey| (key == k).then_some(Timestamp(7_001));
-        let ages = price_ages(&positions, last, 3_000, Timestamp(10_000));
+        let ages = price_ages(&positions, 3_000);
         let got: Vec<(Option<i64>, bool)> = ages.iter().map(|a| (a.age_ms, a.stale)).collect();
-        assert_eq!(got, [(Some(2_999), false), (None, true), (None, true)]);
-        let ages = price_ages(&positions, last, 3_000, Timestamp(10_001));
-        assert_eq!((ages[0].age_ms, ages[0].stale), (Some(3_000), true));
+        assert_eq!(got, [(Some(2_999), false), (Some(3_000), true), (None, false), (None, true)]);
     }
 }

@@ -29,6 +29,9 @@ pub struct EngineMetrics {
     pub alerts: IntCounterVec,
     /// Position ticks the exit engine evaluated.
     pub ticks_evaluated: IntCounter,
+    /// The price guard's verdicts other than a plain accept: dropped (LTP <= 0), suspect,
+    /// confirmed, discarded (a suspect never confirmed).
+    pub price_guard: IntCounterVec,
     /// Effects waiting in the exit engine's outbox.
     pub outbox: IntGauge,
     /// Exit orders held until the broker's books are reconciled (`exec::core::held_exits`).
@@ -68,6 +71,11 @@ impl EngineMetrics {
             alerts: m.counter_vec("alerts_total", "Alerts raised by the exit core", &["code"]),
             ticks_evaluated: m
                 .counter("exit_engine_ticks_total", "Position ticks evaluated by the exit engine"),
+            price_guard: m.counter_vec(
+                "price_guard_total",
+                "Position prices the price guard dropped, held as suspect, confirmed or discarded",
+                &["outcome"],
+            ),
             outbox: m.gauge("exit_engine_outbox", "Effects decided and not yet carried out"),
             exits_held: m.gauge(
                 "exits_held",

@@ -41,8 +41,8 @@ pub struct PnlSnapshot {
 impl PnlSnapshot {
     /// Takes a snapshot now: one short lock of the core, one of the wallet.
     pub fn take(shared: &Shared, version: u64) -> PnlSnapshot {
-        let now = shared.clock.now();
-        let core = shared.core.lock().snapshot(now);
+        let (now, mono) = (shared.clock.now(), shared.clock.mono());
+        let core = shared.core.lock().snapshot(now, mono);
         let paper_cash = shared.paper_wallet.as_ref().map(|w| w.lock().cash());
         PnlSnapshot { version, core, paper_cash }
     }

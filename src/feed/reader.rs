@@ -336,6 +336,7 @@ impl FeedReader {
 
     fn on_message(&mut self, ctx: &WorkerCtx, data: &[u8]) -> Flow {
         let received_at = self.shared.clock.now();
+        let received_mono = self.shared.clock.mono();
         for item in Packets::new(data) {
             let framed = match item {
                 Ok(f) => f,
@@ -359,7 +360,7 @@ impl FeedReader {
                 }
                 packet => {
                     self.shared.stats.packets.inc();
-                    match self.shared.cache.apply(&packet, received_at) {
+                    match self.shared.cache.apply_at(&packet, received_at, received_mono) {
                         Ok(Some(tick)) => {
                             self.shared.stats.ticks.inc();
                             if self.tracked.is_position(&tick.instrument)

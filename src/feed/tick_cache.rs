@@ -18,10 +18,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
-use crate::domain::{InstrumentKey, Paise, SecurityId, Segment, Tick, Timestamp};
+use crate::domain::{InstrumentKey, Mono, Paise, SecurityId, Segment, Tick, TickSource, Timestamp};
 use crate::feed::codec::{DepthLevel, Packet};
 
-const WORDS: usize = 16;
+const WORDS: usize = 17;
 
 const W_LTP: usize = 0;
 const W_EXCH_TIME: usize = 1;
@@ -43,6 +43,7 @@ const W_ASK: usize = 12;
 const W_BID_ASK_QTY: usize = 13;
 const W_PREV_CLOSE: usize = 14;
 const W_UPDATES: usize = 15;
+const W_RECV_MONO: usize = 16;
 
 const HAS_LTP: u64 = 1;
 const HAS_QUOTE: u64 = 2;
@@ -64,8 +65,10 @@ pub struct LastTrade {
     pub ltp: Paise,
     /// From the feed's LTT (true UTC).
     pub exchange_time: Timestamp,
-    /// When the engine received the packet (local clock).
+    /// When the engine received the packet (local wall clock).
     pub received_at: Timestamp,
+    /// When the engine received the packet (monotonic): ages are measured on this.
+    pub received_mono: Mono,
 }
 
 /// Day statistics from quote or full packets.
@@ -114,6 +117,8 @@ impl TickSnapshot {
             ltp: l.ltp,
             exchange_time: l.exchange_time,
             received_at: l.received_at,
+            received_mono: l.received_mono,
+            source: TickSource::Feed,
         })
     }
 }
@@ -297,28 +302,44 @@ impl TickCache {
         Err(CacheFull { instrument: key, capacity: t.capacity })
     }
 
-    /// Records what `packet` says about its instrument, received at `received_at`. Returns the
-    /// resulting [`Tick`] when the packet carries a last traded price (ticker, quote, full).
+    /// [`TickCache::apply_at`] on a virtual clock whose monotonic reading is its wall time
+    /// (tests, benchmarks).
     pub fn apply(
         &self,
         packet: &Packet,
         received_at: Timestamp,
     ) -> Result<Option<Tick>, CacheFull> {
+        self.apply_at(packet, received_at, Mono::of_wall(received_at))
+    }
+
+    /// Records what `packet` says about its instrument, received at `received_at` (wall) and
+    /// `received_mono` (monotonic). Returns the resulting [`Tick`] when the packet carries a
+    /// last traded price (ticker, quote, full).
+    pub fn apply_at(
+        &self,
+        packet: &Packet,
+        received_at: Timestamp,
+        received_mono: Mono,
+    ) -> Result<Option<Tick>, CacheFull> {
         let Some(instrument) = packet.instrument() else { return Ok(None) };
         let slot = self.find_or_insert(instrument)?;
-        slot.write(|w| apply_words(w, packet, received_at));
+        let received = (received_at, received_mono);
+        slot.write(|w| apply_words(w, packet, received));
         Ok(packet.last_trade().map(|(instrument, ltp, exchange_time)| Tick {
             instrument,
             ltp,
             exchange_time,
             received_at,
+            received_mono,
+            source: TickSource::Feed,
         }))
     }
 
     /// Sets the last trade directly (tests, replay, the paper broker's own fills).
     pub fn set_last(&self, tick: &Tick) -> Result<(), CacheFull> {
         let slot = self.find_or_insert(tick.instrument)?;
-        slot.write(|w| set_last_words(w, tick.ltp, tick.exchange_time, tick.received_at, None));
+        let received = (tick.received_at, tick.received_mono);
+        slot.write(|w| set_last_words(w, tick.ltp, tick.exchange_time, received, None));
         Ok(())
     }
 
@@ -359,12 +380,13 @@ fn set_last_words(
     w: &mut [u64; WORDS],
     ltp: Paise,
     exchange_time: Timestamp,
-    received_at: Timestamp,
+    (received_at, received_mono): (Timestamp, Mono),
     ltq: Option<u16>,
 ) {
     w[W_LTP] = ltp.0 as u64;
     w[W_EXCH_TIME] = exchange_time.millis() as u64;
     w[W_RECV_TIME] = received_at.millis() as u64;
+    w[W_RECV_MONO] = received_mono.0 as u64;
     let mut flags_ltq = w[W_FLAGS_LTQ] | HAS_LTP;
     if let Some(q) = ltq {
         flags_ltq = (flags_ltq & !(0xFFFF << 16)) | (u64::from(q) << 16);
@@ -403,7 +425,7 @@ fn set_best_words(w: &mut [u64; WORDS], best: &DepthLevel) {
     w[W_FLAGS_LTQ] |= HAS_DEPTH;
 }
 
-fn apply_words(w: &mut [u64; WORDS], packet: &Packet, received_at: Timestamp) {
+fn apply_words(w: &mut [u64; WORDS], packet: &Packet, received_at: (Timestamp, Mono)) {
     match packet {
         Packet::Ticker(t) => set_last_words(w, t.ltp, t.exchange_time, received_at, None),
         Packet::Quote(q) => {
@@ -451,6 +473,7 @@ fn snapshot(instrument: InstrumentKey, w: &[u64; WORDS]) -> Option<TickSnapshot>
             ltp: paise(w[W_LTP]),
             exchange_time: Timestamp::from_millis(w[W_EXCH_TIME] as i64),
             received_at: Timestamp::from_millis(w[W_RECV_TIME] as i64),
+            received_mono: Mono(w[W_RECV_MONO] as i64),
         }),
         quote: (flags & HAS_QUOTE != 0).then(|| QuoteStats {
             ltq,

@@ -37,7 +37,7 @@ impl Rate {
     /// `amount × rate`, rounded half away from zero to the paisa.
     pub fn of(self, amount: Paise) -> Paise {
         let v = div_round_half_away(i128::from(amount.0) * i128::from(self.0), RATE_DENOMINATOR);
-        Paise(v as i64)
+        Paise::saturating_from(v)
     }
 }
 

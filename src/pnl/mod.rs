@@ -12,7 +12,8 @@ use crate::domain::{Paise, Qty, Side, Txn};
 /// Gross PnL of `quantity` entered at `entry` and valued (or exited) at `price`:
 /// `(price − entry) × Q` for a long, `(entry − price) × Q` for a short.
 pub fn gross_pnl(side: Side, entry: Paise, price: Paise, quantity: Qty) -> Paise {
-    Paise(side.sign() * (price.0 - entry.0) * quantity.0)
+    let mv = i128::from(side.sign()) * (i128::from(price.0) - i128::from(entry.0));
+    Paise::saturating_from(mv * i128::from(quantity.0))
 }
 
 /// Gross PnL from exit turnover (Σ price × quantity of the exit fills), exact when a position
@@ -23,7 +24,8 @@ pub fn gross_pnl_on_turnover(
     quantity: Qty,
     exit_turnover: Paise,
 ) -> Paise {
-    Paise(side.sign() * (exit_turnover.0 - entry.0 * quantity.0))
+    let cost = i128::from(entry.0) * i128::from(quantity.0);
+    Paise::saturating_from(i128::from(side.sign()) * (i128::from(exit_turnover.0) - cost))
 }
 
 /// The PnL of a closed trade.
@@ -113,5 +115,22 @@ mod tests {
         let a = gross_pnl(Side::Short, Paise(8_000), Paise(7_250), Qty(50));
         let b = gross_pnl_on_turnover(Side::Short, Paise(8_000), Qty(50), Paise(7_250 * 50));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn untrusted_prices_saturate_instead_of_wrapping() {
+        let big = Paise(100_000_000_000); // ₹1e9
+        let q = Qty(1_000_000_000);
+        assert_eq!(gross_pnl(Side::Long, Paise(10_000), big, q), Paise(i64::MAX));
+        assert_eq!(gross_pnl(Side::Short, Paise(10_000), big, q), Paise(i64::MIN));
+        assert_eq!(
+            gross_pnl(Side::Long, Paise(10_000), big, Qty(75)).0,
+            (100_000_000_000 - 10_000) * 75
+        );
+        assert_eq!(gross_pnl_on_turnover(Side::Long, big, q, Paise(0)), Paise(i64::MIN));
+        assert_eq!(gross_pnl_on_turnover(Side::Short, big, q, Paise(i64::MAX)), Paise(i64::MAX));
+        let c = ChargeSchedule::default();
+        let leg = c.leg(Txn::Sell, Paise(i64::MAX), Qty(i64::MAX));
+        assert!(leg.total() >= Paise(0), "charges of an absurd leg stay positive: {leg:?}");
     }
 }

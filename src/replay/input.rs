@@ -53,7 +53,7 @@ pub fn read_ticks(path: &Path) -> Result<Vec<TickRow>, ReplayError> {
         let instrument =
             parse_instrument(table.field(&record, 1), table.field(&record, 2)).map_err(bad)?;
         let ltp = parse_price("ltp", table.field(&record, 3)).map_err(bad)?;
-        let tick = Tick { instrument, ltp, exchange_time: ts, received_at: ts };
+        let tick = Tick::at(instrument, ltp, ts);
         rows.push(TickRow { line, tick });
     }
     Ok(rows)

@@ -8,6 +8,7 @@ pub mod correlation;
 pub mod entry;
 pub mod params;
 pub mod position;
+pub mod price_guard;
 pub mod ratchet;
 pub mod rules;
 pub mod session;
@@ -15,6 +16,7 @@ pub mod trading_state;
 
 pub use params::{Limits, RatchetTier, RiskParams, SessionParams};
 pub use position::{Lifecycle, LifecycleError, LifecycleEvent, Origin, Position};
+pub use price_guard::{PriceBand, PriceGuard, PriceGuardParams};
 pub use rules::{RiskState, Terms};
 pub use session::SessionClock;
 pub use trading_state::{

@@ -12,6 +12,8 @@ use chrono::NaiveDate;
 
 use crate::domain::{Bp, Paise, TimeOfDay};
 
+use super::price_guard::PriceGuardParams;
+
 /// One ratchet tier: once the best move reaches `at`, the stop sits at `stop_offset` from entry
 /// (negative = below entry for a long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub struct RiskParams {
     pub stale_after_ms: i64,
     /// Exit `stale_feed` after this long without a fresh price; 0 = never.
     pub stale_exit_after_secs: i64,
+    /// Which prices the rules may act on (bad ticks, suspect jumps).
+    pub price_guard: PriceGuardParams,
 }
 
 impl RiskParams {
@@ -85,6 +89,7 @@ impl Default for RiskParams {
             ratchet: RiskParams::default_ratchet(),
             stale_after_ms: 3_000,
             stale_exit_after_secs: 0,
+            price_guard: PriceGuardParams::default(),
         }
     }
 }

@@ -241,7 +241,7 @@ impl Position {
     pub fn gross_at(&self, price: Paise) -> Paise {
         let open = self.terms().pnl_at(price);
         let (qty, turnover) = self.executed_exits();
-        open + Paise(self.side.sign() * (turnover.0 - self.entry_price.0 * qty.0))
+        open + crate::pnl::gross_pnl_on_turnover(self.side, self.entry_price, qty, turnover)
     }
 
     /// Unrealised gross PnL at the last price.

@@ -17,7 +17,7 @@ pub fn tier_stop(
     best_price: Paise,
 ) -> Option<Paise> {
     let e = i128::from(entry.0);
-    let best_move = i128::from(side.sign() * (best_price.0 - entry.0));
+    let best_move = i128::from(side.sign()) * (i128::from(best_price.0) - e);
     let tier = tiers
         .iter()
         .filter(|t| best_move * 10_000 >= i128::from(t.at.0) * e)
@@ -26,7 +26,7 @@ pub fn tier_stop(
         Side::Long => 10_000 + i128::from(tier.stop_offset.0),
         Side::Short => 10_000 - i128::from(tier.stop_offset.0),
     };
-    Some(Paise(div_round_half_away(e * factor, 10_000) as i64))
+    Some(Paise::saturating_from(div_round_half_away(e * factor, 10_000)))
 }
 
 /// The tighter of the current stop and a candidate: higher for a long, lower for a short.

@@ -24,12 +24,13 @@ pub struct Terms {
 impl Terms {
     /// `L − E` for a long, `E − L` for a short.
     pub fn move_at(&self, price: Paise) -> i64 {
-        self.side.sign() * (price.0 - self.entry.0)
+        let mv = i128::from(self.side.sign()) * (i128::from(price.0) - i128::from(self.entry.0));
+        Paise::saturating_from(mv).0
     }
 
-    /// Unrealised gross PnL at `price`.
+    /// Unrealised gross PnL at `price` (saturating: see `pnl::gross_pnl`).
     pub fn pnl_at(&self, price: Paise) -> Paise {
-        Paise(self.move_at(price) * self.quantity.0)
+        crate::pnl::gross_pnl(self.side, self.entry, price, self.quantity)
     }
 
     fn is_better(&self, price: Paise, than: Paise) -> bool {
@@ -421,5 +422,24 @@ mod tests {
         let mut s = RiskState::new(Paise(E));
         update(&params, &long(2), &mut s, Paise(9_000));
         assert_eq!((s.best_price, s.hwm_pnl), (Paise(E), Paise(0)));
+    }
+
+    #[test]
+    fn absurd_prices_and_quantities_saturate_instead_of_wrapping() {
+        // ₹1e9 (and the largest price a feed value can become) times huge quantities: the
+        // rules decide without overflow, and the PnL saturates at the i64 bounds.
+        let huge = Qty(i64::MAX / 2);
+        for price in [100_000_000_000, i64::MAX / 2, i64::MAX] {
+            let mut state = RiskState::new(Paise(E));
+            let reason = on_tick(&RiskParams::default(), &long(huge.0), &mut state, Paise(price));
+            assert_eq!(reason, Some(ExitReason::TakeProfit), "long at {price}");
+            assert_eq!(state.hwm_pnl, Paise(i64::MAX), "long at {price}");
+            let mut state = RiskState::new(Paise(E));
+            let reason = on_tick(&RiskParams::default(), &short(huge.0), &mut state, Paise(price));
+            assert_eq!(reason, Some(ExitReason::StopLoss), "short at {price}");
+            assert_eq!(short(huge.0).pnl_at(Paise(price)), Paise(i64::MIN));
+        }
+        assert_eq!(long(75).move_at(Paise(i64::MIN)), i64::MIN);
+        assert_eq!(long(1).pnl_at(Paise(100_000_000_000)), Paise(100_000_000_000 - E));
     }
 }

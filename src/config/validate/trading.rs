@@ -9,7 +9,7 @@ use super::super::raw::{RawConfig, RawRisk};
 use super::super::types::*;
 use super::super::value::{Collector, is_loopback_url};
 use super::{HUNDRED_PCT, MAX_PCT};
-use crate::risk::{Limits, RatchetTier, RiskParams, SessionParams};
+use crate::risk::{Limits, PriceGuardParams, RatchetTier, RiskParams, SessionParams};
 
 pub(super) fn risk(c: &mut Collector, r: &RawRisk) -> RiskParams {
     let off_to_100 = "must be between 0 (off) and 100";
@@ -48,6 +48,7 @@ pub(super) fn risk(c: &mut Collector, r: &RawRisk) -> RiskParams {
         ratchet: Vec::new(),
         stale_after_ms: 0,
         stale_exit_after_secs: 0,
+        price_guard: PriceGuardParams::default(),
     };
 
     let mut ratchet: Vec<RatchetTier> = Vec::new();
@@ -97,6 +98,15 @@ pub(super) fn risk(c: &mut Collector, r: &RawRisk) -> RiskParams {
     let stale_exit =
         c.secs("risk.stale_exit_after_secs", r.stale_exit_after_secs, 0).unwrap_or_default();
     risk.stale_exit_after_secs = stale_exit.as_secs() as i64;
+    risk.price_guard = PriceGuardParams {
+        max_jump: c
+            .pct("risk.max_jump_pct", &r.max_jump_pct, Bp(0), MAX_PCT, off_or_more)
+            .unwrap_or_default(),
+        confirm_window_ms: c
+            .millis("risk.jump_confirm_window_ms", r.jump_confirm_window_ms, 1)
+            .unwrap_or_default()
+            .as_millis() as i64,
+    };
     risk
 }
 

@@ -202,12 +202,7 @@ mod tests {
     }
 
     fn stop(core: &mut ExitCore) -> CorrelationId {
-        let tick = Tick {
-            instrument: K,
-            ltp: Paise(9_000),
-            exchange_time: T0,
-            received_at: T0.plus_millis(10),
-        };
+        let tick = Tick::at(K, Paise(9_000), T0.plus_millis(10));
         let events = core.on_tick(&tick);
         events
             .iter()

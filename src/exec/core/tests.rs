@@ -16,7 +16,7 @@ fn ist(text: &str) -> Timestamp {
 }
 
 fn tick(instrument: InstrumentKey, ltp: i64, at: Timestamp) -> Tick {
-    Tick { instrument, ltp: Paise(ltp), exchange_time: at, received_at: at }
+    Tick::at(instrument, Paise(ltp), at)
 }
 
 fn core_with(params: CoreParams) -> ExitCore {
@@ -468,7 +468,7 @@ fn snapshot_shows_unrealised_at_last_price_and_the_day() {
     adopt(&mut c, "p1", A, Side::Long, 75, 10_000, ist("09:30:00"));
     c.on_tick(&tick(A, 10_500, ist("09:31:00")));
     c.on_tick(&tick(B, 8_100, ist("09:31:00")));
-    let s = c.snapshot(ist("09:31:01"));
+    let s = c.snapshot(ist("09:31:01"), Mono::of_wall(ist("09:31:01")));
     let ids: Vec<&str> = s.positions.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["p1", "p2"]);
     assert_eq!(s.positions[0].unrealised_gross, Paise(37_500));
@@ -477,7 +477,8 @@ fn snapshot_shows_unrealised_at_last_price_and_the_day() {
     assert_eq!(s.account.unrealised_gross, Paise(32_500));
     assert_eq!(s.account.day_pnl, Paise(32_500));
     assert_eq!(s.account.open_positions, 2);
-    assert!(c.snapshot(ist("09:31:04")).positions[0].price_is_stale);
+    let later = ist("09:31:04");
+    assert!(c.snapshot(later, Mono::of_wall(later)).positions[0].price_is_stale);
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["account"]["session"], "2025-11-24");
 }

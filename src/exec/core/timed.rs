@@ -1,7 +1,7 @@
 //! The exit core's timed rules: square-off, stale-feed exits and the start of a new session,
 //! run when the clock reaches their instant (`on_clock`).
 
-use crate::domain::{ExitReason, Timestamp};
+use crate::domain::{ExitReason, Mono, Timestamp};
 use crate::risk::position::Position;
 use crate::risk::trading_state::TradingCommand;
 
@@ -15,13 +15,26 @@ impl ExitCore {
     /// `stale_exit_after_secs` without a fresh price (exit time = when it came due), then a new
     /// session (counters reset, halt lifted). A position still `Active` past its day's
     /// square-off (a rejected exit, a late adoption) exits at `now`.
+    ///
+    /// Runs on a virtual clock whose monotonic reading is its wall time (replay, tests); the
+    /// engine calls [`ExitCore::on_clock_at`].
     pub fn on_clock(&mut self, now: Timestamp) -> Vec<CoreEvent> {
+        self.on_clock_at(now, Mono::of_wall(now))
+    }
+
+    /// [`ExitCore::on_clock`] at wall time `now` and monotonic reading `mono`: square-offs and
+    /// sessions follow the wall clock, stale-feed exits the monotonic one.
+    pub fn on_clock_at(&mut self, now: Timestamp, mono: Mono) -> Vec<CoreEvent> {
         let mut events = Vec::new();
         let prev = self.clock;
+        // Before the first reading (a restored core), the last step's reading from its wall age.
+        let prev_mono =
+            self.clock_mono.or(prev.map(|p| mono.plus_millis(-now.millis_since(p).max(0))));
+        self.note_mono(now, mono);
         if self.day.session.is_none() {
             self.day.session = Some(self.session.session_of(now));
         }
-        let stale_ms = self.risk.stale_exit_after_secs * 1_000;
+        let stale_ms = self.risk.stale_exit_after_secs.saturating_mul(1_000);
 
         if let Some(prev) = prev.filter(|p| now > *p) {
             // Instants in (prev, now]: square-offs rank before stale exits at the same instant.
@@ -31,13 +44,13 @@ impl ExitCore {
                 .into_iter()
                 .map(|t| (t, 0, usize::MAX))
                 .collect();
-            if stale_ms > 0 {
+            if let Some(prev_mono) = prev_mono.filter(|_| stale_ms > 0) {
                 for (slot, p) in self.slots.iter().enumerate() {
-                    if let Some(p) = p.as_ref().filter(|p| p.is_active()) {
-                        let t = fresh_at(p).plus_millis(stale_ms);
-                        if t > prev && t <= now {
-                            due.push((t, 1, slot));
-                        }
+                    let Some(p) = p.as_ref().filter(|p| p.is_active()) else { continue };
+                    let Some(d) = self.stale_due(p, stale_ms) else { continue };
+                    if d > prev_mono && d <= mono {
+                        // When it came due, on the wall clock of this reading.
+                        due.push((now.plus_millis(-mono.millis_since(d)), 1, slot));
                     }
                 }
             }
@@ -58,7 +71,7 @@ impl ExitCore {
             for slot in 0..self.slots.len() {
                 let late = self.slots[slot]
                     .as_ref()
-                    .is_some_and(|p| p.is_active() && fresh_at(p).plus_millis(stale_ms) <= now);
+                    .is_some_and(|p| p.is_active() && self.silent_ms(p, now) >= stale_ms);
                 if late {
                     self.stale_exit(slot, now, &mut events);
                 }
@@ -66,6 +79,7 @@ impl ExitCore {
         }
         self.roll_session(now, &mut events);
         self.clock = Some(prev.map_or(now, |p| p.max(now)));
+        self.clock_mono = Some(prev_mono.map_or(mono, |p| p.max(mono)));
         events
     }
 

@@ -73,10 +73,16 @@ impl ExitCore {
         if let Some(day) = self.day.session {
             consider(self.session.next_session_start_after(day));
         }
-        let stale_ms = self.risk.stale_exit_after_secs * 1_000;
+        let stale_ms = self.risk.stale_exit_after_secs.saturating_mul(1_000);
         if stale_ms > 0 {
             for p in self.positions().filter(|p| p.is_active()) {
-                consider(Some(fresh_at(p).plus_millis(stale_ms)));
+                // Due on the monotonic clock; as a wall instant relative to the last clock
+                // step (a hint for the worker's wake-up, which also runs every clock step).
+                let due = match (self.stale_due(p, stale_ms), self.clock_mono) {
+                    (Some(d), Some(m)) => from.plus_millis(d.millis_since(m)),
+                    _ => fresh_at(p).plus_millis(stale_ms),
+                };
+                consider(Some(due));
             }
         }
         next
@@ -121,7 +127,7 @@ mod tests {
     }
 
     fn tick(instrument: InstrumentKey, ltp: i64, at: Timestamp) -> Tick {
-        Tick { instrument, ltp: Paise(ltp), exchange_time: at, received_at: at }
+        Tick::at(instrument, Paise(ltp), at)
     }
 
     fn core() -> ExitCore {
