@@ -153,13 +153,18 @@ impl HttpWorker {
                 format!("body over {} bytes", self.max_body_bytes),
             ));
         }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        serde_json::from_slice(&buf)
-            .map(Some)
-            .map_err(|e| ApiResponse::error(400, format!("body is not valid JSON: {e}")))
+        parse_body(&buf)
     }
+}
+
+/// A control request's body: nothing (empty or blank) or one JSON value; anything else is a 400.
+pub fn parse_body(buf: &[u8]) -> Result<Option<Value>, ApiResponse> {
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(buf)
+        .map(Some)
+        .map_err(|e| ApiResponse::error(400, format!("body is not valid JSON: {e}")))
 }
 
 impl Worker for HttpWorker {
@@ -184,7 +189,8 @@ enum Answer {
     Text(u16, String),
 }
 
-fn route_of(path: &str) -> Option<(Route, Method)> {
+/// The control route at `path` and the one method it answers.
+pub fn route_of(path: &str) -> Option<(Route, Method)> {
     Some(match path {
         "/v1/positions" => (Route::Positions, Method::Get),
         "/v1/pnl" => (Route::Pnl, Method::Get),
