@@ -1,7 +1,7 @@
 # scalper: see README.md. `make run` and `make test` are the two commands that matter.
 CARGO ?= cargo
 
-.PHONY: build run test bench lint fmt install clean
+.PHONY: build run test bench fuzz lint fmt install clean
 
 build:
 	$(CARGO) build --release
@@ -16,6 +16,12 @@ test:
 # Benchmarks that write to PostgreSQL need it too.
 bench:
 	scripts/with-test-services $(CARGO) bench
+
+# Each fuzz target for FUZZ_SECONDS, one after another (see fuzz/run.sh; installs cargo-fuzz
+# when missing). `make test` replays the committed corpora (tests/fuzz_corpus.rs).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -5,7 +5,8 @@
 //! threads, `store` persists (`engine::persist` wires it in, with restart recovery), `publish`
 //! mirrors live state to Redis, `instance` keeps a second engine on the same account from
 //! trading, `ops` is the operator's surface, `sim` is the built-in Dhan simulator, `replay`
-//! drives the same core on a virtual clock.
+//! drives the same core on a virtual clock. `fuzzing` is the harness shared by the `cargo fuzz`
+//! targets in `fuzz/` and the corpus regression test.
 
 pub mod app;
 pub mod broker;
@@ -15,6 +16,7 @@ pub mod domain;
 pub mod engine;
 pub mod exec;
 pub mod feed;
+pub mod fuzzing;
 pub mod instance;
 pub mod ops;
 pub mod pnl;

@@ -204,7 +204,7 @@ struct OrderBody {
 }
 
 /// Reads `{ "instrument": "NSE_FNO:52175", "side": "LONG"|"SHORT", "quantity": 75 }`.
-fn parse_order(body: Option<Value>) -> Result<EntryOrder, String> {
+pub fn parse_order(body: Option<Value>) -> Result<EntryOrder, String> {
     let usage =
         r#"expected {"instrument": "NSE_FNO:52175", "side": "LONG" or "SHORT", "quantity": 75}"#;
     let body = body.ok_or_else(|| format!("missing body: {usage}"))?;

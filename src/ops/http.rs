@@ -130,8 +130,9 @@ fn answer(api: &dyn OpsApi, token: &Secret, req: &HttpRequest) -> Answer {
     }
 }
 
-/// Parses a JSON body (its size the server has already limited); empty means none.
-fn parse_body(body: &[u8]) -> Result<Option<Value>, ApiResponse> {
+/// A control request's body (its size the server has already limited): nothing (empty or
+/// blank) or one JSON value; anything else is a 400.
+pub fn parse_body(body: &[u8]) -> Result<Option<Value>, ApiResponse> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -160,7 +161,8 @@ enum Answer {
     Text(u16, String),
 }
 
-fn route_of(path: &str) -> Option<(Route, &'static str)> {
+/// The control route at `path` and the one method it answers.
+pub fn route_of(path: &str) -> Option<(Route, &'static str)> {
     Some(match path {
         "/v1/positions" => (Route::Positions, "GET"),
         "/v1/pnl" => (Route::Pnl, "GET"),

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use csv::{ReaderBuilder, StringRecord, Trim};
@@ -34,7 +35,12 @@ pub struct PositionRow {
 /// Reads `ticks.csv`: header `ts,segment,security_id,ltp` (extra columns ignored), rows in time
 /// order.
 pub fn read_ticks(path: &Path) -> Result<Vec<TickRow>, ReplayError> {
-    let mut table = Table::open(path, &["ts", "segment", "security_id", "ltp"])?;
+    ticks_from_reader(open(path)?, path)
+}
+
+/// [`read_ticks`] on any reader; `path` only names the file in errors.
+pub fn ticks_from_reader(input: impl Read, path: &Path) -> Result<Vec<TickRow>, ReplayError> {
+    let mut table = Table::new(input, path, &["ts", "segment", "security_id", "ltp"])?;
     let mut rows = Vec::new();
     let mut previous: Option<Timestamp> = None;
     while let Some((line, record)) = table.next_record()? {
@@ -61,8 +67,16 @@ pub fn read_ticks(path: &Path) -> Result<Vec<TickRow>, ReplayError> {
 
 /// Reads `positions.csv`: header `id,segment,security_id,side,quantity,entry_price,opened_at`.
 pub fn read_positions(path: &Path) -> Result<Vec<PositionRow>, ReplayError> {
+    positions_from_reader(open(path)?, path)
+}
+
+/// [`read_positions`] on any reader; `path` only names the file in errors.
+pub fn positions_from_reader(
+    input: impl Read,
+    path: &Path,
+) -> Result<Vec<PositionRow>, ReplayError> {
     let columns = ["id", "segment", "security_id", "side", "quantity", "entry_price", "opened_at"];
-    let mut table = Table::open(path, &columns)?;
+    let mut table = Table::new(input, path, &columns)?;
     let mut rows: Vec<PositionRow> = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     while let Some((line, record)) = table.next_record()? {
@@ -100,20 +114,22 @@ pub fn read_positions(path: &Path) -> Result<Vec<PositionRow>, ReplayError> {
     Ok(rows)
 }
 
+fn open(path: &Path) -> Result<File, ReplayError> {
+    File::open(path).map_err(|source| ReplayError::Open { file: path.to_path_buf(), source })
+}
+
 /// A CSV file with named columns located in its header.
-struct Table<'a> {
+struct Table<'a, R> {
     path: &'a Path,
-    reader: csv::Reader<File>,
+    reader: csv::Reader<R>,
     /// Index of each wanted column in the file.
     index: Vec<usize>,
     record: StringRecord,
 }
 
-impl<'a> Table<'a> {
-    fn open(path: &'a Path, columns: &[&str]) -> Result<Table<'a>, ReplayError> {
-        let file = File::open(path)
-            .map_err(|source| ReplayError::Open { file: path.to_path_buf(), source })?;
-        let mut reader = ReaderBuilder::new().trim(Trim::All).from_reader(file);
+impl<'a, R: Read> Table<'a, R> {
+    fn new(input: R, path: &'a Path, columns: &[&str]) -> Result<Table<'a, R>, ReplayError> {
+        let mut reader = ReaderBuilder::new().trim(Trim::All).from_reader(input);
         let header = reader.headers().map_err(|e| csv_error(path, &e))?.clone();
         let mut index = Vec::new();
         for name in columns {

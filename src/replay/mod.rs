@@ -66,7 +66,9 @@ use crate::exec::{ClosedTrade, CoreEvent, CoreParams, ExitCore, PaperBroker, Pap
 use crate::risk::position::Origin;
 use crate::risk::{TradingCell, TradingState};
 
-pub use input::{PositionRow, TickRow, read_positions, read_ticks};
+pub use input::{
+    PositionRow, TickRow, positions_from_reader, read_positions, read_ticks, ticks_from_reader,
+};
 pub use output::{EXITS_FILE, SUMMARY_FILE};
 
 /// What replay runs with: the exit core's parameters and the paper broker's.

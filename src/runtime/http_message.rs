@@ -69,14 +69,14 @@ pub enum HttpAction {
 
 pub type Handler = dyn Fn(HttpRequest) -> HttpAction + Send + Sync;
 
-pub(super) enum Parsed {
+pub enum Parsed {
     Partial,
     Bad(HttpResponse),
     Complete { request: HttpRequest, used: usize, keep_alive: bool },
 }
 
 /// Parses one request from the start of `input` under `limits`.
-pub(super) fn parse(input: &[u8], limits: &Limits, peer: SocketAddr) -> Parsed {
+pub fn parse(input: &[u8], limits: &Limits, peer: SocketAddr) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(input) {

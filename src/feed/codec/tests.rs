@@ -408,3 +408,96 @@ proptest! {
         let _ = decode_packet(&bytes);
     }
 }
+
+// ---- structurally valid headers, random bodies ------------------------------------------
+//
+// Arbitrary bytes almost never pass the header check (a known code with its exact length and a
+// known segment), so the field decoding behind it is exercised here with headers that are
+// right and bodies that are not: random bytes, or a valid packet with a few bytes overwritten.
+
+/// A known packet kind's header (exact length, known segment), or an unknown code with a
+/// consistent length.
+fn valid_header() -> impl Strategy<Value = Header> {
+    let known = (0..PacketKind::ALL.len(), 0..Segment::ALL.len(), any::<u32>()).prop_map(
+        |(k, s, security_id)| {
+            let kind = PacketKind::ALL[k];
+            Header {
+                code: kind.code(),
+                len: kind.fixed_len() as u16,
+                segment: Segment::ALL[s].code(),
+                security_id,
+            }
+        },
+    );
+    let unknown = (any::<u8>(), 8u16..300, any::<u8>(), any::<u32>())
+        .prop_filter("unknown codes only", |(c, ..)| PacketKind::from_code(*c).is_none())
+        .prop_map(|(code, len, segment, security_id)| Header { code, len, segment, security_id });
+    prop_oneof![4 => known, 1 => unknown]
+}
+
+/// One packet's bytes with a valid header: a random body, or a valid packet's body with up to
+/// eight bytes overwritten (so that most fields decode and a few are wild).
+fn framed_packet() -> impl Strategy<Value = Vec<u8>> {
+    let random_body = (valid_header(), prop::collection::vec(any::<u8>(), 300)).prop_map(
+        |(h, body)| {
+            let mut out = Vec::new();
+            h.write(&mut out);
+            out.extend_from_slice(&body[..usize::from(h.len) - HEADER_LEN]);
+            out
+        },
+    );
+    let mutated = (packet(), prop::collection::vec((any::<usize>(), any::<u8>()), 0..8)).prop_map(
+        |(p, edits)| {
+            let mut bytes = encode_to_vec(&p);
+            let body = bytes.len() - HEADER_LEN;
+            for (at, value) in edits {
+                if body > 0 {
+                    bytes[HEADER_LEN + at % body] = value;
+                }
+            }
+            bytes
+        },
+    );
+    prop_oneof![random_body, mutated]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    #[test]
+    fn a_valid_header_with_a_random_body_decodes_or_reports_a_bad_price(bytes in framed_packet()) {
+        let header = Header::read(&bytes).unwrap();
+        match decode_packet(&bytes) {
+            Ok(p) => {
+                prop_assert_eq!(p.encoded_len(), bytes.len());
+                prop_assert_eq!(p.kind().map(PacketKind::code).unwrap_or(header.code), header.code);
+                let _ = p.last_trade().map(|(_, _, at)| at.to_ist_iso());
+            }
+            Err(Malformed::BadPrice { kind, .. }) => prop_assert_eq!(kind.code(), header.code),
+            Err(other) => prop_assert!(false, "a valid header failed with {other}"),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn stacked_packets_with_random_bodies_split_at_their_boundaries(
+        packets in prop::collection::vec(framed_packet(), 0..10)
+    ) {
+        let mut bytes = Vec::new();
+        let mut starts = Vec::new();
+        for p in &packets {
+            starts.push(bytes.len());
+            bytes.extend_from_slice(p);
+        }
+        let got: Vec<usize> = crate::feed::Packets::new(&bytes)
+            .map(|item| match item {
+                Ok(f) => f.offset,
+                Err(e) => e.offset,
+            })
+            .collect();
+        prop_assert_eq!(got, starts);
+    }
+}
