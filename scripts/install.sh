@@ -6,7 +6,9 @@
 #   PREFIX=/opt/scalper scripts/install.sh
 #
 # Set DESTDIR to stage into a directory instead of the live system (no user is created and
-# systemd is not touched then); BIN names another binary to install.
+# systemd is not touched then); BIN names another binary to install. The installed binary has
+# its debug info stripped (symbols stay, so a panic's backtrace still names functions);
+# target/release/scalper keeps its line tables for profiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,21 +16,25 @@ PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 BIN=${BIN:-target/release/scalper}
 [ -x "$BIN" ] || { echo "install: $BIN not built; run 'make build' first" >&2; exit 1; }
+command -v strip >/dev/null \
+  || { echo "install: 'strip' is missing; install the Debian package binutils" >&2; exit 1; }
 
 install -d "$DESTDIR$PREFIX/bin" "$DESTDIR/etc/scalper" "$DESTDIR/etc/systemd/system" \
   "$DESTDIR$PREFIX/share/doc/scalper"
 install -m 0755 "$BIN" "$DESTDIR$PREFIX/bin/scalper"
+strip --strip-debug "$DESTDIR$PREFIX/bin/scalper"
 install -m 0644 README.md "$DESTDIR$PREFIX/share/doc/scalper/README.md"
 install -m 0644 config/production.example.toml "$DESTDIR/etc/scalper/scalper.example.toml"
 if [ ! -e "$DESTDIR/etc/scalper/scalper.toml" ]; then
   install -m 0640 config/production.example.toml "$DESTDIR/etc/scalper/scalper.toml"
-  echo "install: wrote /etc/scalper/scalper.toml from the example; edit it before starting"
+  echo "install: wrote $DESTDIR/etc/scalper/scalper.toml from the example; edit it before starting"
 fi
 if [ ! -e "$DESTDIR/etc/scalper/secrets.env" ]; then
   umask 077
   printf '%s\n' '# DHAN_CLIENT_ID=' '# DHAN_ACCESS_TOKEN=' '# SCALPER_CONTROL_TOKEN=' '# PGPASSWORD=' \
-    > "$DESTDIR/etc/scalper/secrets.env"
+    '# REDIS_PASSWORD=' > "$DESTDIR/etc/scalper/secrets.env"
   chmod 0600 "$DESTDIR/etc/scalper/secrets.env"
+  echo "install: wrote $DESTDIR/etc/scalper/secrets.env (mode 0600); fill in the secrets"
 fi
 sed "s#/usr/local/bin/scalper#$PREFIX/bin/scalper#" config/scalper.service \
   > "$DESTDIR/etc/systemd/system/scalper.service"
@@ -47,5 +53,5 @@ if [ -z "$DESTDIR" ]; then
     echo "install: done (systemd is not running here; the unit is in /etc/systemd/system)"
   fi
 else
-  echo "install: staged into $DESTDIR"
+  echo "install: staged into $DESTDIR (no user created, systemd not reloaded)"
 fi

@@ -1,7 +1,8 @@
 //! The command line: `scalper <command>`. Each command lives with the part of the engine it
 //! drives; this file only parses arguments and maps outcomes to exit codes.
 //!
-//! Exit codes: 0 success, 2 bad usage or bad configuration, 1 runtime failure.
+//! Exit codes: 0 success, 2 bad usage or bad configuration, 1 runtime failure; `status` uses 3
+//! for an engine that answers but is not healthy.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,9 +15,15 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for bad usage or bad configuration.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `status` when the engine answers but reports itself unhealthy (/health 503).
+pub const EXIT_UNHEALTHY: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "scalper", about = "Live-trading runtime that keeps Dhan options positions safe")]
+#[command(
+    name = "scalper",
+    version,
+    about = "Live-trading runtime that keeps Dhan options positions safe"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,11 +33,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine.
     Run {
+        /// The configuration file (relative paths in it are relative to its directory).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Validate a configuration file and report every error in it.
     CheckConfig {
+        /// The configuration file to check.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
@@ -38,6 +47,7 @@ pub enum Command {
     Version,
     /// Decode raw Dhan feed bytes (from FILE or stdin) into one JSON object per packet.
     Decode {
+        /// Raw feed bytes; standard input when absent.
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
         /// Stop at the first malformed packet.
@@ -46,28 +56,36 @@ pub enum Command {
     },
     /// Run the Dhan simulator (market feed, REST and order-update socket) on loopback.
     Sim {
+        /// A configuration file whose [sim] table to use; the built-in defaults when absent.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Run the exit engine over recorded ticks on a virtual clock and write exits.csv and
     /// summary.json.
     Replay {
+        /// The configuration whose risk, limits, session, charges and paper tables apply.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Recorded ticks (ticks.csv).
         #[arg(long, value_name = "FILE")]
         ticks: PathBuf,
+        /// The positions open at the start (positions.csv).
         #[arg(long, value_name = "FILE")]
         positions: PathBuf,
+        /// Where exits.csv and summary.json are written.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// Show the running engine's positions, PnL and health.
+    /// Show the running engine's positions, PnL and health (exit 0 healthy, 1 unreachable or
+    /// refused, 2 bad config, 3 unhealthy).
     Status {
+        /// The running engine's configuration file (for its data_dir and control token).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Kill switch: exit every open position and halt trading.
     Flatten {
+        /// The running engine's configuration file (for its data_dir and control token).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
@@ -105,4 +123,29 @@ fn load_config(path: &std::path::Path) -> Result<crate::config::Config, u8> {
         }
         EXIT_USAGE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_and_option_has_help_text() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands() {
+            assert!(sub.get_about().is_some(), "`scalper {}` has no help text", sub.get_name());
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "`scalper {} {}` has no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+        assert!(cli.get_version().is_some(), "`scalper --version` prints the version");
+    }
 }

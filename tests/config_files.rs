@@ -43,6 +43,8 @@ fn shipped_files_validate() {
         match file {
             "config/default.toml" => {
                 assert_eq!((c.mode, c.broker.kind), (Mode::Paper, BrokerKind::Paper));
+                // Relative to config/: `make run` keeps its state in the repository's data/.
+                assert_eq!(c.data_dir, root().join("data"));
                 assert!(c.sim.enabled && c.entries.demo);
                 assert!(c.session.weekends_are_trading_days, "make run must trade at weekends too");
                 assert!(c.http.listen.ip().is_loopback());
@@ -94,6 +96,28 @@ fn check_config_lists_every_mistake_and_exits_2() {
     let want: Vec<String> = want.iter().map(|l| format!("{file}: {l}")).collect();
     assert_eq!(stderr_lines(&out), want);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter2"));
+}
+
+#[test]
+fn check_config_lists_unknown_keys_wrong_types_and_bad_values_together() {
+    let file = "tests/data/config/mixed-mistakes.toml";
+    let out = check_config(file);
+    assert_eq!(out.status.code(), Some(2));
+    let lines = stderr_lines(&out);
+    let want = [
+        "4:1: log_level: unknown field `log_level`",
+        "7:8: feed.mode: unknown variant `tick`",
+        "8:20: feed.stall_timeout_ms: invalid type: string \"45s\", expected i64",
+        "13:1: risk.take_proft_pct: unknown field `take_proft_pct`",
+        "16:10: risk.ratchet[0].at_pct: invalid type: boolean `true`",
+        " feed.cooloff_429_secs: 10 is below 60",
+        " risk.stop_loss_pct: 12.345 has more than two decimals",
+        " session.entry_cutoff_time: 15:30:00 is after session.square_off_time 15:20:00",
+    ];
+    assert_eq!(lines.len(), want.len(), "{lines:#?}");
+    for (line, want) in lines.iter().zip(want) {
+        assert!(line.starts_with(&format!("{file}:{want}")), "want {want:?}\n got {line:?}");
+    }
 }
 
 #[test]
@@ -248,9 +272,12 @@ fn secrets_never_appear_in_debug_output() {
     assert!(!format!("{sim:?}{sim:#?}").contains(TOKEN));
 }
 
-/// Writes `config/default.toml` with `edit` applied into `dir` and returns its path.
+/// Writes `config/default.toml` with `edit` applied into `dir` and returns its path. Its
+/// relative data_dir is made absolute first, so that the copy names the same directory.
 fn edited_default(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let text = fs::read_to_string(root().join("config/default.toml")).unwrap();
+    let data = format!("data_dir = {:?}", root().join("data").display().to_string());
+    let text = text.replacen("data_dir = \"../data\"", &data, 1);
     let edited = edit(text.clone());
     assert_ne!(edited, text, "the edit must change the file");
     let path = dir.join(name);

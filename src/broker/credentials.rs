@@ -14,11 +14,20 @@ use parking_lot::RwLock;
 /// The Dhan access token (a JWT): a [`Secret`], never printed.
 pub use crate::domain::Secret as AccessToken;
 
-/// The pair every Dhan call carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The pair every Dhan call carries. Both are secrets: `Debug` shows neither.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub client_id: String,
     pub access_token: AccessToken,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &"***")
+            .field("access_token", &self.access_token)
+            .finish()
+    }
 }
 
 impl Credentials {
@@ -117,13 +126,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_output_never_shows_the_token() {
+    fn debug_output_never_shows_the_token_or_the_client_id() {
         let c = Credentials::new("1000000001", "eyJ-secret-token");
         let text = format!("{c:?} {:?}", c.access_token);
         assert!(!text.contains("eyJ-secret-token"), "{text}");
-        assert!(text.contains("1000000001"));
+        assert!(!text.contains("1000000001"), "{text}");
         let r = ReloadableCredentials::new(move || Ok(c.clone())).unwrap();
-        assert!(!format!("{r:?}").contains("eyJ-secret-token"));
+        let text = format!("{r:?}");
+        assert!(!text.contains("eyJ-secret-token") && !text.contains("1000000001"), "{text}");
     }
 
     #[test]

@@ -25,10 +25,11 @@ pub use credentials::{
     StaticCredentials,
 };
 
-/// Log targets of dependencies that print WebSocket frame payloads at `trace` level, the
-/// order-update login frame (which carries the access token) included. Whatever sets up logging
-/// must cap these at `debug`; [`log_level_cap`] says so for any target.
-pub const TOKEN_BEARING_LOG_TARGETS: &[&str] = &["tungstenite"];
+/// Log targets of dependencies that print what they send at `trace` level: tungstenite the
+/// WebSocket frame payloads (the order-update login frame carries the access token), ureq_proto
+/// a hex dump of every HTTP request (the `access-token` and `client-id` headers). Whatever sets
+/// up logging must cap these at `debug`; [`log_level_cap`] says so for any target.
+pub const TOKEN_BEARING_LOG_TARGETS: &[&str] = &["tungstenite", "ureq_proto"];
 
 /// The most verbose level at which `target` may log without risking the access token.
 pub fn log_level_cap(target: &str) -> log::LevelFilter {

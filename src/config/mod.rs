@@ -2,15 +2,18 @@
 //! validated completely (every error at once, each with its key path) and handed to the rest
 //! of the engine as typed values, so nothing downstream parses text again.
 //!
-//! - `raw.rs`: the file layout as written, with defaults; `types.rs`: the validated [`Config`];
+//! - `raw.rs`: the file layout as written, with defaults; `parse.rs`: text → raw, collecting
+//!   every unknown key and wrongly typed value; `types.rs`: the validated [`Config`];
 //!   `validate.rs`: raw → typed; `value.rs`: exact decimals, rates and the error collector.
 //! - `secrets.rs`: tokens from the environment or a private secrets file, never from the config.
 //! - `reload.rs`: what a SIGHUP may change in a running engine; `check.rs`: `scalper check-config`.
 //!
-//! Relative paths in the file (`data_dir`, `secrets.file`, `store.*`, `sim.scenario`) are
-//! relative to the engine's working directory.
+//! Relative paths in a file (`data_dir`, `secrets.file`, `store.sqlite_path`,
+//! `store.spill_dir`, `sim.scenario`) are relative to the file's directory, so a command finds
+//! the same files from any working directory; [`Config::load`] makes them absolute.
 
 mod check;
+mod parse;
 mod raw;
 mod reload;
 mod secrets;
@@ -20,7 +23,7 @@ mod value;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 pub use check::check_config;
 pub use reload::{Change, Reload, ReloadError, plan_reload, reload_from_file};
@@ -107,7 +110,8 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file, and makes its relative paths absolute
+    /// against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors::new(
@@ -115,15 +119,61 @@ impl Config {
                 vec![ConfigError::new("", format!("cannot read the file: {e}"))],
             )
         })?;
-        Config::from_toml_str(&text).map_err(|e| e.with_file(path))
+        let mut config = Config::from_toml_str(&text).map_err(|e| e.with_file(path))?;
+        config.resolve_paths(&file_dir(path));
+        Ok(config)
     }
 
-    /// Parses and validates config text. Syntax errors, unknown keys and wrongly typed values
-    /// are reported one at a time (by the TOML layer), with key path, line and column; once
-    /// the text parses, every validation error is reported at once.
+    /// Joins every relative path of the configuration onto `base` (a directory without
+    /// symlinks, so a leading `..` can be applied to it by name: `../data` → the parent's
+    /// `data`).
+    fn resolve_paths(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                let mut out = base.to_path_buf();
+                let mut rest = p.components().peekable();
+                while let Some(c @ (Component::ParentDir | Component::CurDir)) = rest.peek() {
+                    if *c == Component::ParentDir {
+                        out.pop();
+                    }
+                    rest.next();
+                }
+                out.extend(rest);
+                *p = out;
+            }
+        };
+        rebase(&mut self.data_dir);
+        if let Some(file) = &mut self.secrets.file {
+            rebase(file);
+        }
+        if let StoreBackend::Sqlite { path } = &mut self.store.backend {
+            rebase(path);
+        }
+        rebase(&mut self.store.spill_dir);
+        if let Some(scenario) = &mut self.sim.scenario {
+            rebase(scenario);
+        }
+    }
+
+    /// Parses and validates config text, reporting every error at once: unknown keys, wrongly
+    /// typed values and unknown enum variants (with key path, line and column) followed by the
+    /// validation errors of the rest of the file. A syntax error is reported alone.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
-        let raw = parse_raw(text)?;
-        validate::validate(&raw)
+        let parse::Parsed { raw, mut errors, removed } = parse::parse(text)?;
+        let invalid = match validate::validate(&raw) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => Vec::new(),
+            Err(e) => e.errors,
+        };
+        // A removed key was validated as its default: what validation says about it is noise.
+        let about_removed = |key: &str| {
+            removed.iter().any(|r| {
+                key.strip_prefix(r.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            })
+        };
+        errors.extend(invalid.into_iter().filter(|e| !about_removed(&e.key)));
+        Err(ConfigErrors::new(None, errors))
     }
 
     /// Rewrites every loopback URL with port 0 (`feed.url`, `broker.rest_url`,
@@ -156,39 +206,13 @@ impl Default for Config {
     }
 }
 
-fn parse_raw(text: &str) -> Result<raw::RawConfig, ConfigErrors> {
-    let position = |span: Option<std::ops::Range<usize>>| span.map(|s| line_col(text, s.start));
-    let de = toml::Deserializer::parse(text).map_err(|e| {
-        ConfigErrors::new(
-            None,
-            vec![ConfigError {
-                key: String::new(),
-                message: e.message().trim().to_string(),
-                position: position(e.span()),
-            }],
-        )
-    })?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        let key = if key == "." { String::new() } else { key };
-        let inner = e.into_inner();
-        ConfigErrors::new(
-            None,
-            vec![ConfigError {
-                key,
-                message: inner.message().trim().to_string(),
-                position: position(inner.span()),
-            }],
-        )
-    })
-}
-
-/// 1-based line and column (in characters) of byte `offset`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+/// The directory of a config file, absolute and with symlinks resolved (`config/x.toml` →
+/// `<cwd>/config`).
+fn file_dir(path: &Path) -> PathBuf {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir)
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf())
 }
 
 #[cfg(test)]

@@ -159,12 +159,16 @@ impl Secrets {
         })
     }
 
-    /// The configured control token, or (paper mode) a freshly generated one written to
-    /// `<data_dir>/control-token`.
+    /// The configured control token, or (paper mode) the one in `<data_dir>/control-token`:
+    /// kept from an earlier start when that file is still a private, well-formed token,
+    /// generated afresh otherwise.
     pub fn control_token_or_generate(&self, config: &Config) -> Result<Secret, SecretsError> {
         match &self.control_token {
             Some(t) => Ok(t.clone()),
-            None => generate_control_token(&config.data_dir),
+            None => match kept_control_token(&config.data_dir) {
+                Some(t) => Ok(t),
+                None => generate_control_token(&config.data_dir),
+            },
         }
     }
 }
@@ -259,6 +263,25 @@ pub fn generate_control_token(data_dir: &Path) -> Result<Secret, SecretsError> {
     Ok(Secret::new(token))
 }
 
+/// The token an earlier start generated, if `<data_dir>/control-token` is a regular file (not
+/// a symlink) that only its owner can read or write and holds a token of the generated form
+/// (64 hex digits). Anything else is replaced: a token others could read may have leaked.
+fn kept_control_token(data_dir: &Path) -> Option<Secret> {
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(control_token_path(data_dir))
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+        return None;
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    let token = text.trim();
+    (token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Secret::new(token))
+}
+
 /// Reads the control token written by [`generate_control_token`] (for local tools).
 pub fn read_control_token_file(data_dir: &Path) -> Result<Secret, SecretsError> {
     let path = control_token_path(data_dir);
@@ -351,6 +374,37 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::from_toml_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_generated_control_token_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let cfg = config(&format!("data_dir = {:?}\n", data.display().to_string()));
+        let paper = Secrets::resolve(&cfg, env(&[])).unwrap();
+        let first = paper.control_token_or_generate(&cfg).unwrap();
+        let second = paper.control_token_or_generate(&cfg).unwrap();
+        assert_eq!(first, second, "a restart keeps the token status/flatten already read");
+        assert_eq!(read_control_token_file(&data).unwrap(), first);
+
+        // A token others could read, a truncated one or a symlink is replaced.
+        let path = control_token_path(&data);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let third = paper.control_token_or_generate(&cfg).unwrap();
+        assert_ne!(third, first);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::write(&path, "abc\n").unwrap();
+        let fourth = paper.control_token_or_generate(&cfg).unwrap();
+        assert_ne!(fourth.expose(), "abc");
+        assert_eq!(fourth.expose().len(), 64);
+        let elsewhere = dir.path().join("other-token");
+        fs::write(&elsewhere, format!("{}\n", "a".repeat(64))).unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let fifth = paper.control_token_or_generate(&cfg).unwrap();
+        assert_ne!(fifth.expose(), "a".repeat(64));
+        assert_eq!(read_control_token_file(&data).unwrap(), fifth);
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -676,6 +676,25 @@ fn every_validation_error_is_reported_at_once() {
 }
 
 #[test]
+fn structural_errors_do_not_hide_value_errors() {
+    // The wrongly typed tier takes the whole ratchet out (defaults checked instead), so no
+    // second message about the tiers; the unknown table is reported next to the rest.
+    let text = "[riks]\nstop_loss_pct = 10\n[risk]\nstop_loss_pct = 12.345\nratchet = [{ at_pct = 10, stop_offset_pct = -5 }, { at_pct = 5, stop_offset_pct = [] }]\n[store]\nbackend = \"mysql\"\n[charges]\ngst_pct = 18.0000001\n";
+    let errs = errors_of(text);
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(errs[0].starts_with("1:2: riks: unknown field `riks`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("5:"), "{}", errs[1]);
+    assert!(
+        errs[1].contains("risk.ratchet[1].stop_offset_pct: invalid type: sequence"),
+        "{}",
+        errs[1]
+    );
+    assert!(errs[2].starts_with("7:11: store.backend: unknown variant `mysql`"), "{}", errs[2]);
+    assert_eq!(errs[3], "risk.stop_loss_pct: 12.345 has more than two decimals");
+    assert_eq!(errs[4], "charges.gst_pct: 18.0000001 has more than six decimals");
+}
+
+#[test]
 fn unknown_keys_and_syntax_errors_name_the_key_and_line() {
     let cases = [
         ("top level", "mode = \"paper\"\nmood = 1\n", "2:1: mood: unknown field `mood`"),
@@ -822,4 +841,26 @@ fn the_price_guard_settings_are_validated() {
             "risk.jump_confirm_window_ms: 0 is out of range: must be at least 1",
         ),
     ]);
+}
+
+#[test]
+fn relative_paths_in_a_file_are_relative_to_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().canonicalize().unwrap().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let file = etc.join("scalper.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"../state\"\n[secrets]\nfile = \"./secrets.env\"\n[store]\nspill_dir = \"/var/spill\"\n[sim]\nscenario = \"ticks/a.csv\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&file).unwrap();
+    let state = dir.path().canonicalize().unwrap().join("state");
+    assert_eq!(c.data_dir, state);
+    assert_eq!(c.secrets.file, Some(etc.join("secrets.env")));
+    assert_eq!(c.store.backend, StoreBackend::Sqlite { path: state.join("scalper.db") });
+    assert_eq!(c.store.spill_dir, std::path::PathBuf::from("/var/spill"), "absolute stays");
+    assert_eq!(c.sim.scenario, Some(etc.join("ticks/a.csv")));
+    // Text without a file keeps its paths as written.
+    assert_eq!(ok("data_dir = \"../state\"\n").data_dir, std::path::PathBuf::from("../state"));
 }

@@ -132,7 +132,7 @@ impl FeedReader {
     }
 
     fn redacted_url(&self) -> String {
-        redacted_feed_url(&self.cfg.url, &self.cfg.client_id)
+        redacted_feed_url(&self.cfg.url)
     }
 
     fn refresh_tracked(&mut self) {
@@ -169,12 +169,17 @@ impl FeedReader {
         let timeouts =
             Timeouts { connect: self.cfg.connect_timeout, write: self.cfg.write_timeout, poll };
         let tls = self.cfg.tls.clone();
-        connect::open(&self.cfg.url, token.expose(), &self.cfg.client_id, tls, timeouts, ctx)
-            .map_err(|e| match e {
-                // Belt and braces: nothing upstream should echo the token, but scrub anyway.
-                ConnectError::Handshake(m) => ConnectError::Handshake(scrub(&m, token.expose())),
+        let client_id = self.cfg.client_id.expose();
+        connect::open(&self.cfg.url, token.expose(), client_id, tls, timeouts, ctx).map_err(|e| {
+            match e {
+                // Belt and braces: nothing upstream should echo the token or the client id, but
+                // scrub anyway.
+                ConnectError::Handshake(m) => {
+                    ConnectError::Handshake(scrub(&scrub(&m, token.expose()), client_id))
+                }
                 other => other,
-            })
+            }
+        })
     }
 
     /// One connection attempt and, if it opens, the session on it.

@@ -1,6 +1,7 @@
 //! The feed URL (spec dhan-v2 §1.1): `<base>?version=2&token=…&clientId=…&authType=2`, its
-//! redacted form for logs, and query parsing for the simulator. The token is a secret: only
-//! [`feed_url`] ever puts it in a string, and that string goes to the socket, nowhere else.
+//! redacted form for logs, and query parsing for the simulator. The token and the client id
+//! are secrets: only [`feed_url`] ever puts them in a string, and that string goes to the
+//! socket, nowhere else.
 
 /// Percent-encodes everything outside RFC 3986's unreserved set. JWTs need no escaping, but a
 /// token from a file must not be able to break the query.
@@ -60,10 +61,10 @@ pub fn feed_url(base: &str, token: &str, client_id: &str) -> String {
     )
 }
 
-/// The same URL with the token replaced by `***`, for logs and errors.
-pub fn redacted_feed_url(base: &str, client_id: &str) -> String {
+/// The same URL with the token and the client id replaced by `***`, for logs and errors.
+pub fn redacted_feed_url(base: &str) -> String {
     let (base, sep) = with_path(base);
-    format!("{base}{sep}version=2&token=***&clientId={}&authType=2", percent_encode(client_id))
+    format!("{base}{sep}version=2&token=***&clientId=***&authType=2")
 }
 
 /// Removes every occurrence of `secret` (raw and percent-encoded) from `text`. Used on error
@@ -109,9 +110,9 @@ mod tests {
     }
 
     #[test]
-    fn redacted_url_and_scrub_hide_the_token() {
-        let url = redacted_feed_url("wss://api-feed.dhan.co", "42");
-        assert!(url.contains("token=***") && url.contains("clientId=42"));
+    fn redacted_url_and_scrub_hide_the_token_and_the_client_id() {
+        let url = redacted_feed_url("wss://api-feed.dhan.co");
+        assert_eq!(url, "wss://api-feed.dhan.co/?version=2&token=***&clientId=***&authType=2");
         assert_eq!(scrub("bad url ws://h?token=a+b/c", "a+b/c"), "bad url ws://h?token=***");
         assert_eq!(scrub("bad url ws://h?token=a%2Bb%2Fc", "a+b/c"), "bad url ws://h?token=***");
     }

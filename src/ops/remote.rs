@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use crate::cli::{EXIT_FAILURE, EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE};
 use crate::config::{Config, SCALPER_CONTROL_TOKEN, Secret, read_control_token_file};
 
 /// The file, inside `data_dir`, holding the engine's HTTP address.
@@ -66,6 +66,15 @@ impl Remote {
         read(resp, &url)
     }
 
+    /// `GET path` that must answer 200: its JSON body, or the engine's error (a wrong control
+    /// token is 401).
+    pub fn get_ok(&self, path: &str) -> Result<Value, String> {
+        match self.get(path)? {
+            (200, body) => Ok(body),
+            (code, body) => Err(format!("{path} answered {code}: {}", s(&body["error"]))),
+        }
+    }
+
     /// `POST path` with an empty JSON body and the bearer token.
     pub fn post(&self, path: &str) -> Result<(u16, Value), String> {
         let url = format!("{}{path}", self.base);
@@ -114,14 +123,17 @@ pub fn status(config: &Path) -> u8 {
     };
     let summary = Remote::locate(&config).and_then(|r| {
         let (code, health) = r.get("/health")?;
-        let (_, positions) = r.get("/v1/positions")?;
-        let (_, pnl) = r.get("/v1/pnl")?;
+        if code != 200 && code != 503 {
+            return Err(format!("/health answered {code}"));
+        }
+        let positions = r.get_ok("/v1/positions")?;
+        let pnl = r.get_ok("/v1/pnl")?;
         Ok((code, render_status(&r.base, &health, &positions, &pnl)))
     });
     match summary {
         Ok((code, text)) => {
             print!("{text}");
-            if code == 200 { EXIT_OK } else { EXIT_FAILURE }
+            if code == 200 { EXIT_OK } else { EXIT_UNHEALTHY }
         }
         Err(e) => {
             eprintln!("scalper status: {e}");

@@ -134,10 +134,32 @@ impl Publisher {
 
 /// This process as other processes see it: host and pid.
 pub fn instance_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string());
+    let host = host_name().unwrap_or_else(|| "localhost".to_string());
     format!("{host}:{}", std::process::id())
+}
+
+/// The host's name from the kernel (uname), which works where /proc/sys is not mounted (the
+/// systemd unit's `ProcSubset=pid`).
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer it is given.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let host = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_name_is_the_kernels() {
+        let proc = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(host_name().as_deref(), Some(proc.trim()));
+        assert!(instance_name().ends_with(&format!(":{}", std::process::id())));
+    }
 }

@@ -174,7 +174,8 @@ impl SimBroker {
                 }
             })?
         };
-        log::info!(target: "sim", "simulated Dhan broker: REST on http://{}/v2, order updates on ws://{}",
+        // Debug only: the engine (or `scalper sim`'s JSON line) announces the addresses once.
+        log::debug!(target: "sim", "simulated Dhan broker: REST on http://{}/v2, order updates on ws://{}",
             rest.addr(), socket.addr());
         Ok(SimBroker {
             state,

@@ -285,7 +285,8 @@ impl Hub {
             && let Some(pos) = conns.iter().position(|c| c.client_id == client_id)
         {
             let oldest = conns.remove(pos);
-            log::info!(target: "sim", "feed: client {client_id} opened one socket too many; kicking the oldest (805)");
+            // The client id is the account's secret identifier: not logged.
+            log::info!(target: "sim", "feed: a client opened one socket too many; kicking its oldest (805)");
             let _ = oldest.tx.send(ConnEvent::Disconnect(805));
         }
         conns.push(ConnEntry { id, client_id: client_id.to_string(), tx });
@@ -372,7 +373,8 @@ impl SimFeed {
                 .name("sim-feed-market".into())
                 .spawn(move || market::run(&hub))?
         };
-        log::info!(target: "sim", "feed simulator listening on ws://{addr}");
+        // Debug only: the engine (or `scalper sim`'s JSON line) announces the address once.
+        log::debug!(target: "sim", "feed simulator listening on ws://{addr}");
         Ok(SimFeed { addr, hub, acceptor: Some(acceptor), market: Some(market) })
     }
 

@@ -37,16 +37,18 @@ mod log_capture;
 #[allow(unused_imports)]
 pub use log_capture::{capture_logs, captured};
 
-pub const CLIENT_ID: &str = "1000000001";
+/// Distinctive too: the client id is a secret (README: Secrets) and must not be logged either.
+pub const CLIENT_ID: &str = "7305519246";
 /// Long and distinctive, so that any leak into a log line is found by a substring search.
 pub const TOKEN: &str = "eyJhbGciOiJIUzUxMiJ9.live-engine-secret-token-7d1e5b";
 pub const CONTROL_TOKEN: &str = "live-test-control-token-0123456789";
 
 pub const ALL: [InstrumentKey; 5] = [A, B, C, D, E];
 
-/// Every captured line so far, checked for the access token.
+/// Every captured line so far, checked for the access token and the client id.
 pub fn assert_token_never_logged() {
     log_capture::assert_never_logged(TOKEN, 10);
+    log_capture::assert_never_logged(CLIENT_ID, 10);
 }
 
 // ---------------------------------------------------------------- the simulator

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::domain::Secret;
 use crate::feed::subscribe::{FeedMode, MAX_INSTRUMENTS_PER_CONNECTION};
 use crate::runtime::backoff::BackoffPolicy;
 
@@ -11,7 +12,8 @@ use crate::runtime::backoff::BackoffPolicy;
 pub struct ReaderConfig {
     /// `wss://api-feed.dhan.co` live, `ws://127.0.0.1:PORT` for the simulator.
     pub url: String,
-    pub client_id: String,
+    /// The Dhan client id: a secret (its `Debug` is `***`).
+    pub client_id: Secret,
     pub mode: FeedMode,
     /// TCP connect, and separately the whole WebSocket handshake.
     pub connect_timeout: Duration,
@@ -40,7 +42,7 @@ impl ReaderConfig {
     pub fn new(url: impl Into<String>, client_id: impl Into<String>) -> ReaderConfig {
         ReaderConfig {
             url: url.into(),
-            client_id: client_id.into(),
+            client_id: Secret::new(client_id),
             mode: FeedMode::Quote,
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
@@ -64,7 +66,7 @@ impl ReaderConfig {
         if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
             errors.push(format!("feed url {:?} must start with ws:// or wss://", self.url));
         }
-        if self.client_id.trim().is_empty() {
+        if self.client_id.expose().trim().is_empty() {
             errors.push("feed client id is empty".to_string());
         }
         for (name, d) in [

@@ -89,7 +89,7 @@ pub(crate) fn open(
     ctx: &WorkerCtx,
 ) -> Result<Opened, ConnectError> {
     let url = feed_url(base, token, client_id);
-    let clean = |e: &dyn std::fmt::Display| scrub(&e.to_string(), token);
+    let clean = |e: &dyn std::fmt::Display| scrub(&scrub(&e.to_string(), token), client_id);
     let uri: tungstenite::http::Uri = url.parse().map_err(|e| ConnectError::BadUrl(clean(&e)))?;
     let host = uri.host().ok_or_else(|| ConnectError::BadUrl(format!("{base}: no host")))?;
     let secure = uri.scheme_str() == Some("wss");

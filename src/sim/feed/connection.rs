@@ -69,8 +69,9 @@ pub(super) fn serve(hub: &Arc<Hub>, stream: TcpStream) {
     .map_err(|e| log::debug!(target: "sim", "feed: handshake failed: {e}"));
     let (client_id, ws) = match (accepted, verdict) {
         (Ok(ws), Some((client_id, HandshakeOutcome::Accepted))) => (client_id, ws),
-        (Ok(mut ws), Some((client_id, HandshakeOutcome::Rejected(reason)))) => {
-            log::info!(target: "sim", "feed: rejecting client {client_id:?} with {reason}");
+        (Ok(mut ws), Some((_, HandshakeOutcome::Rejected(reason)))) => {
+            // Without the client id: it is the account's secret identifier.
+            log::info!(target: "sim", "feed: rejecting a client with {reason}");
             send_disconnect(&mut ws, reason);
             return;
         }
