@@ -8,7 +8,6 @@
 //! - a flatten of ten positions while every REST answer of the simulator takes 1.5 s: the
 //!   router is never reported stuck (`/health`, metrics) and each exit is sent once.
 
-#[allow(dead_code)]
 mod common;
 mod live_support;
 mod process_support;

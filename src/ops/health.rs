@@ -161,6 +161,8 @@ impl HealthWatch {
 mod tests {
     use super::*;
 
+    type Case = (BTreeMap<String, Status>, BTreeMap<String, ComponentHealth>, Vec<Transition>);
+
     #[test]
     fn transitions_into_and_out_of_down_only() {
         let st = |pairs: &[(&str, Status)]| -> BTreeMap<String, Status> {
@@ -172,11 +174,7 @@ mod tests {
         use Status::*;
         let down = |c: &str| Transition::Down { component: c.into(), reason: "why".into() };
         let back = |c: &str| Transition::Recovered { component: c.into() };
-        let cases: Vec<(
-            BTreeMap<String, Status>,
-            BTreeMap<String, ComponentHealth>,
-            Vec<Transition>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (st(&[]), board(&[("feed", Ok)]), vec![]),
             (st(&[("feed", Ok)]), board(&[("feed", Degraded)]), vec![]),
             (st(&[("feed", Degraded)]), board(&[("feed", Down)]), vec![down("feed")]),
