@@ -117,6 +117,7 @@ impl ExitEngine {
             let mut core = self.shared.core.lock();
             let (events, value) = f(&mut core);
             self.next_due = core.next_timed_event();
+            self.shared.m.exits_blocked.set(core.exits_blocked() as i64);
             let exits = events.iter().filter(|e| matches!(e, CoreEvent::ExitIntent(_))).count();
             if !events.is_empty() {
                 self.shared.outbox.push_events(events, decided);

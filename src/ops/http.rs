@@ -16,7 +16,7 @@ use crate::domain::Secret;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// A route of the operator API that reaches the engine.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Positions,
     Pnl,
@@ -24,6 +24,8 @@ pub enum Route {
     Halt,
     Resume,
     Flatten,
+    /// `POST /v1/positions/{id}/retry-exit`: the position's rejected exit, once more, now.
+    RetryExit(String),
 }
 
 /// A JSON answer with its HTTP status.
@@ -192,7 +194,13 @@ fn route_of(path: &str) -> Option<(Route, Method)> {
         "/v1/halt" => (Route::Halt, Method::Post),
         "/v1/resume" => (Route::Resume, Method::Post),
         "/v1/flatten" => (Route::Flatten, Method::Post),
-        _ => return None,
+        _ => {
+            let id = path.strip_prefix("/v1/positions/")?.strip_suffix("/retry-exit")?;
+            if id.is_empty() || id.contains('/') {
+                return None;
+            }
+            (Route::RetryExit(id.to_string()), Method::Post)
+        }
     })
 }
 
@@ -209,5 +217,11 @@ mod tests {
         assert_eq!(route_of("/v1/halt"), Some((Route::Halt, Method::Post)));
         assert_eq!(route_of("/v1/positions"), Some((Route::Positions, Method::Get)));
         assert_eq!(route_of("/v1/nope"), None);
+        assert_eq!(
+            route_of("/v1/positions/P-7/retry-exit"),
+            Some((Route::RetryExit("P-7".into()), Method::Post))
+        );
+        assert_eq!(route_of("/v1/positions//retry-exit"), None);
+        assert_eq!(route_of("/v1/positions/a/b/retry-exit"), None);
     }
 }
