@@ -28,7 +28,7 @@ use crate::broker::model::ProductType;
 use crate::broker::ratelimit::ApiClass;
 use crate::domain::{Clock, InstrumentKey, Paise, SystemClock};
 
-pub use super::faults::{Fault, FaultConfig, Faults, Scope};
+pub use super::faults::{Fault, FaultConfig, Faults, Refusal, RefuseOrders, Scope};
 pub use super::orders::NewOrder;
 
 #[derive(Clone)]
