@@ -5,11 +5,15 @@
 //! gateway can (close a connection without answering, answer after the client gave up, reset
 //! with RST), and `tiny_http` owns its sockets and always answers (a dropped request becomes a
 //! 500). Here the handler returns an [`HttpAction`] that may be any of those.
+//!
+//! A keep-alive idle timeout ([`KeepAlive`]) ends connections left idle between requests,
+//! either as a web server does (closes them) or as a load balancer or NAT that silently drops
+//! idle flows does (the next request on one is reset, unprocessed).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,8 +74,33 @@ pub enum HttpAction {
 
 pub type Handler = dyn Fn(HttpRequest) -> HttpAction + Send + Sync;
 
+/// What happens to a connection idle (between requests) for longer than `idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    pub idle: Duration,
+    pub on_idle: OnIdle,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnIdle {
+    /// Closed (FIN), as a web server's keep-alive timeout does.
+    Close,
+    /// Forgotten without a word, as a load balancer or NAT dropping an idle flow: the
+    /// connection looks open to the client, and the next request on it is answered with a
+    /// reset, unprocessed.
+    Forget,
+}
+
+/// Connection counts of a server.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    pub accepted: AtomicU64,
+    /// Connections ended by the keep-alive idle timeout.
+    pub expired: AtomicU64,
+}
+
 /// A running server; dropping it shuts it down.
-pub struct HttpServer(Listener);
+pub struct HttpServer(Listener, Arc<HttpStats>);
 
 /// Poll interval of blocked reads and holds, so that shutdown is prompt.
 const TICK: Duration = Duration::from_millis(20);
@@ -80,12 +109,31 @@ const MAX_BODY: usize = 1 << 20;
 
 impl HttpServer {
     pub fn start(bind: SocketAddr, handler: Arc<Handler>) -> io::Result<HttpServer> {
-        let serve = move |stream: TcpStream, stop: &AtomicBool| serve(stream, &*handler, stop);
-        Listener::start(bind, "sim-http", Arc::new(serve)).map(HttpServer)
+        HttpServer::start_with(bind, handler, None)
+    }
+
+    /// As [`HttpServer::start`], with a keep-alive idle timeout.
+    pub fn start_with(
+        bind: SocketAddr,
+        handler: Arc<Handler>,
+        keep_alive: Option<KeepAlive>,
+    ) -> io::Result<HttpServer> {
+        let stats = Arc::new(HttpStats::default());
+        let counts = stats.clone();
+        let serve = move |stream: TcpStream, stop: &AtomicBool| {
+            counts.accepted.fetch_add(1, Ordering::AcqRel);
+            serve(stream, &*handler, stop, keep_alive, &counts)
+        };
+        Listener::start(bind, "sim-http", Arc::new(serve)).map(|l| HttpServer(l, stats))
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.0.addr()
+    }
+
+    /// Connections accepted and ended by the idle timeout so far.
+    pub fn connections(&self) -> (u64, u64) {
+        (self.1.accepted.load(Ordering::Acquire), self.1.expired.load(Ordering::Acquire))
     }
 
     /// Stops accepting, closes every connection and joins the threads.
@@ -114,12 +162,24 @@ pub fn reset(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn serve(mut stream: TcpStream, handler: &Handler, stop: &AtomicBool) {
+fn serve(
+    mut stream: TcpStream,
+    handler: &Handler,
+    stop: &AtomicBool,
+    idle: Option<KeepAlive>,
+    stats: &HttpStats,
+) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(TICK));
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
+        if let Some(k) = idle
+            && buf.is_empty()
+            && !wait_for_request(&mut stream, &mut buf, k, stop, stats)
+        {
+            return;
+        }
         let Some((req, keep_alive)) = read_request(&mut stream, &mut buf, peer, stop) else {
             return;
         };
@@ -146,6 +206,66 @@ fn serve(mut stream: TcpStream, handler: &Handler, stop: &AtomicBool) {
             return;
         }
     }
+}
+
+/// Waits for the first bytes of the next request for at most `k.idle`; `false` when the
+/// connection ended (the peer closed, the server stops, or the idle timeout ended it).
+fn wait_for_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    k: KeepAlive,
+    stop: &AtomicBool,
+    stats: &HttpStats,
+) -> bool {
+    let until = Instant::now() + k.idle;
+    let mut chunk = [0u8; 4096];
+    while Instant::now() < until {
+        if stop.load(Ordering::Acquire) {
+            return false;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return true;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return false,
+        }
+    }
+    stats.expired.fetch_add(1, Ordering::AcqRel);
+    match k.on_idle {
+        OnIdle::Close => {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        OnIdle::Forget => {
+            // The flow is gone: whatever arrives next is refused with a reset, unread.
+            while !stop.load(Ordering::Acquire) {
+                match stream.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        reset(stream);
+                        break;
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock
+                                | io::ErrorKind::TimedOut
+                                | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Sleeps `d` in ticks; `false` if the server stops meanwhile.
