@@ -3,7 +3,7 @@
 //!
 //! * [`classify`] sorts a rejection (Dhan's §4.8 error as the REST client renders it, or the
 //!   order book's `omsErrorDescription`) into **transient** (rate limit, broker or exchange
-//!   busy, no price yet) and **permanent** (invalid IP, insufficient funds or margin, lot or
+//!   busy, no price yet, a market order outside the price band) and **permanent** (invalid IP, insufficient funds or margin, lot or
 //!   freeze violations, instrument blocked, bad input, credentials, anything unrecognised).
 //! * A transient rejection is retried after a backoff: `backoff_base` doubling to
 //!   `backoff_cap`, up to 20 % shorter (jitter drawn from the position id and the rejection
@@ -109,6 +109,8 @@ const RULES: &[(&str, RejectionClass, &str)] = &[
     ("timeout", Transient, "exchange_busy"),
     ("timed out", Transient, "exchange_busy"),
     ("no last traded price", Transient, "no_price"),
+    ("price band", Transient, "price_band"),
+    ("circuit", Transient, "price_band"),
     ("dh-901", Permanent, "authentication"),
     ("invalid token", Permanent, "authentication"),
     ("http 401", Permanent, "authentication"),

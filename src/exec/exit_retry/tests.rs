@@ -35,6 +35,8 @@ fn rejections_classify_per_dhan_errors_and_oms_descriptions() {
         ("order 1 REJECTED: Trading in this scrip is blocked", Permanent, "instrument_blocked"),
         ("order 1 REJECTED: Exchange busy, please try again", Transient, "exchange_busy"),
         ("order 1 REJECTED: RMS:No last traded price for NSE_FNO:52175", Transient, "no_price"),
+        ("RMS: price band", Transient, "price_band"),
+        ("RMS:1:Order Price needs to be Circuit Limits of 80.00 - 120.00", Transient, "price_band"),
         ("order 1 REJECTED: BANKNIFTY exchange not connected", Transient, "exchange_busy"),
         // The engine's own refusal, and anything unknown.
         ("not sent: this instance does not hold the lease", Permanent, "order_gate"),
