@@ -18,7 +18,7 @@ use scalper::broker::ratelimit::{ApiClass, Priority};
 use scalper::broker::resolve::{Evidence, Resolution, ResolverConfig, resolve_placement};
 use scalper::broker::rest::{DhanClient, RestConfig};
 use scalper::domain::Txn;
-use scalper::sim::broker::{Fault, Scope, SimBrokerConfig};
+use scalper::sim::broker::{Fault, KeepAlive, OnIdle, Scope, SimBrokerConfig};
 
 fn quick_client(sim: &scalper::sim::broker::SimBroker, timeout_ms: u64) -> DhanClient {
     DhanClient::new(
@@ -285,4 +285,42 @@ fn a_resolver_asked_to_stop_answers_undetermined_never_absent() {
     let res =
         scalper::broker::resolve::resolve_placement_with(&c, None, "STOP-1", RESOLVE, &|_| false);
     assert_eq!(res, Resolution::Undetermined { reason: "stopped while resolving".into() });
+}
+
+/// Places an entry, waits until the simulator has ended that idle connection, places the
+/// exit: it must go out at once, on a new connection, and be accepted (not unknown).
+fn exit_after_the_idle_connection_ended(on_idle: OnIdle, idle_ms: u64) {
+    let keep_alive = KeepAlive { idle: Duration::from_millis(idle_ms), on_idle };
+    let (sim, _p) = start_sim(SimBrokerConfig { keep_alive: Some(keep_alive), ..sim_config() });
+    // The client as the engine builds it: default pool settings.
+    let c = client(&sim);
+    let entry = c.place_order(&market("N1-ka", Txn::Buy, 75), Priority::Entry);
+    assert!(matches!(entry, WriteOutcome::Accepted(_)), "{entry}");
+    assert_eq!(sim.rest_connections(), (1, 0));
+    assert!(
+        wait_until(Duration::from_secs(15), || sim.rest_connections().1 == 1),
+        "the simulator ends the idle connection"
+    );
+    let started = Instant::now();
+    let exit = c.place_order(&market("X1-ka", Txn::Sell, 75), Priority::Exit);
+    assert!(matches!(exit, WriteOutcome::Accepted(_)), "accepted, not unknown: {exit}");
+    assert!(started.elapsed() < Duration::from_secs(1), "at once: {:?}", started.elapsed());
+    assert_eq!(sim.rest_connections().0, 2, "on a new connection");
+    let exits = sim.orders().into_iter().filter(|o| o.correlation_id == "X1-ka").count();
+    assert_eq!(exits, 1, "exactly one order");
+    assert_token_never_logged();
+    sim.shutdown();
+}
+
+#[test]
+fn a_connection_the_server_closed_while_idle_never_carries_the_exit() {
+    // ureq probes a pooled connection before reusing it and drops a closed one.
+    exit_after_the_idle_connection_ended(OnIdle::Close, 300);
+}
+
+#[test]
+fn a_connection_a_middlebox_dropped_while_idle_is_not_reused_for_the_exit() {
+    // No FIN reaches the client: only not reusing a connection idle past `max_idle_age`
+    // (4 s, below the peer's 4.5 s here) keeps the exit off it.
+    exit_after_the_idle_connection_ended(OnIdle::Forget, 4_500);
 }

@@ -156,7 +156,8 @@ fn an_exit_the_exchange_rejects_leaves_the_position_active_and_the_next_trigger_
     });
     let (_, shown) = e.get("/v1/positions");
     assert!(shown.to_string().contains(id.as_str()), "still visible: {shown}");
-    // The next trigger places attempt 2.
+    // The next trigger after the transient rejection's backoff (≤ 250 ms) places attempt 2.
+    e.clock.advance_millis(300);
     e.price(&sim, A, "88.50");
     let t = e.closed(&id);
     assert_eq!((t.reason, t.exit_price, t.attempt), (ExitReason::StopLoss, rupees("88.50"), 2));

@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod reconcile;
 pub mod resolve;
 pub mod rest;
+mod send_watch;
 pub mod tracker;
 
 pub use credentials::{

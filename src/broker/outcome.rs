@@ -6,7 +6,8 @@
 //! * `Rejected`: a definitive "no" from the broker, a 4xx with an error body. Nothing was
 //!   created; resending the same request gets the same answer.
 //! * `NotSent`: the request provably never reached the order system: our rate limiter had no
-//!   slot in time, the connection could not be opened, or Dhan's gateway answered 429 / DH-904.
+//!   slot in time, the connection could not be opened or broke while the request was being
+//!   written (`send_watch`), or Dhan's gateway answered 429 / DH-904.
 //!   Safe to send again later with the same correlation id.
 //! * `Unknown`: anything else (timeout, connection lost mid-call, 5xx, a body we cannot read).
 //!   The order may or may not exist; never resend blindly: settle it with
@@ -83,6 +84,10 @@ pub enum NotSent {
     RateLimited(RateLimitError),
     /// No connection could be opened (refused, DNS, connect timeout): no byte was sent.
     ConnectFailed(String),
+    /// The connection broke while the request was being written (a stale keep-alive
+    /// connection): its last bytes never left, so the server cannot have acted on it
+    /// (`send_watch`).
+    SendFailed(String),
 }
 
 impl fmt::Display for NotSent {
@@ -91,6 +96,7 @@ impl fmt::Display for NotSent {
             NotSent::Throttled => f.write_str("throttled by Dhan (429 DH-904)"),
             NotSent::RateLimited(e) => e.fmt(f),
             NotSent::ConnectFailed(e) => write!(f, "could not connect: {e}"),
+            NotSent::SendFailed(e) => write!(f, "connection broke while sending: {e}"),
         }
     }
 }
@@ -150,9 +156,8 @@ impl WriteOutcome {
             WriteOutcome::NotSent(NotSent::Throttled | NotSent::RateLimited(_)) => {
                 CallResult::Rejected
             }
-            WriteOutcome::NotSent(NotSent::ConnectFailed(_)) | WriteOutcome::Unknown(_) => {
-                CallResult::TransportFailure
-            }
+            WriteOutcome::NotSent(NotSent::ConnectFailed(_) | NotSent::SendFailed(_))
+            | WriteOutcome::Unknown(_) => CallResult::TransportFailure,
         }
     }
 
@@ -197,7 +202,10 @@ impl CallError {
             | CallError::NotSent { reason: NotSent::Throttled | NotSent::RateLimited(_), .. } => {
                 CallResult::Rejected
             }
-            CallError::NotSent { reason: NotSent::ConnectFailed(_), .. }
+            CallError::NotSent {
+                reason: NotSent::ConnectFailed(_) | NotSent::SendFailed(_),
+                ..
+            }
             | CallError::Failed { .. } => CallResult::TransportFailure,
         }
     }

@@ -3,8 +3,14 @@
 //! as responses), `access-token` and `client-id` headers on every call, `dhanClientId` in every
 //! JSON body, and a slot from the shared [`RateLimiter`] before every request.
 //!
-//! Writes answer a [`WriteOutcome`]; reads a `Result<_, CallError>`. Nothing here retries a
-//! write: the order router decides, and settles unknown placements with `resolve`. The access
+//! Writes answer a [`WriteOutcome`]; reads a `Result<_, CallError>`. A call that provably did
+//! not leave (no connection could be opened, or the connection broke while the request was
+//! being written: `send_watch`) is tried once more at once on a fresh connection, same body,
+//! same correlation id; nothing else is retried here: the order router decides, and settles
+//! unknown placements with `resolve`. A pooled connection is reused only while it has been
+//! idle less than `max_idle_age` (4 s, below the shortest keep-alive timeout in common use, so
+//! a server or middlebox never drops one under a request) and ureq probes it first, so a
+//! connection the server closed while idle never carries a request. The access
 //! token is read from the [`CredentialSource`] on every call (it rolls daily) and is reloaded
 //! when Dhan answers as if it had expired; it is never logged or put into an error.
 
@@ -16,6 +22,8 @@ use std::time::{Duration, Instant};
 use prometheus::{HistogramVec, IntCounterVec};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use ureq::unversioned::transport::Connector as _;
 
 use super::credentials::CredentialSource;
 use super::model::{
@@ -46,6 +54,7 @@ pub struct RestConfig {
     pub limiter_wait: Duration,
     pub max_idle_connections: usize,
     pub max_idle_per_host: usize,
+    /// A pooled connection idle this long is not reused (see the module doc).
     pub max_idle_age: Duration,
 }
 
@@ -58,7 +67,7 @@ impl RestConfig {
             limiter_wait: Duration::from_secs(2),
             max_idle_connections: 8,
             max_idle_per_host: 8,
-            max_idle_age: Duration::from_secs(50),
+            max_idle_age: Duration::from_secs(4),
         }
     }
 
@@ -119,6 +128,8 @@ enum Reply {
 
 struct Inner {
     agent: ureq::Agent,
+    /// No pool: every call on a new connection (the retry of a call that was not sent).
+    fresh: ureq::Agent,
     cfg: RestConfig,
     credentials: Arc<dyn CredentialSource>,
     limiter: Arc<RateLimiter>,
@@ -164,19 +175,29 @@ impl DhanClient {
         limiter: Arc<RateLimiter>,
         metrics: Option<RestMetrics>,
     ) -> DhanClient {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(cfg.request_timeout))
-            .timeout_connect(Some(cfg.connect_timeout))
-            .max_idle_connections(cfg.max_idle_connections)
-            .max_idle_connections_per_host(cfg.max_idle_per_host)
-            .max_idle_age(cfg.max_idle_age)
-            // A redirect would resend a POST somewhere we did not choose.
-            .max_redirects(0)
-            .user_agent(concat!("scalper/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        DhanClient { inner: Arc::new(Inner { agent, cfg, credentials, limiter, metrics }) }
+        let agent = |idle: usize| {
+            let config = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(cfg.request_timeout))
+                .timeout_connect(Some(cfg.connect_timeout))
+                .max_idle_connections(idle)
+                .max_idle_connections_per_host(cfg.max_idle_per_host.min(idle))
+                .max_idle_age(cfg.max_idle_age)
+                // A redirect would resend a POST somewhere we did not choose.
+                .max_redirects(0)
+                .user_agent(concat!("scalper/", env!("CARGO_PKG_VERSION")))
+                .build();
+            let connector = ureq::unversioned::transport::DefaultConnector::default()
+                .chain(super::send_watch::SendWatch);
+            ureq::Agent::with_parts(
+                config,
+                connector,
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            )
+        };
+        let (pooled, fresh) = (agent(cfg.max_idle_connections), agent(0));
+        let inner = Inner { agent: pooled, fresh, cfg, credentials, limiter, metrics };
+        DhanClient { inner: Arc::new(inner) }
     }
 
     pub fn config(&self) -> &RestConfig {
@@ -445,49 +466,12 @@ impl DhanClient {
         if let Err(e) = inner.limiter.acquire(call.class, call.priority, deadline) {
             return Reply::NotSent(NotSent::RateLimited(e));
         }
-        let creds = inner.credentials.current();
-        let url = format!("{}{}", inner.cfg.base_url.trim_end_matches('/'), call.path);
         let started = Instant::now();
-        let sent = match call.method {
-            Method::Get | Method::Delete => {
-                let req = if call.method == Method::Get {
-                    inner.agent.get(&url)
-                } else {
-                    inner.agent.delete(&url)
-                };
-                req.header("access-token", creds.access_token.expose())
-                    .header("client-id", &creds.client_id)
-                    .header("Accept", "application/json")
-                    .call()
-            }
-            Method::Post | Method::Put => {
-                let req = if call.method == Method::Post {
-                    inner.agent.post(&url)
-                } else {
-                    inner.agent.put(&url)
-                };
-                let req = req
-                    .header("access-token", creds.access_token.expose())
-                    .header("client-id", &creds.client_id)
-                    .header("Accept", "application/json");
-                match &call.body {
-                    Some(body) => req
-                        .header("Content-Type", "application/json")
-                        .send(serde_json::to_vec(body).expect("a JSON value always encodes")),
-                    None => req.send_empty(),
-                }
-            }
-        };
-        let reply = match sent {
-            Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                match resp.body_mut().read_to_vec() {
-                    Ok(body) => Reply::Answer { status, body },
-                    Err(e) => Reply::Lost(lost(e)),
-                }
-            }
-            Err(e) => classify_transport(e),
-        };
+        let mut reply = self.send(&inner.agent, &call);
+        if let Reply::NotSent(n @ (NotSent::ConnectFailed(_) | NotSent::SendFailed(_))) = &reply {
+            log::warn!(target: "broker", "{} {} not sent ({n}); sending it again at once on a new connection", call.endpoint, call.path);
+            reply = self.send(&inner.fresh, &call);
+        }
         let elapsed = started.elapsed();
         if let Some(m) = &inner.metrics {
             m.latency.with_label_values(&[call.endpoint]).observe(elapsed.as_secs_f64());
@@ -511,6 +495,51 @@ impl DhanClient {
             }
         }
         reply
+    }
+
+    /// Sends once through `agent` and reads the whole answer.
+    fn send(&self, agent: &ureq::Agent, call: &Call) -> Reply {
+        let inner = &*self.inner;
+        let creds = inner.credentials.current();
+        let url = format!("{}{}", inner.cfg.base_url.trim_end_matches('/'), call.path);
+        super::send_watch::begin_call();
+        let sent = match call.method {
+            Method::Get | Method::Delete => {
+                let req =
+                    if call.method == Method::Get { agent.get(&url) } else { agent.delete(&url) };
+                req.header("access-token", creds.access_token.expose())
+                    .header("client-id", &creds.client_id)
+                    .header("Accept", "application/json")
+                    .call()
+            }
+            Method::Post | Method::Put => {
+                let req =
+                    if call.method == Method::Post { agent.post(&url) } else { agent.put(&url) };
+                let req = req
+                    .header("access-token", creds.access_token.expose())
+                    .header("client-id", &creds.client_id)
+                    .header("Accept", "application/json");
+                match &call.body {
+                    Some(body) => req
+                        .header("Content-Type", "application/json")
+                        .send(serde_json::to_vec(body).expect("a JSON value always encodes")),
+                    None => req.send_empty(),
+                }
+            }
+        };
+        match sent {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                match resp.body_mut().read_to_vec() {
+                    Ok(body) => Reply::Answer { status, body },
+                    Err(e) => Reply::Lost(lost(e)),
+                }
+            }
+            Err(e) if super::send_watch::send_failed() => {
+                Reply::NotSent(NotSent::SendFailed(e.to_string()))
+            }
+            Err(e) => classify_transport(e),
+        }
     }
 }
 

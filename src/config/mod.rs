@@ -219,13 +219,15 @@ fn file_dir(path: &Path) -> PathBuf {
 mod tests;
 
 impl Config {
-    /// The exit core's parameters: the `[risk]`, `[limits]`, `[session]` and `[charges]` tables.
+    /// The exit core's parameters: the `[risk]`, `[limits]`, `[session]`, `[charges]` and
+    /// `[exit_retry]` tables.
     pub fn core_params(&self) -> crate::exec::core::CoreParams {
         crate::exec::core::CoreParams {
             risk: self.risk.clone(),
             limits: self.limits.clone(),
             session: self.session.clone(),
             charges: self.charges.clone(),
+            exit_retry: self.exit_retry,
         }
     }
 

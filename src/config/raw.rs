@@ -43,6 +43,7 @@ pub struct RawConfig {
     pub heartbeat: RawHeartbeat,
     pub pnl: RawPnl,
     pub host: RawHost,
+    pub exit_retry: RawExitRetry,
 }
 
 impl Default for RawConfig {
@@ -68,6 +69,7 @@ impl Default for RawConfig {
             heartbeat: RawHeartbeat::default(),
             pnl: RawPnl::default(),
             host: RawHost::default(),
+            exit_retry: RawExitRetry::default(),
         }
     }
 }
@@ -545,4 +547,27 @@ pub struct RawHost {
     /// Worker name → CPU core id.
     pub pin: BTreeMap<String, i64>,
     pub mlockall: bool,
+}
+
+/// `[exit_retry]`: what a rejected exit leads to.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawExitRetry {
+    pub backoff_base_ms: i64,
+    pub backoff_cap_ms: i64,
+    pub blocked_retry_secs: i64,
+    pub max_orders_per_window: i64,
+    pub window_secs: i64,
+}
+
+impl Default for RawExitRetry {
+    fn default() -> Self {
+        RawExitRetry {
+            backoff_base_ms: 250,
+            backoff_cap_ms: 5_000,
+            blocked_retry_secs: 60,
+            max_orders_per_window: 6,
+            window_secs: 60,
+        }
+    }
 }

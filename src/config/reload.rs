@@ -11,7 +11,7 @@
 //!   position cap only refuses further entries.
 //!
 //! Everything else needs a restart: `mode`, `[broker]`, `[feed]`, `[store]`, `[http]`,
-//! `[redis]`, `[instance]`, `[runtime]`, `[host]` and `[sim]` are sockets, threads, queues and
+//! `[redis]`, `[instance]`, `[runtime]`, `[host]`, `[exit_retry]` and `[sim]` are sockets, threads, queues and
 //! files built at startup; `[session]` instants are scheduled for the day (moving square-off
 //! across "now" could skip or repeat it); `[charges]` and `[paper]` would make the day's
 //! accounting mix two schedules; `[secrets]` are read once.
@@ -208,6 +208,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         heartbeat: _,
         pnl: _,
         host: _,
+        exit_retry: _,
     } = a;
     if a.mode != b.mode {
         out.push("mode");
@@ -315,6 +316,9 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         interval => "heartbeat.interval_secs",
     });
     diff_fields!(out, &a.pnl, &b.pnl, PnlConfig, push, { refresh => "pnl.refresh_ms" });
+    if a.exit_retry != b.exit_retry {
+        out.push("exit_retry");
+    }
     diff_fields!(out, &a.host, &b.host, HostConfig, push, {
         pin => "host.pin",
         mlockall => "host.mlockall",

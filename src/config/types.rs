@@ -161,6 +161,8 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     pub pnl: PnlConfig,
     pub host: HostConfig,
+    /// `[exit_retry]`.
+    pub exit_retry: crate::exec::exit_retry::ExitRetryPolicy,
 }
 
 /// `[secrets]`.

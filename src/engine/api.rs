@@ -11,10 +11,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::domain::{InstrumentKey, Paise, Qty, Side, Timestamp};
+use crate::domain::{InstrumentKey, Paise, PositionId, Qty, Side, Timestamp};
 use crate::engine::seams::EngineEvent;
 use crate::engine::shared::Shared;
-use crate::exec::core::PositionView;
+use crate::exec::core::{PositionView, RetryExitError};
 use crate::exec::messages::{EngineCommand, EntryOrder, EntrySource};
 use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::ops::health::Status;
@@ -145,6 +145,33 @@ impl EngineApi {
     }
 }
 
+impl EngineApi {
+    fn retry_exit(&self, id: &str) -> ApiResponse {
+        let id = PositionId::new(id);
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        match self.ask(EngineCommand::RetryExit { id: id.clone(), reply }, &rx) {
+            Ok(Ok(started)) => {
+                self.audit("retry_exit", format!("position {id}: exit {}", started.correlation_id));
+                ApiResponse {
+                    status: 202,
+                    body: json!({
+                        "position_id": started.position_id,
+                        "correlation_id": started.correlation_id,
+                        "price": started.price.to_string(),
+                    }),
+                }
+            }
+            Ok(Err(e @ RetryExitError::UnknownPosition(_))) => {
+                ApiResponse::error(404, e.to_string())
+            }
+            Ok(Err(e @ RetryExitError::NotRetryable { .. })) => {
+                ApiResponse::error(409, e.to_string())
+            }
+            Err(resp) => resp,
+        }
+    }
+}
+
 impl OpsApi for EngineApi {
     fn health(&self) -> (bool, Value) {
         let workers = self.workers.read().clone();
@@ -190,6 +217,7 @@ impl OpsApi for EngineApi {
             Route::Halt => self.halt_or_resume(true),
             Route::Resume => self.halt_or_resume(false),
             Route::Flatten => self.flatten(),
+            Route::RetryExit(id) => self.retry_exit(&id),
         }
     }
 }
@@ -245,6 +273,14 @@ fn position_json(p: &PositionView) -> Value {
         Lifecycle::Active { attempts, last_rejection } => json!({
             "attempts": attempts,
             "last_rejection": last_rejection.as_ref().map(|r| r.why.clone()),
+            "retry": p.exit_retry.as_ref().map(|r| json!({
+                "reason": r.reason.code(),
+                "rejections": r.rejections,
+                "class": r.class,
+                "cause": r.cause,
+                "why": r.why,
+                "retry_at": r.retry_at.to_ist_iso(),
+            })),
         }),
         Lifecycle::Exited(_) => Value::Null,
     };
@@ -259,7 +295,12 @@ fn position_json(p: &PositionView) -> Value {
         "last_price_at": iso(p.last_price_at),
         "price_is_stale": p.price_is_stale,
         "unrealised_pnl": money(p.unrealised_gross),
-        "state": p.lifecycle.name(),
+        "state": p.state_name(),
+        "exit_blocked": p.exit_retry.as_ref().and_then(|r| r.blocked.as_ref()).map(|b| json!({
+            "cause": b.cause,
+            "reason": b.why,
+            "since": b.since.to_ist_iso(),
+        })),
         "exit": exit,
         "risk": {
             "best_price": money(p.risk.best_price),
@@ -300,7 +341,7 @@ pub fn pnl_json(snap: &PnlSnapshot, trading: &TradingStatus) -> Value {
             "id": p.id,
             "instrument": p.instrument,
             "unrealised_pnl": money(p.unrealised_gross),
-            "state": p.lifecycle.name(),
+            "state": p.state_name(),
         })).collect::<Vec<_>>(),
     })
 }

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::exit_retry::{ExitRetries, Gate, Verdict};
 use crate::domain::{
     CorrelationId, ExitReason, InstrumentKey, Mono, OrderIntent, OrderPurpose, Paise, PositionId,
     Qty, Tick, Timestamp, Txn,
@@ -59,6 +60,8 @@ pub struct ExitCore {
     pending: BTreeMap<PositionId, PendingEntry>,
     entry_attempts: BTreeMap<PositionId, u32>,
     last_exits: HashMap<InstrumentKey, Timestamp>,
+    /// Exit orders per position and rejected exits waiting for their retry.
+    retries: ExitRetries,
     day: DayFigures,
     clock: Option<Timestamp>,
     /// Exit orders held until the broker's books are reconciled (`held_exits.rs`).
@@ -88,6 +91,7 @@ impl ExitCore {
             pending: BTreeMap::new(),
             entry_attempts: BTreeMap::new(),
             last_exits: HashMap::new(),
+            retries: ExitRetries::new(params.exit_retry),
             day: DayFigures::default(),
             clock: None,
             held: held_exits::HeldExits::default(),
@@ -211,7 +215,7 @@ impl ExitCore {
             .iter()
             .map(|&s| self.slots[s].as_ref().is_some_and(|p| self.is_live_at(p, tick)))
             .collect();
-        let Self { by_instrument, slots, exits_in_flight, risk, marks, .. } = self;
+        let Self { by_instrument, slots, exits_in_flight, risk, marks, retries, .. } = self;
         let on_instrument = by_instrument.get(&tick.instrument).map_or(&[][..], Vec::as_slice);
         for (&slot, live) in on_instrument.iter().zip(live) {
             let Some(pos) = slots[slot].as_mut().filter(|_| live) else { continue };
@@ -225,7 +229,7 @@ impl ExitCore {
             }
             if let Some(reason) = rules::evaluate(risk, &terms, &pos.risk, tick.ltp) {
                 let trigger = Trigger { reason, price: tick.ltp, at: now, stale: false };
-                trigger_exit(pos, slot, trigger, exits_in_flight, &mut events);
+                trigger_exit(pos, slot, trigger, exits_in_flight, retries, &mut events);
             }
         }
         self.account_rules(now, &mut events);
@@ -331,7 +335,7 @@ impl ExitCore {
     ) -> bool {
         let Some(pos) = self.slots[slot].as_mut() else { return false };
         let trigger = Trigger { reason, price, at, stale };
-        trigger_exit(pos, slot, trigger, &mut self.exits_in_flight, events)
+        trigger_exit(pos, slot, trigger, &mut self.exits_in_flight, &mut self.retries, events)
     }
 
     /// The slot of the position whose exit order `correlation_id` is in flight.
@@ -363,6 +367,7 @@ impl ExitCore {
             Outcome::Exited => {
                 self.exits_in_flight.remove(correlation_id);
                 let pos = self.remove(slot);
+                self.retries.forget(&pos.id);
                 let trade = closed_trade(&self.charges, &pos);
                 self.roll_session(at, &mut events);
                 if self.day.session == Some(self.session.session_of(at)) {
@@ -382,7 +387,10 @@ impl ExitCore {
     }
 
     /// The exit order was definitively rejected: the position is `Active` again (attempt count
-    /// kept, rejection recorded) and the next trigger places a new order.
+    /// kept, rejection recorded) and its exit is retried per the retry policy (`exit_retry`):
+    /// after a backoff when the rejection is transient; when it is permanent the position is
+    /// exit blocked, a critical alert names it and the cause (again at each slow retry), and
+    /// the exit is retried only every `blocked_retry`. Ticks in between start no order.
     pub fn on_exit_rejected(
         &mut self,
         correlation_id: &CorrelationId,
@@ -391,6 +399,10 @@ impl ExitCore {
     ) -> Result<Vec<CoreEvent>, CoreError> {
         let slot = self.exit_slot(correlation_id)?;
         let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
+        let Lifecycle::Exiting(x) = &pos.lifecycle else {
+            unreachable!("an exit in flight belongs to an exiting position")
+        };
+        let reason = x.reason;
         let event = LifecycleEvent::Rejected {
             correlation_id: correlation_id.clone(),
             why: why.to_string(),
@@ -400,16 +412,86 @@ impl ExitCore {
             unreachable!("a rejection of an exit in flight returns the position to active")
         };
         self.exits_in_flight.remove(correlation_id);
+        let v = self.retries.rejected(&pos.id, reason, why, at);
         let change = PositionChange::ExitRejected { attempt: attempts, why: why.to_string() };
-        let message = format!(
-            "exit {correlation_id} of position {} rejected ({why}); {executed} had executed, {} still open",
-            pos.id,
-            pos.open_quantity()
-        );
-        Ok(vec![
-            position_event(change, at, pos),
-            alert(AlertLevel::Warning, "exit_rejected", message, at),
-        ])
+        let mut events = vec![position_event(change, at, pos)];
+        let open = pos.open_quantity();
+        let retry_in = v.retry_at.millis_since(at);
+        let Verdict { classified: c, .. } = v;
+        if v.blocked {
+            if v.newly_blocked {
+                let change = PositionChange::ExitBlocked {
+                    cause: c.cause.to_string(),
+                    why: why.to_string(),
+                    retry_at: v.retry_at,
+                };
+                events.push(position_event(change, at, pos));
+            }
+            events.push(alert(
+                AlertLevel::Critical,
+                "exit_blocked",
+                format!(
+                    "position {} EXIT BLOCKED ({}): {reason} exit {correlation_id} rejected ({why}); {open} still open, {} rejections; retrying in {retry_in} ms, or POST /v1/positions/{}/retry-exit",
+                    pos.id, c.cause, v.rejections, pos.id
+                ),
+                at,
+            ));
+        } else {
+            events.push(alert(
+                AlertLevel::Warning,
+                "exit_rejected",
+                format!(
+                    "exit {correlation_id} of position {} rejected ({why}, {}); {executed} had executed, {open} still open; retrying in {retry_in} ms",
+                    pos.id, c.cause
+                ),
+                at,
+            ));
+        }
+        Ok(events)
+    }
+
+    /// An operator's `retry-exit`: the rejected exit of `id` is tried again now, with exactly
+    /// one order, past the backoff and the per-window cap.
+    pub fn retry_exit(
+        &mut self,
+        id: &PositionId,
+        now: Timestamp,
+    ) -> Result<Vec<CoreEvent>, RetryExitError> {
+        let slot =
+            *self.by_id.get(id).ok_or_else(|| RetryExitError::UnknownPosition(id.clone()))?;
+        let pos = self.slots[slot].as_ref().expect("an indexed position has a live slot");
+        let state = pos.lifecycle.name();
+        let not_retryable = || RetryExitError::NotRetryable { id: id.clone(), state };
+        if !pos.is_active() {
+            return Err(not_retryable());
+        }
+        let (price, stale) = (pos.last_price, self.is_stale(pos, now));
+        let reason = self.retries.operator_retry(id).map_err(|_| not_retryable())?;
+        let mut events = Vec::new();
+        if !self.start_exit(slot, reason, price, now, stale, &mut events) {
+            self.retries.cancel_operator_retry(id);
+            return Err(not_retryable());
+        }
+        Ok(events)
+    }
+
+    /// Rejected exits whose retry is due at `now` start again (run by `on_clock`).
+    pub(super) fn retry_due_exits(&mut self, now: Timestamp, events: &mut Vec<CoreEvent>) {
+        for (id, reason) in self.retries.due(now) {
+            let Some(&slot) = self.by_id.get(&id) else {
+                self.retries.forget(&id);
+                continue;
+            };
+            if let Some(p) = self.slots[slot].as_ref().filter(|p| p.is_active()) {
+                let (price, stale) = (p.last_price, self.is_stale(p, now));
+                self.start_exit(slot, reason, price, now, stale, events);
+            }
+        }
+    }
+
+    /// Positions whose exit is blocked.
+    pub fn exits_blocked(&self) -> usize {
+        self.retries.blocked()
     }
 
     // ---- views ----------------------------------------------------------------------------
@@ -442,6 +524,7 @@ impl ExitCore {
                 unrealised_gross: p.unrealised(),
                 risk: p.risk,
                 lifecycle: p.lifecycle.clone(),
+                exit_retry: self.retries.view(&p.id, now),
             })
             .collect();
         positions.sort_by(|a, b| a.id.cmp(&b.id));
@@ -516,14 +599,20 @@ struct Trigger {
 
 /// Triggers an exit: when it starts, pushes the exit intent and the position change and
 /// records the order as in flight. Returns whether it started (false while an exit is already
-/// in flight or done: exactly one intent per exit).
+/// in flight or done: exactly one intent per exit; false while the retry policy holds the
+/// position's next exit order back).
 fn trigger_exit(
     pos: &mut Position,
     slot: usize,
     t: Trigger,
     exits_in_flight: &mut HashMap<CorrelationId, usize>,
+    retries: &mut ExitRetries,
     events: &mut Vec<CoreEvent>,
 ) -> bool {
+    if pos.is_active() && retries.gate(&pos.id, t.at) != Gate::Go {
+        // A rejected exit waits for its retry, or the position used its orders this window.
+        return false;
+    }
     let quantity = pos.open_quantity();
     let event =
         LifecycleEvent::Trigger { reason: t.reason, price: t.price, at: t.at, stale: t.stale };
@@ -543,6 +632,7 @@ fn trigger_exit(
             let change = PositionChange::ExitStarted { reason: t.reason, attempt };
             events.push(position_event(change, t.at, pos));
             exits_in_flight.insert(correlation_id, slot);
+            retries.sent(&pos.id, t.at);
             true
         }
         Ok(_) => false,
@@ -607,3 +697,6 @@ fn closed_trade(charges: &ChargeSchedule, pos: &Position) -> ClosedTrade {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod retry_tests;

@@ -130,6 +130,7 @@ impl ExitEngine {
             core.hold_new_exits(&mut events);
             self.shared.m.exits_held.set(core.held_exits().len() as i64);
             self.next_due = core.next_timed_event();
+            self.shared.m.exits_blocked.set(core.exits_blocked() as i64);
             let exits = events.iter().filter(|e| matches!(e, CoreEvent::ExitIntent(_))).count();
             if !events.is_empty() {
                 self.shared.outbox.push_events(events, decided);

@@ -19,6 +19,7 @@ use crate::domain::{
     CorrelationId, Fill, InstrumentKey, OrderId, OrderIntent, OrderPurpose, Paise, PositionId, Qty,
     Side, Tick, Timestamp,
 };
+use crate::exec::core::RetryExitError;
 use crate::risk::entry::EntryRefusal;
 use crate::risk::trading_state::TradingStatus;
 use crate::risk::{Limits, RiskParams};
@@ -176,6 +177,8 @@ pub enum EngineCommand {
     FallbackPrices(Vec<Tick>),
     /// Forget state no decision needs any more.
     Prune,
+    /// An operator retries a position's rejected exit now, with exactly one order.
+    RetryExit { id: PositionId, reply: Sender<Result<ExitStarted, RetryExitError>> },
     /// The broker's books, read by the live reconciler: compared with the positions and
     /// adjusted (`broker::reconcile`).
     Reconcile(Box<BrokerCheck>),
@@ -192,6 +195,7 @@ impl EngineCommand {
             EngineCommand::Reload { .. } => "reload",
             EngineCommand::FallbackPrices(_) => "fallback_prices",
             EngineCommand::Prune => "prune",
+            EngineCommand::RetryExit { .. } => "retry_exit",
             EngineCommand::Reconcile(_) => "reconcile",
         }
     }

@@ -47,6 +47,8 @@ pub struct EngineMetrics {
     pub paper_cash: IntGauge,
     /// Open positions whose instrument's last tick is older than `risk.stale_after_ms`.
     pub stale_positions: IntGauge,
+    /// Open positions whose exit was refused permanently (`exit_retry`).
+    pub exits_blocked: IntGauge,
     /// Age of each open position's price at the last heartbeat (-1: never had one).
     pub position_price_age_ms: IntGaugeVec,
     pub uptime_seconds: IntGauge,
@@ -92,6 +94,10 @@ impl EngineMetrics {
                 .gauge("pnl_unrealised_gross_paise", "Unrealised gross PnL of open positions"),
             paper_cash: m.gauge("paper_cash_paise", "Cash in the paper wallet"),
             stale_positions: m.gauge("stale_positions", "Open positions whose price is stale"),
+            exits_blocked: m.gauge(
+                "positions_exit_blocked",
+                "Open positions whose exit the broker refused permanently (retried slowly)",
+            ),
             position_price_age_ms: m.gauge_vec(
                 "position_price_age_ms",
                 "Age of each open position's price at the last heartbeat",

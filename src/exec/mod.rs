@@ -7,6 +7,7 @@
 pub mod core;
 pub mod entries_demo;
 pub mod exit_engine;
+pub mod exit_retry;
 pub mod heartbeat;
 pub mod ledger;
 pub mod live;

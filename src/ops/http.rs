@@ -17,7 +17,7 @@ use crate::runtime::http_server::{self, HttpAction, HttpListener, HttpRequest, H
 use crate::runtime::{Worker, WorkerCtx};
 
 /// A route of the operator API that reaches the engine.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Positions,
     Pnl,
@@ -25,6 +25,8 @@ pub enum Route {
     Halt,
     Resume,
     Flatten,
+    /// `POST /v1/positions/{id}/retry-exit`: the position's rejected exit, once more, now.
+    RetryExit(String),
 }
 
 /// A JSON answer with its HTTP status.
@@ -170,7 +172,13 @@ pub fn route_of(path: &str) -> Option<(Route, &'static str)> {
         "/v1/halt" => (Route::Halt, "POST"),
         "/v1/resume" => (Route::Resume, "POST"),
         "/v1/flatten" => (Route::Flatten, "POST"),
-        _ => return None,
+        _ => {
+            let id = path.strip_prefix("/v1/positions/")?.strip_suffix("/retry-exit")?;
+            if id.is_empty() || id.contains('/') {
+                return None;
+            }
+            (Route::RetryExit(id.to_string()), "POST")
+        }
     })
 }
 
@@ -183,5 +191,11 @@ mod tests {
         assert_eq!(route_of("/v1/halt"), Some((Route::Halt, "POST")));
         assert_eq!(route_of("/v1/positions"), Some((Route::Positions, "GET")));
         assert_eq!(route_of("/v1/nope"), None);
+        assert_eq!(
+            route_of("/v1/positions/P-7/retry-exit"),
+            Some((Route::RetryExit("P-7".into()), "POST"))
+        );
+        assert_eq!(route_of("/v1/positions//retry-exit"), None);
+        assert_eq!(route_of("/v1/positions/a/b/retry-exit"), None);
     }
 }

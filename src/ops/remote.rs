@@ -176,8 +176,14 @@ pub fn render_status(base: &str, health: &Value, positions: &Value, pnl: &Value)
     out.push_str(&format!("positions: {}\n", list.len()));
     for p in &list {
         let stale = if p["price_is_stale"].as_bool() == Some(true) { " (stale)" } else { "" };
+        let blocked = &p["exit_blocked"];
+        let blocked = if blocked.is_null() {
+            String::new()
+        } else {
+            format!(" ({}: {})", s(&blocked["cause"]), s(&blocked["reason"]))
+        };
         out.push_str(&format!(
-            "  {} {} {} {} entry {} last {}{stale} unrealised {} {}\n",
+            "  {} {} {} {} entry {} last {}{stale} unrealised {} {}{blocked}\n",
             s(&p["id"]),
             s(&p["instrument"]),
             s(&p["side"]),

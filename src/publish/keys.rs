@@ -130,9 +130,18 @@ pub fn position_fields(p: &PositionView, at: Timestamp) -> Vec<(&'static str, St
         ("best_price", rupees(p.risk.best_price)),
         ("hwm_pnl", rupees(p.risk.hwm_pnl)),
         ("ratchet_stop", p.risk.ratchet_stop.map(rupees).unwrap_or_default()),
-        ("state", p.lifecycle.name().to_string()),
+        ("state", p.state_name().to_string()),
         ("exit_reason", exit_reason),
         ("exit_correlation_id", exit_cid),
+        (
+            "exit_blocked",
+            p.exit_retry
+                .as_ref()
+                .and_then(|r| r.blocked.as_ref())
+                .map(|b| format!("{}: {}", b.cause, b.why))
+                .unwrap_or_default(),
+        ),
+        ("exit_retry_at", p.exit_retry.as_ref().map(|r| iso(r.retry_at)).unwrap_or_default()),
         ("updated_at", iso(at)),
     ]
 }
@@ -182,6 +191,7 @@ fn change_name(c: &PositionChange) -> &'static str {
         PositionChange::ExitStarted { .. } => "exit_started",
         PositionChange::PartFilled { .. } => "part_filled",
         PositionChange::ExitRejected { .. } => "exit_rejected",
+        PositionChange::ExitBlocked { .. } => "exit_blocked",
         PositionChange::Exited => "exited",
     }
 }

@@ -26,6 +26,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -49,6 +50,8 @@ pub struct Limits {
     pub write_deadline: Duration,
     /// Between requests on a keep-alive connection (and before the first).
     pub idle_timeout: Duration,
+    /// What the idle timeout does to a connection.
+    pub on_idle: OnIdle,
     pub max_requests_per_connection: usize,
     /// How long input is drained after an error answer before closing.
     pub linger: Duration,
@@ -68,6 +71,7 @@ impl Limits {
             request_deadline: Duration::from_secs(5),
             write_deadline: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            on_idle: OnIdle::Close,
             max_requests_per_connection: 1000,
             linger: Duration::from_secs(1),
             tick: Duration::from_millis(250),
@@ -84,13 +88,33 @@ impl Limits {
             queue: 256,
             request_deadline: Duration::from_secs(5),
             write_deadline: Duration::from_secs(5),
-            // Longer than any client's pooled-connection age (the broker client's is 50 s).
+            // Longer than any client's pooled-connection age (the broker client's is 4 s).
             idle_timeout: Duration::from_secs(120),
+            on_idle: OnIdle::Close,
             max_requests_per_connection: usize::MAX,
             linger: Duration::from_secs(1),
             tick: Duration::from_millis(20),
         }
     }
+}
+
+/// What happens to a keep-alive connection idle for longer than [`Limits::idle_timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnIdle {
+    /// Closed (FIN), as a web server's keep-alive timeout does.
+    Close,
+    /// Forgotten without a word, as a load balancer or NAT dropping an idle flow does (the
+    /// simulator plays this): the connection looks open to the client, and the next request on
+    /// it is answered with a reset, unprocessed.
+    Forget,
+}
+
+/// Connection counts of a running server.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    pub accepted: AtomicU64,
+    /// Connections ended by the idle timeout.
+    pub expired: AtomicU64,
 }
 
 /// A bound, non-blocking listening socket; it outlives the loops that serve it (a respawned
@@ -136,6 +160,18 @@ pub fn serve(
     limits: &Limits,
     name: &str,
     handler: &Handler,
+    keep_going: impl FnMut() -> bool,
+) -> io::Result<()> {
+    serve_counted(listener, limits, name, handler, &HttpStats::default(), keep_going)
+}
+
+/// [`serve`], counting connections into `stats`.
+pub fn serve_counted(
+    listener: &HttpListener,
+    limits: &Limits,
+    name: &str,
+    handler: &Handler,
+    stats: &HttpStats,
     mut keep_going: impl FnMut() -> bool,
 ) -> io::Result<()> {
     let (wake_rx, wake_tx) = UnixStream::pair()?;
@@ -153,6 +189,7 @@ pub fn serve(
         drop(jobs_rx);
         let mut server = Server {
             limits,
+            stats,
             listener: &listener.listener,
             wake: &wake_rx,
             jobs: jobs_tx,
@@ -230,6 +267,8 @@ enum State {
     Lingering {
         until: Instant,
     },
+    /// Past the idle timeout under [`OnIdle::Forget`]: whatever arrives is answered with a reset.
+    Forgotten,
 }
 
 struct Conn {
@@ -248,6 +287,7 @@ struct Conn {
 
 struct Server<'a> {
     limits: &'a Limits,
+    stats: &'a HttpStats,
     listener: &'a TcpListener,
     wake: &'a UnixStream,
     jobs: Sender<Job>,
@@ -281,9 +321,10 @@ impl Server<'_> {
         fds.push(pollfd(self.wake.as_raw_fd(), libc::POLLIN));
         for c in &self.conns {
             let events = match c.state {
-                State::Idle { .. } | State::Reading { .. } | State::Lingering { .. } => {
-                    libc::POLLIN
-                }
+                State::Idle { .. }
+                | State::Reading { .. }
+                | State::Lingering { .. }
+                | State::Forgotten => libc::POLLIN,
                 State::Writing { .. } => libc::POLLOUT,
                 State::Busy { .. } | State::Delayed { .. } => 0,
             };
@@ -330,7 +371,7 @@ impl Server<'_> {
         match c.state {
             State::Idle { since } => Some(since + self.limits.idle_timeout),
             State::Reading { since } => Some(since + self.limits.request_deadline),
-            State::Busy { .. } => None,
+            State::Busy { .. } | State::Forgotten => None,
             State::Delayed { at, .. } => Some(at),
             State::Writing { until, .. } | State::Lingering { until } => Some(until),
         }
@@ -348,6 +389,7 @@ impl Server<'_> {
                     return;
                 }
             };
+            self.stats.accepted.fetch_add(1, Ordering::Relaxed);
             let Ok(peer) = stream.peer_addr() else { continue };
             if stream.set_nonblocking(true).is_err() {
                 continue;
@@ -381,7 +423,7 @@ impl Server<'_> {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match c.state {
-                State::Lingering { .. } => Some((i, None)),
+                State::Lingering { .. } | State::Forgotten => Some((i, None)),
                 State::Idle { since } => Some((i, Some(since))),
                 _ => None,
             })
@@ -416,6 +458,19 @@ impl Server<'_> {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => break c.dead = true,
                     }
+                }
+            }
+            State::Forgotten => {
+                let mut probe = [0u8; 1];
+                match c.stream.read(&mut probe) {
+                    Ok(0) => c.dead = true,
+                    Ok(_) => {
+                        reset(&c.stream);
+                        c.dead = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => c.dead = true,
                 }
             }
             State::Writing { .. } => self.flush(i),
@@ -492,6 +547,13 @@ impl Server<'_> {
             State::Delayed { answer: None, .. } => {
                 reset(&c.stream);
                 c.dead = true;
+            }
+            State::Idle { .. } => {
+                self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                match self.limits.on_idle {
+                    OnIdle::Close => c.dead = true,
+                    OnIdle::Forget => c.state = State::Forgotten,
+                }
             }
             _ => c.dead = true,
         }

@@ -28,7 +28,8 @@ use crate::broker::model::ProductType;
 use crate::broker::ratelimit::ApiClass;
 use crate::domain::{Clock, InstrumentKey, Paise, SystemClock};
 
-pub use super::faults::{Fault, FaultConfig, Faults, Scope};
+pub use super::faults::{Fault, FaultConfig, Faults, Refusal, RefuseOrders, Scope};
+pub use super::http::{KeepAlive, OnIdle};
 pub use super::orders::NewOrder;
 
 #[derive(Clone)]
@@ -55,6 +56,8 @@ pub struct SimBrokerConfig {
     /// Answer `GET /orders/{id}` with an array of one instead of a bare object.
     pub order_by_id_as_array: bool,
     pub faults: FaultConfig,
+    /// The REST server's keep-alive idle timeout (`None`: connections stay open).
+    pub keep_alive: Option<KeepAlive>,
     /// Server pings on the order-update socket.
     pub ping_every: Duration,
     /// The exchange thread's step.
@@ -94,6 +97,7 @@ impl Default for SimBrokerConfig {
             upper_case_status: false,
             order_by_id_as_array: false,
             faults: FaultConfig::default(),
+            keep_alive: None,
             ping_every: Duration::from_secs(10),
             tick: Duration::from_millis(5),
             clock: Arc::new(SystemClock),
@@ -144,7 +148,11 @@ impl SimBroker {
             let state = state.clone();
             Arc::new(move |req| state.handle(req))
         };
-        let rest = HttpServer::start(SocketAddr::new(cfg.bind, cfg.rest_port), handler)?;
+        let rest = HttpServer::start_with(
+            SocketAddr::new(cfg.bind, cfg.rest_port),
+            handler,
+            cfg.keep_alive,
+        )?;
         let socket_ctx = Arc::new(SocketCtx {
             bus,
             token,
@@ -229,6 +237,11 @@ impl SimBroker {
     // ------------------------------------------------------------ inspection
 
     /// Every REST request received, in order (including refused and faulted ones).
+    /// REST connections accepted, and ended by the keep-alive idle timeout, so far.
+    pub fn rest_connections(&self) -> (u64, u64) {
+        self.rest.connections()
+    }
+
     pub fn received(&self) -> Vec<ReceivedRequest> {
         self.state.received.lock().clone()
     }

@@ -1,6 +1,7 @@
 //! Fault injection for the simulated broker: latency, random error and reset rates, bursts of
 //! 5xx / 429 / resets / garbage, placements whose answer never arrives although the order was
-//! created, dropped order-update messages and forced order-socket drops. Set at start through
+//! created, orders refused with a chosen Dhan error (at the API, or by the exchange / RMS with
+//! an `omsErrorDescription`), dropped order-update messages and forced order-socket drops. Set at start through
 //! [`FaultConfig`] and changed at run time through the cloneable [`Faults`] handle.
 
 use std::sync::Arc;
@@ -56,6 +57,44 @@ pub enum Fault {
     Garbage,
 }
 
+/// How the simulator refuses an order it was told to refuse (spec dhan-v2 §4.8, §4.7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// At the call: this HTTP status and Dhan's error body; no order is created.
+    Api { status: u16, error_type: String, code: String, message: String },
+    /// Accepted (`TRANSIT`), then `REJECTED` by the exchange / RMS with this
+    /// `omsErrorDescription`, e.g. `"RMS:Insufficient Funds"`.
+    Exchange { reason: String },
+}
+
+impl Refusal {
+    /// Dhan's error body at the call, e.g. `(400, "Input_Exception", "DH-905", "Invalid IP")`.
+    pub fn api(status: u16, error_type: &str, code: &str, message: &str) -> Refusal {
+        Refusal::Api {
+            status,
+            error_type: error_type.into(),
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn exchange(reason: &str) -> Refusal {
+        Refusal::Exchange { reason: reason.into() }
+    }
+}
+
+/// Which placements to refuse, how, and how many times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefuseOrders {
+    /// Only orders on this instrument (`None`: any).
+    pub instrument: Option<crate::domain::InstrumentKey>,
+    /// Only orders whose correlation id starts with this (`"X"`: the engine's exits).
+    pub correlation_prefix: Option<String>,
+    pub refusal: Refusal,
+    /// The next this many matching placements (`None`: every one until cleared).
+    pub count: Option<u32>,
+}
+
 /// Which requests a burst applies to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -92,6 +131,7 @@ struct State {
     cfg: FaultConfig,
     bursts: Vec<Burst>,
     drop_updates: u32,
+    refusals: Vec<RefuseOrders>,
     rng: fastrand::Rng,
 }
 
@@ -107,7 +147,13 @@ impl Faults {
     pub fn new(cfg: FaultConfig) -> Faults {
         let rng = fastrand::Rng::with_seed(cfg.seed);
         Faults {
-            state: Arc::new(Mutex::new(State { cfg, bursts: Vec::new(), drop_updates: 0, rng })),
+            state: Arc::new(Mutex::new(State {
+                cfg,
+                bursts: Vec::new(),
+                drop_updates: 0,
+                refusals: Vec::new(),
+                rng,
+            })),
             socket_generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -129,10 +175,39 @@ impl Faults {
         self.state.lock().bursts.push(Burst { fault, scope, remaining: count });
     }
 
-    /// Removes every pending burst and random rate.
+    /// Refuses the placements `rule` matches (added after any earlier rule).
+    pub fn refuse_orders(&self, rule: RefuseOrders) {
+        self.state.lock().refusals.push(rule);
+    }
+
+    /// The refusal for a placement on `instrument` with `correlation_id`, if a rule matches
+    /// (consumes one from a counted rule).
+    pub(crate) fn refusal_for(
+        &self,
+        instrument: crate::domain::InstrumentKey,
+        correlation_id: Option<&str>,
+    ) -> Option<Refusal> {
+        let mut s = self.state.lock();
+        let rule = s.refusals.iter_mut().find(|r| {
+            r.count != Some(0)
+                && r.instrument.is_none_or(|i| i == instrument)
+                && r.correlation_prefix
+                    .as_deref()
+                    .is_none_or(|p| correlation_id.is_some_and(|c| c.starts_with(p)))
+        })?;
+        if let Some(n) = &mut rule.count {
+            *n -= 1;
+        }
+        let refusal = rule.refusal.clone();
+        s.refusals.retain(|r| r.count != Some(0));
+        Some(refusal)
+    }
+
+    /// Removes every pending burst, refusal and random rate.
     pub fn clear(&self) {
         let mut s = self.state.lock();
         s.bursts.clear();
+        s.refusals.clear();
         s.drop_updates = 0;
         s.cfg.error_rate_pct = 0;
         s.cfg.reset_rate_pct = 0;
@@ -221,6 +296,40 @@ mod tests {
         assert_eq!(ra, rb);
         let errors = ra.iter().filter(|f| **f == Some(Fault::ServerError)).count();
         assert!((30..90).contains(&errors), "about 30 % of 200: {errors}");
+    }
+
+    #[test]
+    fn refusals_match_instrument_and_correlation_prefix_and_run_out() {
+        use crate::domain::{InstrumentKey, Segment};
+        let (a, b) =
+            (InstrumentKey::new(Segment::NseFno, 1), InstrumentKey::new(Segment::NseFno, 2));
+        let f = Faults::new(FaultConfig::default());
+        f.refuse_orders(RefuseOrders {
+            instrument: Some(a),
+            correlation_prefix: Some("X".into()),
+            refusal: Refusal::exchange("RMS:Insufficient Funds"),
+            count: Some(2),
+        });
+        assert_eq!(f.refusal_for(b, Some("X1-p")), None);
+        assert_eq!(f.refusal_for(a, Some("N1-p")), None);
+        assert_eq!(f.refusal_for(a, None), None);
+        assert_eq!(
+            f.refusal_for(a, Some("X1-p")),
+            Some(Refusal::exchange("RMS:Insufficient Funds"))
+        );
+        assert!(f.refusal_for(a, Some("X2-p")).is_some());
+        assert_eq!(f.refusal_for(a, Some("X3-p")), None);
+        f.refuse_orders(RefuseOrders {
+            instrument: None,
+            correlation_prefix: None,
+            refusal: Refusal::api(400, "Input_Exception", "DH-905", "Invalid IP"),
+            count: None,
+        });
+        for _ in 0..5 {
+            assert!(matches!(f.refusal_for(b, None), Some(Refusal::Api { status: 400, .. })));
+        }
+        f.clear();
+        assert_eq!(f.refusal_for(b, None), None);
     }
 
     #[test]

@@ -3,49 +3,74 @@
 //!
 //! The handler returns an [`HttpAction`], so the simulator can misbehave at the socket level
 //! the way a real gateway can: close a connection without answering, answer after the client
-//! gave up, reset with RST.
+//! gave up, reset with RST. A keep-alive idle timeout ([`KeepAlive`]) ends connections left
+//! idle between requests, either as a web server does (closes them) or as a load balancer or
+//! NAT that silently drops idle flows does (the next request on one is reset, unprocessed).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 pub use crate::runtime::http_server::{
-    Handler, HttpAction, HttpRequest, HttpResponse, Limits, reset,
+    Handler, HttpAction, HttpRequest, HttpResponse, Limits, OnIdle, reset,
 };
-use crate::runtime::http_server::{HttpListener, serve};
+use crate::runtime::http_server::{HttpListener, HttpStats, serve_counted};
+
+/// What happens to a connection idle (between requests) for longer than `idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    pub idle: Duration,
+    pub on_idle: OnIdle,
+}
 
 /// A running server; dropping it shuts it down.
 pub struct HttpServer {
     addr: SocketAddr,
+    stats: Arc<HttpStats>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
     pub fn start(bind: SocketAddr, handler: Arc<Handler>) -> io::Result<HttpServer> {
-        HttpServer::start_with(bind, handler, Limits::simulator())
+        HttpServer::start_with(bind, handler, None)
     }
 
+    /// As [`HttpServer::start`], with a keep-alive idle timeout.
     pub fn start_with(
         bind: SocketAddr,
         handler: Arc<Handler>,
-        limits: Limits,
+        keep_alive: Option<KeepAlive>,
     ) -> io::Result<HttpServer> {
+        let mut limits = Limits::simulator();
+        if let Some(k) = keep_alive {
+            limits.idle_timeout = k.idle;
+            limits.on_idle = k.on_idle;
+        }
         let listener = HttpListener::bind(bind)?;
         let addr = listener.addr();
         let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(HttpStats::default());
         let thread = {
-            let stop = stop.clone();
+            let (stop, stats) = (stop.clone(), stats.clone());
             std::thread::Builder::new().name("sim-http".into()).spawn(move || {
                 let go_on = || !stop.load(Ordering::Acquire);
-                if let Err(e) = serve(&listener, &limits, "sim-http", &*handler, go_on) {
+                let served = serve_counted(&listener, &limits, "sim-http", &*handler, &stats, go_on);
+                if let Err(e) = served {
                     log::error!(target: "sim", "The simulator's HTTP server stopped: {e}");
                 }
             })?
         };
-        Ok(HttpServer { addr, stop, thread: Some(thread) })
+        Ok(HttpServer { addr, stats, stop, thread: Some(thread) })
+    }
+
+    /// Connections accepted and ended by the idle timeout so far.
+    pub fn connections(&self) -> (u64, u64) {
+        let s = &self.stats;
+        (s.accepted.load(Ordering::Acquire), s.expired.load(Ordering::Acquire))
     }
 
     pub fn addr(&self) -> SocketAddr {

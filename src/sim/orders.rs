@@ -95,6 +95,8 @@ pub struct SimOrder {
     transit_until: Instant,
     next_fill_at: Option<Instant>,
     triggered: bool,
+    /// Refused by the exchange / RMS when it leaves TRANSIT, with this description.
+    refuse_with: Option<String>,
 }
 
 impl SimOrder {
@@ -304,9 +306,27 @@ impl Book {
             transit_until: now.mono + self.cfg.transit,
             next_fill_at: None,
             triggered: false,
+            refuse_with: None,
         };
         self.orders.push(order.clone());
         Ok(order)
+    }
+
+    /// Places an order that the exchange / RMS will refuse with `reason` (its
+    /// `omsErrorDescription`) when it leaves TRANSIT, as Dhan does for insufficient funds, a
+    /// freeze or lot violation, a blocked instrument.
+    pub fn place_refused(
+        &mut self,
+        new: NewOrder,
+        source: Source,
+        now: SimNow,
+        reason: String,
+    ) -> Result<SimOrder, BookError> {
+        let placed = self.place(new, source, now)?;
+        if let Some(o) = self.orders.last_mut() {
+            o.refuse_with = Some(reason);
+        }
+        Ok(placed)
     }
 
     /// Modifies an open order (accepted while TRANSIT, spec §4.3).
@@ -429,6 +449,12 @@ impl Book {
         let cfg_fill_delay = self.cfg.fill_delay;
         let o = &mut self.orders[i];
         match o.status {
+            OrderStatus::Transit if now.mono >= o.transit_until && o.refuse_with.is_some() => {
+                o.status = OrderStatus::Rejected;
+                o.reason = o.refuse_with.take().unwrap_or_default();
+                o.updated = now.wall;
+                Some(o.clone())
+            }
             OrderStatus::Transit if now.mono >= o.transit_until => {
                 o.status = OrderStatus::Pending;
                 o.exchange_order_id = format!(
@@ -686,6 +712,21 @@ mod tests {
         let moves = b.advance(at(t0, 200), &PriceBoard::new());
         assert_eq!(statuses(&moves), vec![OrderStatus::Pending, OrderStatus::Rejected]);
         assert!(moves[1].reason.starts_with("RMS:"));
+    }
+
+    #[test]
+    fn an_order_placed_to_be_refused_leaves_transit_rejected_with_its_reason() {
+        let t0 = Instant::now();
+        let prices = PriceBoard::new();
+        prices.set(NIFTY_PUT, Paise(12345), Timestamp(0));
+        let mut b = book(1);
+        let why = "RMS:Insufficient Funds".to_string();
+        let o = b.place_refused(market(Txn::Sell, 75), Source::Api, at(t0, 0), why).unwrap();
+        assert_eq!(o.status, OrderStatus::Transit);
+        let moves = b.advance(at(t0, 200), &prices);
+        assert_eq!(statuses(&moves), vec![OrderStatus::Rejected]);
+        assert_eq!(moves[0].reason, "RMS:Insufficient Funds");
+        assert!(b.trades().is_empty());
     }
 
     #[test]

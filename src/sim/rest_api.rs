@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value, json};
 
-use super::faults::{Fault, Faults};
+use super::faults::{Fault, Faults, Refusal};
 use super::http::{HttpAction, HttpRequest, HttpResponse};
 use super::limits::{SimLimits, class_of};
 use super::order_socket::OrderBus;
@@ -201,7 +201,17 @@ impl SimState {
             Ok(n) => n,
             Err(why) => return bad_input(&why),
         };
-        let placed = self.book.lock().place(new, Source::Api, self.now());
+        let refusal = self.faults.refusal_for(new.instrument, new.correlation_id.as_deref());
+        let placed = match refusal {
+            Some(Refusal::Api { status, error_type, code, message }) => {
+                log::debug!(target: "sim", "refusing a placement: {code} {message}");
+                return dhan_error(status, &error_type, &code, &message);
+            }
+            Some(Refusal::Exchange { reason }) => {
+                self.book.lock().place_refused(new, Source::Api, self.now(), reason)
+            }
+            None => self.book.lock().place(new, Source::Api, self.now()),
+        };
         match placed {
             Ok(o) => {
                 self.bus.publish(&o);

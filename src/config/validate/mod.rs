@@ -5,15 +5,17 @@
 //! This file holds the top level, the connections (`[http]`, `[feed]`, `[broker]`, `[sim]`)
 //! and the rules of each mode; `trading.rs` the trading rules (`[risk]`, `[limits]`,
 //! `[session]`, `[entries]`); `services.rs` storage and supervision (`[store]`, `[redis]`,
-//! `[instance]`, `[runtime]`).
+//! `[instance]`, `[runtime]`); `[exit_retry]` is here.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use url::Url;
 
 use crate::domain::{Bp, Paise};
+use crate::exec::exit_retry::ExitRetryPolicy;
 use crate::exec::paper::PaperParams;
 use crate::pnl::charges::ChargeSchedule;
 
@@ -24,7 +26,7 @@ use services::{instance, redis, runtime, store};
 use trading::{entries, limits, risk, session};
 
 use super::ConfigErrors;
-use super::raw::{RawConfig, RawFeed};
+use super::raw::{RawConfig, RawExitRetry, RawFeed};
 use super::types::*;
 use super::value::{Collector, is_loopback_url};
 
@@ -120,6 +122,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
         }
     }
     let host = HostConfig { pin, mlockall: raw.host.mlockall };
+    let exit_retry = exit_retry(&mut c, &raw.exit_retry);
 
     mode_rules(&mut c, mode, &feed, &broker);
 
@@ -147,7 +150,30 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
         heartbeat,
         pnl,
         host,
+        exit_retry,
     })
+}
+
+/// `[exit_retry]`: every bound is explicit, so no duration can wrap.
+fn exit_retry(c: &mut Collector, r: &RawExitRetry) -> ExitRetryPolicy {
+    let ms = |v: Option<i64>| Duration::from_millis(v.unwrap_or(1) as u64);
+    let base = c.int("exit_retry.backoff_base_ms", r.backoff_base_ms, 1, 60_000);
+    let cap = c.int("exit_retry.backoff_cap_ms", r.backoff_cap_ms, 1, 600_000);
+    if let (Some(b), Some(k)) = (base, cap)
+        && k < b
+    {
+        c.push("exit_retry.backoff_cap_ms", format!("{k} is below exit_retry.backoff_base_ms {b}"));
+    }
+    let blocked = c.int("exit_retry.blocked_retry_secs", r.blocked_retry_secs, 1, 3_600);
+    let max = c.int("exit_retry.max_orders_per_window", r.max_orders_per_window, 1, 1_000);
+    let window = c.int("exit_retry.window_secs", r.window_secs, 1, 3_600);
+    ExitRetryPolicy {
+        backoff_base: ms(base),
+        backoff_cap: ms(cap),
+        blocked_retry: ms(blocked.map(|s| s * 1_000)),
+        max_orders: max.unwrap_or(1) as u32,
+        window: ms(window.map(|s| s * 1_000)),
+    }
 }
 
 fn non_empty(s: &str) -> Option<&str> {

@@ -130,7 +130,7 @@ impl ExitCore {
                 at,
             ),
         ];
-        trigger_exit(pos, slot, trigger, &mut self.exits_in_flight, &mut events);
+        trigger_exit(pos, slot, trigger, &mut self.exits_in_flight, &mut self.retries, &mut events);
         Ok(events)
     }
 

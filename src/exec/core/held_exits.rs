@@ -175,12 +175,7 @@ mod tests {
     }
 
     fn tick(core: &mut ExitCore, k: InstrumentKey, ltp: i64, ms: i64) -> Vec<CoreEvent> {
-        let t = Tick {
-            instrument: k,
-            ltp: Paise(ltp),
-            exchange_time: T0,
-            received_at: T0.plus_millis(ms),
-        };
+        let t = Tick { exchange_time: T0, ..Tick::at(k, Paise(ltp), T0.plus_millis(ms)) };
         let mut events = core.on_tick(&t);
         core.hold_new_exits(&mut events);
         events

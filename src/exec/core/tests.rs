@@ -165,15 +165,15 @@ fn exit_fill_closes_the_trade_with_the_spec_pnl() {
 }
 
 #[test]
-fn rejected_exit_returns_to_active_and_the_next_trigger_is_attempt_two() {
+fn rejected_exit_returns_to_active_and_the_next_trigger_after_the_backoff_is_attempt_two() {
     let mut c = core();
     adopt(&mut c, "p1", A, Side::Long, 75, 10_000, ist("09:30:00"));
     c.on_tick(&tick(A, 9_000, ist("09:31:00")));
-    let ev = c.on_exit_rejected(&cid("X1-p1"), "RMS rejected", ist("09:31:01")).unwrap();
+    let ev = c.on_exit_rejected(&cid("X1-p1"), "Exchange busy", ist("09:31:01")).unwrap();
     assert!(ev.iter().any(|e| matches!(e, CoreEvent::Alert(a) if a.code == "exit_rejected")));
     let p = c.position(&PositionId::new("p1")).unwrap();
     assert!(
-        matches!(&p.lifecycle, Lifecycle::Active { attempts: 1, last_rejection: Some(r) } if r.why == "RMS rejected")
+        matches!(&p.lifecycle, Lifecycle::Active { attempts: 1, last_rejection: Some(r) } if r.why == "Exchange busy")
     );
     let ev = c.on_tick(&tick(A, 8_990, ist("09:31:02")));
     let xs = intents(&ev);
@@ -267,8 +267,8 @@ fn square_off_exits_at_the_square_off_instant_with_the_last_price() {
     assert_eq!(xs[0].reference_price, Paise(10_100));
     assert_eq!(xs[1].reference_price, Paise(10_000)); // no tick seen: entry price
     assert!(xs[1].price_is_stale);
-    // A rejected square-off is retried at the next clock step.
-    c.on_exit_rejected(&cid("X1-p1"), "exchange closed?", ist("15:25:01")).unwrap();
+    // A rejected square-off is retried at the first clock step after its backoff.
+    c.on_exit_rejected(&cid("X1-p1"), "exchange busy", ist("15:25:01")).unwrap();
     let ev = c.on_clock(ist("15:25:02"));
     let xs = intents(&ev);
     assert_eq!(xs.len(), 1);

@@ -14,7 +14,8 @@ impl ExitCore {
     /// `square_off_time` (exit time = that instant), stale-feed exits after
     /// `stale_exit_after_secs` without a fresh price (exit time = when it came due), then a new
     /// session (counters reset, halt lifted). A position still `Active` past its day's
-    /// square-off (a rejected exit, a late adoption) exits at `now`.
+    /// square-off (a rejected exit, a late adoption) exits at `now`. A rejected exit whose
+    /// retry is due starts again (`exit_retry`).
     ///
     /// Runs on a virtual clock whose monotonic reading is its wall time (replay, tests); the
     /// engine calls [`ExitCore::on_clock_at`].
@@ -77,6 +78,7 @@ impl ExitCore {
                 }
             }
         }
+        self.retry_due_exits(now, &mut events);
         self.roll_session(now, &mut events);
         self.clock = Some(prev.map_or(now, |p| p.max(now)));
         self.clock_mono = Some(prev_mono.map_or(mono, |p| p.max(mono)));

@@ -14,6 +14,8 @@ use crate::risk::rules::RiskState;
 use crate::risk::trading_state::{TradingStateChange, TradingStateError, TradingStatus};
 use crate::risk::{Limits, RiskParams, SessionParams};
 
+use crate::exec::exit_retry::{ExitRetryPolicy, RetryView};
+
 /// Everything the core is configured with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CoreParams {
@@ -21,6 +23,8 @@ pub struct CoreParams {
     pub limits: Limits,
     pub session: SessionParams,
     pub charges: ChargeSchedule,
+    /// What a rejected exit leads to (`exit_retry`).
+    pub exit_retry: ExitRetryPolicy,
 }
 
 /// An effect of a core call, in the order it happened.
@@ -45,9 +49,24 @@ pub enum CoreEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PositionChange {
     Opened,
-    ExitStarted { reason: ExitReason, attempt: u32 },
-    PartFilled { remaining: Qty },
-    ExitRejected { attempt: u32, why: String },
+    ExitStarted {
+        reason: ExitReason,
+        attempt: u32,
+    },
+    PartFilled {
+        remaining: Qty,
+    },
+    ExitRejected {
+        attempt: u32,
+        why: String,
+    },
+    /// A rejection was permanent: the exit is retried only slowly (`exit_retry`) until the
+    /// cause clears or an operator retries it.
+    ExitBlocked {
+        cause: String,
+        why: String,
+        retry_at: Timestamp,
+    },
     Exited,
 }
 
@@ -176,6 +195,22 @@ pub struct PositionView {
     pub unrealised_gross: Paise,
     pub risk: RiskState,
     pub lifecycle: Lifecycle,
+    /// A rejected exit waiting for its next try (blocked or backing off).
+    #[serde(default)]
+    pub exit_retry: Option<RetryView>,
+}
+
+impl PositionView {
+    /// `exit_blocked` for a position whose exit was refused permanently, else the lifecycle's
+    /// name (`active`, `exiting`).
+    pub fn state_name(&self) -> &'static str {
+        match &self.exit_retry {
+            Some(r) if r.blocked.is_some() && !matches!(self.lifecycle, Lifecycle::Exited(_)) => {
+                "exit_blocked"
+            }
+            _ => self.lifecycle.name(),
+        }
+    }
 }
 
 /// The account's day as the API shows it.
@@ -221,6 +256,15 @@ pub enum CoreError {
     InvalidPosition { id: PositionId, why: String },
     #[error("cannot restore: {0}")]
     Restore(String),
+}
+
+/// Why an operator's exit retry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetryExitError {
+    #[error("no open position {0}")]
+    UnknownPosition(PositionId),
+    #[error("position {id} has no rejected exit to retry (it is {state})")]
+    NotRetryable { id: PositionId, state: &'static str },
 }
 
 /// `Option<NaiveDate>` as `"YYYY-MM-DD"` or null.

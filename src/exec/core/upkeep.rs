@@ -59,7 +59,8 @@ impl ExitCore {
     }
 
     /// The next instant a timed rule comes due after the last [`ExitCore::on_clock`]: a
-    /// square-off, the start of the next session, or a stale-feed exit. `None` before the first
+    /// square-off, the start of the next session, a stale-feed exit, or the retry of a rejected
+    /// exit. `None` before the first
     /// `on_clock`. A worker uses it to run the timed rules before a tick received at or after
     /// that instant, as replay does.
     pub fn next_timed_event(&self) -> Option<Timestamp> {
@@ -85,6 +86,7 @@ impl ExitCore {
                 consider(Some(due));
             }
         }
+        consider(self.retries.next_due(from));
         next
     }
 
@@ -100,6 +102,8 @@ impl ExitCore {
             .collect();
         let before = (self.last_ticks.len(), self.last_exits.len());
         self.last_ticks.retain(|k, _| live.contains(k));
+        let open = &self.by_id;
+        self.retries.retain(|id| open.contains_key(id));
         let cooldown_ms = self.limits.reentry_cooldown_secs * 1_000;
         self.last_exits.retain(|_, at| now.millis_since(*at) <= cooldown_ms);
         Pruned {

@@ -148,6 +148,28 @@ impl ExitEngine {
                 }
             }
             EngineCommand::Reconcile(check) => self.on_broker_check(*check, "heartbeat"),
+            EngineCommand::RetryExit { id, reply } => {
+                let (_, answer) = self.decide_with(|core| match core.retry_exit(&id, now) {
+                    Ok(events) => {
+                        let started = events.iter().find_map(|e| match e {
+                            CoreEvent::ExitIntent(i) => Some(ExitStarted {
+                                position_id: i.position_id.clone(),
+                                correlation_id: i.correlation_id.clone(),
+                                price: i.reference_price,
+                            }),
+                            _ => None,
+                        });
+                        let answer =
+                            started.ok_or(crate::exec::core::RetryExitError::NotRetryable {
+                                id: id.clone(),
+                                state: "active",
+                            });
+                        (events, answer)
+                    }
+                    Err(e) => (Vec::new(), Err(e)),
+                });
+                let _ = reply.send(answer);
+            }
             EngineCommand::Prune => {
                 let pruned = self.shared.core.lock().prune(now);
                 log::debug!(target: "exit_engine", "pruned {} prices and {} cooldowns", pruned.prices, pruned.cooldowns);

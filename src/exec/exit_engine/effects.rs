@@ -85,7 +85,11 @@ impl ExitEngine {
                         log::info!(target: "exit_engine", "position {} exit part filled, {remaining} still open", p.id);
                     }
                     PositionChange::ExitRejected { attempt, why } => {
-                        log::warn!(target: "exit_engine", "position {} exit attempt {attempt} rejected ({why}); active again", p.id);
+                        log::warn!(target: "exit_engine", "position {} exit attempt {attempt} rejected ({why}); active again, retried per the exit retry policy", p.id);
+                    }
+                    PositionChange::ExitBlocked { cause, why, retry_at } => {
+                        s.wake_pnl();
+                        log::error!(target: "exit_engine", "position {} exit blocked ({cause}: {why}); next try at {}", p.id, retry_at.to_ist_iso());
                     }
                     PositionChange::Exited => {
                         s.unsubscribe_position(&p.id);
