@@ -19,7 +19,7 @@ fn ist(text: &str) -> Timestamp {
 }
 
 fn tick(instrument: InstrumentKey, ltp: i64, at: Timestamp) -> Tick {
-    Tick { instrument, ltp: Paise(ltp), exchange_time: at, received_at: at }
+    Tick::at(instrument, Paise(ltp), at)
 }
 
 fn core(policy: ExitRetryPolicy) -> ExitCore {
@@ -98,7 +98,8 @@ fn a_permanent_rejection_blocks_the_exit_alerts_and_retries_once_a_minute() {
     assert!(critical[0].message.contains("Invalid IP"));
     assert!(ev.iter().any(|e| matches!(e, CoreEvent::Position(p) if matches!(&p.change, PositionChange::ExitBlocked { cause, .. } if cause == "invalid_ip"))));
     // The API's view.
-    let snap = c.snapshot(t0.plus_millis(10));
+    let at = t0.plus_millis(10);
+    let snap = c.snapshot(at, Mono::of_wall(at));
     let v = snap.positions.iter().find(|p| p.id == PositionId::new("p1")).unwrap();
     assert_eq!(v.state_name(), "exit_blocked");
     let r = v.exit_retry.as_ref().unwrap();
