@@ -221,11 +221,14 @@ mod tests {
     const JUMP: Verdict = Suspect(SuspectWhy::Jump);
     const BAND: Verdict = Suspect(SuspectWhy::OutsideBand);
 
+    /// `(name, ticks as (price, at_ms, source), band, expected verdicts)`.
+    type Case = (&'static str, Vec<(i64, i64, TickSource)>, Option<PriceBand>, Vec<Verdict>);
+
     #[test]
     fn verdicts_table() {
         let band = Some(PriceBand { low: Paise(5_000), high: Paise(15_000) });
         #[rustfmt::skip]
-        let cases: Vec<(&str, Vec<(i64, i64, TickSource)>, Option<PriceBand>, Vec<Verdict>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ltp 0 and negative are dropped", vec![(0, 0, FEED), (-5, 1, FEED), (0, 2, REST)], None, vec![Dropped, Dropped, Dropped]),
             ("moves within 20 % are accepted, boundary inclusive", vec![(12_000, 0, FEED), (9_600, 1, FEED)], None, vec![Accept, Accept]),
             ("just beyond 20 % is suspect", vec![(12_001, 0, FEED)], None, vec![JUMP]),
