@@ -30,8 +30,11 @@ use crate::feed::{Packet, Packets};
 use crate::ops::http::{Route, parse_body, route_of};
 use crate::replay::{positions_from_reader, ticks_from_reader};
 
+/// A harness: arbitrary bytes in, a panic only for a broken promise.
+pub type Harness = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Harness); 6] = [
     ("feed_packets", feed_packets),
     ("order_update", order_update),
     ("rest_response", rest_response),

@@ -438,14 +438,13 @@ fn valid_header() -> impl Strategy<Value = Header> {
 /// One packet's bytes with a valid header: a random body, or a valid packet's body with up to
 /// eight bytes overwritten (so that most fields decode and a few are wild).
 fn framed_packet() -> impl Strategy<Value = Vec<u8>> {
-    let random_body = (valid_header(), prop::collection::vec(any::<u8>(), 300)).prop_map(
-        |(h, body)| {
+    let random_body =
+        (valid_header(), prop::collection::vec(any::<u8>(), 300)).prop_map(|(h, body)| {
             let mut out = Vec::new();
             h.write(&mut out);
             out.extend_from_slice(&body[..usize::from(h.len) - HEADER_LEN]);
             out
-        },
-    );
+        });
     let mutated = (packet(), prop::collection::vec((any::<usize>(), any::<u8>()), 0..8)).prop_map(
         |(p, edits)| {
             let mut bytes = encode_to_vec(&p);
