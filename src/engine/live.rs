@@ -99,9 +99,11 @@ impl LiveOptions {
 
     /// The least heartbeat limit of a worker that makes blocking REST calls: one call's worst
     /// legitimate wait (a rate-limit slot for up to `limiter_wait`, then the whole request for
-    /// up to `request_timeout`) plus 2 s. The order router and the heartbeat get it too.
+    /// up to `request_timeout`, and when that request was not sent, its one resend on a fresh
+    /// connection for up to `request_timeout` again) plus 2 s. The order router and the
+    /// heartbeat get it too.
     fn rest_worker_limit(&self) -> Duration {
-        self.rest.request_timeout + self.rest.limiter_wait + Duration::from_secs(2)
+        self.rest.request_timeout * 2 + self.rest.limiter_wait + Duration::from_secs(2)
     }
 }
 

@@ -400,6 +400,7 @@ impl Server<'_> {
                 continue;
             }
             self.next_id += 1;
+            let first = self.conns.len();
             self.conns.push(Conn {
                 id: self.next_id,
                 stream,
@@ -412,17 +413,39 @@ impl Server<'_> {
                 state: State::Idle { since: Instant::now() },
                 dead: false,
             });
+            // What the client sent with its connect is read now, so that the connection is not
+            // taken for an idle one by the next arrival's eviction.
+            self.read_idle(first);
+        }
+    }
+
+    /// Reads what an idle connection has received and acts on it; no-op for any other state.
+    fn read_idle(&mut self, i: usize) {
+        let cap = self.limits.max_header_bytes + self.limits.max_body_bytes + READ_CHUNK;
+        let c = &mut self.conns[i];
+        if c.dead || !matches!(c.state, State::Idle { .. }) {
+            return;
+        }
+        if !c.fill(cap) {
+            c.dead = true;
+        } else if !c.input.is_empty() || c.eof {
+            self.advance(i);
         }
     }
 
     /// Closes the connection idle longest (or one draining after an error); `false` if every
     /// connection has a request in progress.
     fn evict_one(&mut self) -> bool {
+        // A connection whose request has arrived but was not read yet is not idle.
+        for i in 0..self.conns.len() {
+            self.read_idle(i);
+        }
         let victim = self
             .conns
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match c.state {
+                _ if c.dead => Some((i, None)),
                 State::Lingering { .. } | State::Forgotten => Some((i, None)),
                 State::Idle { since } => Some((i, Some(since))),
                 _ => None,
