@@ -40,6 +40,8 @@ pub use upkeep::Pruned;
 struct LastTick {
     ltp: Paise,
     at: Timestamp,
+    /// When it was received, on the monotonic clock: the entry checks' price age.
+    mono: Mono,
 }
 
 /// The exit engine's state machine. See the module doc.
@@ -193,6 +195,13 @@ impl ExitCore {
         self.last_ticks.get(instrument).map(|t| (t.ltp, t.at))
     }
 
+    /// How long ago the instrument's last price was received, on the monotonic clock (0 when
+    /// it is newer than the core's latest reading).
+    fn last_tick_age_ms(&self, instrument: &InstrumentKey) -> Option<i64> {
+        let t = self.last_ticks.get(instrument)?;
+        Some(self.mono.map_or(0, |m| m.millis_since(t.mono).max(0)))
+    }
+
     // ---- ticks ----------------------------------------------------------------------------
 
     /// A tick: record the instrument's price; when the price guard accepts it (see
@@ -203,7 +212,10 @@ impl ExitCore {
         let now = tick.received_at;
         self.note_mono(now, tick.received_mono);
         let mut events = Vec::new();
-        self.last_ticks.insert(tick.instrument, LastTick { ltp: tick.ltp, at: now });
+        if tick.ltp.0 > 0 {
+            let last = LastTick { ltp: tick.ltp, at: now, mono: tick.received_mono };
+            self.last_ticks.insert(tick.instrument, last);
+        }
         if self.guard(tick).is_some_and(|v| !v.is_accepted()) {
             self.account_rules(now, &mut events);
             return events;

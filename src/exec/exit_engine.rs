@@ -29,8 +29,8 @@
 mod broker_sync;
 mod commands;
 mod effects;
-mod late_alarm;
 mod guard_report;
+mod late_alarm;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -43,6 +43,9 @@ pub struct EntryContext<'a> {
     pub last_exit: Option<Timestamp>,
     /// The instrument's last tick: LTP and when it was received.
     pub last_tick: Option<(Paise, Timestamp)>,
+    /// Its age on the monotonic clock, when known (a wall-clock step then moves nothing);
+    /// otherwise the age is `now` minus its wall time.
+    pub last_tick_age_ms: Option<i64>,
     /// Whether a position (or pending entry) already has this id.
     pub id_in_use: bool,
 }
@@ -143,7 +146,7 @@ pub fn check(
     let Some((price, at)) = ctx.last_tick else {
         return Err(EntryRefusal::NoPrice { instrument: request.instrument });
     };
-    let age_ms = ctx.now.millis_since(at);
+    let age_ms = ctx.last_tick_age_ms.unwrap_or_else(|| ctx.now.millis_since(at));
     if age_ms >= ctx.stale_after_ms {
         return Err(EntryRefusal::StalePrice {
             instrument: request.instrument,
@@ -212,6 +215,7 @@ mod tests {
                 trades_today: 0,
                 last_exit: None,
                 last_tick: Some((Paise(10_000), now.plus_millis(-100))),
+                last_tick_age_ms: None,
                 id_in_use: false,
             }
         }

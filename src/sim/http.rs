@@ -58,7 +58,8 @@ impl HttpServer {
             let (stop, stats) = (stop.clone(), stats.clone());
             std::thread::Builder::new().name("sim-http".into()).spawn(move || {
                 let go_on = || !stop.load(Ordering::Acquire);
-                let served = serve_counted(&listener, &limits, "sim-http", &*handler, &stats, go_on);
+                let served =
+                    serve_counted(&listener, &limits, "sim-http", &*handler, &stats, go_on);
                 if let Err(e) = served {
                     log::error!(target: "sim", "The simulator's HTTP server stopped: {e}");
                 }

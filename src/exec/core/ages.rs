@@ -263,6 +263,33 @@ mod tests {
     }
 
     #[test]
+    fn entry_price_ages_follow_the_monotonic_clock_and_a_zero_price_is_never_a_reference() {
+        use crate::risk::entry::{EntryRefusal, EntryRequest};
+        let mut c = held(Side::Long);
+        let request = EntryRequest {
+            position_id: PositionId::new("e"),
+            instrument: A,
+            side: Side::Long,
+            quantity: Qty(75),
+            available_cash: None,
+        };
+        let t = ist("10:00:01");
+        let m = 5_000;
+        c.on_tick(&tick(10_100, t, m));
+        // A zero price is dropped: the entry reference stays the last real price.
+        c.on_tick(&tick(0, t.plus_millis(10), m + 10));
+        c.on_clock_at(t.plus_millis(HOUR + 20), Mono(m + 20));
+        let ok = c.check_entry(&request, t.plus_millis(HOUR + 20));
+        assert_eq!(ok.map(|a| a.reference_price), Ok(Paise(10_100)), "fresh after a +1 h step");
+        // Stepped back an hour, a price as old as the stale limit is stale all the same.
+        let stale = c.risk.stale_after_ms;
+        let now = t.plus_millis(-HOUR + stale);
+        c.on_clock_at(now, Mono(m + stale));
+        let refused = c.check_entry(&request, now);
+        assert!(matches!(refused, Err(EntryRefusal::StalePrice { .. })), "{refused:?}");
+    }
+
+    #[test]
     fn a_restored_position_takes_its_wall_age_once() {
         // Before any reading, a position opened 30 s ago (wall) is 30 s old on the first one.
         let mut c = held(Side::Long);

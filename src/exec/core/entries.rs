@@ -32,6 +32,7 @@ impl ExitCore {
             trades_today: self.day.trades,
             last_exit: self.last_exits.get(&request.instrument).copied(),
             last_tick: self.last_tick(&request.instrument),
+            last_tick_age_ms: self.last_tick_age_ms(&request.instrument),
             id_in_use: self.by_id.contains_key(&request.position_id)
                 || self.pending.contains_key(&request.position_id),
         };
