@@ -212,10 +212,8 @@ impl ExitCore {
         let now = tick.received_at;
         self.note_mono(now, tick.received_mono);
         let mut events = Vec::new();
-        if tick.ltp.0 > 0 {
-            let last = LastTick { ltp: tick.ltp, at: now, mono: tick.received_mono };
-            self.last_ticks.insert(tick.instrument, last);
-        }
+        let last = LastTick { ltp: tick.ltp, at: now, mono: tick.received_mono };
+        self.last_ticks.insert(tick.instrument, last);
         if self.guard(tick).is_some_and(|v| !v.is_accepted()) {
             self.account_rules(now, &mut events);
             return events;

@@ -143,7 +143,8 @@ pub fn check(
             until: last_exit.plus_millis(cooldown_ms),
         });
     }
-    let Some((price, at)) = ctx.last_tick else {
+    // A non-positive last price (a bad tick) is no price to enter at.
+    let Some((price, at)) = ctx.last_tick.filter(|(p, _)| p.0 > 0) else {
         return Err(EntryRefusal::NoPrice { instrument: request.instrument });
     };
     let age_ms = ctx.last_tick_age_ms.unwrap_or_else(|| ctx.now.millis_since(at));

@@ -263,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn entry_price_ages_follow_the_monotonic_clock_and_a_zero_price_is_never_a_reference() {
+    fn entry_price_ages_follow_the_monotonic_clock_and_a_zero_price_is_no_price() {
         use crate::risk::entry::{EntryRefusal, EntryRequest};
         let mut c = held(Side::Long);
         let request = EntryRequest {
@@ -275,16 +275,18 @@ mod tests {
         };
         let t = ist("10:00:01");
         let m = 5_000;
-        c.on_tick(&tick(10_100, t, m));
-        // A zero price is dropped: the entry reference stays the last real price.
-        c.on_tick(&tick(0, t.plus_millis(10), m + 10));
+        // A zero price is no price to enter at.
+        c.on_tick(&tick(0, t, m));
+        let refused = c.check_entry(&request, t);
+        assert!(matches!(refused, Err(EntryRefusal::NoPrice { .. })), "{refused:?}");
+        c.on_tick(&tick(10_100, t.plus_millis(10), m + 10));
         c.on_clock_at(t.plus_millis(HOUR + 20), Mono(m + 20));
         let ok = c.check_entry(&request, t.plus_millis(HOUR + 20));
         assert_eq!(ok.map(|a| a.reference_price), Ok(Paise(10_100)), "fresh after a +1 h step");
         // Stepped back an hour, a price as old as the stale limit is stale all the same.
         let stale = c.risk.stale_after_ms;
-        let now = t.plus_millis(-HOUR + stale);
-        c.on_clock_at(now, Mono(m + stale));
+        let now = t.plus_millis(-HOUR + 10 + stale);
+        c.on_clock_at(now, Mono(m + 10 + stale));
         let refused = c.check_entry(&request, now);
         assert!(matches!(refused, Err(EntryRefusal::StalePrice { .. })), "{refused:?}");
     }

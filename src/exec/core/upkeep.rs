@@ -44,7 +44,7 @@ impl ExitCore {
     /// than the one already known is ignored.
     pub fn note_price(&mut self, tick: &Tick) {
         let newer = self.last_ticks.get(&tick.instrument).is_none_or(|t| tick.received_at >= t.at);
-        if newer && tick.ltp.0 > 0 {
+        if newer {
             let last = LastTick { ltp: tick.ltp, at: tick.received_at, mono: tick.received_mono };
             self.last_ticks.insert(tick.instrument, last);
         }
