@@ -172,6 +172,11 @@ reentry_cooldown_secs = 0
 refresh_ms = 50
 [heartbeat]
 interval_secs = 1
+# The tests move a price once and hold it (one tick, no more): a step beyond the price
+# guard's ratio would wait for a confirming tick that never comes, so the guard only holds
+# steps of more than 50 % here (its own tests: tests/engine_prices.rs).
+[risk]
+max_jump_pct = 50
 {extra}
 "#,
         dir = sim.dir.path().display(),
@@ -191,10 +196,9 @@ pub fn process_config_text(sim: &LiveSim) -> String {
 listen = "127.0.0.1:0"
 [runtime]
 stop_deadline_ms = 5000
-[risk]
-stale_after_ms = 600000
 "#;
     live_config_text(sim, extra)
+        .replace("[risk]\n", "[risk]\nstale_after_ms = 600000\n")
         .replace(
             "[limits]",
             "[session]\nentry_cutoff_time = \"23:59:58\"\nsquare_off_time = \"23:59:59\"\nweekends = true\n[limits]",
