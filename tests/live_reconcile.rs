@@ -131,6 +131,9 @@ fn failed_or_unreadable_reads_change_nothing_and_an_outside_close_is_applied_onc
         (t.reason, t.exit_price, t.quantity),
         (ExitReason::ClosedAtBroker, rupees("100.00"), Qty(75))
     );
+    // The audit line is recorded by the reconciliation round after the core closed the
+    // position: wait for it rather than race it.
+    wait_until("the reconciliation's audit line", || !e.recorder.reconciliations().is_empty());
     let audit = e.recorder.reconciliations();
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert!(
