@@ -143,7 +143,11 @@ fn garbage_requests_get_4xx_and_never_reach_the_engine() {
 // ---- The limits of the server itself (shared with the simulator), with a handler that can
 // hold a request in progress so that a connection's state is known, not raced.
 
+#[path = "harness_common/mod.rs"]
+mod harness_common;
+
 mod limits {
+    use super::harness_common::wait_until;
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::sync::Arc;
@@ -217,14 +221,6 @@ mod limits {
         let _ = s.read_to_end(&mut out);
         let text = String::from_utf8_lossy(&out).to_string();
         (text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), text)
-    }
-
-    fn wait_until(what: &str, cond: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 
     #[test]

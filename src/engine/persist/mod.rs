@@ -44,6 +44,7 @@ use crate::engine::seams::{EventSink, Recovered, Seams};
 use crate::engine::{Engine, EngineEnv, build_with};
 use crate::exec::core::CoreEvent;
 use crate::exec::paper::PaperBroker;
+use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::instance::fence::{GatedGateway, fenced};
 use crate::instance::gate::OrderGate;
 use crate::ops::health::HealthBoard;
@@ -256,6 +257,10 @@ impl Persist {
                 &w.holdings,
                 w.executions,
             );
+            // The engine's first PnL snapshot was taken before the wallet was restored: the
+            // API must not show the initial cash until the refresher's first round.
+            let version = shared.pnl.get().version;
+            shared.pnl.publish(Arc::new(PnlSnapshot::take(shared, version)));
         }
         for p in &state.core.positions {
             shared.subscribe_position(&p.id, p.instrument);
