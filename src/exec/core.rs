@@ -218,20 +218,22 @@ impl ExitCore {
             self.account_rules(now, &mut events);
             return events;
         }
-        let live: Vec<bool> = self
-            .by_instrument
-            .get(&tick.instrument)
-            .map_or(&[][..], Vec::as_slice)
-            .iter()
-            .map(|&s| self.slots[s].as_ref().is_some_and(|p| self.is_live_at(p, tick)))
-            .collect();
-        let Self { by_instrument, slots, exits_in_flight, risk, marks, retries, .. } = self;
-        let on_instrument = by_instrument.get(&tick.instrument).map_or(&[][..], Vec::as_slice);
-        for (&slot, live) in on_instrument.iter().zip(live) {
-            let Some(pos) = slots[slot].as_mut().filter(|_| live) else { continue };
+        // By index, so that the tick path allocates nothing: `is_live_at` reads the core, the
+        // rest of the loop writes it.
+        let on_instrument = self.by_instrument.get(&tick.instrument).map_or(0, Vec::len);
+        for k in 0..on_instrument {
+            let slot = self.by_instrument[&tick.instrument][k];
+            if !self.slots[slot].as_ref().is_some_and(|p| self.is_live_at(p, tick)) {
+                continue;
+            }
+            let Self { slots, exits_in_flight, risk, marks, retries, .. } = self;
+            let Some(pos) = slots[slot].as_mut() else { continue };
             pos.last_price = tick.ltp;
             pos.last_price_at = Some(now);
-            marks.entry(pos.id.clone()).or_default().fresh = Some(tick.received_mono);
+            match marks.get_mut(&pos.id) {
+                Some(m) => m.fresh = Some(tick.received_mono),
+                None => marks.entry(pos.id.clone()).or_default().fresh = Some(tick.received_mono),
+            }
             let terms = pos.terms();
             rules::update(risk, &terms, &mut pos.risk, tick.ltp);
             if !pos.is_active() {
