@@ -270,7 +270,7 @@ impl Running {
                 let message = format!("health component {component} is down: {reason}");
                 log::error!(target: "app", "ALERT {message} (the engine keeps running)");
                 let shared = &self.engine.shared;
-                shared.m.alerts.with_label_values(&[COMPONENT_DOWN]).inc();
+                shared.m.alert(COMPONENT_DOWN, AlertLevel::Critical);
                 let alert = Alert {
                     level: AlertLevel::Critical,
                     code: COMPONENT_DOWN.to_string(),

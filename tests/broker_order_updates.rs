@@ -109,7 +109,9 @@ fn a_placed_order_is_seen_transit_pending_traded_in_either_status_casing() {
     wait_connected(&r, &sim);
     assert_eq!(r.shared.state(), ConnectionState::Connected);
     assert_eq!(r.health.get(HEALTH_COMPONENT).unwrap().status, Status::Ok);
-    assert!(r.metrics.render().contains("scalper_order_updates_connected 1"));
+    let text = r.metrics.render();
+    assert!(text.contains("scalper_order_updates_state{state=\"connected\"} 1"), "{text}");
+    assert!(text.contains("scalper_order_updates_state{state=\"connecting\"} 0"), "{text}");
     let c = client(&sim);
     for (cid, upper) in [("OU-TITLE", false), ("OU-UPPER", true)] {
         sim.set_upper_case_status(upper);
@@ -167,6 +169,59 @@ fn partial_fills_carry_cumulative_quantities_so_each_fill_is_derived_once() {
     }
     assert_eq!(total, 150);
     assert!(seen.iter().any(|u| u.status == OrderStatus::PartTraded), "{seen:?}");
+    stop(r);
+}
+
+/// The `order_updates` health details against `/metrics`: every figure the same.
+fn assert_health_agrees_with_metrics(r: &Running) {
+    let text = r.metrics.render();
+    let metric = |name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')))
+            .unwrap_or_else(|| panic!("{name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let details = r.health.get(HEALTH_COMPONENT).expect("the component").details;
+    for (key, name) in [
+        ("connects", "scalper_order_updates_connects_total"),
+        ("disconnects", "scalper_order_updates_disconnects_total"),
+        ("updates", "scalper_order_updates_messages_total"),
+        ("malformed", "scalper_order_updates_malformed_total"),
+    ] {
+        assert_eq!(
+            details[key].as_u64(),
+            Some(metric(name)),
+            "{key} vs {name}: {details} / {text}"
+        );
+    }
+    let state = details["state"].as_str().expect("a state");
+    let current = format!("scalper_order_updates_state{{state=\"{state}\"}} 1");
+    assert!(text.contains(&current), "{details} / {text}");
+}
+
+#[test]
+fn health_details_agree_with_the_metrics_after_updates_and_a_reconnect() {
+    let (sim, _p) = start_sim(sim_config());
+    let r = run_worker(&sim, credentials());
+    wait_connected(&r, &sim);
+    assert_health_agrees_with_metrics(&r);
+    let c = client(&sim);
+    assert!(matches!(
+        c.place_order(&market("OU-AGREE", Txn::Buy, 75), Priority::Entry),
+        WriteOutcome::Accepted(_)
+    ));
+    assert_eq!(updates_until_done(&r, "OU-AGREE").len(), 3);
+    // The updates are counted before they are handed on: both sides show all three now.
+    assert_health_agrees_with_metrics(&r);
+    assert_eq!(r.health.get(HEALTH_COMPONENT).unwrap().details["updates"], 3);
+
+    sim.faults().disconnect_order_sockets();
+    wait_connected(&r, &sim);
+    assert_health_agrees_with_metrics(&r);
+    let details = r.health.get(HEALTH_COMPONENT).unwrap().details;
+    assert!(details["disconnects"].as_u64() >= Some(1), "{details}");
+    assert!(details["connects"].as_u64() >= Some(2), "{details}");
     stop(r);
 }
 

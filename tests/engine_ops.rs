@@ -74,7 +74,8 @@ fn health_shows_workers_components_and_positions_and_stale_prices_degrade_it() {
         "scalper_uptime_seconds",
         "scalper_feed_ticks_total",
         "scalper_positions_open 1",
-        "scalper_trading_state 0",
+        "scalper_trading_state{state=\"active\"} 1",
+        "scalper_trading_state{state=\"halted\"} 0",
     ] {
         assert!(text.contains(name), "{name} in /metrics");
     }

@@ -161,7 +161,7 @@ fn ticks_flow_into_the_cache_and_health_reports_the_feed() {
     let h = e.health.get("feed").expect("feed health");
     assert_eq!(h.details["subscribed"], 2);
     let text = e.metrics.render();
-    assert!(text.contains("scalper_feed_connected 1"), "{text}");
+    assert!(text.contains("scalper_feed_state{state=\"connected\"} 1"), "{text}");
     assert!(text.contains("scalper_feed_subscribed_instruments 2"), "{text}");
     assert!(
         !text.contains(TOKEN) && !format!("{h:?}").contains(TOKEN),

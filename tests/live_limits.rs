@@ -83,13 +83,18 @@ fn the_breaker_opens_refuses_entries_holds_exits_and_recovers_through_a_probe() 
     let sim = LiveSim::start(sim_config(FaultConfig::default()));
     let e = LiveEngine::start(&sim, Start { options: &breaker_options, ..Start::default() });
     let ids: Vec<PositionId> = [A, B, C].iter().map(|k| e.open(*k, Side::Long, 75)).collect();
-    let gauge = |e: &LiveEngine| metric_value(&e.metrics_text(), "scalper_broker_breaker_state");
+    let gauge = |e: &LiveEngine, state: &str| {
+        let sample = format!("scalper_broker_breaker_state{{state=\"{state}\"}}");
+        metric_value(&e.metrics_text(), &sample)
+    };
 
     // Two consecutive 500s (nothing created) open the breaker.
     sim.broker.faults().inject(Fault::ServerError, Scope::Place, 2);
     e.price(&sim, A, "89.00");
     e.price(&sim, B, "89.00");
-    wait_until("the breaker is open", || gauge(&e) == Some(2.0));
+    wait_until("the breaker is open", || {
+        gauge(&e, "open") == Some(1.0) && gauge(&e, "closed") == Some(0.0)
+    });
     let h = e.health.get("broker").expect("broker health");
     assert_eq!(h.status, Status::Degraded, "{h:?}");
     assert!(h.reason.contains("circuit breaker open"), "{h:?}");
@@ -112,7 +117,9 @@ fn the_breaker_opens_refuses_entries_holds_exits_and_recovers_through_a_probe() 
         assert_eq!(e.closed(id).exit_price, rupees("89.00"));
         sim.assert_one_filled_exit(id);
     }
-    wait_until("the breaker is closed", || gauge(&e) == Some(0.0));
+    wait_until("the breaker is closed", || {
+        gauge(&e, "closed") == Some(1.0) && gauge(&e, "open") == Some(0.0)
+    });
     wait_until("the broker health is ok again", || {
         e.health.get("broker").is_some_and(|h| h.status == Status::Ok)
     });

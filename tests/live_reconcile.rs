@@ -246,7 +246,8 @@ fn metric(e: &LiveEngine, sample: &str) -> f64 {
     metric_value(&e.metrics_text(), sample).unwrap_or(0.0)
 }
 
-const LATE: &str = "scalper_alerts_total{code=\"startup_reconciliation_late\"}";
+const LATE: &str =
+    "scalper_alerts_total{code=\"startup_reconciliation_late\",severity=\"critical\"}";
 
 /// A restart while Dhan's REST answers nothing but errors, longer than the alert threshold,
 /// with the feed up: the stop is crossed (and the price comes back) during the wait. The exit

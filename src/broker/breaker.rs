@@ -45,14 +45,8 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    /// For a gauge: 0 closed, 1 half-open, 2 open.
-    pub const fn gauge_value(self) -> i64 {
-        match self {
-            BreakerState::Closed { .. } => 0,
-            BreakerState::HalfOpen { .. } => 1,
-            BreakerState::Open { .. } => 2,
-        }
-    }
+    /// Every state's name, as the `state` label of `scalper_broker_breaker_state`.
+    pub const NAMES: &'static [&'static str] = &["closed", "half_open", "open"];
 
     pub const fn name(self) -> &'static str {
         match self {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use parking_lot::Mutex;
-use prometheus::{IntCounter, IntGauge};
+use prometheus::IntCounter;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
@@ -28,7 +28,7 @@ use super::credentials::CredentialSource;
 use super::model::{FrameItem, OrderUpdate, parse_frame};
 use crate::domain::OrderId;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, StateGauge};
 use crate::runtime::backoff::BackoffPolicy;
 use crate::runtime::{Worker, WorkerCtx};
 
@@ -159,18 +159,33 @@ pub enum ConnectionState {
     Connected,
 }
 
+impl ConnectionState {
+    /// Every state's name, as the `state` label of `scalper_order_updates_state`.
+    pub const NAMES: &'static [&'static str] = &["disconnected", "connecting", "connected"];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected => "connected",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SocketStatus {
     state: ConnectionState,
-    connects: u64,
-    updates: u64,
+    /// Why the socket is not connected (empty while connected).
+    reason: String,
     last_error: String,
 }
 
-/// Metric handles (create once per engine).
+/// The socket's counters and state gauge (create once per engine). They are the only record
+/// of these figures: the `order_updates` health details are read from them, so `/health` and
+/// `/metrics` always agree.
 #[derive(Clone, Debug)]
 pub struct OrderUpdateMetrics {
-    connected: IntGauge,
+    state: StateGauge,
     connects: IntCounter,
     disconnects: IntCounter,
     updates: IntCounter,
@@ -180,8 +195,14 @@ pub struct OrderUpdateMetrics {
 impl OrderUpdateMetrics {
     pub fn new(m: &Metrics) -> OrderUpdateMetrics {
         OrderUpdateMetrics {
-            connected: m
-                .gauge("order_updates_connected", "1 while the order-update socket is logged in"),
+            state: m.state_gauge(
+                "order_updates_state",
+                "Order-update socket: 1 for the current state (disconnected, connecting, \
+                 connected), 0 for the others",
+                "state",
+                ConnectionState::NAMES,
+                ConnectionState::Disconnected.name(),
+            ),
             connects: m.counter("order_updates_connects_total", "Order-update socket logins"),
             disconnects: m.counter("order_updates_disconnects_total", "Order-update socket losses"),
             updates: m.counter("order_updates_messages_total", "order_alert messages decoded"),
@@ -190,6 +211,18 @@ impl OrderUpdateMetrics {
                 "order_alert messages that could not be decoded",
             ),
         }
+    }
+
+    /// The `order_updates` health details: the state and the same counters as the metrics.
+    fn details(&self, state: ConnectionState, last_error: &str) -> serde_json::Value {
+        serde_json::json!({
+            "state": state.name(),
+            "connects": self.connects.get(),
+            "disconnects": self.disconnects.get(),
+            "updates": self.updates.get(),
+            "malformed": self.malformed.get(),
+            "last_error": last_error,
+        })
     }
 }
 
@@ -201,7 +234,7 @@ pub struct OrderUpdateShared {
     pub events: Sender<OrderUpdateEvent>,
     pub recent: RecentUpdates,
     pub health: HealthBoard,
-    pub metrics: Option<OrderUpdateMetrics>,
+    metrics: OrderUpdateMetrics,
     status: Arc<Mutex<SocketStatus>>,
     tls: Arc<rustls::ClientConfig>,
 }
@@ -228,11 +261,11 @@ impl OrderUpdateShared {
             events,
             recent: RecentUpdates::default(),
             health,
-            metrics: None,
+            // Unregistered until `with_metrics` gives the engine's.
+            metrics: OrderUpdateMetrics::new(&Metrics::new()),
             status: Arc::new(Mutex::new(SocketStatus {
                 state: ConnectionState::Disconnected,
-                connects: 0,
-                updates: 0,
+                reason: String::new(),
                 last_error: String::new(),
             })),
             tls: Arc::new(tls),
@@ -240,7 +273,7 @@ impl OrderUpdateShared {
     }
 
     pub fn with_metrics(mut self, metrics: OrderUpdateMetrics) -> OrderUpdateShared {
-        self.metrics = Some(metrics);
+        self.metrics = metrics;
         self
     }
 
@@ -255,34 +288,43 @@ impl OrderUpdateShared {
 
     /// How many times the socket has logged in since the process started.
     pub fn connects(&self) -> u64 {
-        self.status.lock().connects
+        self.metrics.connects.get()
     }
 
     fn set_state(&self, state: ConnectionState, reason: &str) {
-        let (details, status) = {
+        {
             let mut s = self.status.lock();
             s.state = state;
+            s.reason = reason.to_string();
             if state != ConnectionState::Connected && !reason.is_empty() {
                 s.last_error = reason.to_string();
             }
-            let details = serde_json::json!({
-                "state": format!("{state:?}").to_ascii_lowercase(),
-                "connects": s.connects,
-                "updates": s.updates,
-                "last_error": s.last_error,
-            });
-            let status = match state {
-                ConnectionState::Connected => Status::Ok,
-                // Orders still work without the socket (the book is polled); it is not Down.
-                _ => Status::Degraded,
-            };
-            (details, status)
-        };
-        self.health
-            .set(HEALTH_COMPONENT, ComponentHealth::new(status, reason).with_details(details));
-        if let Some(m) = &self.metrics {
-            m.connected.set(i64::from(state == ConnectionState::Connected));
+            self.metrics.state.set(state.name());
         }
+        self.publish_health();
+    }
+
+    /// Counts with `count`, then refreshes the health details, so that they show the count.
+    fn count(&self, count: impl FnOnce(&OrderUpdateMetrics)) {
+        count(&self.metrics);
+        self.publish_health();
+    }
+
+    /// The `order_updates` component: its status from the state, its details from the
+    /// counters (under the status lock, so two publications cannot land out of order with
+    /// older figures last).
+    fn publish_health(&self) {
+        let s = self.status.lock();
+        let status = match s.state {
+            ConnectionState::Connected => Status::Ok,
+            // Orders still work without the socket (the book is polled); it is not Down.
+            _ => Status::Degraded,
+        };
+        let details = self.metrics.details(s.state, &s.last_error);
+        self.health.set(
+            HEALTH_COMPONENT,
+            ComponentHealth::new(status, s.reason.clone()).with_details(details),
+        );
     }
 }
 
@@ -378,13 +420,7 @@ impl OrderUpdateWorker {
         }
         drop(creds);
         let logged_in = Instant::now();
-        {
-            let mut s = self.shared.status.lock();
-            s.connects += 1;
-        }
-        if let Some(m) = &self.shared.metrics {
-            m.connects.inc();
-        }
+        self.shared.metrics.connects.inc();
         self.shared.set_state(ConnectionState::Connected, "");
         log::info!(target: "order_updates", "order-update socket connected to {}", self.shared.cfg.url);
         if !self.emit(ctx, OrderUpdateEvent::Connected) {
@@ -455,10 +491,7 @@ impl OrderUpdateWorker {
             match item {
                 FrameItem::Update(u) => {
                     self.shared.recent.record(&u);
-                    self.shared.status.lock().updates += 1;
-                    if let Some(m) = &self.shared.metrics {
-                        m.updates.inc();
-                    }
+                    self.shared.count(|m| m.updates.inc());
                     log::debug!(target: "order_updates", "order {} {} traded {} avg {}",
                         u.order_id, u.status, u.traded_qty, u.avg_traded_price);
                     if !self.emit(ctx, OrderUpdateEvent::Update(u)) {
@@ -469,9 +502,7 @@ impl OrderUpdateWorker {
                     log::info!(target: "order_updates", "ignoring an order-update message of type {t:?}")
                 }
                 FrameItem::Malformed(e) => {
-                    if let Some(m) = &self.shared.metrics {
-                        m.malformed.inc();
-                    }
+                    self.shared.count(|m| m.malformed.inc());
                     log::warn!(target: "order_updates", "undecodable order update ({e}); the order book will show the truth")
                 }
                 FrameItem::Noise(t) => {
@@ -516,9 +547,7 @@ impl Worker for OrderUpdateWorker {
                 self.shared.set_state(ConnectionState::Disconnected, "stopped");
                 return Ok(());
             }
-            if let Some(m) = &self.shared.metrics {
-                m.disconnects.inc();
-            }
+            self.shared.count(|m| m.disconnects.inc());
             if end.token_suspect {
                 log::warn!(target: "order_updates",
                     "order-update socket dropped {:?} after login with nothing received: the access token may be invalid or expired; reloading credentials",

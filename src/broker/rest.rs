@@ -83,19 +83,29 @@ pub struct RestMetrics {
     results: IntCounterVec,
 }
 
+/// The order endpoints and their results, whose series exist from startup (a read endpoint's
+/// series appear with its first call; a read's result is `ok`, `rejected`, `not_sent` or
+/// `unknown`).
+pub const WRITE_ENDPOINTS: &[&str] = &["place_order", "modify_order", "cancel_order"];
+pub const WRITE_RESULTS: &[&str] = &["accepted", "rejected", "not_sent", "unknown"];
+
 impl RestMetrics {
     pub fn new(m: &Metrics) -> RestMetrics {
+        let latency = m.histogram_vec(
+            "broker_request_seconds",
+            "Dhan REST round trip, by endpoint",
+            &["endpoint"],
+            network_buckets(),
+        );
+        crate::ops::metrics::preset(&latency, &[WRITE_ENDPOINTS]);
         RestMetrics {
-            latency: m.histogram_vec(
-                "broker_request_seconds",
-                "Dhan REST round trip, by endpoint",
-                &["endpoint"],
-                network_buckets(),
-            ),
-            results: m.counter_vec(
+            latency,
+            results: m.counter_vec_preset(
                 "broker_requests_total",
-                "Dhan REST calls by endpoint and result (ok, rejected, not_sent, unknown)",
+                "Dhan REST calls by endpoint and result (ok or accepted, rejected, not_sent, \
+                 unknown)",
                 &["endpoint", "result"],
+                &[WRITE_ENDPOINTS, WRITE_RESULTS],
             ),
         }
     }

@@ -5,7 +5,7 @@
 //!   position whose last confirmed price (the exit core's, after the price guard) was
 //!   received `risk.stale_after_ms` ago or more on the monotonic clock (or that never had one
 //!   for that long since it opened) is stale. Staleness is always visible: the `prices` health component goes `Degraded`,
-//!   `scalper_stale_positions` and `scalper_position_price_age_ms` show it. With a
+//!   `scalper_stale_positions` and `scalper_position_price_age_seconds` show it. With a
 //!   [`crate::engine::seams::StalePriceSource`] (live mode: Dhan's LTP over REST) the fetched
 //!   prices go to the exit engine to be evaluated as ticks; without one (paper mode) each
 //!   position that turns stale gets an alert log line.
@@ -108,7 +108,7 @@ impl Heartbeat {
             snapshot.core.account.day_pnl,
             snapshot.core.account.realised_net,
             snapshot.core.account.unrealised_gross,
-            s.feed_stats.ticks_per_second.get(),
+            s.feed_stats.ticks_per_sec(),
             s.feed_stats.subscribed.get(),
             s.trading.state(),
             s.ledger.open_orders(),
@@ -150,11 +150,11 @@ impl Heartbeat {
 
     fn report_staleness(&mut self, ages: &[PriceAge], stale_after_ms: i64) {
         let s = &self.shared;
-        s.m.position_price_age_ms.reset();
+        s.m.position_price_age.reset();
         for a in ages {
-            s.m.position_price_age_ms
+            s.m.position_price_age
                 .with_label_values(&[a.position.as_str()])
-                .set(a.age_ms.unwrap_or(-1));
+                .set(a.age_ms.map_or(-1.0, |ms| ms as f64 / 1000.0));
         }
         let stale: Vec<&PriceAge> = ages.iter().filter(|a| a.stale).collect();
         s.m.stale_positions.set(stale.len() as i64);

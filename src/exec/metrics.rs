@@ -1,10 +1,65 @@
 //! The trading engine's metric handles (`scalper_orders_*`, `scalper_exits_*`,
 //! `scalper_pnl_*`, ...), created once per engine when it is built and shared by the workers,
 //! so a respawned worker keeps counting into the same series. Money gauges are in paise.
+//!
+//! [`known`] lists the label values each labelled series is created with (at 0, from
+//! startup): add a new alert code, exit reason or order outcome there.
 
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
+use prometheus::{GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge};
 
-use crate::ops::metrics::Metrics;
+use crate::domain::ExitReason;
+use crate::exec::core::AlertLevel;
+use crate::ops::metrics::{Metrics, StateGauge, preset};
+
+/// The label values known in advance, one list per label.
+pub mod known {
+    use crate::exec::core::AlertLevel;
+
+    /// `purpose` of `scalper_orders_total` and `scalper_order_decision_to_fill_seconds`.
+    pub const ORDER_PURPOSES: &[&str] = &["entry", "exit"];
+    /// `outcome` of `scalper_orders_total`: what the router saw of each placement.
+    pub const ORDER_OUTCOMES: &[&str] =
+        &["queued", "duplicate", "accepted", "filled", "rejected", "unknown"];
+    /// `outcome` of `scalper_entries_total`: accepted, or the refusal code
+    /// (`exec::messages::refusal_code`).
+    pub const ENTRY_OUTCOMES: &[&str] = &[
+        "accepted",
+        "trading_not_active",
+        "not_a_trading_day",
+        "after_entry_cutoff",
+        "max_open_positions",
+        "max_trades_per_day",
+        "reentry_cooldown",
+        "no_price",
+        "stale_price",
+        "insufficient_cash",
+        "bad_quantity",
+        "not_tradable",
+        "duplicate_id",
+        "attempts_exhausted",
+    ];
+    /// `outcome` of `scalper_price_guard_total`.
+    pub const PRICE_GUARD_OUTCOMES: &[&str] = &["dropped", "suspect", "confirmed", "discarded"];
+    /// Every alert the engine raises, `code` with its `severity`
+    /// (`scalper_alerts_total{code, severity}`).
+    pub const ALERTS: &[(&str, AlertLevel)] = &[
+        ("daily_loss_limit", AlertLevel::Critical),
+        ("kill_switch", AlertLevel::Critical),
+        ("exit_blocked", AlertLevel::Critical),
+        ("exit_rejected", AlertLevel::Warning),
+        ("exit_not_started", AlertLevel::Critical),
+        ("exit_absent", AlertLevel::Warning),
+        ("closed_at_broker", AlertLevel::Warning),
+        ("entry_rejected", AlertLevel::Warning),
+        ("exit_held", AlertLevel::Warning),
+        ("exit_held_unconfirmed", AlertLevel::Critical),
+        ("stale_feed", AlertLevel::Warning),
+        ("startup_reconciliation_late", AlertLevel::Critical),
+        ("component_down", AlertLevel::Critical),
+    ];
+    /// `state` of `scalper_trading_state` (`risk::TradingState::name`).
+    pub const TRADING_STATES: &[&str] = &["active", "reducing", "halted"];
+}
 
 /// Decision → fill latency buckets (seconds): 1 µs (paper) … 10 s (a slow broker).
 fn order_buckets() -> Vec<f64> {
@@ -25,7 +80,7 @@ pub struct EngineMetrics {
     pub exits: IntCounterVec,
     /// Entry requests by outcome (`accepted` or the refusal code).
     pub entries: IntCounterVec,
-    /// Alerts raised by the core, by code.
+    /// Alerts raised, by code and severity (count one with [`EngineMetrics::alert`]).
     pub alerts: IntCounterVec,
     /// Position ticks the exit engine evaluated.
     pub ticks_evaluated: IntCounter,
@@ -37,8 +92,10 @@ pub struct EngineMetrics {
     /// Exit orders held until the broker's books are reconciled (`exec::core::held_exits`).
     pub exits_held: IntGauge,
     pub positions_open: IntGauge,
-    /// 0 active, 1 reducing, 2 halted.
-    pub trading_state: IntGauge,
+    /// `scalper_trading_state{state}`.
+    pub trading_state: StateGauge,
+    /// The daily loss limit (positive; 0 without one), next to `day_pnl`.
+    pub max_daily_loss: IntGauge,
     pub day_pnl: IntGauge,
     pub realised_gross: IntGauge,
     pub realised_net: IntGauge,
@@ -49,34 +106,60 @@ pub struct EngineMetrics {
     pub stale_positions: IntGauge,
     /// Open positions whose exit was refused permanently (`exit_retry`).
     pub exits_blocked: IntGauge,
-    /// Age of each open position's price at the last heartbeat (-1: never had one).
-    pub position_price_age_ms: IntGaugeVec,
+    /// Age in seconds of each open position's price at the last heartbeat (-1: never had one).
+    pub position_price_age: GaugeVec,
     pub uptime_seconds: IntGauge,
 }
 
 impl EngineMetrics {
     pub fn new(m: &Metrics) -> EngineMetrics {
         EngineMetrics {
-            orders: m.counter_vec(
+            orders: m.counter_vec_preset(
                 "orders_total",
                 "Orders by purpose and outcome",
                 &["purpose", "outcome"],
+                &[known::ORDER_PURPOSES, known::ORDER_OUTCOMES],
             ),
-            decision_to_fill: m.histogram_vec(
-                "order_decision_to_fill_seconds",
-                "From the exit engine's decision to the broker's fill",
-                &["purpose"],
-                order_buckets(),
+            decision_to_fill: {
+                let h = m.histogram_vec(
+                    "order_decision_to_fill_seconds",
+                    "From the exit engine's decision to the broker's fill",
+                    &["purpose"],
+                    order_buckets(),
+                );
+                preset(&h, &[known::ORDER_PURPOSES]);
+                h
+            },
+            exits: m.counter_vec_preset(
+                "exits_total",
+                "Closed trades by exit reason",
+                &["reason"],
+                &[&ExitReason::ALL.map(ExitReason::code)],
             ),
-            exits: m.counter_vec("exits_total", "Closed trades by exit reason", &["reason"]),
-            entries: m.counter_vec("entries_total", "Entry requests by outcome", &["outcome"]),
-            alerts: m.counter_vec("alerts_total", "Alerts raised by the exit core", &["code"]),
+            entries: m.counter_vec_preset(
+                "entries_total",
+                "Entry requests by outcome",
+                &["outcome"],
+                &[known::ENTRY_OUTCOMES],
+            ),
+            alerts: {
+                let c = m.counter_vec(
+                    "alerts_total",
+                    "Alerts raised, by code and severity",
+                    &["code", "severity"],
+                );
+                for (code, level) in known::ALERTS {
+                    c.with_label_values(&[code, level.name()]);
+                }
+                c
+            },
             ticks_evaluated: m
                 .counter("exit_engine_ticks_total", "Position ticks evaluated by the exit engine"),
-            price_guard: m.counter_vec(
+            price_guard: m.counter_vec_preset(
                 "price_guard_total",
                 "Position prices the price guard dropped, held as suspect, confirmed or discarded",
                 &["outcome"],
+                &[known::PRICE_GUARD_OUTCOMES],
             ),
             outbox: m.gauge("exit_engine_outbox", "Effects decided and not yet carried out"),
             exits_held: m.gauge(
@@ -84,8 +167,17 @@ impl EngineMetrics {
                 "Exit orders decided and held until the broker's books are reconciled",
             ),
             positions_open: m.gauge("positions_open", "Positions not yet closed"),
-            trading_state: m
-                .gauge("trading_state", "Trading state: 0 active, 1 reducing, 2 halted"),
+            trading_state: m.state_gauge(
+                "trading_state",
+                "Trading state: 1 for the current one (active, reducing, halted), 0 for the others",
+                "state",
+                known::TRADING_STATES,
+                "active",
+            ),
+            max_daily_loss: m.gauge(
+                "pnl_max_daily_loss_paise",
+                "The daily loss limit (trading halts when day PnL <= -limit); 0 without one",
+            ),
             day_pnl: m.gauge("pnl_day_paise", "Day PnL: realised net plus unrealised gross"),
             realised_gross: m.gauge("pnl_realised_gross_paise", "Gross PnL of trades closed today"),
             realised_net: m.gauge("pnl_realised_net_paise", "Net PnL of trades closed today"),
@@ -98,9 +190,9 @@ impl EngineMetrics {
                 "positions_exit_blocked",
                 "Open positions whose exit the broker refused permanently (retried slowly)",
             ),
-            position_price_age_ms: m.gauge_vec(
-                "position_price_age_ms",
-                "Age of each open position's price at the last heartbeat",
+            position_price_age: m.float_gauge_vec(
+                "position_price_age_seconds",
+                "Age of each open position's price at the last heartbeat (-1: no price yet)",
                 &["position"],
             ),
             uptime_seconds: m.gauge("uptime_seconds", "Seconds since the engine was built"),
@@ -108,11 +200,9 @@ impl EngineMetrics {
     }
 }
 
-/// The gauge value of a trading state.
-pub fn trading_state_code(s: crate::risk::TradingState) -> i64 {
-    match s {
-        crate::risk::TradingState::Active => 0,
-        crate::risk::TradingState::Reducing => 1,
-        crate::risk::TradingState::Halted => 2,
+impl EngineMetrics {
+    /// Counts one alert.
+    pub fn alert(&self, code: &str, level: AlertLevel) {
+        self.alerts.with_label_values(&[code, level.name()]).inc();
     }
 }

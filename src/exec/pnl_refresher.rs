@@ -21,7 +21,6 @@ use crate::engine::seams::EngineEvent;
 use crate::engine::shared::Shared;
 use crate::exec::core::CoreSnapshot;
 use crate::exec::messages::EngineCommand;
-use crate::exec::metrics::trading_state_code;
 use crate::risk::{Lifecycle, TradingState};
 use crate::runtime::{Worker, WorkerCtx};
 
@@ -104,7 +103,8 @@ impl PnlRefresher {
         s.m.realised_net.set(a.realised_net.0);
         s.m.charges.set(a.charges.0);
         s.m.unrealised_gross.set(a.unrealised_gross.0);
-        s.m.trading_state.set(trading_state_code(snap.core.trading.state));
+        s.m.trading_state.set(snap.core.trading.state.name());
+        s.m.max_daily_loss.set(a.max_daily_loss.0);
         if let Some(cash) = snap.paper_cash {
             s.m.paper_cash.set(cash.0);
         }

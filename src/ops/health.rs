@@ -20,12 +20,14 @@ pub enum Status {
 }
 
 impl Status {
-    /// As a metric value: 0 ok, 1 degraded, 2 down.
-    pub fn gauge_value(self) -> i64 {
+    /// Every status, as the `status` label of `scalper_health_component_status`.
+    pub const NAMES: &'static [&'static str] = &["ok", "degraded", "down"];
+
+    pub const fn name(self) -> &'static str {
         match self {
-            Status::Ok => 0,
-            Status::Degraded => 1,
-            Status::Down => 2,
+            Status::Ok => "ok",
+            Status::Degraded => "degraded",
+            Status::Down => "down",
         }
     }
 }
@@ -128,17 +130,20 @@ pub fn transitions(
 /// caller to alert on.
 pub struct HealthWatch {
     last: BTreeMap<String, Status>,
-    gauge: prometheus::IntGaugeVec,
+    gauge: crate::ops::metrics::StateGauge,
 }
 
 impl HealthWatch {
     pub fn new(metrics: &crate::ops::metrics::Metrics) -> HealthWatch {
         HealthWatch {
             last: BTreeMap::new(),
-            gauge: metrics.gauge_vec(
+            gauge: metrics.state_gauge_vec(
                 "health_component_status",
-                "Health of each component: 0 ok, 1 degraded, 2 down",
-                &["component"],
+                "Health of each component: 1 for its current status (ok, degraded, down), 0 \
+                 for the others",
+                "component",
+                "status",
+                Status::NAMES,
             ),
         }
     }
@@ -147,10 +152,10 @@ impl HealthWatch {
         let now = board.snapshot();
         let changes = transitions(&self.last, &now);
         for name in self.last.keys().filter(|n| !now.contains_key(*n)) {
-            let _ = self.gauge.remove_label_values(&[name]);
+            self.gauge.remove(name);
         }
         for (name, h) in &now {
-            self.gauge.with_label_values(&[name]).set(h.status.gauge_value());
+            self.gauge.set_for(name, h.status.name());
         }
         self.last = now.into_iter().map(|(n, h)| (n, h.status)).collect();
         changes
@@ -202,7 +207,10 @@ mod tests {
         assert_eq!(watch.check(&b).len(), 1);
         assert!(watch.check(&b).is_empty(), "reported once");
         let text = metrics.render();
-        assert!(text.contains("scalper_health_component_status{component=\"feed\"} 2"), "{text}");
+        let down = "scalper_health_component_status{component=\"feed\",status=\"down\"} 1";
+        assert!(text.contains(down), "{text}");
+        let ok = "scalper_health_component_status{component=\"feed\",status=\"ok\"} 0";
+        assert!(text.contains(ok), "{text}");
         b.set("feed", ComponentHealth::ok());
         assert_eq!(watch.check(&b), vec![Transition::Recovered { component: "feed".into() }]);
     }

@@ -344,9 +344,10 @@ impl SupervisorHandle {
 
 struct SupervisorMetrics {
     restarts: prometheus::IntCounterVec,
-    heartbeat_age_ms: prometheus::IntGaugeVec,
+    heartbeat_age: prometheus::GaugeVec,
     up: prometheus::IntGaugeVec,
     stuck: prometheus::IntGaugeVec,
+    budget_left: prometheus::IntGaugeVec,
 }
 
 struct Run {
@@ -383,9 +384,9 @@ impl Run {
                 "Worker respawns after a panic or error",
                 &["worker"],
             ),
-            heartbeat_age_ms: m.gauge_vec(
-                "worker_heartbeat_age_ms",
-                "Milliseconds since the worker's last heartbeat",
+            heartbeat_age: m.float_gauge_vec(
+                "worker_heartbeat_age_seconds",
+                "Seconds since the worker's last heartbeat",
                 &["worker"],
             ),
             up: m.gauge_vec("worker_up", "1 while the worker is running", &["worker"]),
@@ -394,7 +395,21 @@ impl Run {
                 "1 while the worker's heartbeat is older than its limit",
                 &["worker"],
             ),
+            budget_left: m.gauge_vec(
+                "worker_restart_budget_left",
+                "Restarts the worker may still take within the restart window before the \
+                 supervisor escalates (halts trading and exits)",
+                &["worker"],
+            ),
         };
+        // Every worker's series exist from the start, at 0 (and its whole budget left).
+        let names: Vec<&str> = sup.specs.iter().map(|s| s.name.as_str()).collect();
+        crate::ops::metrics::preset(&metrics.restarts, &[&names]);
+        crate::ops::metrics::preset(&metrics.up, &[&names]);
+        crate::ops::metrics::preset(&metrics.stuck, &[&names]);
+        for name in &names {
+            metrics.budget_left.with_label_values(&[name]).set(i64::from(sup.cfg.restart_budget));
+        }
         let slots = sup
             .specs
             .into_iter()
@@ -608,14 +623,24 @@ impl Run {
     }
 
     fn check_heartbeats(&mut self) {
+        let now = Instant::now();
         for slot in &mut self.slots {
             let age = slot.heartbeat.age();
             if let Some(age) = age {
                 self.metrics
-                    .heartbeat_age_ms
+                    .heartbeat_age
                     .with_label_values(&[&slot.spec.name])
-                    .set(age.as_millis() as i64);
+                    .set(age.as_secs_f64());
             }
+            while slot
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > self.cfg.restart_window)
+            {
+                slot.recent.pop_front();
+            }
+            let left = i64::from(self.cfg.restart_budget).saturating_sub(slot.recent.len() as i64);
+            self.metrics.budget_left.with_label_values(&[&slot.spec.name]).set(left.max(0));
             let stuck = slot.state == WorkerState::Running
                 && age.is_some_and(|a| a > slot.spec.heartbeat_limit);
             if stuck != slot.stuck {

@@ -59,10 +59,11 @@ impl StoreMetrics {
                 "Time to apply one batch to the database",
                 network_buckets(),
             ),
-            write_errors: m.counter_vec(
+            write_errors: m.counter_vec_preset(
                 "store_write_errors_total",
                 "Failed writes by kind (unavailable, rejected, spill)",
                 &["kind"],
+                &[&["unavailable", "rejected", "spill"]],
             ),
             database_up: m
                 .gauge("store_database_up", "1 while the writer has a database connection"),

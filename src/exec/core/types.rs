@@ -114,6 +114,17 @@ pub enum AlertLevel {
     Critical,
 }
 
+impl AlertLevel {
+    /// As in the event stream and the `severity` label of `scalper_alerts_total`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AlertLevel::Info => "info",
+            AlertLevel::Warning => "warning",
+            AlertLevel::Critical => "critical",
+        }
+    }
+}
+
 /// Something an operator should see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {

@@ -9,7 +9,6 @@ use super::ExitEngine;
 use crate::engine::seams::EngineEvent;
 use crate::exec::core::{AlertLevel, CoreEvent, PositionChange};
 use crate::exec::messages::RouterOrder;
-use crate::exec::metrics::trading_state_code;
 use crate::exec::outbox::{Effect, Pending};
 
 impl ExitEngine {
@@ -102,7 +101,7 @@ impl ExitEngine {
                 log::info!(target: "exit_engine", "position {} closed {}: {} {} {} entered {} exited {} at {}; gross {} charges {} net {}", t.position_id, t.reason, t.side, t.quantity, t.instrument, t.entry_price, t.exit_price, t.exited_at.to_ist_iso(), t.gross, t.charges(), t.net);
             }
             CoreEvent::TradingState(change) => {
-                s.m.trading_state.set(trading_state_code(change.current));
+                s.m.trading_state.set(change.current.name());
                 s.wake_pnl();
                 log::warn!(target: "exit_engine", "trading {} -> {} ({}) at {}", change.prev, change.current, change.reason, change.at.to_ist_iso());
             }
@@ -111,7 +110,7 @@ impl ExitEngine {
                 log::info!(target: "exit_engine", "new trading session {session} at {}: day counters reset", at.to_ist_iso());
             }
             CoreEvent::Alert(a) => {
-                s.m.alerts.with_label_values(&[&a.code]).inc();
+                s.m.alert(&a.code, a.level);
                 match a.level {
                     AlertLevel::Info => {
                         log::info!(target: "exit_engine", "[{}] {}", a.code, a.message)

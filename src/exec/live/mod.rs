@@ -33,8 +33,10 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
+use crate::broker::breaker::BreakerState;
+
 use crate::broker::tracker::OrderTracker;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, StateGauge};
 use crate::runtime::monotonic_millis;
 
 /// Our live orders (the pure tracker) behind a lock, on the process's monotonic milliseconds.
@@ -59,8 +61,8 @@ impl SharedTracker {
 /// The live broker's metric handles (created once per engine).
 #[derive(Clone, Debug)]
 pub struct LiveMetrics {
-    /// 0 closed, 1 half-open, 2 open.
-    pub breaker_state: IntGauge,
+    /// `scalper_broker_breaker_state{state}`.
+    pub breaker_state: StateGauge,
     pub exits_queued: IntGauge,
     pub orders_resolving: IntGauge,
     pub resolutions: IntCounterVec,
@@ -73,9 +75,13 @@ pub struct LiveMetrics {
 impl LiveMetrics {
     pub fn new(m: &Metrics) -> LiveMetrics {
         LiveMetrics {
-            breaker_state: m.gauge(
+            breaker_state: m.state_gauge(
                 "broker_breaker_state",
-                "Circuit breaker in front of Dhan's order API: 0 closed, 1 half-open, 2 open",
+                "Circuit breaker in front of Dhan's order API: 1 for the current state (closed, \
+                 half_open, open), 0 for the others",
+                "state",
+                BreakerState::NAMES,
+                "closed",
             ),
             exits_queued: m.gauge(
                 "broker_exits_queued",
@@ -85,25 +91,28 @@ impl LiveMetrics {
                 "broker_orders_resolving",
                 "Placements with an unknown outcome being settled by correlation id",
             ),
-            resolutions: m.counter_vec(
+            resolutions: m.counter_vec_preset(
                 "broker_resolutions_total",
                 "Unknown placements settled, by result (found, absent, undetermined)",
                 &["result"],
+                &[&["found", "absent", "undetermined"]],
             ),
-            fills: m.counter_vec(
+            fills: m.counter_vec_preset(
                 "broker_fills_total",
                 "Executions of our orders, by where they were first seen (socket, poll, resolve)",
                 &["source"],
+                &[&["socket", "poll", "resolve"]],
             ),
             polls: m.counter("broker_order_polls_total", "Order-book polls for quiet orders"),
             journal_errors: m.counter(
                 "order_journal_errors_total",
                 "Placements whose write-ahead record could not be made durable",
             ),
-            reconcile_rounds: m.counter_vec(
+            reconcile_rounds: m.counter_vec_preset(
                 "reconcile_rounds_total",
                 "Reconciliation reads of the broker's books, by result (ok, failed)",
                 &["result"],
+                &[&["ok", "failed"]],
             ),
         }
     }

@@ -103,7 +103,7 @@ impl Placer {
     /// exits), and `/health` stays 200 for that.
     pub fn publish_breaker(&self) {
         let state = self.breaker.state();
-        self.m.breaker_state.set(state.gauge_value());
+        self.m.breaker_state.set(state.name());
         let (queued, resolving) = *self.desk_figures.lock();
         let mut parts = Vec::new();
         match state {

@@ -45,22 +45,23 @@ impl HealthPublisher {
         let (t0, n0) = self.ticks_at;
         let secs = now.duration_since(t0).as_secs_f64();
         if secs > 0.0 {
-            stats.ticks_per_second.set((ticks.saturating_sub(n0) as f64 / secs).round() as i64);
+            stats.set_ticks_per_sec((ticks.saturating_sub(n0) as f64 / secs).round() as i64);
         }
         self.ticks_at = (now, ticks);
         let frame_age = stats.last_frame_age().map(|d| d.as_millis() as i64);
-        stats.last_frame_age_ms.set(frame_age.unwrap_or(-1));
+        stats.last_frame_age.set(frame_age.map_or(-1.0, |ms| ms as f64 / 1000.0));
 
         let wall = shared.clock.now();
         let mut ages = serde_json::Map::new();
         for key in &tracked.positions {
             let age =
                 shared.cache.tick(*key).map_or(-1, |t| wall.millis_since(t.received_at).max(0));
-            stats.price_age_ms.with_label_values(&[&key.to_string()]).set(age);
+            let secs = if age < 0 { -1.0 } else { age as f64 / 1000.0 };
+            stats.price_age.with_label_values(&[&key.to_string()]).set(secs);
             ages.insert(key.to_string(), json!(age));
         }
         for gone in self.aged_labels.difference(&tracked.positions) {
-            let _ = stats.price_age_ms.remove_label_values(&[&gone.to_string()]);
+            let _ = stats.price_age.remove_label_values(&[&gone.to_string()]);
         }
         self.aged_labels.clone_from(&tracked.positions);
 
@@ -83,7 +84,7 @@ impl HealthPublisher {
             "state": state.name(),
             "reconnects": stats.reconnects.get(),
             "last_frame_age_ms": frame_age,
-            "ticks_per_sec": stats.ticks_per_second.get(),
+            "ticks_per_sec": stats.ticks_per_sec(),
             "decode_errors": stats.decode_errors.get(),
             "subscribed": stats.subscribed.get(),
             "position_price_age_ms": ages,

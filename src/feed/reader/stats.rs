@@ -4,14 +4,14 @@
 //! disconnect until someone re-arms it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge};
 
 use crate::feed::codec::DisconnectReason;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, StateGauge};
 use crate::runtime::monotonic_millis;
 
 /// Where the reader's connection stands.
@@ -27,6 +27,10 @@ pub enum ConnState {
 }
 
 impl ConnState {
+    /// Every state, as the `state` label of `scalper_feed_state`.
+    pub const NAMES: &'static [&'static str] =
+        &["disconnected", "connecting", "connected", "cooling_off", "stopped"];
+
     pub const fn name(self) -> &'static str {
         match self {
             ConnState::Disconnected => "disconnected",
@@ -48,12 +52,31 @@ impl ConnState {
     }
 }
 
+/// The `cause` label values of `scalper_feed_disconnects_total` known in advance: failed
+/// attempts, lost connections, and Dhan's disconnect codes (another code gets its own series).
+pub const DISCONNECT_CAUSES: &[&str] = &[
+    "connect_failed",
+    "http_429",
+    "http_unauthorized",
+    "no_token",
+    "closed",
+    "stall",
+    "transport",
+    "write_failed",
+    "800",
+    "804",
+    "805",
+    "806",
+    "807",
+    "808",
+    "809",
+    "810",
+];
+
 /// Metric handles (`scalper_feed_*`) and shared state of the tick reader.
 pub struct FeedStats {
-    /// 1 while a socket is up.
-    pub connected: IntGauge,
-    /// [`ConnState`] as a number.
-    pub state_code: IntGauge,
+    /// `scalper_feed_state{state}`: the [`ConnState`].
+    pub state_gauge: StateGauge,
     pub connection_attempts: IntCounter,
     /// Successful handshakes.
     pub connections: IntCounter,
@@ -61,11 +84,11 @@ pub struct FeedStats {
     pub reconnects: IntCounter,
     /// Ends of connections and failed attempts, by cause.
     pub disconnects: IntCounterVec,
-    pub last_frame_age_ms: IntGauge,
+    /// Seconds since the last frame or ping (-1: none yet).
+    pub last_frame_age: Gauge,
     pub packets: IntCounter,
     /// Packets that carried a last traded price.
     pub ticks: IntCounter,
-    pub ticks_per_second: IntGauge,
     pub decode_errors: IntCounter,
     pub subscribed: IntGauge,
     /// Tracked instruments left out by the per-connection limit.
@@ -75,8 +98,12 @@ pub struct FeedStats {
     /// Times a position tick had to wait for room in the exit engine's channel.
     pub position_backpressure: IntCounter,
     pub cache_full: IntCounter,
-    /// Age of the last price of each instrument with an open position (-1: none yet).
-    pub price_age_ms: IntGaugeVec,
+    /// Age in seconds of the last price of each instrument with an open position (-1: none
+    /// yet).
+    pub price_age: GaugeVec,
+    /// Ticks per second over the last health period, for `/health` and the heartbeat line
+    /// (not a metric: the query takes `rate(scalper_feed_ticks_total[…])`).
+    ticks_per_sec: AtomicI64,
     state: AtomicU8,
     last_frame: AtomicU64,
     state_since: AtomicU64,
@@ -96,37 +123,55 @@ impl FeedStats {
     /// Registers the `scalper_feed_*` metrics; call once per engine.
     pub fn new(m: &Metrics) -> Arc<FeedStats> {
         Arc::new(FeedStats {
-            connected: m.gauge("feed_connected", "1 while the market-feed socket is up"),
-            state_code: m.gauge(
+            state_gauge: m.state_gauge(
                 "feed_state",
-                "Feed connection state: 0 disconnected, 1 connecting, 2 connected, 3 cooling off, 4 stopped",
+                "Feed connection state: 1 for the current one, 0 for the others",
+                "state",
+                ConnState::NAMES,
+                ConnState::Disconnected.name(),
             ),
-            connection_attempts: m.counter("feed_connection_attempts_total", "Feed connection attempts"),
+            connection_attempts: m
+                .counter("feed_connection_attempts_total", "Feed connection attempts"),
             connections: m.counter("feed_connections_total", "Successful feed handshakes"),
-            reconnects: m.counter("feed_reconnects_total", "Successful feed handshakes after the first"),
-            disconnects: m.counter_vec(
+            reconnects: m
+                .counter("feed_reconnects_total", "Successful feed handshakes after the first"),
+            disconnects: m.counter_vec_preset(
                 "feed_disconnects_total",
                 "Feed connections lost or refused, by cause",
                 &["cause"],
+                &[DISCONNECT_CAUSES],
             ),
-            last_frame_age_ms: m.gauge("feed_last_frame_age_ms", "Milliseconds since the last frame or ping"),
+            last_frame_age: {
+                let g = m.float_gauge(
+                    "feed_last_frame_age_seconds",
+                    "Seconds since the last frame or ping (-1: none yet)",
+                );
+                g.set(-1.0);
+                g
+            },
             packets: m.counter("feed_packets_total", "Decoded feed packets about an instrument"),
             ticks: m.counter("feed_ticks_total", "Feed packets carrying a last traded price"),
-            ticks_per_second: m.gauge("feed_ticks_per_second", "Ticks per second over the last health period"),
             decode_errors: m.counter("feed_decode_errors_total", "Malformed feed packets"),
-            subscribed: m.gauge("feed_subscribed_instruments", "Instruments subscribed on the socket"),
-            over_limit: m.gauge("feed_instruments_over_limit", "Tracked instruments beyond the per-connection limit"),
-            position_ticks: m.counter("feed_position_ticks_total", "Ticks delivered to the exit engine"),
+            subscribed: m
+                .gauge("feed_subscribed_instruments", "Instruments subscribed on the socket"),
+            over_limit: m.gauge(
+                "feed_instruments_over_limit",
+                "Tracked instruments beyond the per-connection limit",
+            ),
+            position_ticks: m
+                .counter("feed_position_ticks_total", "Ticks delivered to the exit engine"),
             position_backpressure: m.counter(
                 "feed_position_backpressure_total",
                 "Position ticks that waited for room in the exit engine's channel",
             ),
-            cache_full: m.counter("feed_cache_full_total", "Updates refused because the tick cache is full"),
-            price_age_ms: m.gauge_vec(
-                "feed_price_age_ms",
-                "Age of the last price of each instrument with an open position",
+            cache_full: m
+                .counter("feed_cache_full_total", "Updates refused because the tick cache is full"),
+            price_age: m.float_gauge_vec(
+                "feed_price_age_seconds",
+                "Age of the last price of each instrument with an open position (-1: none yet)",
                 &["instrument"],
             ),
+            ticks_per_sec: AtomicI64::new(0),
             state: AtomicU8::new(ConnState::Disconnected as u8),
             last_frame: AtomicU64::new(0),
             state_since: AtomicU64::new(monotonic_millis()),
@@ -165,8 +210,17 @@ impl FeedStats {
         } else {
             let _ = self.down_since.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
         }
-        self.state_code.set(s as i64);
-        self.connected.set(i64::from(s == ConnState::Connected));
+        self.state_gauge.set(s.name());
+    }
+
+    /// Ticks per second over the last health period (the feed's health details and the
+    /// heartbeat line).
+    pub fn ticks_per_sec(&self) -> i64 {
+        self.ticks_per_sec.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ticks_per_sec(&self, v: i64) {
+        self.ticks_per_sec.store(v, Ordering::Release);
     }
 
     /// Time since the last frame or ping on any connection, if one ever arrived.
