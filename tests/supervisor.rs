@@ -43,7 +43,8 @@ fn a_panicking_worker_is_respawned_after_its_backoff_and_keeps_external_state() 
     let counter = Arc::new(AtomicU64::new(0));
     let spawned_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let panicked_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let mut sup = Supervisor::new(quick_config(), Metrics::new());
+    let metrics = Metrics::new();
+    let mut sup = Supervisor::new(quick_config(), metrics.clone());
     let (c, s, p) = (counter.clone(), spawned_at.clone(), panicked_at.clone());
     sup.add(WorkerSpec::new("counter", Duration::from_secs(5), move || {
         // Only the first incarnation panics; state lives in `c`, outside the worker.
@@ -65,6 +66,11 @@ fn a_panicking_worker_is_respawned_after_its_backoff_and_keeps_external_state() 
         })
     }));
     let handle = sup.start().unwrap();
+    // Every worker's series exist from the start: no restart yet, the whole budget left.
+    let text = metrics.render();
+    assert!(text.contains("scalper_worker_restarts_total{worker=\"counter\"} 0"), "{text}");
+    assert!(text.contains("scalper_worker_stuck{worker=\"counter\"} 0"), "{text}");
+    assert!(text.contains("scalper_worker_restart_budget_left{worker=\"counter\"} 3"), "{text}");
     let (failed, _) =
         wait_event(handle.events(), |e| matches!(e, SupervisorEvent::WorkerFailed { .. }));
     let SupervisorEvent::WorkerFailed { reason, restart_in, .. } = failed else { unreachable!() };
@@ -84,6 +90,18 @@ fn a_panicking_worker_is_respawned_after_its_backoff_and_keeps_external_state() 
     let st = handle.statuses();
     assert_eq!(st[0].restarts, 1);
     assert_eq!(st[0].state, WorkerState::Running);
+    // One restart spent of the three the window allows.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = metrics.render();
+        if text.contains("scalper_worker_restart_budget_left{worker=\"counter\"} 2")
+            && text.contains("scalper_worker_restarts_total{worker=\"counter\"} 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restart metrics: {text}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     handle.shutdown();
     assert_eq!(handle.join(), SupervisorOutcome::Stopped { left_behind: vec![] });
     assert_eq!(spawned_at.lock().len(), 2);
