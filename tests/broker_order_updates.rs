@@ -222,6 +222,9 @@ fn health_details_agree_with_the_metrics_after_updates_and_a_reconnect() {
     let details = r.health.get(HEALTH_COMPONENT).unwrap().details;
     assert!(details["disconnects"].as_u64() >= Some(1), "{details}");
     assert!(details["connects"].as_u64() >= Some(2), "{details}");
+    // The loss is what the details keep, not the reconnect attempt that followed it.
+    let last_error = details["last_error"].as_str().unwrap_or_default();
+    assert!(!last_error.is_empty() && last_error != "connecting", "{details}");
     stop(r);
 }
 

@@ -296,7 +296,9 @@ impl OrderUpdateShared {
             let mut s = self.status.lock();
             s.state = state;
             s.reason = reason.to_string();
-            if state != ConnectionState::Connected && !reason.is_empty() {
+            // The last loss or failure; "connecting" and "stopped" are not errors and would
+            // hide it.
+            if state == ConnectionState::Disconnected && !reason.is_empty() && reason != "stopped" {
                 s.last_error = reason.to_string();
             }
             self.metrics.state.set(state.name());
