@@ -351,6 +351,18 @@ fn dashboard_expressions() -> Vec<String> {
     let mut out = Vec::new();
     walk(&dash, &mut out);
     assert!(out.len() > 30, "the dashboard's expressions: {out:?}");
+    // Provisionable: a uid, unique panel ids, every panel placed and on the datasource
+    // variable.
+    assert_eq!(dash["uid"], "scalper");
+    let panels = dash["panels"].as_array().expect("panels");
+    let ids: BTreeSet<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+    assert_eq!(ids.len(), panels.len(), "unique panel ids");
+    for p in panels {
+        assert!(p["gridPos"]["w"].as_u64().is_some(), "{p}");
+        if p["type"] != "row" {
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{p}");
+        }
+    }
     out
 }
 
