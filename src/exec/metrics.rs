@@ -206,3 +206,80 @@ impl EngineMetrics {
         self.alerts.with_label_values(&[code, level.name()]).inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `(AlertLevel::X, "code")` pair written in the engine's sources (outside tests).
+    fn alerts_in_sources() -> Vec<(String, String, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs")
+                    && !p.to_string_lossy().contains("tests")
+                {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut found = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find("AlertLevel::") {
+                rest = &rest[i + "AlertLevel::".len()..];
+                let level: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+                if !["Info", "Warning", "Critical"].contains(&level.as_str()) {
+                    continue;
+                }
+                let after = rest[level.len()..].trim_start_matches([',', ' ', '\n']);
+                let after = after.strip_prefix("code:").unwrap_or(after).trim_start();
+                if let Some(lit) = after.strip_prefix('"') {
+                    let code: String = lit.chars().take_while(|c| *c != '"').collect();
+                    found.push((code, level.to_ascii_lowercase(), f.display().to_string()));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_alert_the_sources_raise_is_in_the_known_list_with_its_severity() {
+        let found = alerts_in_sources();
+        assert!(found.len() >= 10, "{found:?}");
+        for (code, level, file) in found {
+            assert!(
+                known::ALERTS.iter().any(|(c, l)| *c == code && l.name() == level),
+                "alert {code} ({level}) raised in {file} is missing from exec::metrics::known::ALERTS"
+            );
+        }
+    }
+
+    #[test]
+    fn the_known_label_values_match_the_domain() {
+        let states: Vec<&str> = [
+            crate::risk::TradingState::Active,
+            crate::risk::TradingState::Reducing,
+            crate::risk::TradingState::Halted,
+        ]
+        .map(crate::risk::TradingState::name)
+        .to_vec();
+        assert_eq!(states, known::TRADING_STATES);
+        let m = Metrics::new();
+        let e = EngineMetrics::new(&m);
+        let text = m.render();
+        for r in ExitReason::ALL {
+            assert!(text.contains(&format!("scalper_exits_total{{reason=\"{}\"}} 0", r.code())));
+        }
+        e.alert("exit_blocked", AlertLevel::Critical);
+        assert!(
+            m.render()
+                .contains("scalper_alerts_total{code=\"exit_blocked\",severity=\"critical\"} 1")
+        );
+    }
+}
