@@ -23,7 +23,7 @@ use parking_lot::RwLock;
 use crate::domain::{InstrumentKey, Paise, Qty};
 
 pub use limits::LimitError;
-pub use parse::{MasterError, TickUnit, parse_master};
+pub use parse::{MasterError, TickUnit, parse_master, parse_master_sized};
 
 /// Call or put.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -46,11 +46,11 @@ impl OptionKind {
 pub struct Instrument {
     pub key: InstrumentKey,
     /// `INSTRUMENT`: `OPTIDX`, `FUTSTK`, `EQUITY`, `INDEX`, ...
-    pub kind: Box<str>,
+    pub kind: Arc<str>,
     /// `UNDERLYING_SYMBOL` (`NIFTY`); empty when absent.
-    pub underlying: Box<str>,
+    pub underlying: Arc<str>,
     /// `SYMBOL_NAME`, e.g. `NIFTY-Dec2026-24500-CE`.
-    pub symbol: Box<str>,
+    pub symbol: Arc<str>,
     /// `DISPLAY_NAME`; empty when absent.
     pub display_name: Box<str>,
     /// Units per lot (≥ 1).
@@ -83,7 +83,7 @@ pub struct LoadCounts {
 }
 
 impl LoadCounts {
-    fn skip(&mut self, reason: String) {
+    pub(crate) fn skip(&mut self, reason: String) {
         self.skipped += 1;
         if self.skip_reasons.len() < 5 {
             self.skip_reasons.push(reason);
@@ -112,13 +112,6 @@ impl fmt::Display for LoadCounts {
     }
 }
 
-/// A symbol shared by several instruments (`RELIANCE` on NSE and BSE).
-#[derive(Clone, Debug)]
-enum SymbolSlot {
-    One(u32),
-    Many(Vec<u32>),
-}
-
 /// Why a symbol does not name exactly one instrument.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SymbolError {
@@ -129,12 +122,17 @@ pub enum SymbolError {
     Ambiguous { symbol: String, keys: Vec<InstrumentKey> },
 }
 
+/// The `by_symbol` mark of a symbol shared by several rows (`RELIANCE` on NSE and BSE).
+const MANY: u32 = u32::MAX;
+
 /// The immutable table: O(1) lookups by `SEG:ID` and by symbol.
 #[derive(Debug, Default)]
 pub struct Instruments {
     rows: Vec<Instrument>,
     by_key: HashMap<InstrumentKey, u32>,
-    by_symbol: HashMap<Box<str>, SymbolSlot>,
+    /// Symbol → row; a symbol on several rows maps to [`MANY`] and its rows are in `shared`.
+    by_symbol: HashMap<Arc<str>, u32>,
+    shared: HashMap<Arc<str>, Vec<u32>>,
     counts: LoadCounts,
 }
 
@@ -144,37 +142,46 @@ impl Instruments {
         Instruments::default()
     }
 
-    /// Builds the indexes. A repeated `SEG:ID` keeps the later row.
-    pub fn build(rows: Vec<Instrument>, mut counts: LoadCounts) -> Instruments {
+    /// Builds the indexes in place. A repeated `SEG:ID` keeps the later row.
+    pub fn build(mut rows: Vec<Instrument>, mut counts: LoadCounts) -> Instruments {
         let mut by_key: HashMap<InstrumentKey, u32> = HashMap::with_capacity(rows.len());
-        let mut kept: Vec<Instrument> = Vec::with_capacity(rows.len());
-        for inst in rows {
-            match by_key.get(&inst.key) {
-                Some(&i) => {
-                    counts.duplicates += 1;
-                    kept[i as usize] = inst;
-                }
-                None => {
-                    by_key.insert(inst.key, kept.len() as u32);
-                    kept.push(inst);
-                }
+        for (i, inst) in rows.iter().enumerate() {
+            if by_key.insert(inst.key, i as u32).is_some() {
+                counts.duplicates += 1;
             }
         }
-        let mut by_symbol: HashMap<Box<str>, SymbolSlot> = HashMap::with_capacity(kept.len());
-        for (i, inst) in kept.iter().enumerate() {
+        if counts.duplicates > 0 {
+            let mut i = 0u32;
+            rows.retain(|inst| {
+                let keep = by_key.get(&inst.key) == Some(&i);
+                i += 1;
+                keep
+            });
+            by_key.clear();
+            for (i, inst) in rows.iter().enumerate() {
+                by_key.insert(inst.key, i as u32);
+            }
+        }
+        let mut by_symbol: HashMap<Arc<str>, u32> = HashMap::with_capacity(rows.len());
+        let mut shared: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
+        for (i, inst) in rows.iter().enumerate() {
             let i = i as u32;
             match by_symbol.get_mut(&inst.symbol) {
                 None => {
-                    by_symbol.insert(inst.symbol.clone(), SymbolSlot::One(i));
+                    by_symbol.insert(inst.symbol.clone(), i);
                 }
-                Some(slot) => match slot {
-                    SymbolSlot::One(first) => *slot = SymbolSlot::Many(vec![*first, i]),
-                    SymbolSlot::Many(v) => v.push(i),
-                },
+                Some(slot) if *slot == MANY => {
+                    shared.entry(inst.symbol.clone()).or_default().push(i);
+                }
+                Some(slot) => {
+                    shared.insert(inst.symbol.clone(), vec![*slot, i]);
+                    *slot = MANY;
+                }
             }
         }
-        counts.loaded = kept.len() as u64;
-        Instruments { rows: kept, by_key, by_symbol, counts }
+        shared.shrink_to_fit();
+        counts.loaded = rows.len() as u64;
+        Instruments { rows, by_key, by_symbol, shared, counts }
     }
 
     pub fn len(&self) -> usize {
@@ -199,20 +206,24 @@ impl Instruments {
 
     /// The one instrument with this `SYMBOL_NAME` (exact, case-insensitive as a fallback).
     pub fn by_symbol(&self, symbol: &str) -> Result<&Instrument, SymbolError> {
-        let slot = match self.by_symbol.get(symbol.trim()) {
-            Some(s) => s,
+        let exact = symbol.trim();
+        let (name, slot) = match self.by_symbol.get_key_value(exact) {
+            Some((k, v)) => (k, *v),
             None => self
                 .by_symbol
-                .get(symbol.trim().to_ascii_uppercase().as_str())
+                .get_key_value(exact.to_ascii_uppercase().as_str())
+                .map(|(k, v)| (k, *v))
                 .ok_or_else(|| SymbolError::Unknown(symbol.to_string()))?,
         };
-        match slot {
-            SymbolSlot::One(i) => Ok(&self.rows[*i as usize]),
-            SymbolSlot::Many(v) => Err(SymbolError::Ambiguous {
-                symbol: symbol.to_string(),
-                keys: v.iter().map(|&i| self.rows[i as usize].key).collect(),
-            }),
+        if slot != MANY {
+            return Ok(&self.rows[slot as usize]);
         }
+        let keys = self
+            .shared
+            .get(name)
+            .map(|v| v.iter().map(|&i| self.rows[i as usize].key).collect())
+            .unwrap_or_default();
+        Err(SymbolError::Ambiguous { symbol: symbol.to_string(), keys })
     }
 
     /// The symbol of a key, or the key itself when the master does not know it.

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveTime};
 
@@ -114,28 +115,28 @@ pub fn segment_of(exch: &str, seg: &str) -> Option<Segment> {
     })
 }
 
-/// The tick unit of a file, from its `TICK_SIZE` texts. NSE index options step ₹0.05 (§8.1): when
-/// the file has any, their tick decides (`0.05` rupees, `5` paise; anything else refuses the file).
-/// Without one, a file whose every tick is below 1 is in rupees (no paise tick is that small
-/// outside currency); otherwise the unit cannot be told.
-fn decide_tick_unit(
-    anchor_ticks: &[String],
-    max_tick_scaled: i64,
-) -> Result<TickUnit, MasterError> {
-    if let Some(first) = anchor_ticks.first() {
-        let unit_of = |t: &str| match parse_scaled(t, 4) {
-            Ok(500) => Some(TickUnit::Rupees),
-            Ok(50_000) => Some(TickUnit::Paise),
+/// The tick unit of a file, from its `TICK_SIZE` values scaled by 10^4. NSE index options step
+/// ₹0.05 (§8.1): when the file has any, their tick decides (`0.05` rupees, `5` paise; anything
+/// else refuses the file). Without one, a file whose every tick (currency aside) is below 1 is in
+/// rupees (no paise tick is that small); otherwise the unit cannot be told.
+fn decide_tick_unit(anchor_ticks: &[i64], max_tick_scaled: i64) -> Result<TickUnit, MasterError> {
+    if let Some(&first) = anchor_ticks.first() {
+        let unit_of = |t: i64| match t {
+            500 => Some(TickUnit::Rupees),
+            50_000 => Some(TickUnit::Paise),
             _ => None,
         };
         let unit = unit_of(first).ok_or_else(|| {
             MasterError::TickUnitUndecidable(format!(
-                "an NSE index option has TICK_SIZE {first:?}, neither 0.05 (rupees) nor 5 (paise)"
+                "an NSE index option has TICK_SIZE {}, neither 0.05 (rupees) nor 5 (paise)",
+                Scaled4(first)
             ))
         })?;
-        if let Some(other) = anchor_ticks.iter().find(|t| unit_of(t) != Some(unit)) {
+        if let Some(&other) = anchor_ticks.iter().find(|&&t| unit_of(t) != Some(unit)) {
             return Err(MasterError::TickUnitUndecidable(format!(
-                "NSE index options disagree: TICK_SIZE {first:?} and {other:?}"
+                "NSE index options disagree: TICK_SIZE {} and {}",
+                Scaled4(first),
+                Scaled4(other)
             )));
         }
         return Ok(unit);
@@ -159,10 +160,21 @@ impl std::fmt::Display for Scaled4 {
     }
 }
 
-/// A row's fields, before the tick unit is known.
-struct RawRow {
-    inst: Instrument,
-    tick_text: String,
+/// Shares the few distinct `INSTRUMENT` and `UNDERLYING_SYMBOL` texts between rows.
+#[derive(Default)]
+struct Interner {
+    seen: HashMap<Box<str>, Arc<str>>,
+}
+
+impl Interner {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(a) = self.seen.get(text) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(text);
+        self.seen.insert(text.into(), a.clone());
+        a
+    }
 }
 
 /// A price in rupees (at most two significant decimals); empty, zero or negative reads as none.
@@ -196,7 +208,12 @@ fn opt_date(text: &str) -> Result<Option<(NaiveDate, Option<NaiveTime>)>, String
     Ok(Some((date, time)))
 }
 
-fn parse_row(rec: &csv::StringRecord, c: &Columns) -> Result<RawRow, String> {
+/// One row; its `tick` holds `TICK_SIZE` scaled by 10^4 until the file's unit is known.
+fn parse_row(
+    rec: &csv::StringRecord,
+    c: &Columns,
+    names: &mut Interner,
+) -> Result<Instrument, String> {
     let exch = field(rec, c.exch);
     let seg = field(rec, c.segment);
     let segment =
@@ -216,6 +233,11 @@ fn parse_row(rec: &csv::StringRecord, c: &Columns) -> Result<RawRow, String> {
     if symbol.is_empty() {
         return Err("empty SYMBOL_NAME".into());
     }
+    let tick_text = field(rec, c.tick);
+    let tick = parse_scaled(tick_text, 4)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("TICK_SIZE {tick_text:?} is not a positive price"))?;
     let expiry = opt_date(field(rec, c.expiry))?;
     let strike = opt_price(opt_field(rec, c.strike))?;
     let option = match opt_field(rec, c.option_type) {
@@ -237,37 +259,41 @@ fn parse_row(rec: &csv::StringRecord, c: &Columns) -> Result<RawRow, String> {
             .map_err(|_| format!("SM_FREEZE_QTY {freeze_text:?} is not a whole number"))?;
         (v > 0).then_some(Qty(v))
     };
-    Ok(RawRow {
-        inst: Instrument {
-            key: InstrumentKey { segment, security_id: SecurityId(id) },
-            kind: field(rec, c.instrument).into(),
-            underlying: opt_field(rec, c.underlying).into(),
-            symbol: symbol.into(),
-            display_name: opt_field(rec, c.display).into(),
-            lot: Qty(lot),
-            expiry: expiry.map(|(d, _)| d),
-            expiry_time: expiry.and_then(|(_, t)| t),
-            strike,
-            option,
-            tick: Paise(0),
-            band,
-            freeze,
-        },
-        tick_text: field(rec, c.tick).to_string(),
+    Ok(Instrument {
+        key: InstrumentKey { segment, security_id: SecurityId(id) },
+        kind: names.get(field(rec, c.instrument)),
+        underlying: names.get(opt_field(rec, c.underlying)),
+        symbol: symbol.into(),
+        display_name: opt_field(rec, c.display).into(),
+        lot: Qty(lot),
+        expiry: expiry.map(|(d, _)| d),
+        expiry_time: expiry.and_then(|(_, t)| t),
+        strike,
+        option,
+        tick: Paise(tick),
+        band,
+        freeze,
     })
 }
 
 /// Parses a whole detailed master. Rows that cannot be used (unknown segment, bad number, a tick
 /// that is not whole paise such as currency's ₹0.0025) are skipped and counted; a missing required
-/// column or an undecidable tick unit refuses the file.
+/// column or an undecidable tick unit refuses the file. `rows_hint` sizes the table up front.
 pub fn parse_master<R: Read>(input: R) -> Result<Instruments, MasterError> {
+    parse_master_sized(input, 0)
+}
+
+/// [`parse_master`] with the expected number of rows (a line count), so that the table is
+/// allocated once.
+pub fn parse_master_sized<R: Read>(input: R, rows_hint: usize) -> Result<Instruments, MasterError> {
     let mut reader =
         csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::None).from_reader(input);
     let header = reader.headers().map_err(|e| MasterError::Csv(e.to_string()))?.clone();
     let cols = Columns::from_header(&header)?;
     let mut counts = LoadCounts::default();
-    let mut rows: Vec<RawRow> = Vec::new();
-    let mut anchor_ticks: Vec<String> = Vec::new();
+    let mut rows: Vec<Instrument> = Vec::with_capacity(rows_hint);
+    let mut names = Interner::default();
+    let mut anchor_ticks: Vec<i64> = Vec::new();
     let mut max_tick: i64 = 0;
     let mut rec = csv::StringRecord::new();
     loop {
@@ -275,6 +301,7 @@ pub fn parse_master<R: Read>(input: R) -> Result<Instruments, MasterError> {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
+                counts.rows += 1;
                 counts.skip(format!("line {}: {e}", rec.position().map_or(0, |p| p.line())));
                 continue;
             }
@@ -283,21 +310,17 @@ pub fn parse_master<R: Read>(input: R) -> Result<Instruments, MasterError> {
             continue;
         }
         counts.rows += 1;
-        match parse_row(&rec, &cols) {
-            Ok(row) => {
-                // Scaled to 4 decimals for the unit decision; a tick of more precision (currency)
-                // is never whole paise in either unit, so the row is dropped later.
-                let scaled = parse_scaled(&row.tick_text, 4).unwrap_or(0);
-                if row.inst.key.segment == Segment::NseFno && &*row.inst.kind == "OPTIDX" {
-                    if anchor_ticks.len() < 64 && !anchor_ticks.contains(&row.tick_text) {
-                        anchor_ticks.push(row.tick_text.clone());
+        match parse_row(&rec, &cols, &mut names) {
+            Ok(inst) => {
+                let scaled = inst.tick.0;
+                if inst.key.segment == Segment::NseFno && &*inst.kind == "OPTIDX" {
+                    if anchor_ticks.len() < 64 && !anchor_ticks.contains(&scaled) {
+                        anchor_ticks.push(scaled);
                     }
-                } else if row.inst.key.segment != Segment::NseCurrency
-                    && row.inst.key.segment != Segment::BseCurrency
-                {
+                } else if !matches!(inst.key.segment, Segment::NseCurrency | Segment::BseCurrency) {
                     max_tick = max_tick.max(scaled);
                 }
-                rows.push(row);
+                rows.push(inst);
             }
             Err(reason) => {
                 let line = rec.position().map_or(0, |p| p.line());
@@ -307,27 +330,29 @@ pub fn parse_master<R: Read>(input: R) -> Result<Instruments, MasterError> {
     }
     let unit = decide_tick_unit(&anchor_ticks, max_tick)?;
     counts.tick_unit = Some(unit);
-    let mut table = Vec::with_capacity(rows.len());
-    for RawRow { mut inst, tick_text } in rows {
-        let tick = match unit {
-            TickUnit::Rupees => parse_scaled(&tick_text, 2),
-            TickUnit::Paise => parse_scaled(&tick_text, 0),
-        };
-        match tick {
-            Ok(t) if t > 0 => {
-                inst.tick = Paise(t);
-                table.push(inst);
-            }
-            _ => counts.skip(format!(
-                "{}: TICK_SIZE {tick_text:?} is not a whole number of paise",
-                inst.key
-            )),
+    let per_paisa = match unit {
+        TickUnit::Rupees => 100,
+        TickUnit::Paise => 10_000,
+    };
+    rows.retain_mut(|inst| {
+        let scaled = inst.tick.0;
+        if scaled % per_paisa == 0 {
+            inst.tick = Paise(scaled / per_paisa);
+            true
+        } else {
+            counts.skip(format!(
+                "{} {}: TICK_SIZE {} is not a whole number of paise",
+                inst.key,
+                inst.symbol,
+                Scaled4(scaled)
+            ));
+            false
         }
-    }
-    if table.is_empty() {
+    });
+    if rows.is_empty() {
         return Err(MasterError::Empty { skipped: counts.skipped });
     }
-    Ok(Instruments::build(table, counts))
+    Ok(Instruments::build(rows, counts))
 }
 
 #[cfg(test)]
@@ -344,10 +369,10 @@ mod tests {
 
     #[test]
     fn tick_unit_from_index_options() {
-        assert_eq!(decide_tick_unit(&["0.0500".into()], 0), Ok(TickUnit::Rupees));
-        assert_eq!(decide_tick_unit(&["5.0000".into()], 0), Ok(TickUnit::Paise));
-        assert!(decide_tick_unit(&["0.10".into()], 0).is_err());
-        assert!(decide_tick_unit(&["0.05".into(), "5".into()], 0).is_err());
+        assert_eq!(decide_tick_unit(&[500], 0), Ok(TickUnit::Rupees));
+        assert_eq!(decide_tick_unit(&[50_000], 0), Ok(TickUnit::Paise));
+        assert!(decide_tick_unit(&[1_000], 0).is_err());
+        assert!(decide_tick_unit(&[500, 50_000], 0).is_err());
         assert_eq!(decide_tick_unit(&[], 500), Ok(TickUnit::Rupees));
         assert!(decide_tick_unit(&[], 100_000).is_err());
     }

@@ -3,13 +3,13 @@
 //! that copy with a warning when the download fails.
 
 use std::fs;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use super::{Instruments, parse_master};
+use super::{Instruments, parse_master_sized};
 
 /// Dhan's detailed master (spec dhan-v2 §8).
 pub const DHAN_DETAILED_URL: &str = "https://images.dhan.co/api-data/api-scrip-master-detailed.csv";
@@ -134,11 +134,25 @@ impl MasterSource {
     }
 }
 
-/// Parses a master file, streaming.
+/// Parses a master file, streaming (a first pass counts the lines so that the table is
+/// allocated once).
 pub fn parse_file(path: &Path) -> Result<Instruments, String> {
-    let f = fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    parse_master(BufReader::with_capacity(1 << 16, f))
+    let open = || fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()));
+    let lines = count_lines(open()?).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_master_sized(BufReader::with_capacity(1 << 16, open()?), lines)
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn count_lines(mut f: fs::File) -> std::io::Result<usize> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0usize;
+    loop {
+        let got = f.read(&mut buf)?;
+        if got == 0 {
+            return Ok(n);
+        }
+        n += buf[..got].iter().filter(|&&b| b == b'\n').count();
+    }
 }
 
 /// The real download: HTTP GET with a whole-request timeout, streamed to `dest`.
