@@ -31,7 +31,7 @@ fn key(seg: Segment, id: u32) -> InstrumentKey {
 fn full_32_column_file_parses_index_option_future_and_equity() {
     let t = parse("master_detailed.csv").unwrap();
     let c = t.counts();
-    assert_eq!((c.rows, c.loaded, c.skipped), (8, 7, 1), "{c}");
+    assert_eq!((c.rows, c.loaded, c.skipped), (10, 9, 1), "{c}");
     assert!(c.skip_reasons[0].contains("USDINR") || c.skip_reasons[0].contains("10093"), "{c}");
     assert_eq!(c.tick_unit, Some(TickUnit::Rupees));
 
@@ -71,7 +71,7 @@ fn full_32_column_file_parses_index_option_future_and_equity() {
 #[test]
 fn a_file_with_only_the_first_17_columns_parses() {
     let t = parse("master_17_columns.csv").unwrap();
-    assert_eq!(t.len(), 7);
+    assert_eq!(t.len(), 9);
     let opt = t.get(key(Segment::NseFno, 52175)).unwrap();
     assert_eq!((opt.lot, opt.tick, opt.freeze, opt.band), (Qty(75), Paise(5), None, None));
     assert_eq!(&*opt.symbol, "NIFTY-Dec2026-24500-CE");
@@ -147,7 +147,7 @@ fn a_download_is_kept_and_a_failed_one_falls_back_to_the_last_good_copy_with_a_w
     assert!(err.contains("no last good copy"), "{err}");
 
     let (t, origin) = src.load(day1, &good).unwrap().unwrap();
-    assert_eq!((t.len(), origin), (7, Origin::Downloaded));
+    assert_eq!((t.len(), origin), (9, Origin::Downloaded));
     assert!(!src.needs_download(day1));
     // Same day again: the copy is reused without a download.
     let (_, origin) = src.load(day1, &failing).unwrap().unwrap();
@@ -156,7 +156,7 @@ fn a_download_is_kept_and_a_failed_one_falls_back_to_the_last_good_copy_with_a_w
     // Next day the download fails: the last good copy, with a warning.
     assert!(src.needs_download(day2));
     let (t, origin) = src.load(day2, &failing).unwrap().unwrap();
-    assert_eq!(t.len(), 7);
+    assert_eq!(t.len(), 9);
     assert!(matches!(origin, Origin::LastGood { fetched: Some(d), .. } if d == day1), "{origin:?}");
     assert!(
         log_capture::captured().iter().any(
@@ -170,7 +170,7 @@ fn a_download_is_kept_and_a_failed_one_falls_back_to_the_last_good_copy_with_a_w
         std::fs::write(dest, "not,a,master\n1,2,3\n").map_err(|e| e.to_string())
     };
     let (t, origin) = src.load(day2, &garbage).unwrap().unwrap();
-    assert_eq!(t.len(), 7);
+    assert_eq!(t.len(), 9);
     assert!(
         matches!(origin, Origin::LastGood { ref reason, .. } if reason.contains("EXCH_ID")),
         "{origin:?}"
@@ -188,7 +188,7 @@ fn paper_mode_never_downloads() {
     assert!(src.load(today, &never).unwrap().is_none());
     let with_file = MasterSource { file: Some(fixture("master_17_columns.csv")), ..src };
     let (t, origin) = with_file.load(today, &never).unwrap().unwrap();
-    assert_eq!(t.len(), 7);
+    assert_eq!(t.len(), 9);
     assert!(matches!(origin, Origin::File(_)));
 }
 
@@ -212,4 +212,45 @@ fn the_daily_swap_replaces_the_table_without_disturbing_a_reader() {
     assert_eq!(held.get(key(Segment::NseFno, 52175)).unwrap().freeze, None);
     assert_eq!(shared.load().get(key(Segment::NseFno, 52175)).unwrap().freeze, Some(Qty(1800)));
     assert_eq!(Arc::strong_count(&held), 1);
+}
+
+#[test]
+fn instruments_find_prints_the_matches_nearest_expiry_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scalper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[instruments]\nmaster_file = \"{}\"\n",
+            dir.path().display(),
+            fixture("master_detailed.csv").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scalper"))
+        .args(["instruments", "find", "NIFTY", "24500", "CE", "--date", "2026-11-25", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "header and two contracts (Nov expired on the 24th): {stdout}");
+    assert!(lines[0].starts_with("SYMBOL") && lines[0].contains("FREEZE"), "{stdout}");
+    let dec: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(dec[0], "NIFTY-Dec2026-24500-CE", "nearest expiry first: {stdout}");
+    assert!(lines[1].contains("NIFTY 30 DEC 24500 CALL"), "{stdout}");
+    for field in ["NSE_FNO:52175", "75", "0.05", "1800", "0.05-1520.30", "2026-12-30"] {
+        assert!(dec.contains(&field), "{field} in {:?}", lines[1]);
+    }
+    assert!(lines[2].starts_with("NIFTY-Jan2027-24500-CE"), "{stdout}");
+
+    // Nothing matches: a message and a failure code.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scalper"))
+        .args(["instruments", "find", "BANKNIFTY", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no instrument matches"));
 }
