@@ -17,6 +17,7 @@ use crate::engine::shared::Shared;
 use crate::exec::core::{PositionView, RetryExitError};
 use crate::exec::messages::{EngineCommand, EntryOrder, EntrySource};
 use crate::exec::pnl_refresher::PnlSnapshot;
+use crate::instruments::Instruments;
 use crate::ops::health::Status;
 use crate::ops::http::{ApiResponse, OpsApi, Route};
 use crate::risk::Lifecycle;
@@ -58,7 +59,8 @@ impl EngineApi {
     }
 
     fn place_order(&self, body: Option<Value>) -> ApiResponse {
-        let order = match parse_order(body) {
+        let master = self.shared.instruments.load();
+        let order = match parse_order_with(body, &master) {
             Ok(o) => o,
             Err(message) => return ApiResponse::error(400, message),
         };
@@ -73,8 +75,12 @@ impl EngineApi {
                 self.audit(
                     "entry",
                     format!(
-                        "{} {} {} as {}",
-                        order.side, order.quantity, order.instrument, accepted.correlation_id
+                        "{} {} {} ({}) as {}",
+                        order.side,
+                        order.quantity,
+                        order.instrument,
+                        master.label(order.instrument),
+                        accepted.correlation_id
                     ),
                 );
                 ApiResponse {
@@ -82,6 +88,8 @@ impl EngineApi {
                     body: json!({
                         "correlation_id": accepted.correlation_id,
                         "position_id": accepted.position_id,
+                        "instrument": order.instrument,
+                        "symbol": symbol_of(&master, order.instrument),
                         "reference_price": accepted.reference_price.to_string(),
                     }),
                 }
@@ -226,18 +234,34 @@ impl OpsApi for EngineApi {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrderBody {
-    instrument: String,
+    #[serde(default)]
+    instrument: Option<String>,
+    #[serde(default)]
+    symbol: Option<String>,
     side: String,
     quantity: i64,
 }
 
-/// Reads `{ "instrument": "NSE_FNO:52175", "side": "LONG"|"SHORT", "quantity": 75 }`.
+/// Reads `{ "instrument": "NSE_FNO:52175", "side": "LONG"|"SHORT", "quantity": 75 }` without
+/// an instrument master (a `"symbol"` is unknown).
 pub fn parse_order(body: Option<Value>) -> Result<EntryOrder, String> {
-    let usage =
-        r#"expected {"instrument": "NSE_FNO:52175", "side": "LONG" or "SHORT", "quantity": 75}"#;
+    parse_order_with(body, &Instruments::empty())
+}
+
+/// Reads `{ "instrument": "NSE_FNO:52175" | "symbol": "NIFTY-Dec2026-24500-CE", "side":
+/// "LONG"|"SHORT", "quantity": 75 }`, the symbol looked up in `master`.
+pub fn parse_order_with(body: Option<Value>, master: &Instruments) -> Result<EntryOrder, String> {
+    let usage = r#"expected {"instrument": "NSE_FNO:52175" (or "symbol": "NIFTY-Dec2026-24500-CE"), "side": "LONG" or "SHORT", "quantity": 75}"#;
     let body = body.ok_or_else(|| format!("missing body: {usage}"))?;
     let b: OrderBody = serde_json::from_value(body).map_err(|e| format!("{e}: {usage}"))?;
-    let instrument: InstrumentKey = b.instrument.parse().map_err(|e| format!("instrument: {e}"))?;
+    let instrument: InstrumentKey = match (&b.instrument, &b.symbol) {
+        (Some(text), None) => text.parse().map_err(|e| format!("instrument: {e}"))?,
+        (None, Some(symbol)) => master.by_symbol(symbol).map_err(|e| format!("symbol: {e}"))?.key,
+        (Some(_), Some(_)) => {
+            return Err(format!("give either instrument or symbol, not both: {usage}"));
+        }
+        (None, None) => return Err(format!("missing field `instrument` (or `symbol`): {usage}")),
+    };
     let side = match b.side.as_str() {
         "LONG" => Side::Long,
         "SHORT" => Side::Short,
@@ -247,6 +271,11 @@ pub fn parse_order(body: Option<Value>) -> Result<EntryOrder, String> {
         return Err(format!("quantity {} is not a positive number of units", b.quantity));
     }
     Ok(EntryOrder { instrument, side, quantity: Qty(b.quantity), source: EntrySource::Operator })
+}
+
+/// The master's symbol of an instrument, or null when the master does not know it.
+fn symbol_of(master: &Instruments, key: InstrumentKey) -> Value {
+    master.get(key).map_or(Value::Null, |i| Value::String(i.symbol.to_string()))
 }
 
 fn iso(t: Option<Timestamp>) -> Value {
@@ -390,5 +419,22 @@ mod tests {
             let err = parse_order(body.clone()).unwrap_err();
             assert!(err.contains(want), "{body:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_symbol_names_the_instrument_through_the_master() {
+        let master = crate::instruments::synthetic::generate(&[(
+            InstrumentKey::new(crate::domain::Segment::NseFno, 52175),
+            Paise(12_000),
+        )]);
+        let body = |v: Value| parse_order_with(Some(v), &master);
+        let ok = body(json!({"symbol": "SIM-52175", "side": "LONG", "quantity": 75})).unwrap();
+        assert_eq!(ok.instrument.to_string(), "NSE_FNO:52175");
+        let err = body(json!({"symbol": "NOPE", "side": "LONG", "quantity": 75})).unwrap_err();
+        assert!(err.contains("unknown symbol"), "{err}");
+        let both = json!({"symbol": "SIM-52175", "instrument": "NSE_FNO:52175", "side": "LONG", "quantity": 75});
+        assert!(body(both).unwrap_err().contains("not both"));
+        let none = body(json!({"side": "LONG", "quantity": 75})).unwrap_err();
+        assert!(none.contains("instrument"), "{none}");
     }
 }

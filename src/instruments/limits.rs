@@ -91,6 +91,23 @@ pub fn check_max(
     Ok(())
 }
 
+/// Every exchange rule (and the engine's per-order maxima) an entry must pass, in this order: lot
+/// multiple, not expired, maxima. `reference` is the price the value check uses (none: the
+/// value check waits for a price, which the entry needs anyway).
+pub fn check_entry(
+    inst: &Instrument,
+    qty: Qty,
+    reference: Option<Paise>,
+    today: NaiveDate,
+    square_off: NaiveTime,
+    max_lots: i64,
+    max_value: Paise,
+) -> Result<(), LimitError> {
+    check_lot(inst, qty)?;
+    check_not_expired(inst, today, square_off)?;
+    check_max(inst, qty, reference.unwrap_or(Paise(0)), max_lots, max_value)
+}
+
 /// A single order may carry at most the freeze quantity.
 pub fn check_freeze(inst: &Instrument, qty: Qty) -> Result<(), LimitError> {
     match inst.freeze {
