@@ -63,6 +63,12 @@ fn a_symbol_resolves_to_its_instrument() {
     );
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["instrument"], "NSE_FNO:52175", "{body}");
+    // The position shows its symbol beside the id.
+    wait_until("the position is published with its symbol", || {
+        let (_, positions) = h.get("/v1/positions");
+        positions["positions"][0]["symbol"] == "NIFTY-Dec2026-24500-CE"
+            && positions["positions"][0]["instrument"] == "NSE_FNO:52175"
+    });
     let (status, body) =
         h.post("/v1/orders", r#"{"symbol": "RELIANCE", "side": "LONG", "quantity": 1}"#);
     assert_eq!(status, 400, "{body}");

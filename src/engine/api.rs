@@ -217,9 +217,17 @@ impl OpsApi for EngineApi {
 
     fn control(&self, route: Route, body: Option<Value>) -> ApiResponse {
         match route {
-            Route::Positions => ApiResponse::ok(positions_json(&self.shared.pnl.get())),
+            Route::Positions => ApiResponse::ok(positions_json(
+                &self.shared.pnl.get(),
+                &self.shared.instruments.load(),
+            )),
             Route::Pnl => {
-                ApiResponse::ok(pnl_json(&self.shared.pnl.get(), &self.shared.trading.status()))
+                let master = self.shared.instruments.load();
+                ApiResponse::ok(pnl_json(
+                    &self.shared.pnl.get(),
+                    &self.shared.trading.status(),
+                    &master,
+                ))
             }
             Route::PlaceOrder => self.place_order(body),
             Route::Halt => self.halt_or_resume(true),
@@ -290,7 +298,7 @@ pub fn trading_json(s: &TradingStatus) -> Value {
     json!({ "state": s.state.name(), "reason": s.reason.to_string(), "since": s.since.to_ist_iso() })
 }
 
-fn position_json(p: &PositionView) -> Value {
+fn position_json(p: &PositionView, master: &Instruments) -> Value {
     let exit = match &p.lifecycle {
         Lifecycle::Exiting(x) => json!({
             "reason": x.reason.code(),
@@ -316,6 +324,7 @@ fn position_json(p: &PositionView) -> Value {
     json!({
         "id": p.id,
         "instrument": p.instrument,
+        "symbol": symbol_of(master, p.instrument),
         "side": p.side,
         "quantity": p.open_quantity.0,
         "entry_price": money(p.entry_price),
@@ -339,16 +348,17 @@ fn position_json(p: &PositionView) -> Value {
     })
 }
 
-/// `/v1/positions`: the open positions of the published snapshot.
-pub fn positions_json(snap: &PnlSnapshot) -> Value {
+/// `/v1/positions`: the open positions of the published snapshot, each with the master's
+/// symbol (null when the master does not know the instrument).
+pub fn positions_json(snap: &PnlSnapshot, master: &Instruments) -> Value {
     json!({
         "at": snap.at().to_ist_iso(),
-        "positions": snap.core.positions.iter().map(position_json).collect::<Vec<_>>(),
+        "positions": snap.core.positions.iter().map(|p| position_json(p, master)).collect::<Vec<_>>(),
     })
 }
 
 /// `/v1/pnl`: the day's account of the published snapshot, with the live trading state.
-pub fn pnl_json(snap: &PnlSnapshot, trading: &TradingStatus) -> Value {
+pub fn pnl_json(snap: &PnlSnapshot, trading: &TradingStatus, master: &Instruments) -> Value {
     let a = &snap.core.account;
     json!({
         "at": snap.at().to_ist_iso(),
@@ -369,6 +379,7 @@ pub fn pnl_json(snap: &PnlSnapshot, trading: &TradingStatus) -> Value {
         "positions": snap.core.positions.iter().map(|p| json!({
             "id": p.id,
             "instrument": p.instrument,
+            "symbol": symbol_of(master, p.instrument),
             "unrealised_pnl": money(p.unrealised_gross),
             "state": p.state_name(),
         })).collect::<Vec<_>>(),

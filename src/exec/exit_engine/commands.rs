@@ -241,7 +241,7 @@ impl ExitEngine {
         let answer = match result {
             Ok(intent) => {
                 s.m.entries.with_label_values(&["accepted"]).inc();
-                log::info!(target: "exit_engine", "entry {} for position {}: {} {} {} at about {} ({})", intent.correlation_id, intent.position_id, order.side, order.quantity, order.instrument, intent.reference_price, order.source.name());
+                log::info!(target: "exit_engine", "entry {} for position {}: {} {} {} ({}) at about {} ({})", intent.correlation_id, intent.position_id, order.side, order.quantity, order.instrument, s.instruments.load().label(order.instrument), intent.reference_price, order.source.name());
                 Ok(EntryAccepted {
                     position_id: intent.position_id,
                     correlation_id: intent.correlation_id,
