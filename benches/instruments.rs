@@ -4,7 +4,8 @@
 //! process's peak resident set.
 //!
 //! Run: `cargo bench --bench instruments` (`INSTRUMENTS_BENCH_ROWS`, `INSTRUMENTS_BENCH_RUNS`
-//! change the size and the number of loads; defaults 200000 and 5).
+//! change the size and the number of loads; defaults 200000 and 5). Without `--bench` (as
+//! `make test` runs it) a smoke pass of 2000 rows.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
@@ -122,8 +123,10 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn main() {
-    let rows = env_usize("INSTRUMENTS_BENCH_ROWS", 200_000);
-    let runs = env_usize("INSTRUMENTS_BENCH_RUNS", 5).max(1);
+    // `cargo bench` passes `--bench`; `cargo test --benches` (make test) does not: a smoke pass.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let rows = env_usize("INSTRUMENTS_BENCH_ROWS", if measuring { 200_000 } else { 2_000 });
+    let runs = env_usize("INSTRUMENTS_BENCH_RUNS", if measuring { 5 } else { 1 }).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("master.csv");
     {
