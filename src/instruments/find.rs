@@ -9,9 +9,7 @@ use super::{Instrument, Instruments};
 
 /// The words of a symbol or display name, upper-cased.
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(['-', ' ', '_'])
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_ascii_uppercase())
+    text.split(['-', ' ', '_']).filter(|w| !w.is_empty()).map(|w| w.to_ascii_uppercase())
 }
 
 fn matches(inst: &Instrument, terms: &[String]) -> bool {

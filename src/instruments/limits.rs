@@ -20,7 +20,7 @@ pub enum LimitError {
     OverMaxLots { lots: i64, max: i64 },
     #[error("order value ₹{value} exceeds limits.max_order_value_rupees = ₹{max}")]
     OverMaxValue { value: Paise, max: Paise },
-    #[error("quantity {qty} exceeds the freeze quantity {freeze}")]
+    #[error("quantity {qty} exceeds the exchange's freeze quantity {freeze} for one order")]
     OverFreeze { qty: Qty, freeze: Qty },
     #[error("price {price} is not a multiple of the tick {tick}")]
     OffTick { price: Paise, tick: Paise },
@@ -34,8 +34,9 @@ impl LimitError {
         match self {
             LimitError::NotALotMultiple { .. } => "not_a_lot_multiple",
             LimitError::ContractExpired { .. } => "contract_expired",
-            LimitError::OverMaxLots { .. } | LimitError::OverMaxValue { .. } => "over_max_quantity",
-            LimitError::OverFreeze { .. } => "over_freeze_quantity",
+            LimitError::OverMaxLots { .. }
+            | LimitError::OverMaxValue { .. }
+            | LimitError::OverFreeze { .. } => "over_max_quantity",
             LimitError::OffTick { .. } => "price_off_tick",
             LimitError::OutsideBand { .. } => "price_outside_band",
         }
@@ -92,7 +93,8 @@ pub fn check_max(
 }
 
 /// Every exchange rule (and the engine's per-order maxima) an entry must pass, in this order: lot
-/// multiple, not expired, maxima. `reference` is the price the value check uses (none: the
+/// multiple, not expired, maxima, freeze quantity (orders are not sliced: a position larger
+/// than the freeze quantity could not be exited in one order). `reference` is the price the value check uses (none: the
 /// value check waits for a price, which the entry needs anyway).
 pub fn check_entry(
     inst: &Instrument,
@@ -105,7 +107,8 @@ pub fn check_entry(
 ) -> Result<(), LimitError> {
     check_lot(inst, qty)?;
     check_not_expired(inst, today, square_off)?;
-    check_max(inst, qty, reference.unwrap_or(Paise(0)), max_lots, max_value)
+    check_max(inst, qty, reference.unwrap_or(Paise(0)), max_lots, max_value)?;
+    check_freeze(inst, qty)
 }
 
 /// A single order may carry at most the freeze quantity.
