@@ -149,7 +149,16 @@ fn dispatch(command: Command) -> u8 {
                 },
                 None => crate::config::Config::default(),
             };
-            crate::engine::instruments::find_command(&cfg, &query.join(" "), limit, date)
+            match crate::engine::instruments::find_command(&cfg, &query.join(" "), limit, date) {
+                Ok(table) => {
+                    print!("{table}");
+                    EXIT_OK
+                }
+                Err(why) => {
+                    eprintln!("{why}");
+                    EXIT_FAILURE
+                }
+            }
         }
     }
 }

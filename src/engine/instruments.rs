@@ -61,41 +61,32 @@ pub fn load_at_start(config: &Config, today: NaiveDate) -> anyhow::Result<(Instr
     Ok((Instruments::empty(), format!("instrument master: none ({why}); no exchange limits")))
 }
 
-/// `scalper instruments find`: the master as the engine would start with it, without
-/// downloading (the configured file, else the last good copy, else the simulator's).
-pub fn find_command(config: &Config, query: &str, limit: usize, date: Option<NaiveDate>) -> u8 {
+/// `scalper instruments find`: the table of matches, from the master as the engine would start
+/// with it but without downloading (the configured file, else the last good copy, else the
+/// simulator's). An error says why nothing can be printed (no master, no match).
+pub fn find_command(
+    config: &Config,
+    query: &str,
+    limit: usize,
+    date: Option<NaiveDate>,
+) -> Result<String, String> {
     let today = date.unwrap_or_else(|| crate::domain::SystemClock.now().ist_date());
     let mut src = source(config);
     src.download = false;
-    let table = match src.load(today, &http_fetch) {
-        Ok(Some((table, _))) => table,
-        Ok(None) if config.sim.enabled || config.sim.master_file.is_some() => {
-            match crate::sim::setup::master(config) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return crate::cli::EXIT_FAILURE;
-                }
-            }
+    let table = match src.load(today, &http_fetch)? {
+        Some((table, _)) => table,
+        None if config.sim.enabled || config.sim.master_file.is_some() => {
+            crate::sim::setup::master(config).map_err(|e| e.to_string())?
         }
-        Ok(None) => {
-            eprintln!(
-                "no instrument master: set [instruments] master_file, or run the engine in live mode once to download one"
-            );
-            return crate::cli::EXIT_FAILURE;
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            return crate::cli::EXIT_FAILURE;
+        None => {
+            return Err("no instrument master: set [instruments] master_file, or run the engine in live mode once to download one".into());
         }
     };
     let hits = crate::instruments::find::find(&table, query, today, limit);
     if hits.is_empty() {
-        eprintln!("no instrument matches {query:?} ({} searched)", table.len());
-        return crate::cli::EXIT_FAILURE;
+        return Err(format!("no instrument matches {query:?} ({} searched)", table.len()));
     }
-    print!("{}", crate::instruments::find::render(&hits));
-    crate::cli::EXIT_OK
+    Ok(crate::instruments::find::render(&hits))
 }
 
 /// Reloads the master once per trading day at `instruments.reload_time` (IST) and swaps it in;
