@@ -204,7 +204,8 @@ impl Instruments {
         self.by_key.get(&key).map(|&i| &self.rows[i as usize])
     }
 
-    /// The one instrument with this `SYMBOL_NAME` (exact, case-insensitive as a fallback).
+    /// The one instrument with this `SYMBOL_NAME`: exact, or upper-cased (`reliance` finds an
+    /// upper-case `RELIANCE`; mixed-case symbols must be typed as written).
     pub fn by_symbol(&self, symbol: &str) -> Result<&Instrument, SymbolError> {
         let exact = symbol.trim();
         let (name, slot) = match self.by_symbol.get_key_value(exact) {
