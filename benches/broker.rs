@@ -186,6 +186,7 @@ max_daily_loss_rupees = 5000
         ledger: OrderLedger::new(),
         sink: Arc::new(NoopSink),
         data_dir: dir.path(),
+        instruments: scalper::instruments::SharedInstruments::default(),
     };
     let parts = dhan_broker(&ctx, options).expect("the live broker builds");
     Live { parts, events, _dir: dir }

@@ -89,6 +89,33 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Look things up in the instrument master.
+    Instruments {
+        #[command(subcommand)]
+        action: InstrumentsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstrumentsCommand {
+    /// Print the instruments whose symbol or display name has every word of QUERY (symbol,
+    /// display name, id, lot, tick, freeze, band, expiry), nearest expiry first.
+    Find {
+        /// Words to match, e.g. `NIFTY 24500 CE`.
+        #[arg(required = true, num_args = 1.., value_name = "QUERY")]
+        query: Vec<String>,
+        /// The configuration whose master to search ([instruments] master_file or the last
+        /// downloaded copy under data_dir, else the simulator's); the built-in defaults when
+        /// absent.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print at most this many instruments.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+        /// Leave out contracts expired before this day (YYYY-MM-DD); default today (IST).
+        #[arg(long, value_name = "DATE")]
+        date: Option<chrono::NaiveDate>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -112,6 +139,27 @@ fn dispatch(command: Command) -> u8 {
         Command::Sim { config } => crate::sim::command::run(config.as_deref()),
         Command::Status { config } => crate::ops::remote::status(&config),
         Command::Flatten { config } => crate::ops::remote::flatten(&config),
+        Command::Instruments {
+            action: InstrumentsCommand::Find { query, config, limit, date },
+        } => {
+            let cfg = match &config {
+                Some(path) => match load_config(path) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                },
+                None => crate::config::Config::default(),
+            };
+            match crate::engine::instruments::find_command(&cfg, &query.join(" "), limit, date) {
+                Ok(table) => {
+                    print!("{table}");
+                    EXIT_OK
+                }
+                Err(why) => {
+                    eprintln!("{why}");
+                    EXIT_FAILURE
+                }
+            }
+        }
     }
 }
 

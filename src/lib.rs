@@ -18,6 +18,7 @@ pub mod exec;
 pub mod feed;
 pub mod fuzzing;
 pub mod instance;
+pub mod instruments;
 pub mod ops;
 pub mod pnl;
 pub mod publish;

@@ -254,3 +254,87 @@ fn order_update_socket_pushes_title_case_status_after_a_valid_login_and_resets_a
     assert_eq!(statuses, vec!["Transit", "Pending", "Traded"]);
     assert_eq!(sim.order_socket_logins(), (1, 1));
 }
+
+/// A simulator that enforces the generated master (lot 75, tick ₹0.05, freeze 1800, band
+/// ₹0.05–₹1234.50 for the put at ₹123.45).
+fn exchange_sim() -> (scalper::sim::broker::SimBroker, scalper::sim::prices::PriceBoard) {
+    let master = scalper::instruments::synthetic::generate(&[
+        (NIFTY_PUT, scalper::domain::Paise(12_345)),
+        (NIFTY_CALL, scalper::domain::Paise(9_870)),
+    ]);
+    start_sim(scalper::sim::broker::SimBrokerConfig {
+        instruments: Some(std::sync::Arc::new(master)),
+        ..sim_config()
+    })
+}
+
+#[test]
+fn the_exchange_refuses_a_non_lot_multiple_and_an_over_freeze_quantity_with_dhans_error_shape() {
+    let (sim, _p) = exchange_sim();
+    let raw = Raw::new(&sim);
+    for (qty, needle) in [(70, "multiples of lot size 75"), (1875, "freeze quantity 1800")] {
+        let body = with_field("quantity", json!(qty));
+        let (s, v) = raw.call("POST", "/v2/orders", Some(&body));
+        assert_eq!(s, 400, "{qty}: {v}");
+        assert_eq!(v["errorType"], "Input_Exception", "{v}");
+        assert_eq!(error_code(&v), "DH-905", "{v}");
+        assert!(v["errorMessage"].as_str().unwrap_or("").contains(needle), "{v}");
+    }
+    let (_, book) = raw.call("GET", "/v2/orders", None);
+    assert_eq!(book.as_array().map(Vec::len), Some(0), "refused orders never reach the book");
+    // Lot multiples up to the freeze go through.
+    for qty in [75, 1800] {
+        let body =
+            with_field("quantity", json!(qty)).replace("AS-N-52175-30215", &format!("lots-{qty}"));
+        let (s, v) = raw.call("POST", "/v2/orders", Some(&body));
+        assert_eq!(s, 200, "{qty}: {v}");
+    }
+}
+
+#[test]
+fn a_limit_price_off_the_tick_or_outside_the_band_is_rejected_by_the_exchange() {
+    let (sim, _p) = exchange_sim();
+    let raw = Raw::new(&sim);
+    let limit = |price: f64, cid: &str| {
+        let mut m: serde_json::Map<String, Value> = serde_json::from_str(SAMPLE).unwrap();
+        m.insert("orderType".into(), json!("LIMIT"));
+        m.insert("price".into(), json!(price));
+        m.insert("correlationId".into(), json!(cid));
+        Value::Object(m).to_string()
+    };
+    for (price, cid, needle) in
+        [(123.42, "off-tick", "tick size"), (1300.0, "over-band", "Circuit Limits")]
+    {
+        let (s, v) = raw.call("POST", "/v2/orders", Some(&limit(price, cid)));
+        assert_eq!(s, 200, "accepted by Dhan, then rejected by the exchange: {v}");
+        let id = v["orderId"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, o) = raw.call("GET", &format!("/v2/orders/{id}"), None);
+            if o["orderStatus"] == "REJECTED" {
+                assert!(o["omsErrorDescription"].as_str().unwrap_or("").contains(needle), "{o}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never rejected: {o}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn the_simulator_serves_its_master_per_segment() {
+    let (sim, _p) = exchange_sim();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let url = format!("http://{}/v2/instrument/NSE_FNO", sim.rest_addr());
+    let mut resp = agent.get(&url).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.body_mut().read_to_string().unwrap();
+    let table = scalper::instruments::parse_master(text.as_bytes()).unwrap();
+    assert_eq!(table.len(), 2);
+    let put = table.get(NIFTY_PUT).unwrap();
+    assert_eq!((put.lot.0, put.tick.0, put.freeze.map(|f| f.0)), (75, 5, Some(1800)));
+}

@@ -153,6 +153,12 @@ impl Config {
         if let Some(scenario) = &mut self.sim.scenario {
             rebase(scenario);
         }
+        if let Some(master) = &mut self.sim.master_file {
+            rebase(master);
+        }
+        if let Some(master) = &mut self.instruments.master_file {
+            rebase(master);
+        }
     }
 
     /// Parses and validates config text, reporting every error at once: unknown keys, wrongly

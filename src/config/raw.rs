@@ -44,6 +44,7 @@ pub struct RawConfig {
     pub pnl: RawPnl,
     pub host: RawHost,
     pub exit_retry: RawExitRetry,
+    pub instruments: RawInstruments,
 }
 
 impl Default for RawConfig {
@@ -70,6 +71,7 @@ impl Default for RawConfig {
             pnl: RawPnl::default(),
             host: RawHost::default(),
             exit_retry: RawExitRetry::default(),
+            instruments: RawInstruments::default(),
         }
     }
 }
@@ -218,6 +220,9 @@ pub struct RawSim {
     pub transit_ms: i64,
     /// Also serve REST + order-update socket. Default false.
     pub broker: bool,
+    /// Dhan detailed instrument master the simulator trades by (lots, ticks, freeze, band).
+    /// `""` (default) = a generated one for `sim.instruments` (lot 75, tick 0.05, freeze 1800).
+    pub master_file: String,
 }
 
 impl Default for RawSim {
@@ -242,6 +247,7 @@ impl Default for RawSim {
             scenario_speed: ScenarioSpeed::Realtime,
             transit_ms: 200,
             broker: false,
+            master_file: String::new(),
         }
     }
 }
@@ -339,6 +345,10 @@ pub struct RawLimits {
     pub max_trades_per_day: i64,
     pub max_open_positions: i64,
     pub reentry_cooldown_secs: i64,
+    /// Most lots one entry may carry. Default 0 = no limit.
+    pub max_lots_per_order: i64,
+    /// Largest value (quantity × price) of one entry. Default "0" = no limit.
+    pub max_order_value_rupees: Dec,
 }
 
 impl Default for RawLimits {
@@ -348,6 +358,8 @@ impl Default for RawLimits {
             max_trades_per_day: 20,
             max_open_positions: 5,
             reentry_cooldown_secs: 180,
+            max_lots_per_order: 0,
+            max_order_value_rupees: Dec::new("0"),
         }
     }
 }
@@ -568,6 +580,32 @@ impl Default for RawExitRetry {
             blocked_retry_secs: 60,
             max_orders_per_window: 6,
             window_secs: 60,
+        }
+    }
+}
+
+/// `[instruments]`: Dhan's instrument master (lots, ticks, freeze quantities, bands, symbols).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawInstruments {
+    /// A local detailed master CSV; when set it is always used (and never downloaded).
+    pub master_file: String,
+    /// Where live mode downloads the master once per trading day. Default: Dhan's detailed CSV
+    /// when the broker is Dhan's, none when it is a loopback simulator. `""` = never download.
+    pub master_url: Option<String>,
+    /// Whole-download timeout. Default 60.
+    pub download_timeout_secs: i64,
+    /// IST time of the daily reload. Default "08:30:00".
+    pub reload_time: String,
+}
+
+impl Default for RawInstruments {
+    fn default() -> Self {
+        RawInstruments {
+            master_file: String::new(),
+            master_url: None,
+            download_timeout_secs: 60,
+            reload_time: "08:30:00".into(),
         }
     }
 }

@@ -177,6 +177,8 @@ fn live_changes(a: &Config, b: &Config) -> Vec<Change> {
         max_trades_per_day => "limits.max_trades_per_day",
         max_open_positions => "limits.max_open_positions",
         reentry_cooldown_secs => "limits.reentry_cooldown_secs",
+        max_lots_per_order => "limits.max_lots_per_order",
+        max_order_value => "limits.max_order_value_rupees",
     });
     out
 }
@@ -208,6 +210,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         heartbeat: _,
         pnl: _,
         host: _,
+        instruments: _,
         exit_retry: _,
     } = a;
     if a.mode != b.mode {
@@ -259,6 +262,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         scenario_speed => "sim.scenario_speed",
         transit => "sim.transit_ms",
         broker => "sim.broker",
+        master_file => "sim.master_file",
     });
     diff_fields!(out, &a.paper, &b.paper, PaperParams, push, {
         initial_cash => "paper.initial_cash_rupees",
@@ -319,6 +323,13 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
     if a.exit_retry != b.exit_retry {
         out.push("exit_retry");
     }
+    diff_fields!(out, &a.instruments, &b.instruments, InstrumentsConfig, push, {
+        master_file => "instruments.master_file",
+        master_url => "instruments.master_url",
+        download => "instruments.master_url",
+        download_timeout => "instruments.download_timeout_secs",
+        reload_time => "instruments.reload_time",
+    });
     diff_fields!(out, &a.host, &b.host, HostConfig, push, {
         pin => "host.pin",
         mlockall => "host.mlockall",

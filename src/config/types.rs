@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::{InstrumentKey, Paise, Qty};
+use crate::domain::{InstrumentKey, Paise, Qty, TimeOfDay};
 use crate::exec::paper::PaperParams;
 use crate::pnl::charges::ChargeSchedule;
 use crate::risk::{Limits, RiskParams, SessionParams};
@@ -161,6 +161,8 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     pub pnl: PnlConfig,
     pub host: HostConfig,
+    /// `[instruments]`.
+    pub instruments: InstrumentsConfig,
     /// `[exit_retry]`.
     pub exit_retry: crate::exec::exit_retry::ExitRetryPolicy,
 }
@@ -262,6 +264,8 @@ pub struct SimConfig {
     pub scenario_speed: ScenarioSpeed,
     /// `sim.transit_ms`: delay between an order's acceptance and its fill/update.
     pub transit: Duration,
+    /// `sim.master_file`: the master the simulator trades by; none = generated.
+    pub master_file: Option<PathBuf>,
     /// `sim.broker`: also serve the broker half (REST + order-update socket).
     pub broker: bool,
 }
@@ -391,4 +395,19 @@ pub struct HostConfig {
     pub pin: BTreeMap<String, usize>,
     /// `host.mlockall`: lock the process's memory (needs `LimitMEMLOCK`/`CAP_IPC_LOCK`).
     pub mlockall: bool,
+}
+
+/// `[instruments]`: where the instrument master comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstrumentsConfig {
+    /// `instruments.master_file`: always used when set.
+    pub master_file: Option<PathBuf>,
+    /// `instruments.master_url` (resolved default); `""` = none.
+    pub master_url: String,
+    /// Live mode with a URL: download once per trading day.
+    pub download: bool,
+    /// `instruments.download_timeout_secs`.
+    pub download_timeout: Duration,
+    /// `instruments.reload_time` (IST).
+    pub reload_time: TimeOfDay,
 }

@@ -17,6 +17,7 @@ use crate::engine::shared::Shared;
 use crate::exec::core::{PositionView, RetryExitError};
 use crate::exec::messages::{EngineCommand, EntryOrder, EntrySource};
 use crate::exec::pnl_refresher::PnlSnapshot;
+use crate::instruments::Instruments;
 use crate::ops::health::Status;
 use crate::ops::http::{ApiResponse, OpsApi, Route};
 use crate::risk::Lifecycle;
@@ -58,7 +59,8 @@ impl EngineApi {
     }
 
     fn place_order(&self, body: Option<Value>) -> ApiResponse {
-        let order = match parse_order(body) {
+        let master = self.shared.instruments.load();
+        let order = match parse_order_with(body, &master) {
             Ok(o) => o,
             Err(message) => return ApiResponse::error(400, message),
         };
@@ -73,8 +75,12 @@ impl EngineApi {
                 self.audit(
                     "entry",
                     format!(
-                        "{} {} {} as {}",
-                        order.side, order.quantity, order.instrument, accepted.correlation_id
+                        "{} {} {} ({}) as {}",
+                        order.side,
+                        order.quantity,
+                        order.instrument,
+                        master.label(order.instrument),
+                        accepted.correlation_id
                     ),
                 );
                 ApiResponse {
@@ -82,6 +88,8 @@ impl EngineApi {
                     body: json!({
                         "correlation_id": accepted.correlation_id,
                         "position_id": accepted.position_id,
+                        "instrument": order.instrument,
+                        "symbol": symbol_of(&master, order.instrument),
                         "reference_price": accepted.reference_price.to_string(),
                     }),
                 }
@@ -209,9 +217,17 @@ impl OpsApi for EngineApi {
 
     fn control(&self, route: Route, body: Option<Value>) -> ApiResponse {
         match route {
-            Route::Positions => ApiResponse::ok(positions_json(&self.shared.pnl.get())),
+            Route::Positions => ApiResponse::ok(positions_json(
+                &self.shared.pnl.get(),
+                &self.shared.instruments.load(),
+            )),
             Route::Pnl => {
-                ApiResponse::ok(pnl_json(&self.shared.pnl.get(), &self.shared.trading.status()))
+                let master = self.shared.instruments.load();
+                ApiResponse::ok(pnl_json(
+                    &self.shared.pnl.get(),
+                    &self.shared.trading.status(),
+                    &master,
+                ))
             }
             Route::PlaceOrder => self.place_order(body),
             Route::Halt => self.halt_or_resume(true),
@@ -226,18 +242,34 @@ impl OpsApi for EngineApi {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrderBody {
-    instrument: String,
+    #[serde(default)]
+    instrument: Option<String>,
+    #[serde(default)]
+    symbol: Option<String>,
     side: String,
     quantity: i64,
 }
 
-/// Reads `{ "instrument": "NSE_FNO:52175", "side": "LONG"|"SHORT", "quantity": 75 }`.
+/// Reads `{ "instrument": "NSE_FNO:52175", "side": "LONG"|"SHORT", "quantity": 75 }` without
+/// an instrument master (a `"symbol"` is unknown).
 pub fn parse_order(body: Option<Value>) -> Result<EntryOrder, String> {
-    let usage =
-        r#"expected {"instrument": "NSE_FNO:52175", "side": "LONG" or "SHORT", "quantity": 75}"#;
+    parse_order_with(body, &Instruments::empty())
+}
+
+/// Reads `{ "instrument": "NSE_FNO:52175" | "symbol": "NIFTY-Dec2026-24500-CE", "side":
+/// "LONG"|"SHORT", "quantity": 75 }`, the symbol looked up in `master`.
+pub fn parse_order_with(body: Option<Value>, master: &Instruments) -> Result<EntryOrder, String> {
+    let usage = r#"expected {"instrument": "NSE_FNO:52175" (or "symbol": "NIFTY-Dec2026-24500-CE"), "side": "LONG" or "SHORT", "quantity": 75}"#;
     let body = body.ok_or_else(|| format!("missing body: {usage}"))?;
     let b: OrderBody = serde_json::from_value(body).map_err(|e| format!("{e}: {usage}"))?;
-    let instrument: InstrumentKey = b.instrument.parse().map_err(|e| format!("instrument: {e}"))?;
+    let instrument: InstrumentKey = match (&b.instrument, &b.symbol) {
+        (Some(text), None) => text.parse().map_err(|e| format!("instrument: {e}"))?,
+        (None, Some(symbol)) => master.by_symbol(symbol).map_err(|e| format!("symbol: {e}"))?.key,
+        (Some(_), Some(_)) => {
+            return Err(format!("give either instrument or symbol, not both: {usage}"));
+        }
+        (None, None) => return Err(format!("missing field `instrument` (or `symbol`): {usage}")),
+    };
     let side = match b.side.as_str() {
         "LONG" => Side::Long,
         "SHORT" => Side::Short,
@@ -247,6 +279,11 @@ pub fn parse_order(body: Option<Value>) -> Result<EntryOrder, String> {
         return Err(format!("quantity {} is not a positive number of units", b.quantity));
     }
     Ok(EntryOrder { instrument, side, quantity: Qty(b.quantity), source: EntrySource::Operator })
+}
+
+/// The master's symbol of an instrument, or null when the master does not know it.
+fn symbol_of(master: &Instruments, key: InstrumentKey) -> Value {
+    master.get(key).map_or(Value::Null, |i| Value::String(i.symbol.to_string()))
 }
 
 fn iso(t: Option<Timestamp>) -> Value {
@@ -261,7 +298,7 @@ pub fn trading_json(s: &TradingStatus) -> Value {
     json!({ "state": s.state.name(), "reason": s.reason.to_string(), "since": s.since.to_ist_iso() })
 }
 
-fn position_json(p: &PositionView) -> Value {
+fn position_json(p: &PositionView, master: &Instruments) -> Value {
     let exit = match &p.lifecycle {
         Lifecycle::Exiting(x) => json!({
             "reason": x.reason.code(),
@@ -287,6 +324,7 @@ fn position_json(p: &PositionView) -> Value {
     json!({
         "id": p.id,
         "instrument": p.instrument,
+        "symbol": symbol_of(master, p.instrument),
         "side": p.side,
         "quantity": p.open_quantity.0,
         "entry_price": money(p.entry_price),
@@ -310,16 +348,17 @@ fn position_json(p: &PositionView) -> Value {
     })
 }
 
-/// `/v1/positions`: the open positions of the published snapshot.
-pub fn positions_json(snap: &PnlSnapshot) -> Value {
+/// `/v1/positions`: the open positions of the published snapshot, each with the master's
+/// symbol (null when the master does not know the instrument).
+pub fn positions_json(snap: &PnlSnapshot, master: &Instruments) -> Value {
     json!({
         "at": snap.at().to_ist_iso(),
-        "positions": snap.core.positions.iter().map(position_json).collect::<Vec<_>>(),
+        "positions": snap.core.positions.iter().map(|p| position_json(p, master)).collect::<Vec<_>>(),
     })
 }
 
 /// `/v1/pnl`: the day's account of the published snapshot, with the live trading state.
-pub fn pnl_json(snap: &PnlSnapshot, trading: &TradingStatus) -> Value {
+pub fn pnl_json(snap: &PnlSnapshot, trading: &TradingStatus, master: &Instruments) -> Value {
     let a = &snap.core.account;
     json!({
         "at": snap.at().to_ist_iso(),
@@ -340,6 +379,7 @@ pub fn pnl_json(snap: &PnlSnapshot, trading: &TradingStatus) -> Value {
         "positions": snap.core.positions.iter().map(|p| json!({
             "id": p.id,
             "instrument": p.instrument,
+            "symbol": symbol_of(master, p.instrument),
             "unrealised_pnl": money(p.unrealised_gross),
             "state": p.state_name(),
         })).collect::<Vec<_>>(),
@@ -390,5 +430,22 @@ mod tests {
             let err = parse_order(body.clone()).unwrap_err();
             assert!(err.contains(want), "{body:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_symbol_names_the_instrument_through_the_master() {
+        let master = crate::instruments::synthetic::generate(&[(
+            InstrumentKey::new(crate::domain::Segment::NseFno, 52175),
+            Paise(12_000),
+        )]);
+        let body = |v: Value| parse_order_with(Some(v), &master);
+        let ok = body(json!({"symbol": "SIM-52175", "side": "LONG", "quantity": 75})).unwrap();
+        assert_eq!(ok.instrument.to_string(), "NSE_FNO:52175");
+        let err = body(json!({"symbol": "NOPE", "side": "LONG", "quantity": 75})).unwrap_err();
+        assert!(err.contains("unknown symbol"), "{err}");
+        let both = json!({"symbol": "SIM-52175", "instrument": "NSE_FNO:52175", "side": "LONG", "quantity": 75});
+        assert!(body(both).unwrap_err().contains("not both"));
+        let none = body(json!({"side": "LONG", "quantity": 75})).unwrap_err();
+        assert!(none.contains("instrument"), "{none}");
     }
 }

@@ -6,7 +6,8 @@
 //! Workers, in start order (the supervisor stops them in reverse): the persistence sink's
 //! workers (`store_writer`) and the broker's own workers (none in paper mode), `order_router`,
 //! `exit_engine`, `tick_reader`, `pnl_refresher`, `heartbeat`, `entries_demo` when
-//! `entries.demo` is on, and `redis_publisher` when `[redis] enabled`. The app adds the HTTP
+//! `entries.demo` is on, `instruments` (the daily master reload) when the master comes from a
+//! file or a download, and `redis_publisher` when `[redis] enabled`. The app adds the HTTP
 //! worker last. State that must outlive a worker's panic lives in [`shared::Shared`]; the
 //! plug-in points for the store and the live broker are in [`seams`]; the store, restart
 //! recovery and its ordering point for the live broker's reconciliation are in [`persist`];
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod feed;
+pub mod instruments;
 pub mod live;
 pub mod persist;
 pub mod seams;
@@ -161,6 +163,10 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     };
 
     let now = clock.now();
+    let (master, master_line) = instruments::load_at_start(&config, now.ist_date())?;
+    log::info!(target: "instruments", "{master_line}");
+    banner.push(master_line);
+    let master = crate::instruments::SharedInstruments::new(master);
     let (core, trading) = match seams.recovered {
         Some(r) => {
             let trading = TradingCell::new(r.trading);
@@ -190,6 +196,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         ledger: ledger.clone(),
         sink: seams.sink.clone(),
         data_dir: &config.data_dir,
+        instruments: master.clone(),
     })?;
     banner.push(format!(
         "{} mode, orders through the {} broker",
@@ -235,6 +242,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         feed_stats: FeedStats::new(&metrics),
         channels,
         built: Instant::now(),
+        instruments: master.clone(),
     });
 
     let reader_cfg = feed::reader_config(&config, &secrets.dhan_client_id)?;
@@ -305,6 +313,17 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
                     e.demo_quantity,
                     e.demo_interval,
                 ))
+            }),
+        ));
+    }
+
+    if config.instruments.master_file.is_some() || config.instruments.download {
+        let (c, m, k, day) = (config.clone(), master.clone(), clock.clone(), now.ist_date());
+        workers.push(spec(
+            "instruments",
+            config.instruments.download_timeout + Duration::from_secs(30),
+            Box::new(move || {
+                Box::new(instruments::MasterReloader::new(&c, m.clone(), k.clone(), day))
             }),
         ));
     }

@@ -141,6 +141,8 @@ pub struct BrokerContext<'a> {
     pub sink: Arc<dyn EventSink>,
     /// Where the broker keeps files (the order journal): `data_dir`.
     pub data_dir: &'a std::path::Path,
+    /// The instrument master (the paper broker fills on each instrument's tick).
+    pub instruments: crate::instruments::SharedInstruments,
 }
 
 /// A broker, ready to be wired.
@@ -214,7 +216,9 @@ pub fn paper_broker(ctx: &BrokerContext<'_>) -> anyhow::Result<BrokerParts> {
         ctx.config.charges.clone(),
     )));
     Ok(BrokerParts {
-        gateway: Arc::new(PaperGateway::new(wallet.clone())),
+        gateway: Arc::new(
+            PaperGateway::new(wallet.clone()).with_instruments(ctx.instruments.clone()),
+        ),
         paper_wallet: Some(wallet),
         workers: Vec::new(),
         reconciler: Arc::new(NoReconciliation),

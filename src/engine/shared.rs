@@ -28,6 +28,7 @@ use crate::exec::paper::PaperBroker;
 use crate::exec::pnl_refresher::PnlBoard;
 use crate::exec::router::Gateway;
 use crate::feed::{FeedStats, SubscriptionSet, TickCache};
+use crate::instruments::SharedInstruments;
 use crate::ops::health::HealthBoard;
 use crate::ops::metrics::Metrics;
 use crate::risk::trading_state::TradingCell;
@@ -164,6 +165,9 @@ pub struct Shared {
     pub feed_stats: Arc<FeedStats>,
     pub channels: Channels,
     pub built: Instant,
+    /// The instrument master (lots, ticks, freeze, band, symbols); read when an entry is
+    /// checked and when a price is put on an order, never per tick.
+    pub instruments: SharedInstruments,
 }
 
 impl Shared {

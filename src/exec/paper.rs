@@ -109,11 +109,29 @@ impl PaperBroker {
     /// `reference` moved against the order by the slippage: up for a buy, down for a sell
     /// (never below one tick, or the reference itself if that is lower).
     pub fn fill_price(&self, txn: Txn, reference: Paise) -> Paise {
-        let slip = Paise(self.params.slippage_ticks * self.params.tick_size.0);
+        Self::slipped(txn, reference, self.params.tick_size, self.params.slippage_ticks)
+    }
+
+    fn slipped(txn: Txn, reference: Paise, tick: Paise, slippage_ticks: i64) -> Paise {
+        let slip = Paise(slippage_ticks.saturating_mul(tick.0));
         match txn {
             Txn::Buy => reference + slip,
-            Txn::Sell => (reference - slip).max(self.params.tick_size.min(reference)),
+            Txn::Sell => (reference - slip).max(tick.min(reference)),
         }
+    }
+
+    /// The fill price on an instrument's own tick (from the instrument master): the reference
+    /// put on the tick against the order (up for a buy, down for a sell), then the slippage in
+    /// that instrument's ticks.
+    pub fn fill_price_on_tick(&self, txn: Txn, reference: Paise, tick: Paise) -> Paise {
+        let tick = Paise(tick.0.max(1));
+        let against = match txn {
+            Txn::Buy => Txn::Sell,
+            Txn::Sell => Txn::Buy,
+        };
+        // `round_to_tick` rounds toward the passive side of `against`: up for a buy here.
+        let on_tick = crate::instruments::limits::round_to_tick(reference, tick, against);
+        Self::slipped(txn, on_tick, tick, self.params.slippage_ticks)
     }
 
     /// Fills `intent` in full at `at`, or refuses an entry.
@@ -122,12 +140,25 @@ impl PaperBroker {
         intent: &OrderIntent,
         at: Timestamp,
     ) -> Result<PaperExecution, PaperRefusal> {
+        self.execute_on_tick(intent, at, None)
+    }
+
+    /// [`PaperBroker::execute`] with the instrument's own tick when the master knows it.
+    pub fn execute_on_tick(
+        &mut self,
+        intent: &OrderIntent,
+        at: Timestamp,
+        tick: Option<Paise>,
+    ) -> Result<PaperExecution, PaperRefusal> {
         let cid = intent.correlation_id.clone();
         let qty = intent.quantity;
         if qty.0 <= 0 {
             return Err(PaperRefusal::BadQuantity { correlation_id: cid, quantity: qty });
         }
-        let price = self.fill_price(intent.txn, intent.reference_price);
+        let price = match tick {
+            Some(t) => self.fill_price_on_tick(intent.txn, intent.reference_price, t),
+            None => self.fill_price(intent.txn, intent.reference_price),
+        };
         let turnover = price * qty;
         let charges = self.charges.leg_on_turnover(intent.txn, turnover);
         match intent.purpose {
@@ -276,6 +307,16 @@ mod tests {
         assert_eq!(b.fill_price(Txn::Sell, Paise(10_000)), Paise(9_990));
         assert_eq!(b.fill_price(Txn::Sell, Paise(10)), Paise(5));
         assert_eq!(b.fill_price(Txn::Sell, Paise(3)), Paise(3));
+    }
+
+    #[test]
+    fn fills_use_the_instruments_own_tick() {
+        let b = broker(2);
+        // Tick ₹0.10: a buy at ₹100.03 fills at ₹100.10 + 2 ticks, a sell at ₹100.00 − 2 ticks.
+        assert_eq!(b.fill_price_on_tick(Txn::Buy, Paise(10_003), Paise(10)), Paise(10_030));
+        assert_eq!(b.fill_price_on_tick(Txn::Sell, Paise(10_003), Paise(10)), Paise(9_980));
+        // The global tick (₹0.05) would have slipped by ₹0.10 only.
+        assert_eq!(b.fill_price(Txn::Buy, Paise(10_000)), Paise(10_010));
     }
 
     #[test]

@@ -10,17 +10,26 @@ use parking_lot::Mutex;
 use crate::domain::{CorrelationId, OrderIntent, Timestamp};
 use crate::exec::paper::PaperBroker;
 use crate::exec::router::{Gateway, Placement};
+use crate::instruments::SharedInstruments;
 
 pub struct PaperGateway {
     wallet: Arc<Mutex<PaperBroker>>,
     /// Orders that reached the paper broker, by correlation id (what exactly-once is checked
     /// against).
     placed: Mutex<HashMap<CorrelationId, u32>>,
+    /// The instrument master: fills on each instrument's own tick when it knows it.
+    instruments: Option<SharedInstruments>,
 }
 
 impl PaperGateway {
     pub fn new(wallet: Arc<Mutex<PaperBroker>>) -> PaperGateway {
-        PaperGateway { wallet, placed: Mutex::new(HashMap::new()) }
+        PaperGateway { wallet, placed: Mutex::new(HashMap::new()), instruments: None }
+    }
+
+    /// Fills on the tick the master gives each instrument (else `paper.tick_size_rupees`).
+    pub fn with_instruments(mut self, instruments: SharedInstruments) -> PaperGateway {
+        self.instruments = Some(instruments);
+        self
     }
 
     /// How many times an order with this correlation id reached the paper broker.
@@ -41,7 +50,9 @@ impl Gateway for PaperGateway {
 
     fn place(&self, intent: &OrderIntent, now: Timestamp) -> Placement {
         *self.placed.lock().entry(intent.correlation_id.clone()).or_insert(0) += 1;
-        match self.wallet.lock().execute(intent, now) {
+        let tick =
+            self.instruments.as_ref().and_then(|m| m.load().get(intent.instrument).map(|i| i.tick));
+        match self.wallet.lock().execute_on_tick(intent, now, tick) {
             Ok(exec) => Placement::Filled(exec.fill),
             Err(refusal) => Placement::Rejected { reason: refusal.to_string() },
         }

@@ -182,10 +182,14 @@ pub fn render_status(base: &str, health: &Value, positions: &Value, pnl: &Value)
         } else {
             format!(" ({}: {})", s(&blocked["cause"]), s(&blocked["reason"]))
         };
+        let instrument = match p["symbol"].as_str() {
+            Some(sym) => format!("{sym} ({})", s(&p["instrument"])),
+            None => s(&p["instrument"]),
+        };
         out.push_str(&format!(
             "  {} {} {} {} entry {} last {}{stale} unrealised {} {}{blocked}\n",
             s(&p["id"]),
-            s(&p["instrument"]),
+            instrument,
             s(&p["side"]),
             s(&p["quantity"]),
             s(&p["entry_price"]),
@@ -273,5 +277,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("P1-1 exit order X1-P1-1 at last price 101.50"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_the_symbol_beside_the_id() {
+        let position = |symbol: Value| {
+            json!({"positions": [{"id": "P1-1", "instrument": "NSE_FNO:52175", "symbol": symbol,
+                "side": "LONG", "quantity": 75, "entry_price": "100.00", "last_price": "101.00",
+                "unrealised_pnl": "75.00", "state": "active", "exit_blocked": null}]})
+        };
+        let text = render_status(
+            "http://x",
+            &json!({}),
+            &position(json!("NIFTY-Dec2026-24500-CE")),
+            &json!({}),
+        );
+        assert!(text.contains("P1-1 NIFTY-Dec2026-24500-CE (NSE_FNO:52175) LONG 75"), "{text}");
+        let text = render_status("http://x", &json!({}), &position(Value::Null), &json!({}));
+        assert!(text.contains("P1-1 NSE_FNO:52175 LONG 75"), "{text}");
     }
 }

@@ -111,14 +111,19 @@ pub fn tick_fields(s: &TickSnapshot) -> Option<Vec<(&'static str, String)>> {
     Some(f)
 }
 
-/// The fields of `pnl:position:{id}`.
-pub fn position_fields(p: &PositionView, at: Timestamp) -> Vec<(&'static str, String)> {
+/// The fields of `pnl:position:{id}`; `symbol` is the master's (empty when unknown).
+pub fn position_fields(
+    p: &PositionView,
+    at: Timestamp,
+    symbol: &str,
+) -> Vec<(&'static str, String)> {
     let (exit_reason, exit_cid) = match &p.lifecycle {
         Lifecycle::Exiting(x) => (x.reason.code().to_string(), x.correlation_id.to_string()),
         _ => (String::new(), String::new()),
     };
     vec![
         ("instrument", p.instrument.to_string()),
+        ("symbol", symbol.to_string()),
         ("side", p.side.name().to_string()),
         ("quantity", p.open_quantity.0.to_string()),
         ("entry_price", rupees(p.entry_price)),

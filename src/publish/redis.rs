@@ -227,8 +227,10 @@ impl RedisPublisher {
                 pipe.srem(k.open_positions(), id.as_str()).ignore();
                 n += 2;
             }
+            let master = self.engine.instruments.load();
             for p in &snap.core.positions {
-                pipe.hset_multiple(k.position(&p.id), &keys::position_fields(p, snap.at()))
+                let symbol = master.get(p.instrument).map_or("", |i| &*i.symbol);
+                pipe.hset_multiple(k.position(&p.id), &keys::position_fields(p, snap.at(), symbol))
                     .ignore();
                 pipe.sadd(k.open_positions(), p.id.as_str()).ignore();
                 n += 2;

@@ -103,6 +103,10 @@ pub struct Limits {
     pub max_trades_per_day: u32,
     pub max_open_positions: u32,
     pub reentry_cooldown_secs: i64,
+    /// Most lots one entry may carry; 0 = off.
+    pub max_lots_per_order: i64,
+    /// Largest value of one entry; 0 = off.
+    pub max_order_value: Paise,
 }
 
 impl Default for Limits {
@@ -112,6 +116,8 @@ impl Default for Limits {
             max_trades_per_day: 20,
             max_open_positions: 5,
             reentry_cooldown_secs: 180,
+            max_lots_per_order: 0,
+            max_order_value: Paise(0),
         }
     }
 }

@@ -27,6 +27,7 @@ use super::rest_api::{ReceivedRequest, SimState};
 use crate::broker::model::ProductType;
 use crate::broker::ratelimit::ApiClass;
 use crate::domain::{Clock, InstrumentKey, Paise, SystemClock};
+use crate::instruments::Instruments;
 
 pub use super::faults::{Fault, FaultConfig, Faults, Refusal, RefuseOrders, Scope};
 pub use super::http::{KeepAlive, OnIdle};
@@ -64,6 +65,9 @@ pub struct SimBrokerConfig {
     pub tick: Duration,
     /// Wall clock for the times the books show.
     pub clock: Arc<dyn Clock>,
+    /// The instrument master the simulated exchange enforces (lots, freeze, tick, band) and
+    /// serves at `GET /v2/instrument/{exchangeSegment}`; `None`: no exchange limits.
+    pub instruments: Option<Arc<Instruments>>,
 }
 
 impl std::fmt::Debug for SimBrokerConfig {
@@ -101,6 +105,7 @@ impl Default for SimBrokerConfig {
             ping_every: Duration::from_secs(10),
             tick: Duration::from_millis(5),
             clock: Arc::new(SystemClock),
+            instruments: None,
         }
     }
 }
@@ -143,6 +148,7 @@ impl SimBroker {
             clock: cfg.clock.clone(),
             received: Mutex::new(Vec::new()),
             nudge: nudge_tx,
+            instruments: cfg.instruments.clone(),
         });
         let handler: Arc<Handler> = {
             let state = state.clone();

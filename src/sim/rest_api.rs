@@ -20,7 +20,8 @@ use super::render;
 use super::validate::{parse_modify, parse_place};
 use crate::broker::model::{OrderType, ProductType, Validity};
 use crate::broker::ratelimit::ApiClass;
-use crate::domain::{Clock, InstrumentKey, Paise, Segment, Txn};
+use crate::domain::{Clock, InstrumentKey, Paise, Qty, Segment, Txn};
+use crate::instruments::{Instruments, limits as exchange, synthetic};
 
 /// One request as the simulator received it (for tests; no header values, so no token).
 #[derive(Clone, Debug)]
@@ -48,6 +49,7 @@ pub(crate) struct SimState {
     pub clock: Arc<dyn Clock>,
     pub received: Mutex<Vec<ReceivedRequest>>,
     pub nudge: Sender<()>,
+    pub instruments: Option<Arc<Instruments>>,
 }
 
 const BAD_INPUT: &str = "Missing required fields, bad values for parameters etc.";
@@ -96,6 +98,12 @@ impl SimState {
         let Some(route) = req.path.strip_prefix("/v2").filter(|r| r.starts_with('/')) else {
             return HttpAction::Respond(gateway(404, "Not Found", &req.path, self.clock.now()));
         };
+        // The instrument list is public data (spec dhan-v2 §8): no credentials needed.
+        if let Some(segment) = route.strip_prefix("/instrument/")
+            && req.method == "GET"
+        {
+            return HttpAction::Respond(self.instrument_list(segment));
+        }
         if let Some(refusal) = self.authenticate(&req, class) {
             return HttpAction::Respond(refusal);
         }
@@ -196,10 +204,77 @@ impl SimState {
         }
     }
 
+    /// `GET /v2/instrument/{exchangeSegment}`: the detailed CSV of one segment.
+    fn instrument_list(&self, segment: &str) -> HttpResponse {
+        let Some(segment) = Segment::from_name(segment) else {
+            return bad_input(&format!("unknown exchange segment {segment:?}"));
+        };
+        let csv = match &self.instruments {
+            Some(table) => synthetic::to_csv(table, Some(segment)),
+            None => synthetic::to_csv(&Instruments::empty(), None),
+        };
+        HttpResponse::raw(200, csv, "text/csv")
+    }
+
+    /// The exchange's limits on a new order (spec dhan-v2 §8.2): a quantity that is not a lot
+    /// multiple or above the freeze quantity is refused at the API (DH-905); a limit or trigger
+    /// price off the tick or outside the band is accepted and then rejected by the exchange, as
+    /// Dhan reports it (`RMS:` reason on a REJECTED order).
+    fn exchange_check(&self, new: &NewOrder) -> Result<Option<String>, HttpResponse> {
+        let Some(inst) = self.instruments.as_ref().and_then(|t| t.get(new.instrument)) else {
+            return Ok(None);
+        };
+        let qty = Qty(new.quantity);
+        if let Err(e) = exchange::check_lot(inst, qty) {
+            log::debug!(target: "sim", "refusing {}: {e}", new.instrument);
+            return Err(dhan_error(
+                400,
+                "Input_Exception",
+                "DH-905",
+                &format!("Quantity should be in multiples of lot size {}", inst.lot),
+            ));
+        }
+        if let Err(e) = exchange::check_freeze(inst, qty) {
+            log::debug!(target: "sim", "refusing {}: {e}", new.instrument);
+            let freeze = inst.freeze.map_or(0, |f| f.0);
+            return Err(dhan_error(
+                400,
+                "Input_Exception",
+                "DH-905",
+                &format!("Quantity exceeds the freeze quantity {freeze}"),
+            ));
+        }
+        for price in [new.price, new.trigger_price] {
+            if price.0 == 0 {
+                continue;
+            }
+            match exchange::check_price(inst, price) {
+                Ok(()) => {}
+                Err(exchange::LimitError::OutsideBand { lower, upper, .. }) => {
+                    return Ok(Some(format!(
+                        "RMS:{}:Order Price needs to be Circuit Limits of {lower} - {upper}",
+                        new.instrument.security_id
+                    )));
+                }
+                Err(_) => {
+                    return Ok(Some(format!(
+                        "RMS:{}:Order Price is not a multiple of the tick size {}",
+                        new.instrument.security_id, inst.tick
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn place(&self, body: &[u8]) -> HttpResponse {
         let new = match parse_place(body, &self.client_id) {
             Ok(n) => n,
             Err(why) => return bad_input(&why),
+        };
+        let exchange_rejects = match self.exchange_check(&new) {
+            Ok(r) => r,
+            Err(refused) => return refused,
         };
         let refusal = self.faults.refusal_for(new.instrument, new.correlation_id.as_deref());
         let placed = match refusal {
@@ -210,7 +285,12 @@ impl SimState {
             Some(Refusal::Exchange { reason }) => {
                 self.book.lock().place_refused(new, Source::Api, self.now(), reason)
             }
-            None => self.book.lock().place(new, Source::Api, self.now()),
+            None => match exchange_rejects {
+                Some(reason) => {
+                    self.book.lock().place_refused(new, Source::Api, self.now(), reason)
+                }
+                None => self.book.lock().place(new, Source::Api, self.now()),
+            },
         };
         match placed {
             Ok(o) => {

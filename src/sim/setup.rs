@@ -10,9 +10,12 @@
 //! [`bind_broker`] and `Config::bind_simulator`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::{Config, SIM_FEED_PATH, ScenarioSpeed, is_loopback_url};
-use crate::domain::{Clock, SystemClock};
+use crate::domain::{Clock, InstrumentKey, Paise, SystemClock};
+use crate::instruments::source::parse_file;
+use crate::instruments::{Instruments, synthetic};
 use crate::sim::broker::{SimBroker, SimBrokerConfig};
 use crate::sim::feed::{Pace, PriceSource, SimFeed, SimFeedConfig};
 use crate::sim::prices::PriceBoard;
@@ -55,7 +58,8 @@ pub fn start(config: &Config) -> anyhow::Result<(SimFeed, Option<SimBroker>)> {
     let feed = SimFeed::start(cfg, board.clone())
         .map_err(|e| anyhow::anyhow!("starting the feed simulator on {bind}: {e}"))?;
     let broker = if config.sim.broker {
-        let bcfg = broker_config(config, feed.addr());
+        let mut bcfg = broker_config(config, feed.addr());
+        bcfg.instruments = Some(Arc::new(master(config)?));
         let ports = (bcfg.rest_port, bcfg.order_socket_port);
         let broker = SimBroker::start(bcfg, board).map_err(|e| {
             anyhow::anyhow!("starting the simulator's broker half on ports {ports:?}: {e}")
@@ -65,6 +69,19 @@ pub fn start(config: &Config) -> anyhow::Result<(SimFeed, Option<SimBroker>)> {
         None
     };
     Ok((feed, broker))
+}
+
+/// The master the simulator trades by: `sim.master_file`, or one generated for
+/// `sim.instruments` (lot 75, tick ₹0.05, freeze 1800, a band around the opening price).
+pub fn master(config: &Config) -> anyhow::Result<Instruments> {
+    match &config.sim.master_file {
+        Some(path) => parse_file(path).map_err(|e| anyhow::anyhow!("sim.master_file: {e}")),
+        None => {
+            let open: Vec<(InstrumentKey, Paise)> =
+                config.sim.instruments.iter().map(|i| (i.instrument, i.price)).collect();
+            Ok(synthetic::generate(&open))
+        }
+    }
 }
 
 /// The broker half's settings from `[sim]`, next to a feed half bound at `feed`.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::{Bp, Paise};
+use crate::domain::{Bp, Paise, TimeOfDay};
 use crate::exec::exit_retry::ExitRetryPolicy;
 use crate::exec::paper::PaperParams;
 use crate::pnl::charges::ChargeSchedule;
@@ -123,6 +123,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
     }
     let host = HostConfig { pin, mlockall: raw.host.mlockall };
     let exit_retry = exit_retry(&mut c, &raw.exit_retry);
+    let instruments = instruments(&mut c, raw, &broker, live);
 
     mode_rules(&mut c, mode, &feed, &broker);
 
@@ -150,8 +151,42 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
         heartbeat,
         pnl,
         host,
+        instruments,
         exit_retry,
     })
+}
+
+/// `[instruments]`: the default URL is Dhan's detailed master when orders go to Dhan, none when
+/// they go to a loopback simulator (which shares its own master); downloads happen in live mode
+/// only.
+fn instruments(
+    c: &mut Collector,
+    raw: &RawConfig,
+    broker: &BrokerConfig,
+    live: bool,
+) -> InstrumentsConfig {
+    let r = &raw.instruments;
+    let master_url = match &r.master_url {
+        Some(text) if text.trim().is_empty() => String::new(),
+        Some(text) => c
+            .url("instruments.master_url", text, &["http", "https"])
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        None if is_loopback_url(&broker.rest_url) => String::new(),
+        None => crate::instruments::source::DHAN_DETAILED_URL.to_string(),
+    };
+    let master_file = non_empty(&r.master_file).map(PathBuf::from);
+    InstrumentsConfig {
+        download: live && master_file.is_none() && !master_url.is_empty(),
+        master_file,
+        master_url,
+        download_timeout: c
+            .secs("instruments.download_timeout_secs", r.download_timeout_secs, 1)
+            .unwrap_or_default(),
+        reload_time: c
+            .time_of_day("instruments.reload_time", &r.reload_time)
+            .unwrap_or(TimeOfDay(0)),
+    }
 }
 
 /// `[exit_retry]`: every bound is explicit, so no duration can wrap.
@@ -262,6 +297,7 @@ fn sim(c: &mut Collector, raw: &RawConfig, source: FeedSource) -> SimConfig {
         scenario_speed: s.scenario_speed,
         transit: c.millis("sim.transit_ms", s.transit_ms, 0).unwrap_or_default(),
         broker: s.broker,
+        master_file: non_empty(&s.master_file).map(PathBuf::from),
     }
 }
 

@@ -137,6 +137,17 @@ pub(super) fn limits(c: &mut Collector, raw: &RawConfig, live: bool) -> Limits {
             .secs("limits.reentry_cooldown_secs", l.reentry_cooldown_secs, 0)
             .unwrap_or_default()
             .as_secs() as i64,
+        max_lots_per_order: c
+            .int("limits.max_lots_per_order", l.max_lots_per_order, 0, 1_000_000)
+            .unwrap_or(0),
+        max_order_value: c
+            .rupees(
+                "limits.max_order_value_rupees",
+                &l.max_order_value_rupees,
+                Paise(0),
+                "must not be negative (0 = no limit)",
+            )
+            .unwrap_or_default(),
     }
 }
 

@@ -6,12 +6,14 @@ use std::time::Instant;
 
 use super::ExitEngine;
 use crate::domain::OrderPurpose;
+use crate::domain::Timestamp;
 use crate::exec::core::{CoreError, CoreEvent};
 use crate::exec::messages::{
     EngineCommand, EntryAccepted, EntryOrder, EntryRefused, ExitStarted, FlattenReport, OrderEvent,
     refusal_code,
 };
 use crate::exec::outbox::Effect;
+use crate::instruments::limits as exchange;
 use crate::risk::Lifecycle;
 use crate::risk::entry::{EntryRefusal, EntryRequest};
 
@@ -177,11 +179,45 @@ impl ExitEngine {
         }
     }
 
+    /// The exchange's rules for an entry (spec dhan-v2 §8.2) from the instrument master, and the
+    /// per-order maxima of `[limits]`. An instrument the master does not know passes unchecked.
+    fn exchange_check(&self, order: &EntryOrder, now: Timestamp) -> Result<(), EntryRefused> {
+        let s = &self.shared;
+        let table = s.instruments.load();
+        let Some(inst) = table.get(order.instrument) else { return Ok(()) };
+        let (square_off, max_lots, max_value) = {
+            let core = s.core.lock();
+            let limits = core.limits();
+            (
+                core.session_clock().params().square_off_time.to_naive(),
+                limits.max_lots_per_order,
+                limits.max_order_value,
+            )
+        };
+        let reference = s.cache.tick(order.instrument).map(|t| t.ltp);
+        exchange::check_entry(
+            inst,
+            order.quantity,
+            reference,
+            now.ist_date(),
+            square_off,
+            max_lots,
+            max_value,
+        )
+        .map_err(|e| EntryRefused::new(e.code(), format!("{} ({}): {e}", inst.symbol, inst.key)))
+    }
+
     /// Checks an entry against the core (with the tick cache's price and the paper wallet's
     /// cash) and, if accepted, queues its order for the router.
     fn place_entry(&mut self, order: &EntryOrder) -> Result<EntryAccepted, EntryRefused> {
         let s = self.shared.clone();
         let now = s.clock.now();
+        if let Err(refused) = self.exchange_check(order, now) {
+            s.m.entries.with_label_values(&[refused.code]).inc();
+            log::info!(target: "exit_engine", "entry {} {} {} refused ({}): {}", order.side, order.quantity, s.instruments.load().label(order.instrument), order.source.name(), refused.message);
+            self.carry_out_pending();
+            return Err(refused);
+        }
         let cash = s.paper_wallet.as_ref().map(|w| w.lock().cash());
         let request = EntryRequest {
             position_id: s.ids.next(),
@@ -205,7 +241,7 @@ impl ExitEngine {
         let answer = match result {
             Ok(intent) => {
                 s.m.entries.with_label_values(&["accepted"]).inc();
-                log::info!(target: "exit_engine", "entry {} for position {}: {} {} {} at about {} ({})", intent.correlation_id, intent.position_id, order.side, order.quantity, order.instrument, intent.reference_price, order.source.name());
+                log::info!(target: "exit_engine", "entry {} for position {}: {} {} {} ({}) at about {} ({})", intent.correlation_id, intent.position_id, order.side, order.quantity, order.instrument, s.instruments.load().label(order.instrument), intent.reference_price, order.source.name());
                 Ok(EntryAccepted {
                     position_id: intent.position_id,
                     correlation_id: intent.correlation_id,
