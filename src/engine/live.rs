@@ -17,7 +17,7 @@ use crate::broker::breaker::{BreakerConfig, SharedBreaker};
 use crate::broker::credentials::{
     CredentialError, CredentialSource, Credentials, ReloadableCredentials,
 };
-use crate::broker::journal::OrderJournal;
+use crate::broker::journal::{OrderJournal, Sent};
 use crate::broker::model::ProductType;
 use crate::broker::order_updates::{
     OrderUpdateConfig, OrderUpdateMetrics, OrderUpdateShared, OrderUpdateWorker, RecentUpdates,
@@ -256,11 +256,30 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
 /// - An entry in flight whose position the store knows was filled; one without stays pending,
 ///   to be asked for the same way.
 /// - An older exit order of a position that has since moved on is closed in the store's books.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LiveRestart;
+/// - Every order of today's journal the store missed (the store is write-behind, the journal
+///   was fsynced before the send) is put back in flight first
+///   ([`crate::engine::persist::journal_replay`]), so it is settled the same way.
+#[derive(Debug, Default, Clone)]
+pub struct LiveRestart {
+    /// Today's order journal as the previous run left it.
+    pub journal: Vec<Sent>,
+}
+
+impl LiveRestart {
+    /// Reads today's order journal (`journal_dir`, or `<data_dir>/journal`).
+    pub fn from_journal(config: &Config, now: crate::domain::Timestamp) -> anyhow::Result<Self> {
+        let dir = LiveOptions::from_config(config)
+            .journal_dir
+            .unwrap_or_else(|| config.data_dir.join("journal"));
+        let journal = OrderJournal::open(&dir, now)
+            .with_context(|| format!("reading the order journal in {}", dir.display()))?;
+        Ok(LiveRestart { journal: journal.today() })
+    }
+}
 
 impl Reconcile for LiveRestart {
     fn reconcile(&mut self, state: &mut RestartState) -> anyhow::Result<()> {
+        crate::engine::persist::journal_replay::replay(state, &self.journal);
         let mut outcomes = Vec::new();
         let mut notes = Vec::new();
         for (p, x) in state.exits_in_flight() {
@@ -420,7 +439,7 @@ max_daily_loss_rupees = 5000
             resend: Vec::new(),
             records: Vec::new(),
         };
-        LiveRestart.reconcile(&mut state).unwrap();
+        LiveRestart::default().reconcile(&mut state).unwrap();
         assert!(state.resend.is_empty(), "nothing is re-sent from the store");
         assert_eq!(state.outcomes, [OrderEvent::Filled { purpose: exit, fill: part }]);
         let pending: Vec<&str> =
