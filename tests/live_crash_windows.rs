@@ -245,9 +245,17 @@ fn an_entry_killed_at_its_acceptance_is_recovered_at_its_own_fill_not_the_day_av
 
     let mut engine = rig.start("");
     let addr = wait_trading(&mut engine, &rig.data);
-    wait_for("the entry's position is open", || process_support::position(addr, &id).is_some());
-    let p = process_support::position(addr, &id).unwrap();
-    assert_eq!(p["entry_price"], "90.00", "its own fill, not the day average 95.00: {p}");
+    let on_a = || {
+        let (_, body) = get(addr, "/v1/positions");
+        body["positions"].as_array()?.iter().find(|p| p["instrument"] == A.to_string()).cloned()
+    };
+    wait_for("a position on the contract is open", || on_a().is_some());
+    let p = on_a().unwrap();
+    assert_eq!(
+        (p["id"].as_str(), p["entry_price"].as_str()),
+        (Some(id.as_str()), Some("90.00")),
+        "the entry's own position at its own fill, not the day average 95.00: {p}"
+    );
     assert_eq!(pnl(addr)["trades_today"], 2, "the killed entry is one of today's trades");
     assert_books_agree(&rig, &mut engine);
     stop(engine);
