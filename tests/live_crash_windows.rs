@@ -215,10 +215,9 @@ fn closed_trade(data: &Path, id: &str) -> (String, i64) {
         .unwrap_or_else(|e| panic!("closed trade {id}: {e}"))
 }
 
-#[test]
-fn an_entry_killed_at_its_acceptance_is_recovered_at_its_own_fill_not_the_day_average() {
-    let rig = Rig::new();
-    // An earlier trade of the day on the same contract at 100.00 moves Dhan's day average.
+/// Trades once on A at 100.00 (the day's average moves), then places an entry at 90.00 and
+/// kills the process as Dhan accepts it, the store lagging: returns the entry's position id.
+fn kill_an_entry_at_its_acceptance(rig: &Rig) -> String {
     let mut engine = rig.start("");
     let addr = wait_trading(&mut engine, &rig.data);
     open(addr, A, "LONG");
@@ -242,7 +241,12 @@ fn an_entry_killed_at_its_acceptance_is_recovered_at_its_own_fill_not_the_day_av
     assert_eq!(entries.len(), 2, "{entries:#?}");
     let id = entries[1].correlation_id.split_once('-').unwrap().1.to_string();
     assert_eq!(stored_state(&rig.data, &id), None, "the store never heard of {id}");
+    id
+}
 
+/// Restarts and shows the killed entry's position under its own id, at its own fill, counted
+/// as one of today's trades; then the final checks.
+fn assert_entry_recovered(rig: &Rig, id: &str) {
     let mut engine = rig.start("");
     let addr = wait_trading(&mut engine, &rig.data);
     let on_a = || {
@@ -252,13 +256,30 @@ fn an_entry_killed_at_its_acceptance_is_recovered_at_its_own_fill_not_the_day_av
     wait_for("a position on the contract is open", || on_a().is_some());
     let p = on_a().unwrap();
     assert_eq!(
-        (p["id"].as_str(), p["entry_price"].as_str()),
-        (Some(id.as_str()), Some("90.00")),
+        (p["id"].as_str(), p["entry_price"].as_str(), p["entry_price_source"].as_str()),
+        (Some(id), Some("90.00"), Some("fills")),
         "the entry's own position at its own fill, not the day average 95.00: {p}"
     );
     assert_eq!(pnl(addr)["trades_today"], 2, "the killed entry is one of today's trades");
-    assert_books_agree(&rig, &mut engine);
+    assert_books_agree(rig, &mut engine);
     stop(engine);
+}
+
+#[test]
+fn an_entry_killed_at_its_acceptance_is_recovered_at_its_own_fill_not_the_day_average() {
+    let rig = Rig::new();
+    let id = kill_an_entry_at_its_acceptance(&rig);
+    assert_entry_recovered(&rig, &id);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn an_entry_killed_at_its_acceptance_with_its_journal_lost_is_found_by_its_own_order_at_dhan() {
+    let rig = Rig::new();
+    let id = kill_an_entry_at_its_acceptance(&rig);
+    // Another host, or a lost disk: nothing local says the entry was sent.
+    std::fs::remove_dir_all(rig.data.join("journal")).unwrap();
+    assert_entry_recovered(&rig, &id);
     rig.sim.shutdown();
 }
 
