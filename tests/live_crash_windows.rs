@@ -150,16 +150,45 @@ fn vwap(leg: &Leg) -> Paise {
     Paise(((2 * t + q) / (2 * q)) as i64)
 }
 
-/// The checks every window ends with (see the module doc). Flattens first.
-fn assert_books_agree(rig: &Rig, engine: &mut Process) {
+/// What the final checks found (see the module doc).
+#[derive(Debug, Default)]
+struct Findings {
+    /// Exit orders that executed.
+    exits: usize,
+    /// A correlation id POSTed twice, or a position with two exit orders that executed.
+    duplicates: Vec<String>,
+    /// A quantity left at the broker after the final flatten, or a position not closed by
+    /// its own exit.
+    orphans: Vec<String>,
+    /// `/v1/pnl` or a stored entry price that differs from the simulator's trade book.
+    mismatches: Vec<String>,
+}
+
+/// Flattens, then compares the engine's account with the simulator's books.
+fn audit(rig: &Rig, engine: &mut Process) -> Findings {
+    let mut f = Findings::default();
     let addr = wait_trading(engine, &rig.data);
     let (code, body) = post(addr, "/v1/flatten", "{}");
     assert!(code == 200 || code == 202, "flatten: {code} {body}");
-    wait_for("the engine holds nothing", || pnl(addr)["open_positions"].as_u64() == Some(0));
-    wait_for("the simulator is flat", || rig.sim.broker.positions().iter().all(|p| p.net() == 0));
-
+    wait_for("the engine holds nothing", || {
+        let p = pnl(addr);
+        p["open_positions"].as_u64() == Some(0) && p["pending_entries"].as_u64().unwrap_or(0) == 0
+    });
+    wait_for("the simulator's orders are done", || {
+        rig.sim.broker.orders().iter().all(|o| o.status.is_terminal())
+    });
+    for p in rig.sim.broker.positions().iter().filter(|p| p.net() != 0) {
+        f.orphans.push(format!(
+            "{} holds {} at the broker after the flatten",
+            p.instrument,
+            p.net()
+        ));
+    }
     for o in rig.sim.broker.orders() {
-        assert_eq!(rig.sim.posts_of(&o.correlation_id), 1, "{} was POSTed once", o.correlation_id);
+        let n = rig.sim.posts_of(&o.correlation_id);
+        if n != 1 {
+            f.duplicates.push(format!("{} was POSTed {n} times", o.correlation_id));
+        }
     }
     let legs = sim_legs(&rig.sim);
     let charges = ChargeSchedule::default();
@@ -167,14 +196,20 @@ fn assert_books_agree(rig: &Rig, engine: &mut Process) {
     let db = db(&rig.data);
     for (pid, (entry, exits)) in &legs {
         let executed: Vec<&Leg> = exits.iter().filter(|l| l.quantity > 0).collect();
-        assert!(executed.len() <= 1, "{pid}: two exit orders executed: {exits:?}");
+        f.exits += executed.len();
+        if executed.len() > 1 {
+            f.duplicates.push(format!("{pid}: {} exit orders executed: {exits:?}", executed.len()));
+        }
         if entry.quantity == 0 {
             continue;
         }
         trades += 1;
         closed += 1;
         let exit_qty: i64 = executed.iter().map(|l| l.quantity).sum();
-        assert_eq!(exit_qty, entry.quantity, "{pid}: closed at the broker by its own exit");
+        if exit_qty != entry.quantity {
+            f.orphans
+                .push(format!("{pid}: entered {}, its exits executed {exit_qty}", entry.quantity));
+        }
         let exit_turnover: i128 = executed.iter().map(|l| l.turnover).sum();
         let sign = if entry.txn == Some(Txn::Buy) { 1 } else { -1 };
         gross += sign * (exit_turnover - entry.turnover);
@@ -183,12 +218,21 @@ fn assert_books_agree(rig: &Rig, engine: &mut Process) {
         for l in &executed {
             fees += charges.leg_on_turnover(l.txn.unwrap(), Paise(l.turnover as i64)).total().0;
         }
-        let stored: (i64, String) = db
-            .query_row("SELECT entry_price, source FROM positions WHERE id = ?1", [pid], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap_or_else(|e| panic!("{pid} is in the store: {e}"));
-        assert_eq!(stored, (vwap(entry).0, "entry".to_string()), "{pid}: entry price = fills");
+        let read = || {
+            db.query_row(
+                "SELECT entry_price, source FROM positions WHERE id = ?1 AND state = 'exited'",
+                [pid],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+        };
+        wait_for(&format!("the store closed {pid}"), || read().is_ok());
+        let stored = read().unwrap();
+        if stored != (vwap(entry).0, "entry".to_string()) {
+            f.mismatches.push(format!(
+                "{pid}: stored entry {stored:?}, its entry order's fills {}",
+                vwap(entry)
+            ));
+        }
     }
     let gross = Paise(gross as i64);
     let want = [
@@ -200,8 +244,17 @@ fn assert_books_agree(rig: &Rig, engine: &mut Process) {
     ];
     let p = pnl(addr);
     for (k, v) in want {
-        assert_eq!(p[k], v, "/v1/pnl {k} equals the simulator's trade book: {p}");
+        if p[k] != v {
+            f.mismatches.push(format!("/v1/pnl {k} is {}, the simulator's books imply {v}", p[k]));
+        }
     }
+    f
+}
+
+/// The checks every window ends with (see the module doc). Flattens first.
+fn assert_books_agree(rig: &Rig, engine: &mut Process) {
+    let f = audit(rig, engine);
+    assert!(f.duplicates.is_empty() && f.orphans.is_empty() && f.mismatches.is_empty(), "{f:#?}");
 }
 
 /// The closed trade of `id` as the store holds it: reason, exit price.
@@ -394,4 +447,212 @@ fn killed_during_the_startup_reconciliation_and_during_a_later_round_nothing_is_
     assert_books_agree(&rig, &mut engine);
     stop(engine);
     rig.sim.shutdown();
+}
+
+// ---------------------------------------------------------------- the randomized campaign
+
+/// Kill points a campaign scenario draws from (`sigkill`: a SIGKILL from outside a few
+/// milliseconds after the prices cross).
+const KILL_POINTS: [&str; 6] = [
+    "broker.entry_accepted",
+    "broker.exit_journaled",
+    "broker.exit_accepted",
+    "reconcile.read",
+    "sigkill",
+    "none",
+];
+
+#[derive(Debug)]
+struct Scenario {
+    transit_ms: u64,
+    positions: Vec<(scalper::domain::InstrumentKey, &'static str)>,
+    kill: &'static str,
+    /// The hit of the kill point that kills (`kill:N`).
+    nth: usize,
+    store_lag: bool,
+    /// The first placement's answer is lost (taken by the simulator, answered with a timeout
+    /// or a 5xx).
+    answer_lost: Option<scalper::sim::broker::Fault>,
+    /// The restarted process is killed again while it settles what it found in flight.
+    kill_settling: bool,
+    /// Milliseconds after the prices cross for `sigkill`.
+    delay_ms: u64,
+}
+
+fn draw(rng: &mut fastrand::Rng) -> Scenario {
+    use scalper::sim::broker::Fault;
+    let mut instruments = vec![A, B, live_support::C, live_support::D];
+    rng.shuffle(&mut instruments);
+    let n = rng.usize(1..=3);
+    let positions =
+        instruments[..n].iter().map(|k| (*k, if rng.bool() { "LONG" } else { "SHORT" })).collect();
+    Scenario {
+        transit_ms: rng.u64(20..400),
+        positions,
+        kill: KILL_POINTS[rng.usize(..KILL_POINTS.len())],
+        nth: rng.usize(1..=n),
+        store_lag: rng.bool(),
+        answer_lost: match rng.usize(..4) {
+            0 => Some(Fault::TimeoutAfterAccept),
+            1 => Some(Fault::ServerErrorAfterAccept),
+            _ => None,
+        },
+        kill_settling: rng.usize(..3) == 0,
+        delay_ms: rng.u64(0..40),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    scenarios: usize,
+    kills: usize,
+    exits: usize,
+    duplicates: Vec<String>,
+    orphans: Vec<String>,
+    mismatches: Vec<String>,
+}
+
+/// Waits until `cond` holds or the process has exited; whether it exited.
+fn until_or_dead(engine: &mut Process, what: &str, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + process_support::DEADLINE;
+    loop {
+        if engine.child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        if cond() {
+            return false;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = engine.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            panic!("timed out waiting until {what}; log tail (newest first):\n{}", tail.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn run_scenario(s: &Scenario, tally: &mut Tally) {
+    use scalper::sim::broker::{Scope, SimBrokerConfig};
+    let sim = LiveSim::start(SimBrokerConfig {
+        transit: Duration::from_millis(s.transit_ms),
+        ..sim_config(FaultConfig::default())
+    });
+    let data = sim.dir.path().to_path_buf();
+    let config = data.join("engine.toml");
+    std::fs::write(&config, process_config_text(&sim)).unwrap();
+    let rig = Rig { sim, data, config };
+
+    let mut points = Vec::new();
+    if !matches!(s.kill, "none" | "sigkill") {
+        // The first read of `reconcile.read` is the startup's: kill in a later round.
+        let nth = if s.kill == "reconcile.read" { s.nth + 1 } else { s.nth };
+        points.push(format!("{}=kill:{nth}", s.kill));
+    }
+    if s.store_lag {
+        points.push(STORE_LAG.replace("3000", "500"));
+    }
+    let mut engine = rig.start(&points.join(","));
+    let addr = wait_trading(&mut engine, &rig.data);
+    if let Some(fault) = s.answer_lost {
+        rig.sim.broker.faults().inject(fault, Scope::Place, 1);
+    }
+    let mut dead = false;
+    for (k, side) in &s.positions {
+        let body = serde_json::json!({ "instrument": k.to_string(), "side": side, "quantity": 75 });
+        dead = until_or_dead(&mut engine, "an entry is taken", || {
+            let a = post(addr, "/v1/orders", &body.to_string());
+            a.0 != 422 || a.1["code"] != "no_price"
+        });
+        if dead {
+            break;
+        }
+    }
+    if !dead {
+        let n = s.positions.len() as u64;
+        dead = until_or_dead(&mut engine, "every position opens", || {
+            let p = pnl(addr);
+            p["pending_entries"].as_u64() == Some(0) && p["open_positions"].as_u64() == Some(n)
+        });
+    }
+    if !dead {
+        for (k, side) in &s.positions {
+            rig.price(*k, if *side == "LONG" { "85.00" } else { "115.00" });
+        }
+        if s.kill == "sigkill" {
+            std::thread::sleep(Duration::from_millis(s.delay_ms));
+            engine.kill9();
+            dead = true;
+        } else {
+            let n = s.positions.len() as u64;
+            dead = until_or_dead(&mut engine, "every position closes", || {
+                pnl(addr)["closed_today"].as_u64() >= Some(n)
+                    && pnl(addr)["open_positions"].as_u64() == Some(0)
+            });
+        }
+    }
+    if dead {
+        tally.kills += 1;
+        let _ = engine.wait_exit(Duration::from_secs(30));
+        if s.kill_settling {
+            let mut again = rig.start("startup.settling=kill");
+            // Killed if it found something in flight at Dhan; otherwise it simply starts.
+            let addr = again.wait_http(&rig.data);
+            let killed = until_or_dead(&mut again, "the restart settles", || {
+                get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
+            });
+            if killed {
+                tally.kills += 1;
+            } else {
+                again.kill9();
+                tally.kills += 1;
+            }
+        }
+        engine = rig.start("");
+    }
+    // Whatever is still beyond a stop exits now; the flatten closes the rest.
+    for (k, side) in &s.positions {
+        rig.price(*k, if *side == "LONG" { "85.00" } else { "115.00" });
+    }
+    let f = audit(&rig, &mut engine);
+    tally.scenarios += 1;
+    tally.exits += f.exits;
+    let tag = |v: Vec<String>| v.into_iter().map(|x| format!("{s:?}: {x}"));
+    tally.duplicates.extend(tag(f.duplicates));
+    tally.orphans.extend(tag(f.orphans));
+    tally.mismatches.extend(tag(f.mismatches));
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+/// A seeded campaign of randomized fault scenarios, each SIGKILLing the real binary at one of
+/// the windows (or from outside), restarting it (sometimes killing the restart again while it
+/// settles), then flattening and auditing. `SOAK_SEED` and `SOAK_SCENARIOS` (`make soak`) set
+/// the seed and the length; `make test` runs a short one.
+#[test]
+fn a_seeded_campaign_of_kills_leaves_no_duplicate_no_orphan_and_the_account_of_the_broker() {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let seed = env("SOAK_SEED").unwrap_or(0x5eed_c4a5);
+    let scenarios = env("SOAK_SCENARIOS").unwrap_or(3) as usize;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut tally = Tally::default();
+    for n in 0..scenarios {
+        let s = draw(&mut rng);
+        eprintln!("soak seed {seed} scenario {n}: {s:?}");
+        run_scenario(&s, &mut tally);
+    }
+    let summary = format!(
+        "soak seed {seed}: scenarios run {}, kills {}, exits {}, duplicates {}, orphans {}, account mismatches {}",
+        tally.scenarios,
+        tally.kills,
+        tally.exits,
+        tally.duplicates.len(),
+        tally.orphans.len(),
+        tally.mismatches.len()
+    );
+    println!("{summary}");
+    eprintln!("{summary}");
+    assert!(
+        tally.duplicates.is_empty() && tally.orphans.is_empty() && tally.mismatches.is_empty(),
+        "{summary}\n{tally:#?}"
+    );
 }
