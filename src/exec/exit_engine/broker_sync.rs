@@ -29,9 +29,9 @@ use crossbeam_channel::{Receiver, RecvError};
 use super::ExitEngine;
 use super::late_alarm::{LateAlarm, REPEAT_EVERY};
 use crate::broker::reconcile::{self, Adjustment, BrokerCheck, PriceSource};
-use crate::engine::seams::{EngineEvent, Reconciler};
 use crate::exec::core::{Alert, AlertLevel, CoreEvent, NewPosition};
 use crate::exec::messages::EntryRefused;
+use crate::exec::seams::{EngineEvent, Reconciler};
 use crate::risk::position::Origin;
 use crate::runtime::WorkerCtx;
 

@@ -32,9 +32,9 @@ use crate::broker::rest::DhanClient;
 use crate::broker::tracker::{Report, Seen};
 use crate::domain::money::div_round_half_away;
 use crate::domain::{Clock, Paise};
-use crate::engine::seams::Reconciler;
 use crate::exec::messages::EngineCommand;
 use crate::exec::pnl_refresher::PnlSnapshot;
+use crate::exec::seams::Reconciler;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
 use crate::runtime::{Worker, WorkerCtx};
 
