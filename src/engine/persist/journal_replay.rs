@@ -21,7 +21,17 @@
 //! - An order the store never recorded is recorded (`OrderPlaced`) so its fills and status have
 //!   a row; every change is audited (`order_from_journal`).
 //! - Ids of positions the store already closed, entries of known positions, and exits older
-//!   than what the store holds change nothing: the store's record is newer.
+//!   than what the store holds change nothing: the store's record is newer. A line a standby
+//!   *presumed* sent ([`presumed_exits`]) changes nothing either: it still keeps its id from
+//!   being sent again (the gateway looks it up), but nobody knows it was sent.
+//!
+//! [`presumed_exits`]: with `instance.lease = "redis"` a standby on another host takes over
+//! without the holder's journal. Exit ids are deterministic (`X<attempt>-<position>`), so the
+//! next attempt of every open position's exit is an id the dead holder may have sent a moment
+//! before it died, possibly still on the wire. The standby records each as *presumed sent*
+//! (`OrderJournal::presume`): if its own rules then decide that exit, the gateway does not
+//! send it but looks it up, and only after the resolve window (counted from the takeover)
+//! proves it absent does the next attempt, under a new id, go out.
 
 use std::collections::BTreeMap;
 
@@ -38,7 +48,7 @@ pub fn replay(state: &mut RestartState, journal: &[Sent]) -> usize {
     // The latest attempt of each role per position: an earlier attempt of the same role was
     // answered (rejected or proved absent) before the next one could be placed.
     let mut latest: BTreeMap<(PositionId, bool), (u32, &Sent)> = BTreeMap::new();
-    for s in journal {
+    for s in journal.iter().filter(|s| !s.presumed) {
         let Some(parsed) = correlation::parse(s.intent.correlation_id.as_str()) else { continue };
         if !parsed.refers_to(&s.intent.position_id) {
             continue;
@@ -68,6 +78,37 @@ pub fn replay(state: &mut RestartState, journal: &[Sent]) -> usize {
         }
     }
     changed
+}
+
+/// The next exit attempt of every open position (see the module doc), as intents to presume
+/// sent; ids `journal` already holds are left out.
+pub fn presumed_exits(state: &RestartState, journal: &[Sent]) -> Vec<crate::domain::OrderIntent> {
+    let mut out = Vec::new();
+    for p in &state.core.positions {
+        let (attempt, reason) = match &p.lifecycle {
+            Lifecycle::Active { attempts, .. } => (attempts + 1, None),
+            Lifecycle::Exiting(x) => (x.attempt + 1, Some(x.reason)),
+            Lifecycle::Exited(_) => continue,
+        };
+        let Ok(cid) = correlation::exit_id(&p.id, attempt) else { continue };
+        if journal.iter().any(|s| s.intent.correlation_id == cid) {
+            continue;
+        }
+        out.push(crate::domain::OrderIntent {
+            correlation_id: cid,
+            position_id: p.id.clone(),
+            instrument: p.instrument,
+            txn: Txn::closing(p.side),
+            quantity: p.open_quantity(),
+            // Unknown for an active position: whatever the holder decided. The line is
+            // marked presumed; nothing reads its reason.
+            purpose: OrderPurpose::Exit(reason.unwrap_or(crate::domain::ExitReason::SquareOff)),
+            reference_price: p.last_price,
+            price_is_stale: false,
+            created_at: state.now,
+        });
+    }
+    out
 }
 
 fn replay_entry(state: &mut RestartState, sent: &Sent, attempt: u32) -> Option<String> {

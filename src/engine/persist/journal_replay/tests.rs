@@ -27,6 +27,7 @@ fn sent(cid: &str, pos: &str, txn: Txn, purpose: OrderPurpose, price: i64) -> Se
             created_at: at,
         },
         previous_run: true,
+        presumed: false,
     }
 }
 
@@ -157,4 +158,36 @@ fn a_later_exit_attempt_replaces_an_earlier_one_and_older_ones_change_nothing() 
     assert!(matches!(lifecycle_of(&st, "p2"), Lifecycle::Active { attempts: 2, .. }));
     let Lifecycle::Exiting(x) = lifecycle_of(&st, "p3") else { panic!("not exiting") };
     assert_eq!((x.correlation_id.as_str(), x.reason), ("X2-p3", ExitReason::TakeProfit));
+}
+
+#[test]
+fn a_presumed_line_changes_nothing_in_the_state() {
+    let mut st = state(vec![stored_position("p1", PositionState::Active, 0)], &[]);
+    let mut presumed = exit("X1-p1", "p1");
+    presumed.presumed = true;
+    let mut entry = entry("N1-p9", "p9");
+    entry.presumed = true;
+    assert_eq!(replay(&mut st, &[presumed, entry]), 0);
+    assert!(matches!(lifecycle_of(&st, "p1"), Lifecycle::Active { attempts: 0, .. }));
+    assert!(st.core.pending_entries.is_empty());
+}
+
+#[test]
+fn a_takeover_presumes_the_next_exit_attempt_of_every_open_position_sent() {
+    let st = state(
+        vec![
+            stored_position("p1", PositionState::Active, 0),
+            stored_position("p2", PositionState::Active, 2),
+            stored_position("p3", PositionState::Exiting, 1),
+            stored_position("p4", PositionState::Active, 0),
+        ],
+        &["p5"],
+    );
+    let journal = [exit("X1-p4", "p4")];
+    let ids: Vec<(String, Txn, Qty)> = presumed_exits(&st, &journal)
+        .into_iter()
+        .map(|i| (i.correlation_id.to_string(), i.txn, i.quantity))
+        .collect();
+    let want = |c: &str| (c.to_string(), Txn::Sell, Qty(75));
+    assert_eq!(ids, [want("X1-p1"), want("X3-p2"), want("X2-p3")]);
 }
