@@ -34,19 +34,13 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// Where the entry price comes from: `fills` (our entry order's, or an adopted position's
-    /// own orders'), `given` (an operator's file, replay) is reported as `fills` too, or
-    /// `broker_average`.
+    /// Where the entry price comes from: `fills` (our entry order's fills, an adopted
+    /// position's own orders' fills, or a price an operator gave) or `broker_average`.
     pub const fn entry_price_source(self) -> &'static str {
         match self {
             Origin::Entry | Origin::Adopted => "fills",
             Origin::AdoptedAtBrokerAverage => "broker_average",
         }
-    }
-
-    /// Not opened by an entry of ours.
-    pub const fn is_adopted(self) -> bool {
-        !matches!(self, Origin::Entry)
     }
 }
 
