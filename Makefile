@@ -1,7 +1,7 @@
 # scalper: see README.md. `make run` and `make test` are the two commands that matter.
 CARGO ?= cargo
 
-.PHONY: build run test bench fuzz lint fmt install clean
+.PHONY: build run test soak bench fuzz lint fmt install clean
 
 build:
 	$(CARGO) build --release
@@ -12,6 +12,16 @@ run: build
 # Starts (or reuses) the Redis and PostgreSQL the tests need: see scripts/with-test-services.
 test:
 	scripts/with-test-services $(CARGO) test --all-targets
+
+# A long seeded campaign against the simulator: randomized faults, the real binary SIGKILLed at
+# the crash windows and from outside, restarts killed again while settling; prints scenarios
+# run, kills, exits, duplicates, orphans and account mismatches (tests/live_crash_windows.rs).
+# The same seed replays the same campaign; `make test` runs a short one (3 scenarios).
+SOAK_SEED ?= 1592640677
+SOAK_SCENARIOS ?= 1000
+soak:
+	SOAK_SEED=$(SOAK_SEED) SOAK_SCENARIOS=$(SOAK_SCENARIOS) scripts/with-test-services \
+		$(CARGO) test --test live_crash_windows a_seeded_campaign -- --nocapture
 
 # Benchmarks that write to PostgreSQL need it too.
 bench:

@@ -35,8 +35,14 @@ fn unknown_broker_long_and_short_are_adopted_and_then_managed() {
     let long = adopted(&e, A).expect("the long is adopted at startup");
     assert_eq!(
         (long.side, long.quantity, long.entry_price, long.origin),
-        (Side::Long, Qty(75), rupees("101.50"), Origin::Adopted)
+        (Side::Long, Qty(75), rupees("101.50"), Origin::AdoptedAtBrokerAverage)
     );
+    assert_eq!(long.origin.entry_price_source(), "broker_average", "no order of ours explains it");
+    let alerted = e.recorder.events().iter().any(|ev| {
+        matches!(ev, scalper::engine::seams::EngineEvent::Core(scalper::exec::core::CoreEvent::Alert(a))
+            if a.code == "adopted_at_broker_average" && a.message.contains(long.id.as_str()))
+    });
+    assert!(alerted, "a warning alert names the position adopted at the broker's average");
     assert!(adopted(&e, C).is_none(), "a MARGIN position is left alone");
 
     // A short sold elsewhere while the engine runs: adopted on the heartbeat's cadence.

@@ -40,6 +40,11 @@ pub struct JournalLine {
     /// When it was written (just before the send).
     pub at: Timestamp,
     pub intent: OrderIntent,
+    /// Not sent by this process: an id another process may have sent (a standby's takeover,
+    /// `presume`). Its intent names the position and the id; the reason and price are the
+    /// taking-over process's best knowledge, not the sender's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub presumed: bool,
 }
 
 /// What the journal knows about a correlation id.
@@ -49,6 +54,8 @@ pub struct Sent {
     pub intent: OrderIntent,
     /// Written by an earlier run of the process (read back at startup).
     pub previous_run: bool,
+    /// Recorded as possibly sent by another process ([`JournalLine::presumed`]).
+    pub presumed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +109,12 @@ impl OrderJournal {
                     }
                     match serde_json::from_str::<JournalLine>(&line) {
                         Ok(l) => {
-                            let sent = Sent { at: l.at, intent: l.intent, previous_run: true };
+                            let sent = Sent {
+                                at: l.at,
+                                intent: l.intent,
+                                previous_run: true,
+                                presumed: l.presumed,
+                            };
                             state.sent.insert(sent.intent.correlation_id.clone(), sent);
                         }
                         // A torn last line: the crash came before the fsync returned, so the
@@ -132,6 +144,30 @@ impl OrderJournal {
     /// An id already recorded is not written again (a retry of an order that provably did not
     /// reach Dhan).
     pub fn record(&self, intent: &OrderIntent, now: Timestamp) -> Result<(), JournalError> {
+        self.write(intent, now, false)
+    }
+
+    /// Records `intent` as possibly sent by another process (a standby taking over from a
+    /// holder that died): from now on it counts as sent by an earlier run, so it is never sent,
+    /// only looked up, and only its proven absence (the resolve window counted from `now`)
+    /// lets the next attempt go.
+    pub fn presume(&self, intent: &OrderIntent, now: Timestamp) -> Result<(), JournalError> {
+        if self.lookup(&intent.correlation_id).is_some() {
+            return Ok(()); // known already: sent (or presumed) before
+        }
+        self.write(intent, now, true)?;
+        if let Some(s) = self.state.lock().sent.get_mut(&intent.correlation_id) {
+            s.previous_run = true;
+        }
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        intent: &OrderIntent,
+        now: Timestamp,
+        presumed: bool,
+    ) -> Result<(), JournalError> {
         let mut st = self.state.lock();
         if now.ist_date() != st.day {
             // A new day: Dhan's order book starts empty, so do yesterday's ids.
@@ -155,7 +191,7 @@ impl OrderJournal {
             }
             st.file = Some(f);
         }
-        let line = JournalLine { at: now, intent: intent.clone() };
+        let line = JournalLine { at: now, intent: intent.clone(), presumed };
         let mut text = serde_json::to_string(&line).expect("an order intent always encodes");
         text.push('\n');
         let file = st.file.as_mut().expect("opened above");
@@ -163,7 +199,7 @@ impl OrderJournal {
         file.sync_data().map_err(io_err("syncing", &path))?;
         st.sent.insert(
             intent.correlation_id.clone(),
-            Sent { at: now, intent: intent.clone(), previous_run: false },
+            Sent { at: now, intent: intent.clone(), previous_run: false, presumed },
         );
         Ok(())
     }
@@ -260,5 +296,22 @@ mod tests {
         j.record(&intent("X1-p1"), MON.plus_millis(1)).unwrap();
         let text = std::fs::read_to_string(j.path_for(MON)).unwrap();
         assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_presumed_id_counts_as_sent_by_an_earlier_run_now_and_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = OrderJournal::open(dir.path(), MON).unwrap();
+        j.record(&intent("X1-p1"), MON).unwrap();
+        j.presume(&intent("X1-p1"), MON).unwrap();
+        j.presume(&intent("X2-p2"), MON.plus_millis(5)).unwrap();
+        let flags = |s: Sent| (s.previous_run, s.presumed, s.at);
+        let x1 = CorrelationId::new("X1-p1").unwrap();
+        let x2 = CorrelationId::new("X2-p2").unwrap();
+        assert_eq!(flags(j.lookup(&x1).unwrap()), (false, false, MON), "sent by this run");
+        assert_eq!(flags(j.lookup(&x2).unwrap()), (true, true, MON.plus_millis(5)));
+        let again = OrderJournal::open(dir.path(), MON).unwrap();
+        assert_eq!(flags(again.lookup(&x2).unwrap()), (true, true, MON.plus_millis(5)));
+        assert_eq!(flags(again.lookup(&x1).unwrap()), (true, false, MON));
     }
 }

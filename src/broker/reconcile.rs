@@ -11,8 +11,13 @@
 //!   settled, order activity of ours since the first read began, an exit in flight, a pending
 //!   entry, or any open order in the broker's book on it (ours or placed elsewhere);
 //! - the two reads must agree: a difference seen once is only a finding;
-//! - a broker position we do not know is adopted (side, quantity, the broker's average price);
-//!   a broker holding more than we do on the same side has the excess adopted;
+//! - a broker position we do not know is adopted; a broker holding more than we do on the same
+//!   side has the excess adopted. When entry orders of ours that executed today, on that
+//!   instrument, whose positions the engine does not hold and that no exit of ours executed
+//!   against, add up to exactly that excess, each is adopted at its own fills (the order's
+//!   volume-weighted price and filled quantity); otherwise the excess is adopted at the
+//!   broker's average price, marked as such ([`PriceSource::BrokerAverage`]: the position's
+//!   `entry_price_source` is `broker_average` and a warning alert says so);
 //! - a local position the broker reports flat is closed locally, at the broker's average exit
 //!   price when it has one, else at the position's last price;
 //! - a book with a line we cannot read (unknown segment, non-numeric id) changes nothing;
@@ -26,7 +31,7 @@ use crate::broker::model::{Order, OrderStatus, Position as WirePosition, Product
 use crate::domain::{
     CorrelationId, InstrumentKey, OrderId, OrderIntent, Paise, PositionId, Qty, Side,
 };
-use crate::risk::correlation;
+use crate::risk::correlation::{self, OrderRole, ParsedCorrelation};
 
 /// A broker position row, reduced to what reconciliation compares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,11 +55,35 @@ pub struct BrokerOrder {
     pub ours: bool,
 }
 
+/// An order of ours (by its correlation id) that executed, as the broker's order book shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnExecution {
+    pub correlation_id: String,
+    pub parsed: ParsedCorrelation,
+    pub instrument: InstrumentKey,
+    /// The side this order's fills hold (buy: long).
+    pub side: Side,
+    pub filled: Qty,
+    /// Volume-weighted price of its fills.
+    pub average: Paise,
+}
+
+/// Where an adopted position's entry price comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The fills of an entry order of ours.
+    OwnTrades,
+    /// The broker's average for the contract: nothing of ours explains the position.
+    BrokerAverage,
+}
+
 /// One read of the broker's books.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BrokerBook {
     pub positions: Vec<BrokerPosition>,
     pub open_orders: Vec<BrokerOrder>,
+    /// Today's orders of ours that executed (any status).
+    pub own_executions: Vec<OwnExecution>,
     /// Lines of our product type we could not read: the book is not well-formed enough to act
     /// on.
     pub unreadable: usize,
@@ -100,6 +129,22 @@ impl BrokerBook {
             }
         }
         for o in orders {
+            let parsed = o.correlation_id.as_deref().and_then(correlation::parse);
+            if let (Some(parsed), Some(instrument), Some(txn)) =
+                (parsed, o.instrument(), o.transaction_type.known())
+                && o.filled_qty.0 > 0
+                && o.average_traded_price.0 > 0
+                && o.product_type.known() == Some(product)
+            {
+                book.own_executions.push(OwnExecution {
+                    correlation_id: o.correlation_id.clone().unwrap_or_default(),
+                    parsed,
+                    instrument,
+                    side: if txn == crate::domain::Txn::Buy { Side::Long } else { Side::Short },
+                    filled: o.filled_qty,
+                    average: o.average_traded_price,
+                });
+            }
             if o.order_status.is_terminal() || matches!(o.order_status, OrderStatus::Other(_)) {
                 continue;
             }
@@ -175,7 +220,17 @@ pub struct BrokerCheck {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Adjustment {
     /// Take a broker position under management.
-    Adopt { instrument: InstrumentKey, side: Side, quantity: Qty, price: Paise, why: String },
+    Adopt {
+        instrument: InstrumentKey,
+        side: Side,
+        quantity: Qty,
+        price: Paise,
+        source: PriceSource,
+        /// The position id of the entry order whose fills these are (`OwnTrades` with an id
+        /// that fits the correlation id), kept so the position is the entry's own.
+        position: Option<PositionId>,
+        why: String,
+    },
     /// The broker no longer holds this position: close it locally at `price`.
     CloseLocal { position: PositionId, instrument: InstrumentKey, price: Paise, why: String },
     /// An exit order in flight never reached Dhan: start its next attempt (a new id).
@@ -249,13 +304,46 @@ pub fn plan(check: &BrokerCheck, local: &LocalView) -> Plan {
         if ours == 0 || (ours.signum() == b2.signum() && b2.abs() > ours.abs()) {
             let side = if b2 > 0 { Side::Long } else { Side::Short };
             let quantity = Qty((b2 - ours).abs());
-            let price = row.map_or(Paise::ZERO, |r| entry_average(r, side));
-            let why = if ours == 0 {
+            let held = if ours == 0 {
                 format!("the broker holds {b2} of {k} that the engine did not know")
             } else {
                 format!("the broker holds {b2} of {k}, the engine {ours}: the excess is adopted")
             };
-            out.adjustments.push(Adjustment::Adopt { instrument: k, side, quantity, price, why });
+            let own = unexplained_entries(&check.recheck, k, local);
+            let explained: i64 = own.iter().map(|e| e.side.sign() * e.filled.0).sum();
+            if !own.is_empty() && explained == b2 - ours {
+                for e in own {
+                    out.adjustments.push(Adjustment::Adopt {
+                        instrument: k,
+                        side: e.side,
+                        quantity: e.filled,
+                        price: e.average,
+                        source: PriceSource::OwnTrades,
+                        position: match &e.parsed.position {
+                            correlation::PositionRef::Id(id) => Some(id.clone()),
+                            correlation::PositionRef::Hash(_) => None,
+                        },
+                        why: format!(
+                            "{held}; our entry order {} explains {} of it: priced at its own fills",
+                            e.correlation_id, e.filled
+                        ),
+                    });
+                }
+                continue;
+            }
+            let price = row.map_or(Paise::ZERO, |r| entry_average(r, side));
+            let why = format!(
+                "{held}; no order of ours explains it: priced at the broker's average (entry_price_source = broker_average)"
+            );
+            out.adjustments.push(Adjustment::Adopt {
+                instrument: k,
+                side,
+                quantity,
+                price,
+                source: PriceSource::BrokerAverage,
+                position: None,
+                why,
+            });
         } else if b2 == 0 {
             for p in local.positions.iter().filter(|p| p.instrument == k) {
                 let exit = row.map(|r| exit_average(r, p.side)).filter(|x| x.0 > 0);
@@ -294,6 +382,24 @@ pub fn confirmed(check: &BrokerCheck, local: &LocalView) -> BTreeSet<InstrumentK
         .into_iter()
         .filter(|&(k, ours)| check.first.net(k) == ours && check.recheck.net(k) == ours)
         .map(|(k, _)| k)
+        .collect()
+}
+
+/// Entry orders of ours on `k` that executed, whose position the engine does not hold and
+/// against which no exit order of ours executed.
+fn unexplained_entries<'a>(
+    book: &'a BrokerBook,
+    k: InstrumentKey,
+    local: &LocalView,
+) -> Vec<&'a OwnExecution> {
+    let own = &book.own_executions;
+    own.iter()
+        .filter(|e| e.instrument == k && e.parsed.role == OrderRole::Entry)
+        .filter(|e| !local.positions.iter().any(|p| e.parsed.refers_to(&p.id)))
+        .filter(|e| {
+            !own.iter()
+                .any(|x| x.parsed.role == OrderRole::Exit && x.parsed.position == e.parsed.position)
+        })
         .collect()
 }
 
@@ -362,6 +468,78 @@ mod tests {
 
     fn view(positions: Vec<LocalPosition>) -> LocalView {
         LocalView { positions, ..LocalView::default() }
+    }
+
+    fn exec(cid: &str, k: InstrumentKey, side: Side, filled: i64, avg: i64) -> OwnExecution {
+        OwnExecution {
+            correlation_id: cid.into(),
+            parsed: correlation::parse(cid).unwrap(),
+            instrument: k,
+            side,
+            filled: Qty(filled),
+            average: Paise(avg),
+        }
+    }
+
+    fn with_executions(rows: Vec<BrokerPosition>, own: Vec<OwnExecution>) -> BrokerCheck {
+        let b = BrokerBook { positions: rows, own_executions: own, ..BrokerBook::default() };
+        BrokerCheck { first: b.clone(), recheck: b, ..BrokerCheck::default() }
+    }
+
+    fn adoptions(p: &Plan) -> Vec<(Side, Qty, Paise, PriceSource, Option<&str>)> {
+        p.adjustments
+            .iter()
+            .filter_map(|a| match a {
+                Adjustment::Adopt { side, quantity, price, source, position, .. } => {
+                    Some((*side, *quantity, *price, *source, position.as_ref().map(|p| p.as_str())))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_position_our_own_entries_explain_is_adopted_at_their_fills_not_the_day_average() {
+        use PriceSource::{BrokerAverage, OwnTrades};
+        // Day average 95.00: an earlier trade (entered at 100.00, exited) and today's lost
+        // entry at 90.00.
+        let own = vec![
+            exec("N1-p1", A, Side::Long, 75, 10_000),
+            exec("X1-p1", A, Side::Short, 75, 12_100),
+            exec("N1-p2", A, Side::Long, 75, 9_000),
+        ];
+        let p = plan(&with_executions(vec![row(A, 75, 9_500, 12_100)], own.clone()), &view(vec![]));
+        assert_eq!(adoptions(&p), [(Side::Long, Qty(75), Paise(9_000), OwnTrades, Some("p2"))]);
+
+        // Two lost entries, part of the broker's position each.
+        let mut two = own.clone();
+        two.push(exec("N1-p3", A, Side::Long, 25, 9_100));
+        let p = plan(&with_executions(vec![row(A, 100, 9_500, 12_100)], two), &view(vec![]));
+        assert_eq!(
+            adoptions(&p),
+            [
+                (Side::Long, Qty(75), Paise(9_000), OwnTrades, Some("p2")),
+                (Side::Long, Qty(25), Paise(9_100), OwnTrades, Some("p3")),
+            ]
+        );
+
+        // Our entries do not add up to what the broker holds: the broker's average, marked.
+        let p =
+            plan(&with_executions(vec![row(A, 150, 9_500, 12_100)], own.clone()), &view(vec![]));
+        assert_eq!(adoptions(&p), [(Side::Long, Qty(150), Paise(9_500), BrokerAverage, None)]);
+        let why = format!("{:?}", p.adjustments[0]);
+        assert!(why.contains("broker_average"), "{why}");
+
+        // An entry whose position the engine holds explains nothing more.
+        let p = plan(
+            &with_executions(vec![row(A, 150, 9_500, 12_100)], own.clone()),
+            &view(vec![local("p2", A, Side::Long, 75)]),
+        );
+        assert_eq!(adoptions(&p), [(Side::Long, Qty(75), Paise(9_500), BrokerAverage, None)]);
+
+        // Nothing of ours at all.
+        let p = plan(&with_executions(vec![row(A, 75, 9_500, 0)], vec![]), &view(vec![]));
+        assert_eq!(adoptions(&p), [(Side::Long, Qty(75), Paise(9_500), BrokerAverage, None)]);
     }
 
     #[test]

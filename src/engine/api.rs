@@ -328,6 +328,8 @@ fn position_json(p: &PositionView, master: &Instruments) -> Value {
         "side": p.side,
         "quantity": p.open_quantity.0,
         "entry_price": money(p.entry_price),
+        "entry_price_source": p.origin.entry_price_source(),
+        "origin": p.origin,
         "opened_at": p.opened_at.to_ist_iso(),
         "last_price": money(p.last_price),
         "last_price_at": iso(p.last_price_at),

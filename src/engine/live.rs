@@ -17,7 +17,7 @@ use crate::broker::breaker::{BreakerConfig, SharedBreaker};
 use crate::broker::credentials::{
     CredentialError, CredentialSource, Credentials, ReloadableCredentials,
 };
-use crate::broker::journal::OrderJournal;
+use crate::broker::journal::{OrderJournal, Sent};
 use crate::broker::model::ProductType;
 use crate::broker::order_updates::{
     OrderUpdateConfig, OrderUpdateMetrics, OrderUpdateShared, OrderUpdateWorker, RecentUpdates,
@@ -256,11 +256,71 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
 /// - An entry in flight whose position the store knows was filled; one without stays pending,
 ///   to be asked for the same way.
 /// - An older exit order of a position that has since moved on is closed in the store's books.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LiveRestart;
+/// - Every order of today's journal the store missed (the store is write-behind, the journal
+///   was fsynced before the send) is put back in flight first
+///   ([`crate::engine::persist::journal_replay`]), so it is settled the same way.
+/// - With `instance.lease = "redis"` (a standby may be taking over from a holder on another
+///   host, whose journal it does not have) the next exit attempt of every open position is
+///   recorded in the journal as presumed sent
+///   ([`crate::engine::persist::journal_replay::presumed_exits`]): looked up, never sent,
+///   until the resolve window proves it absent.
+#[derive(Debug, Default, Clone)]
+pub struct LiveRestart {
+    /// Today's order journal as the previous run left it.
+    pub journal: Vec<Sent>,
+    /// Where the journal is (`None`: presume nothing).
+    pub journal_dir: Option<PathBuf>,
+    /// Presume the next exit attempts sent (`instance.lease = "redis"`).
+    pub presume_next_exits: bool,
+}
+
+impl LiveRestart {
+    /// Reads today's order journal (`journal_dir`, or `<data_dir>/journal`).
+    pub fn from_journal(config: &Config, now: crate::domain::Timestamp) -> anyhow::Result<Self> {
+        let dir = LiveOptions::from_config(config)
+            .journal_dir
+            .unwrap_or_else(|| config.data_dir.join("journal"));
+        let journal = OrderJournal::open(&dir, now)
+            .with_context(|| format!("reading the order journal in {}", dir.display()))?;
+        Ok(LiveRestart {
+            journal: journal.today(),
+            presume_next_exits: config.instance.lease == config::LeaseKind::Redis,
+            journal_dir: Some(dir),
+        })
+    }
+
+    /// Records the next exit attempts of the open positions as presumed sent (see above).
+    fn presume_next_exits(&self, state: &mut RestartState) -> anyhow::Result<()> {
+        let (true, Some(dir)) = (self.presume_next_exits, &self.journal_dir) else {
+            return Ok(());
+        };
+        let intents = crate::engine::persist::journal_replay::presumed_exits(state, &self.journal);
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let journal = OrderJournal::open(dir, state.now)
+            .with_context(|| format!("opening the order journal in {}", dir.display()))?;
+        for i in intents {
+            journal.presume(&i, state.now).with_context(|| {
+                format!("recording {} as possibly sent by the previous holder", i.correlation_id)
+            })?;
+            state.audit(
+                Actor::Reconciliation,
+                "exit_presumed_sent",
+                format!(
+                    "{} of {}: possibly sent by the previous lease holder; looked up, never sent, until proved absent",
+                    i.correlation_id, i.position_id
+                ),
+            );
+        }
+        Ok(())
+    }
+}
 
 impl Reconcile for LiveRestart {
     fn reconcile(&mut self, state: &mut RestartState) -> anyhow::Result<()> {
+        crate::engine::persist::journal_replay::replay(state, &self.journal);
+        self.presume_next_exits(state)?;
         let mut outcomes = Vec::new();
         let mut notes = Vec::new();
         for (p, x) in state.exits_in_flight() {
@@ -420,7 +480,7 @@ max_daily_loss_rupees = 5000
             resend: Vec::new(),
             records: Vec::new(),
         };
-        LiveRestart.reconcile(&mut state).unwrap();
+        LiveRestart::default().reconcile(&mut state).unwrap();
         assert!(state.resend.is_empty(), "nothing is re-sent from the store");
         assert_eq!(state.outcomes, [OrderEvent::Filled { purpose: exit, fill: part }]);
         let pending: Vec<&str> =

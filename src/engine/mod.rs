@@ -126,7 +126,8 @@ pub fn build_active(env: EngineEnv, gate: crate::instance::OrderGate) -> anyhow:
                 }),
                 ..Seams::paper()
             };
-            persist::build(env, seams, &mut live::LiveRestart, gate)
+            let mut restart = live::LiveRestart::from_journal(&env.config, env.clock.now())?;
+            persist::build(env, seams, &mut restart, gate)
         }
     }
 }

@@ -537,6 +537,7 @@ impl ExitCore {
                 risk: p.risk,
                 lifecycle: p.lifecycle.clone(),
                 exit_retry: self.retries.view(&p.id, now),
+                origin: p.origin,
             })
             .collect();
         positions.sort_by(|a, b| a.id.cmp(&b.id));

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::domain::{InstrumentKey, Qty, Side};
-use crate::engine::shared::Shared;
 use crate::exec::messages::{EngineCommand, EntryOrder, EntrySource};
+use crate::exec::shared::Shared;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// How long an entry may wait for the exit engine's answer.

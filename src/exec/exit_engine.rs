@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::select;
 
 use crate::domain::{InstrumentKey, Tick, Timestamp};
-use crate::engine::shared::Shared;
 use crate::exec::core::{CoreEvent, ExitCore};
+use crate::exec::shared::Shared;
 use crate::runtime::{Worker, WorkerCtx, failpoint};
 
 /// The timed rules run at least this often.

@@ -6,12 +6,12 @@
 //!   received `risk.stale_after_ms` ago or more on the monotonic clock (or that never had one
 //!   for that long since it opened) is stale. Staleness is always visible: the `prices` health component goes `Degraded`,
 //!   `scalper_stale_positions` and `scalper_position_price_age_seconds` show it. With a
-//!   [`crate::engine::seams::StalePriceSource`] (live mode: Dhan's LTP over REST) the fetched
+//!   [`crate::exec::seams::StalePriceSource`] (live mode: Dhan's LTP over REST) the fetched
 //!   prices go to the exit engine to be evaluated as ticks; without one (paper mode) each
 //!   position that turns stale gets an alert log line.
 //! - Pruning: the exit core forgets prices and cooldowns no decision needs (by command, as the
 //!   exit engine owns it); the order ledger drops orders settled long ago.
-//! - Reconciliation: the broker's [`crate::engine::seams::Reconciler`] compares positions
+//! - Reconciliation: the broker's [`crate::exec::seams::Reconciler`] compares positions
 //!   (a no-op in paper mode; in live mode it wakes the `reconciler` worker, whose reads the
 //!   exit engine applies); its findings are logged.
 //! - One summary line in the log: positions, day PnL, ticks per second, trading state.
@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::domain::{InstrumentKey, PositionId};
-use crate::engine::shared::Shared;
 use crate::exec::messages::EngineCommand;
+use crate::exec::shared::Shared;
 use crate::ops::health::{ComponentHealth, Status};
 use crate::runtime::{Worker, WorkerCtx};
 

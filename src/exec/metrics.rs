@@ -50,6 +50,7 @@ pub mod known {
         ("exit_not_started", AlertLevel::Critical),
         ("exit_absent", AlertLevel::Warning),
         ("closed_at_broker", AlertLevel::Warning),
+        ("adopted_at_broker_average", AlertLevel::Warning),
         ("entry_rejected", AlertLevel::Warning),
         ("exit_held", AlertLevel::Warning),
         ("exit_held_unconfirmed", AlertLevel::Critical),

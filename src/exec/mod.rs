@@ -18,6 +18,8 @@ pub mod paper;
 pub mod paper_gateway;
 pub mod pnl_refresher;
 pub mod router;
+pub mod seams;
+pub mod shared;
 
 pub use self::core::{
     AccountView, Alert, AlertLevel, ClosedTrade, CoreError, CoreEvent, CoreParams, CoreSnapshot,

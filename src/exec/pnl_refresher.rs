@@ -17,10 +17,10 @@ use crossbeam_channel::select;
 use parking_lot::RwLock;
 
 use crate::domain::{Paise, Timestamp};
-use crate::engine::seams::EngineEvent;
-use crate::engine::shared::Shared;
 use crate::exec::core::CoreSnapshot;
 use crate::exec::messages::EngineCommand;
+use crate::exec::seams::EngineEvent;
+use crate::exec::shared::Shared;
 use crate::risk::{Lifecycle, TradingState};
 use crate::runtime::{Worker, WorkerCtx};
 

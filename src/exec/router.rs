@@ -23,10 +23,10 @@ use std::sync::Arc;
 use crossbeam_channel::select;
 
 use crate::domain::{CorrelationId, Fill, OrderId, OrderIntent, Timestamp};
-use crate::engine::seams::EngineEvent;
-use crate::engine::shared::Shared;
 use crate::exec::ledger::{Admission, OrderState, purpose_kind};
 use crate::exec::messages::{OrderEvent, RouterOrder};
+use crate::exec::seams::EngineEvent;
+use crate::exec::shared::Shared;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// What placing an order gave.

@@ -7,9 +7,9 @@
 use serde_json::{Value, json};
 
 use crate::domain::{InstrumentKey, Paise, PositionId, Timestamp};
-use crate::engine::seams::EngineEvent;
 use crate::exec::core::{CoreEvent, PositionChange, PositionView};
 use crate::exec::pnl_refresher::PnlSnapshot;
+use crate::exec::seams::EngineEvent;
 use crate::feed::tick_cache::TickSnapshot;
 use crate::risk::Lifecycle;
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::config::{Config, Secrets};
-use crate::engine::seams::{EngineEvent, EventSink};
-use crate::engine::shared::Shared;
+use crate::exec::seams::{EngineEvent, EventSink};
+use crate::exec::shared::Shared;
 use crate::ops::health::HealthBoard;
 use crate::ops::metrics::Metrics;
 use crate::runtime::WorkerSpec;

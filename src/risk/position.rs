@@ -25,8 +25,23 @@ use super::rules::{RiskState, Terms};
 pub enum Origin {
     /// Opened by one of our entry orders (counts towards the day's trades).
     Entry,
-    /// Found open at the broker (or given to replay): taken as it is, no entry checks.
+    /// Found open at the broker (or given to replay): taken as it is, no entry checks; its
+    /// entry price is its own orders' fills (or the given one).
     Adopted,
+    /// Found open at the broker with no order of ours to explain it: its entry price is the
+    /// broker's average for the contract (the day's, not this position's), a figure to check.
+    AdoptedAtBrokerAverage,
+}
+
+impl Origin {
+    /// Where the entry price comes from: `fills` (our entry order's fills, an adopted
+    /// position's own orders' fills, or a price an operator gave) or `broker_average`.
+    pub const fn entry_price_source(self) -> &'static str {
+        match self {
+            Origin::Entry | Origin::Adopted => "fills",
+            Origin::AdoptedAtBrokerAverage => "broker_average",
+        }
+    }
 }
 
 /// A definitive rejection of an exit order, kept on the position for operators.

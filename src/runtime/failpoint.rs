@@ -1,7 +1,11 @@
 //! Fault injection for tests of the real binary: named points in the code that panic when armed
 //! through the `SCALPER_FAILPOINTS` environment variable, e.g.
 //! `SCALPER_FAILPOINTS="exit_engine.after_decision=1,heartbeat.loop=always"`
-//! (`N` = panic the first N times the point is reached, `always` = every time).
+//! (`N` = panic the first N times the point is reached, `always` = every time), or
+//! `SCALPER_FAILPOINTS="broker.exit_journaled=kill"` (`kill` = SIGKILL the process the first
+//! time the point is reached, `kill:N` = the N-th time): a crash at an exact point, with
+//! nothing flushed, for the crash tests of the real binary; `sleep:MS` = wait that long each
+//! time (a component made slow, e.g. a store that lags behind).
 //!
 //! Unarmed points cost one relaxed atomic load. An armed process says so at startup, loudly,
 //! because nothing in production should ever set this variable.
@@ -18,6 +22,10 @@ pub const ENV: &str = "SCALPER_FAILPOINTS";
 enum Arm {
     Times(AtomicU64),
     Always,
+    /// SIGKILL when this many more hits have passed (0: the next one).
+    Kill(AtomicU64),
+    /// Sleep this many milliseconds at every hit.
+    Sleep(u64),
 }
 
 struct Registry {
@@ -37,10 +45,7 @@ pub fn init_from_env() -> Vec<String> {
     let mut armed = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, how) = item.split_once('=').unwrap_or((item, "always"));
-        let arm = match how.trim() {
-            "always" => Some(Arm::Always),
-            n => n.parse::<u64>().ok().map(|n| Arm::Times(AtomicU64::new(n))),
-        };
+        let arm = parse_arm(how.trim());
         match arm {
             Some(arm) => {
                 arm_point(name.trim(), arm);
@@ -50,6 +55,23 @@ pub fn init_from_env() -> Vec<String> {
         }
     }
     armed
+}
+
+/// `always`, `N`, `kill`, `kill:N` (N ≥ 1) or `sleep:MS`.
+fn parse_arm(how: &str) -> Option<Arm> {
+    if how == "always" {
+        return Some(Arm::Always);
+    }
+    if how == "kill" {
+        return Some(Arm::Kill(AtomicU64::new(0)));
+    }
+    if let Some(n) = how.strip_prefix("kill:") {
+        return n.parse::<u64>().ok().filter(|n| *n > 0).map(|n| Arm::Kill(AtomicU64::new(n - 1)));
+    }
+    if let Some(ms) = how.strip_prefix("sleep:") {
+        return ms.parse::<u64>().ok().map(Arm::Sleep);
+    }
+    how.parse::<u64>().ok().map(|n| Arm::Times(AtomicU64::new(n)))
 }
 
 fn arm_point(name: &str, arm: Arm) {
@@ -68,19 +90,40 @@ pub fn disarm_all() {
     ANY_ARMED.store(false, Ordering::Release);
 }
 
-/// Panics if `name` is armed.
+/// Panics (or kills the process) if `name` is armed.
 #[inline]
 pub fn hit(name: &str) {
     if !ANY_ARMED.load(Ordering::Relaxed) {
         return;
     }
-    let fire = match registry().points.lock().get(name) {
-        Some(Arm::Always) => true,
-        Some(Arm::Times(left)) => {
-            left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+    let mut sleep = 0;
+    let (fire, kill) = match registry().points.lock().get(name) {
+        Some(Arm::Always) => (true, false),
+        Some(Arm::Times(left)) => (
+            left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok(),
+            false,
+        ),
+        Some(Arm::Kill(skip)) => (
+            false,
+            skip.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_err(),
+        ),
+        Some(Arm::Sleep(ms)) => {
+            sleep = *ms;
+            (false, false)
         }
-        None => false,
+        None => (false, false),
     };
+    if sleep > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(sleep));
+    }
+    if kill {
+        log::error!(target: "failpoint", "failpoint {name}: SIGKILL");
+        // SAFETY: kill(2) on our own pid with a constant signal has no memory-safety
+        // preconditions; SIGKILL cannot be caught, so nothing after it runs.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
     if fire {
         panic!("failpoint {name} fired");
     }
@@ -97,5 +140,23 @@ mod tests {
         assert!(std::panic::catch_unwind(|| hit("test.point")).is_err());
         hit("test.point");
         hit("test.other");
+    }
+
+    #[test]
+    fn kill_and_sleep_arms_are_parsed_and_bad_ones_refused() {
+        let left = |a: Option<Arm>| match a {
+            Some(Arm::Kill(n)) => Some(n.load(Ordering::Relaxed)),
+            _ => None,
+        };
+        assert_eq!(left(parse_arm("kill")), Some(0));
+        assert_eq!(left(parse_arm("kill:3")), Some(2));
+        assert!(parse_arm("kill:0").is_none());
+        assert!(parse_arm("kill:x").is_none());
+        assert!(matches!(parse_arm("sleep:5"), Some(Arm::Sleep(5))));
+        assert!(matches!(parse_arm("always"), Some(Arm::Always)));
+        assert!(matches!(parse_arm("2"), Some(Arm::Times(_))));
+        assert!(parse_arm("sometimes").is_none());
+        arm_point("test.sleepy", Arm::Sleep(1));
+        hit("test.sleepy");
     }
 }

@@ -133,5 +133,7 @@ pub trait Store: Send {
 }
 
 /// The schema versions this build knows, with their SQL (valid for both backends).
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (2, "entry_price_source", include_str!("migrations/0002_entry_price_source.sql")),
+];

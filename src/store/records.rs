@@ -97,8 +97,12 @@ impl EventIdGen {
 pub enum PositionSource {
     /// Opened by one of our entry orders.
     Entry,
-    /// Found at the broker and taken over (reconciliation, `positions.csv`).
+    /// Found at the broker and taken over (reconciliation, `positions.csv`), priced at its
+    /// own orders' fills (or the given price).
     Adopted,
+    /// Found at the broker with no order of ours to explain it, priced at the broker's
+    /// average (`entry_price_source = broker_average`).
+    AdoptedBrokerAverage,
 }
 
 /// A position's lifecycle (risk spec §2).
@@ -170,7 +174,11 @@ macro_rules! text_codes {
     };
 }
 
-text_codes!(PositionSource { Entry => "entry", Adopted => "adopted" });
+text_codes!(PositionSource {
+    Entry => "entry",
+    Adopted => "adopted",
+    AdoptedBrokerAverage => "adopted_broker_average"
+});
 text_codes!(PositionState { Active => "active", Exiting => "exiting", Exited => "exited" });
 text_codes!(OrderStatus {
     Created => "created",

@@ -433,6 +433,8 @@ impl StoreWriter {
     /// Persists one batch: to the database when it is reachable and no spill waits, else to
     /// the spill.
     fn persist(&mut self, batch: &[StoreEvent], ctx: &WorkerCtx, may_replay: bool) -> Outcome {
+        // A store lagging behind, for the crash tests (`sleep:MS`).
+        crate::runtime::failpoint::hit("store_writer.batch");
         if batch.is_empty() {
             return Outcome::Done;
         }

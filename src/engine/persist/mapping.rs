@@ -21,6 +21,7 @@ pub fn position_record(p: &Position, at: Timestamp) -> PositionRecord {
     let source = match p.origin {
         Origin::Entry => PositionSource::Entry,
         Origin::Adopted => PositionSource::Adopted,
+        Origin::AdoptedAtBrokerAverage => PositionSource::AdoptedBrokerAverage,
     };
     let mut r = PositionRecord {
         best_price: p.risk.best_price,

@@ -30,6 +30,7 @@
 //! with it on one log line (`Startup failed: recovery: ...`): trading never starts on a state
 //! that could not be recovered.
 
+pub mod journal_replay;
 pub mod mapping;
 pub mod recover;
 pub mod sink;

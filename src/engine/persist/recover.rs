@@ -444,6 +444,7 @@ pub fn position_from_record(
         origin: match r.source {
             PositionSource::Entry => Origin::Entry,
             PositionSource::Adopted => Origin::Adopted,
+            PositionSource::AdoptedBrokerAverage => Origin::AdoptedAtBrokerAverage,
         },
         risk: RiskState {
             best_price: r.best_price,

@@ -148,6 +148,25 @@ impl ExitCore {
         self.open_position(new, Origin::Adopted)
     }
 
+    /// Takes a broker position that no order of ours explains under management, at the
+    /// broker's average price, marked as such (`Origin::AdoptedAtBrokerAverage`) and alerted:
+    /// the broker's average is the day's for the contract, not this position's.
+    pub fn adopt_at_broker_average(
+        &mut self,
+        new: NewPosition,
+        why: &str,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let (id, at, price) = (new.id.clone(), new.opened_at, new.entry_price);
+        let mut events = self.open_position(new, Origin::AdoptedAtBrokerAverage)?;
+        events.push(alert(
+            AlertLevel::Warning,
+            "adopted_at_broker_average",
+            format!("position {id} adopted at the broker's average price {price}, not its own fills: {why}"),
+            at,
+        ));
+        Ok(events)
+    }
+
     /// Closes an `Active` position the broker reports flat, at `price`, without any order; a
     /// held exit of it (never sent) is withdrawn first.
     pub fn close_at_broker(

@@ -157,7 +157,7 @@ impl ExitCore {
                 }
                 self.day.trades += 1;
             }
-            Origin::Adopted => {
+            Origin::Adopted | Origin::AdoptedAtBrokerAverage => {
                 if self.pending.contains_key(&new.id) {
                     return Err(CoreError::DuplicatePosition { id: new.id });
                 }

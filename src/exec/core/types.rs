@@ -209,6 +209,13 @@ pub struct PositionView {
     /// A rejected exit waiting for its next try (blocked or backing off).
     #[serde(default)]
     pub exit_retry: Option<RetryView>,
+    /// How the engine came to hold it (and so where its entry price comes from).
+    #[serde(default = "entry_origin")]
+    pub origin: crate::risk::position::Origin,
+}
+
+fn entry_origin() -> crate::risk::position::Origin {
+    crate::risk::position::Origin::Entry
 }
 
 impl PositionView {

@@ -28,10 +28,11 @@ use crossbeam_channel::{Receiver, RecvError};
 
 use super::ExitEngine;
 use super::late_alarm::{LateAlarm, REPEAT_EVERY};
-use crate::broker::reconcile::{self, Adjustment, BrokerCheck};
-use crate::engine::seams::{EngineEvent, Reconciler};
-use crate::exec::core::{Alert, AlertLevel, CoreEvent};
+use crate::broker::reconcile::{self, Adjustment, BrokerCheck, PriceSource};
+use crate::exec::core::{Alert, AlertLevel, CoreEvent, NewPosition};
 use crate::exec::messages::EntryRefused;
+use crate::exec::seams::{EngineEvent, Reconciler};
+use crate::risk::position::Origin;
 use crate::runtime::WorkerCtx;
 
 /// Pauses between failed startup attempts: from the first to the last, doubling.
@@ -256,13 +257,27 @@ impl ExitEngine {
         let at = s.clock.now();
         let kind = adjustment.kind();
         let (detail, result) = match adjustment {
-            Adjustment::Adopt { instrument, side, quantity, price, why } => {
-                let id = s.ids.next();
+            Adjustment::Adopt { instrument, side, quantity, price, source, position, why } => {
+                let id = position.clone().unwrap_or_else(|| s.ids.next());
                 let detail = format!(
                     "adopted {side} {quantity} {instrument} at {price} as position {id}: {why}"
                 );
-                let r = self
-                    .settle(|core| core.adopt(id.clone(), instrument, side, quantity, price, at));
+                let new = NewPosition {
+                    id,
+                    instrument,
+                    side,
+                    quantity,
+                    entry_price: price,
+                    opened_at: at,
+                };
+                let r = self.settle(|core| match (source, position) {
+                    // Our own entry, whose record was lost: it is the entry's position.
+                    (PriceSource::OwnTrades, Some(_)) => core.open_position(new, Origin::Entry),
+                    (PriceSource::OwnTrades, None) => core.open_position(new, Origin::Adopted),
+                    (PriceSource::BrokerAverage, None | Some(_)) => {
+                        core.adopt_at_broker_average(new, &why)
+                    }
+                });
                 (detail, r)
             }
             Adjustment::CloseLocal { position, instrument, price, why } => {

@@ -6,10 +6,10 @@
 use crossbeam_channel::TrySendError;
 
 use super::ExitEngine;
-use crate::engine::seams::EngineEvent;
 use crate::exec::core::{AlertLevel, CoreEvent, PositionChange};
 use crate::exec::messages::RouterOrder;
 use crate::exec::outbox::{Effect, Pending};
+use crate::exec::seams::EngineEvent;
 
 impl ExitEngine {
     /// Carries out every effect in the outbox, popping each once done.

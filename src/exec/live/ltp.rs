@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::broker::rest::DhanClient;
 use crate::domain::{InstrumentKey, Mono, Paise, Tick, TickSource, Timestamp};
-use crate::engine::seams::StalePriceSource;
+use crate::exec::seams::StalePriceSource;
 
 pub struct LtpSource {
     client: DhanClient,

@@ -22,6 +22,12 @@ use super::LiveMetrics;
 /// The health-board component of the broker link (circuit breaker, queued exits).
 pub const HEALTH_COMPONENT: &str = "broker";
 
+/// Failpoints (`runtime::failpoint`) of the crash tests: an exit written ahead and not sent
+/// yet; an entry or an exit Dhan has just accepted, before anything else learns of it.
+pub const FP_EXIT_JOURNALED: &str = "broker.exit_journaled";
+pub const FP_ENTRY_ACCEPTED: &str = "broker.entry_accepted";
+pub const FP_EXIT_ACCEPTED: &str = "broker.exit_accepted";
+
 /// How one attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {
@@ -77,13 +83,23 @@ impl Placer {
             // Refusing to reduce risk is never the safe choice: the exit goes, unrecorded.
             log::error!(target: "broker", "ALERT exit {} sent without its write-ahead record: {e}", intent.correlation_id);
         }
+        if exit {
+            crate::runtime::failpoint::hit(FP_EXIT_JOURNALED);
+        }
         let order = PlaceOrder::market(intent, self.product);
         let priority = if exit { Priority::Exit } else { Priority::Entry };
         let outcome = self.client.place_order(&order, priority);
         self.breaker.record(permit, outcome.breaker_result());
         self.publish_breaker();
         match outcome {
-            WriteOutcome::Accepted(ack) => Attempt::Accepted(ack.order_id),
+            WriteOutcome::Accepted(ack) => {
+                crate::runtime::failpoint::hit(if exit {
+                    FP_EXIT_ACCEPTED
+                } else {
+                    FP_ENTRY_ACCEPTED
+                });
+                Attempt::Accepted(ack.order_id)
+            }
             WriteOutcome::Rejected(r) => Attempt::Rejected(r.to_string()),
             WriteOutcome::NotSent(n) => Attempt::NotSent(n.to_string()),
             WriteOutcome::Unknown(u) => Attempt::Unknown(u.to_string()),

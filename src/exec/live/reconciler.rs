@@ -32,9 +32,9 @@ use crate::broker::rest::DhanClient;
 use crate::broker::tracker::{Report, Seen};
 use crate::domain::money::div_round_half_away;
 use crate::domain::{Clock, Paise};
-use crate::engine::seams::Reconciler;
 use crate::exec::messages::EngineCommand;
 use crate::exec::pnl_refresher::PnlSnapshot;
+use crate::exec::seams::Reconciler;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
 use crate::runtime::{Worker, WorkerCtx};
 
@@ -44,6 +44,11 @@ use super::{LiveMetrics, SharedTracker};
 
 /// The health-board component.
 pub const HEALTH_COMPONENT: &str = "reconciliation";
+
+/// Failpoints (`runtime::failpoint`) of the crash tests: a restart settling an order it found
+/// at Dhan, before tracking it; a reconciliation round between its reads and the hand-over.
+pub const FP_SETTLING: &str = "startup.settling";
+pub const FP_RECONCILING: &str = "reconcile.read";
 
 pub struct LiveReconciler {
     pub client: DhanClient,
@@ -144,6 +149,7 @@ impl LiveReconciler {
                 return Err(e);
             }
         };
+        crate::runtime::failpoint::hit(FP_RECONCILING);
         let mut busy = self.tracker.lock().busy_since(marker);
         busy.extend(self.desk.instruments());
         let check = BrokerCheck { first, recheck, busy, settled: Vec::new(), notes };
@@ -174,6 +180,7 @@ impl LiveReconciler {
         };
         match resolve_placement_with(&self.client, Some(&self.recent), cid.as_str(), cfg, pause) {
             Resolution::Found { order_id, status, .. } => {
+                crate::runtime::failpoint::hit(FP_SETTLING);
                 log::warn!(target: "broker", "startup: {cid} of {} is at the broker as order {order_id} ({status}): tracking it", intent.position_id);
                 let now = SharedTracker::now_ms();
                 // Only what trades beyond the executions already applied is reported.
@@ -239,6 +246,7 @@ impl LiveReconciler {
             pause(Duration::ZERO);
         };
         let (first, recheck, notes) = self.read_twice(&beat)?;
+        crate::runtime::failpoint::hit(FP_RECONCILING);
         let mut busy = self.tracker.lock().busy_since(u64::MAX);
         busy.extend(self.desk.instruments());
         Ok(BrokerCheck { first, recheck, busy, settled, notes })

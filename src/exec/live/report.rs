@@ -9,9 +9,9 @@ use crossbeam_channel::Sender;
 
 use crate::broker::tracker::Report;
 use crate::domain::{Clock, OrderId, OrderIntent};
-use crate::engine::seams::{EngineEvent, EventSink};
 use crate::exec::ledger::{OrderLedger, OrderState, purpose_kind};
 use crate::exec::messages::OrderEvent;
+use crate::exec::seams::{EngineEvent, EventSink};
 
 #[derive(Clone)]
 pub struct Reporter {

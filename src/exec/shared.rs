@@ -1,0 +1,218 @@
+//! The engine's shared state: everything that must outlive a worker's panic, created once in
+//! `build` and captured by every worker factory. A respawned worker picks up exactly where its
+//! predecessor stopped: the exit core with every position's risk state, the outbox of effects
+//! decided and not yet carried out, the order ledger, the paper wallet, the channel ends (with
+//! the messages still in them), the tick cache, the subscriptions and the metric handles.
+//!
+//! Ownership: only the exit-engine worker mutates the exit core; the PnL refresher, the
+//! heartbeat and the API take short locks to read it. Everyone else talks to the exit engine by
+//! message.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use crate::config::Mode;
+use crate::domain::{Clock, InstrumentKey, PositionId, Tick, Timestamp};
+use crate::exec::core::ExitCore;
+use crate::exec::ledger::OrderLedger;
+use crate::exec::messages::{EngineCommand, OrderEvent, PnlWake, RouterOrder};
+use crate::exec::metrics::EngineMetrics;
+use crate::exec::outbox::Outbox;
+use crate::exec::paper::PaperBroker;
+use crate::exec::pnl_refresher::PnlBoard;
+use crate::exec::router::Gateway;
+use crate::exec::seams::{EventSink, Reconciler, StalePriceSource};
+use crate::feed::{FeedStats, SubscriptionSet, TickCache};
+use crate::instruments::SharedInstruments;
+use crate::ops::health::HealthBoard;
+use crate::ops::metrics::Metrics;
+use crate::risk::trading_state::TradingCell;
+
+/// Capacity of the command channel into the exit engine.
+pub const COMMAND_QUEUE: usize = 1_024;
+/// Capacity of the entry-order channel into the router (entries beyond it are refused).
+pub const ENTRY_QUEUE: usize = 256;
+
+/// The channels between the workers, both ends of each, named `<sender>_to_<receiver>`.
+pub struct Channels {
+    /// Exit orders: exit engine → router. Unbounded: an exit is never refused for room.
+    pub exits_to_router_tx: Sender<RouterOrder>,
+    pub exits_to_router_rx: Receiver<RouterOrder>,
+    /// Entry orders: exit engine → router.
+    pub entries_to_router_tx: Sender<RouterOrder>,
+    pub entries_to_router_rx: Receiver<RouterOrder>,
+    /// Order outcomes: router (and the live broker's update stream) → exit engine. Unbounded:
+    /// the router must never block on the exit engine.
+    pub router_to_exit_engine_tx: Sender<OrderEvent>,
+    pub router_to_exit_engine_rx: Receiver<OrderEvent>,
+    /// Commands: API, PnL refresher, heartbeat, demo entries, reload → exit engine.
+    pub commands_to_exit_engine_tx: Sender<EngineCommand>,
+    pub commands_to_exit_engine_rx: Receiver<EngineCommand>,
+    /// Position ticks: tick reader → exit engine; bounded (`feed.position_queue`) and lossless
+    /// (the reader blocks when it is full).
+    pub ticks_to_exit_engine_tx: Sender<Tick>,
+    pub ticks_to_exit_engine_rx: Receiver<Tick>,
+    /// Wake-ups: exit engine → PnL refresher; one pending wake is enough.
+    pub exit_engine_to_pnl_tx: Sender<PnlWake>,
+    pub exit_engine_to_pnl_rx: Receiver<PnlWake>,
+}
+
+impl Channels {
+    pub fn new(position_queue: usize) -> Channels {
+        let (exits_to_router_tx, exits_to_router_rx) = crossbeam_channel::unbounded();
+        let (entries_to_router_tx, entries_to_router_rx) = crossbeam_channel::bounded(ENTRY_QUEUE);
+        let (router_to_exit_engine_tx, router_to_exit_engine_rx) = crossbeam_channel::unbounded();
+        let (commands_to_exit_engine_tx, commands_to_exit_engine_rx) =
+            crossbeam_channel::bounded(COMMAND_QUEUE);
+        let (ticks_to_exit_engine_tx, ticks_to_exit_engine_rx) =
+            crossbeam_channel::bounded(position_queue.max(1));
+        let (exit_engine_to_pnl_tx, exit_engine_to_pnl_rx) = crossbeam_channel::bounded(1);
+        Channels {
+            exits_to_router_tx,
+            exits_to_router_rx,
+            entries_to_router_tx,
+            entries_to_router_rx,
+            router_to_exit_engine_tx,
+            router_to_exit_engine_rx,
+            commands_to_exit_engine_tx,
+            commands_to_exit_engine_rx,
+            ticks_to_exit_engine_tx,
+            ticks_to_exit_engine_rx,
+            exit_engine_to_pnl_tx,
+            exit_engine_to_pnl_rx,
+        }
+    }
+}
+
+/// New position ids: `P<build instant in base 36>-<n>`, unique across restarts of the process
+/// (as long as a restart takes longer than a millisecond) and short enough for the direct
+/// correlation-id form (`N1-P…`, ≤ 25 characters).
+#[derive(Debug)]
+pub struct PositionIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl PositionIds {
+    pub fn new(start: Timestamp) -> PositionIds {
+        PositionIds {
+            prefix: format!("P{}", base36(start.0.max(0) as u64)),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next(&self) -> PositionId {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        PositionId::new(format!("{}-{n}", self.prefix))
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("base-36 digits are ASCII")
+}
+
+/// Settings the workers read, fixed for the engine's life.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    /// `pnl.refresh`: the PnL refresher's cadence while positions are open.
+    pub pnl_refresh: Duration,
+    /// `heartbeat.interval`.
+    pub heartbeat_interval: Duration,
+    /// `broker.startup_reconcile_alert_secs`.
+    pub startup_reconcile_alert: Duration,
+}
+
+/// See the module doc.
+pub struct Shared {
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    pub trading: TradingCell,
+    /// Mutated by the exit-engine worker only.
+    pub core: Arc<Mutex<ExitCore>>,
+    pub outbox: Outbox,
+    pub cache: TickCache,
+    pub subscriptions: SubscriptionSet,
+    /// Positions whose instrument the exit engine has subscribed, so that subscribing and
+    /// unsubscribing stay exactly-once per position across restarts.
+    pub position_subscriptions: Mutex<BTreeMap<PositionId, InstrumentKey>>,
+    pub pnl: PnlBoard,
+    pub ledger: OrderLedger,
+    pub gateway: Arc<dyn Gateway>,
+    pub paper_wallet: Option<Arc<Mutex<PaperBroker>>>,
+    pub reconciler: Arc<dyn Reconciler>,
+    pub stale_prices: Option<Arc<dyn StalePriceSource>>,
+    pub sink: Arc<dyn EventSink>,
+    pub ids: PositionIds,
+    pub health: HealthBoard,
+    pub metrics: Metrics,
+    pub m: EngineMetrics,
+    pub feed_stats: Arc<FeedStats>,
+    pub channels: Channels,
+    pub built: Instant,
+    /// The instrument master (lots, ticks, freeze, band, symbols); read when an entry is
+    /// checked and when a price is put on an order, never per tick.
+    pub instruments: SharedInstruments,
+}
+
+impl Shared {
+    /// Subscribes a position's instrument once, however often it is asked.
+    pub fn subscribe_position(&self, id: &PositionId, instrument: InstrumentKey) -> bool {
+        let mut subs = self.position_subscriptions.lock();
+        if subs.contains_key(id) {
+            return false;
+        }
+        subs.insert(id.clone(), instrument);
+        self.subscriptions.position_opened(instrument);
+        true
+    }
+
+    /// Releases a position's subscription once, however often it is asked.
+    pub fn unsubscribe_position(&self, id: &PositionId) -> bool {
+        match self.position_subscriptions.lock().remove(id) {
+            Some(instrument) => {
+                self.subscriptions.position_closed(instrument);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks the PnL refresher for a fresh snapshot (coalesced: one pending wake is enough).
+    pub fn wake_pnl(&self) {
+        let _ = self.channels.exit_engine_to_pnl_tx.try_send(PnlWake);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_ids_are_short_distinct_and_fit_a_direct_correlation_id() {
+        let ids = PositionIds::new(Timestamp(1_763_960_415_000));
+        let (a, b) = (ids.next(), ids.next());
+        assert_ne!(a, b);
+        assert!(a.as_str().starts_with('P') && a.as_str().ends_with("-1"), "{a}");
+        let cid = crate::risk::correlation::exit_id(&a, 999_999).unwrap();
+        assert!(cid.as_str().contains(a.as_str()), "{cid} uses the direct form");
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+    }
+}

@@ -1,0 +1,658 @@
+//! The real binary in live mode, SIGKILLed at the exact points where the store (write-behind)
+//! and the broker disagree, against the simulator's feed and broker in this process. The kills
+//! are failpoints (`SCALPER_FAILPOINTS=<point>=kill`, `runtime::failpoint`): the process
+//! kills itself at that point, nothing flushed. `store_writer.batch=sleep:MS` makes the store
+//! lag behind the way a write-behind store can, so the window is open for certain.
+//!
+//! Windows:
+//! - an entry killed right after Dhan accepted it, before the store wrote anything of it;
+//! - an exit killed right after its journal write, before the send;
+//! - an exit killed right after Dhan accepted it, before the store wrote `Exiting`; and the
+//!   same followed by a kill during the next start's settlement of that exit;
+//! - a kill during the startup reconciliation and one during a later round.
+//!
+//! After each, once a final flatten has closed everything: the simulator's net quantity is 0
+//! per instrument, no position has two exit orders that executed, no correlation id was POSTed
+//! twice, `/v1/pnl` (trades, closed, realised gross, charges, net) equals what the simulator's
+//! trade book implies, to the paisa, and every position's stored entry price equals the
+//! volume-weighted price of its entry order's fills.
+
+mod live_support;
+mod process_support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use live_support::{A, B, CLIENT_ID, LiveSim, TOKEN, process_config_text, rupees, sim_config};
+use process_support::{Process, get, open, post, spawn, wait_for};
+use scalper::domain::{Paise, PositionId, Txn};
+use scalper::pnl::ChargeSchedule;
+use scalper::risk::correlation::{self, OrderRole};
+use scalper::sim::broker::FaultConfig;
+
+/// A store that lags this far behind: a kill a few milliseconds after an event finds it
+/// unwritten.
+const STORE_LAG: &str = "store_writer.batch=sleep:3000";
+
+struct Rig {
+    sim: LiveSim,
+    data: PathBuf,
+    config: PathBuf,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let sim = LiveSim::start(sim_config(FaultConfig::default()));
+        let data = sim.dir.path().to_path_buf();
+        let config = data.join("engine.toml");
+        std::fs::write(&config, process_config_text(&sim)).unwrap();
+        Rig { sim, data, config }
+    }
+
+    /// Starts the engine with these failpoints armed (`""`: none).
+    fn start(&self, failpoints: &str) -> Process {
+        std::fs::remove_file(self.data.join(scalper::app::HTTP_ADDR_FILE)).ok();
+        spawn(
+            &self.data,
+            &self.config,
+            "engine",
+            &[
+                ("DHAN_CLIENT_ID", CLIENT_ID),
+                ("DHAN_ACCESS_TOKEN", TOKEN),
+                ("SCALPER_FAILPOINTS", failpoints),
+            ],
+        )
+    }
+
+    fn price(&self, k: scalper::domain::InstrumentKey, text: &str) {
+        self.sim.prices.set_price(k, rupees(text));
+    }
+}
+
+/// Waits until the engine answers and its startup reconciliation with Dhan is done.
+fn wait_trading(engine: &mut Process, data: &Path) -> std::net::SocketAddr {
+    let addr = engine.wait_active(data);
+    wait_for("trading starts", || {
+        get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
+    });
+    addr
+}
+
+/// Waits until the process killed itself at its failpoint.
+fn wait_killed(engine: &mut Process, point: &str) {
+    let code = engine.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, -1, "{point}: killed by a signal; log:\n{}", engine.log());
+    assert!(engine.log().contains(&format!("failpoint {point}: SIGKILL")), "{}", engine.log());
+}
+
+fn pnl(addr: std::net::SocketAddr) -> serde_json::Value {
+    get(addr, "/v1/pnl").1
+}
+
+fn stop(mut engine: Process) {
+    engine.signal(libc::SIGTERM);
+    assert_eq!(engine.wait_exit(Duration::from_secs(30)), 0, "{}", engine.log());
+}
+
+fn db(data: &Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open_with_flags(
+        data.join("scalper.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.busy_timeout(Duration::from_secs(2)).unwrap();
+    db
+}
+
+fn stored_state(data: &Path, id: &str) -> Option<String> {
+    db(data).query_row("SELECT state FROM positions WHERE id = ?1", [id], |r| r.get(0)).ok()
+}
+
+/// What the simulator's books imply, per position: trades of its entry and exit orders.
+#[derive(Default, Debug)]
+struct Leg {
+    txn: Option<Txn>,
+    quantity: i64,
+    turnover: i128,
+}
+
+/// The simulator's trade book by order, grouped per position and role.
+fn sim_legs(sim: &LiveSim) -> BTreeMap<String, (Leg, Vec<Leg>)> {
+    let trades = sim.broker.trades();
+    let mut out: BTreeMap<String, (Leg, Vec<Leg>)> = BTreeMap::new();
+    for o in sim.broker.orders() {
+        let Some(c) = correlation::parse(&o.correlation_id) else { continue };
+        let pid = o.correlation_id.split_once('-').unwrap().1.to_string();
+        let mut leg = Leg { txn: Some(o.txn), ..Leg::default() };
+        for t in trades.iter().filter(|t| t.order_id == o.order_id) {
+            leg.quantity += t.quantity;
+            leg.turnover += i128::from(t.price.0) * i128::from(t.quantity);
+        }
+        assert!(c.attempt >= 1);
+        let e = out.entry(pid).or_default();
+        match c.role {
+            OrderRole::Entry => {
+                if leg.quantity > 0 {
+                    assert_eq!(e.0.quantity, 0, "two entry orders of one position executed");
+                    e.0 = leg;
+                }
+            }
+            OrderRole::Exit => e.1.push(leg),
+        }
+    }
+    out
+}
+
+fn vwap(leg: &Leg) -> Paise {
+    let (t, q) = (leg.turnover, i128::from(leg.quantity));
+    // Half away from zero, as the engine rounds.
+    Paise(((2 * t + q) / (2 * q)) as i64)
+}
+
+/// What the final checks found (see the module doc).
+#[derive(Debug, Default)]
+struct Findings {
+    /// Exit orders that executed.
+    exits: usize,
+    /// A correlation id POSTed twice, or a position with two exit orders that executed.
+    duplicates: Vec<String>,
+    /// A quantity left at the broker after the final flatten, or a position not closed by
+    /// its own exit.
+    orphans: Vec<String>,
+    /// `/v1/pnl` or a stored entry price that differs from the simulator's trade book.
+    mismatches: Vec<String>,
+}
+
+/// Flattens, then compares the engine's account with the simulator's books.
+fn audit(rig: &Rig, engine: &mut Process) -> Findings {
+    let mut f = Findings::default();
+    let addr = wait_trading(engine, &rig.data);
+    let (code, body) = post(addr, "/v1/flatten", "{}");
+    assert!(code == 200 || code == 202, "flatten: {code} {body}");
+    wait_for("the engine holds nothing", || {
+        let p = pnl(addr);
+        p["open_positions"].as_u64() == Some(0) && p["pending_entries"].as_u64().unwrap_or(0) == 0
+    });
+    wait_for("the simulator's orders are done", || {
+        rig.sim.broker.orders().iter().all(|o| o.status.is_terminal())
+    });
+    for p in rig.sim.broker.positions().iter().filter(|p| p.net() != 0) {
+        f.orphans.push(format!(
+            "{} holds {} at the broker after the flatten",
+            p.instrument,
+            p.net()
+        ));
+    }
+    for o in rig.sim.broker.orders() {
+        let n = rig.sim.posts_of(&o.correlation_id);
+        if n != 1 {
+            f.duplicates.push(format!("{} was POSTed {n} times", o.correlation_id));
+        }
+    }
+    let legs = sim_legs(&rig.sim);
+    let charges = ChargeSchedule::default();
+    let (mut gross, mut fees, mut trades, mut closed) = (0i128, 0i64, 0u64, 0u64);
+    let db = db(&rig.data);
+    for (pid, (entry, exits)) in &legs {
+        let executed: Vec<&Leg> = exits.iter().filter(|l| l.quantity > 0).collect();
+        f.exits += executed.len();
+        if executed.len() > 1 {
+            f.duplicates.push(format!("{pid}: {} exit orders executed: {exits:?}", executed.len()));
+        }
+        if entry.quantity == 0 {
+            continue;
+        }
+        trades += 1;
+        closed += 1;
+        let exit_qty: i64 = executed.iter().map(|l| l.quantity).sum();
+        if exit_qty != entry.quantity {
+            f.orphans
+                .push(format!("{pid}: entered {}, its exits executed {exit_qty}", entry.quantity));
+        }
+        let exit_turnover: i128 = executed.iter().map(|l| l.turnover).sum();
+        let sign = if entry.txn == Some(Txn::Buy) { 1 } else { -1 };
+        gross += sign * (exit_turnover - entry.turnover);
+        let entry_txn = entry.txn.unwrap();
+        fees += charges.leg_on_turnover(entry_txn, Paise(entry.turnover as i64)).total().0;
+        for l in &executed {
+            fees += charges.leg_on_turnover(l.txn.unwrap(), Paise(l.turnover as i64)).total().0;
+        }
+        let read = || {
+            db.query_row(
+                "SELECT entry_price, source FROM positions WHERE id = ?1 AND state = 'exited'",
+                [pid],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+        };
+        wait_for(&format!("the store closed {pid}"), || read().is_ok());
+        let stored = read().unwrap();
+        if stored != (vwap(entry).0, "entry".to_string()) {
+            f.mismatches.push(format!(
+                "{pid}: stored entry {stored:?}, its entry order's fills {}",
+                vwap(entry)
+            ));
+        }
+    }
+    let gross = Paise(gross as i64);
+    let want = [
+        ("trades_today", serde_json::json!(trades)),
+        ("closed_today", serde_json::json!(closed)),
+        ("realised_gross", serde_json::json!(gross.to_string())),
+        ("charges", serde_json::json!(Paise(fees).to_string())),
+        ("realised_net", serde_json::json!((gross - Paise(fees)).to_string())),
+    ];
+    let p = pnl(addr);
+    for (k, v) in want {
+        if p[k] != v {
+            f.mismatches.push(format!("/v1/pnl {k} is {}, the simulator's books imply {v}", p[k]));
+        }
+    }
+    f
+}
+
+/// The checks every window ends with (see the module doc). Flattens first.
+fn assert_books_agree(rig: &Rig, engine: &mut Process) {
+    let f = audit(rig, engine);
+    assert!(f.duplicates.is_empty() && f.orphans.is_empty() && f.mismatches.is_empty(), "{f:#?}");
+}
+
+/// The closed trade of `id` as the store holds it: reason, exit price.
+fn closed_trade(data: &Path, id: &str) -> (String, i64) {
+    db(data)
+        .query_row(
+            "SELECT reason, exit_price FROM closed_trades WHERE position_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap_or_else(|e| panic!("closed trade {id}: {e}"))
+}
+
+/// Trades once on A at 100.00 (the day's average moves), then places an entry at 90.00 and
+/// kills the process as Dhan accepts it, the store lagging: returns the entry's position id.
+fn kill_an_entry_at_its_acceptance(rig: &Rig) -> String {
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    open(addr, A, "LONG");
+    rig.price(A, "121.00");
+    wait_for("the first trade closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    stop(engine);
+
+    rig.price(A, "90.00");
+    let point = "broker.entry_accepted";
+    let mut engine = rig.start(&format!("{point}=kill,{STORE_LAG}"));
+    let addr = wait_trading(&mut engine, &rig.data);
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 75 });
+    let mut answer = (0, serde_json::Value::Null);
+    wait_for("the entry is accepted", || {
+        answer = post(addr, "/v1/orders", &body.to_string());
+        answer.0 != 422 || answer.1["code"] != "no_price"
+    });
+    wait_killed(&mut engine, point);
+    let entries: Vec<_> =
+        rig.sim.broker.orders().into_iter().filter(|o| o.correlation_id.starts_with('N')).collect();
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    let id = entries[1].correlation_id.split_once('-').unwrap().1.to_string();
+    assert_eq!(stored_state(&rig.data, &id), None, "the store never heard of {id}");
+    id
+}
+
+/// Restarts and shows the killed entry's position under its own id, at its own fill, counted
+/// as one of today's trades; then the final checks.
+fn assert_entry_recovered(rig: &Rig, id: &str) {
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    let on_a = || {
+        let (_, body) = get(addr, "/v1/positions");
+        body["positions"].as_array()?.iter().find(|p| p["instrument"] == A.to_string()).cloned()
+    };
+    wait_for("a position on the contract is open", || on_a().is_some());
+    let p = on_a().unwrap();
+    assert_eq!(
+        (p["id"].as_str(), p["entry_price"].as_str(), p["entry_price_source"].as_str()),
+        (Some(id), Some("90.00"), Some("fills")),
+        "the entry's own position at its own fill, not the day average 95.00: {p}"
+    );
+    assert_eq!(pnl(addr)["trades_today"], 2, "the killed entry is one of today's trades");
+    assert_books_agree(rig, &mut engine);
+    stop(engine);
+}
+
+#[test]
+fn an_entry_killed_at_its_acceptance_is_recovered_at_its_own_fill_not_the_day_average() {
+    let rig = Rig::new();
+    let id = kill_an_entry_at_its_acceptance(&rig);
+    assert_entry_recovered(&rig, &id);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn an_entry_killed_at_its_acceptance_with_its_journal_lost_is_found_by_its_own_order_at_dhan() {
+    let rig = Rig::new();
+    let id = kill_an_entry_at_its_acceptance(&rig);
+    // Another host, or a lost disk: nothing local says the entry was sent.
+    std::fs::remove_dir_all(rig.data.join("journal")).unwrap();
+    assert_entry_recovered(&rig, &id);
+    rig.sim.shutdown();
+}
+
+/// Opens a long on A and waits until the (lagging) store holds it active, then crosses its
+/// stop loss (89.00).
+fn open_and_stop(rig: &Rig, engine: &mut Process) -> String {
+    let addr = wait_trading(engine, &rig.data);
+    let id = open(addr, A, "LONG");
+    wait_for("the store holds the position", || {
+        stored_state(&rig.data, &id).as_deref() == Some("active")
+    });
+    rig.price(A, "89.00");
+    id
+}
+
+#[test]
+fn an_exit_killed_after_its_acceptance_closes_with_its_own_reason_price_and_attempt() {
+    let rig = Rig::new();
+    let point = "broker.exit_accepted";
+    let mut engine = rig.start(&format!("{point}=kill,{STORE_LAG}"));
+    let id = open_and_stop(&rig, &mut engine);
+    wait_killed(&mut engine, point);
+    assert_eq!(stored_state(&rig.data, &id).as_deref(), Some("active"), "Exiting not stored");
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    let exits = rig.sim.exits_of(&PositionId::new(id.clone()));
+    assert_eq!(exits.len(), 1, "{exits:#?}");
+    assert_eq!(exits[0].correlation_id, format!("X1-{id}"));
+    wait_for("the store closed it", || stored_state(&rig.data, &id).as_deref() == Some("exited"));
+    assert_eq!(closed_trade(&rig.data, &id), ("stop_loss".to_string(), 8_900));
+    assert!(!engine.log().contains("closed_at_broker"), "{}", engine.log());
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn killed_after_an_exits_acceptance_and_again_while_settling_it_the_third_start_books_that_exit() {
+    let rig = Rig::new();
+    let point = "broker.exit_accepted";
+    let mut engine = rig.start(&format!("{point}=kill,{STORE_LAG}"));
+    let id = open_and_stop(&rig, &mut engine);
+    wait_killed(&mut engine, point);
+
+    let settling = "startup.settling";
+    let mut engine = rig.start(&format!("{settling}=kill,{STORE_LAG}"));
+    wait_killed(&mut engine, settling);
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    rig.sim.assert_one_filled_exit(&PositionId::new(id.clone()));
+    wait_for("the store closed it", || stored_state(&rig.data, &id).as_deref() == Some("exited"));
+    assert_eq!(closed_trade(&rig.data, &id), ("stop_loss".to_string(), 8_900));
+    assert!(!engine.log().contains("closed_at_broker"), "{}", engine.log());
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn an_exit_killed_between_its_journal_write_and_the_send_exits_once_under_the_next_attempt() {
+    let rig = Rig::new();
+    let point = "broker.exit_journaled";
+    let mut engine = rig.start(&format!("{point}=kill"));
+    let id = open_and_stop(&rig, &mut engine);
+    wait_killed(&mut engine, point);
+    assert!(rig.sim.exits_of(&PositionId::new(id.clone())).is_empty(), "nothing was sent");
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    rig.sim.assert_one_filled_exit(&PositionId::new(id.clone()));
+    wait_for("the store closed it", || stored_state(&rig.data, &id).as_deref() == Some("exited"));
+    assert_eq!(closed_trade(&rig.data, &id).0, "stop_loss");
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn killed_during_the_startup_reconciliation_and_during_a_later_round_nothing_is_lost_or_doubled() {
+    let rig = Rig::new();
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    let ids = [open(addr, A, "LONG"), open(addr, B, "SHORT")];
+    wait_for("the store holds both", || {
+        ids.iter().all(|id| stored_state(&rig.data, id).as_deref() == Some("active"))
+    });
+    engine.kill9();
+
+    let point = "reconcile.read";
+    let mut engine = rig.start(&format!("{point}=kill"));
+    wait_killed(&mut engine, point);
+
+    // The first read is the startup's; the next is a heartbeat round, after trading started.
+    let mut engine = rig.start(&format!("{point}=kill:2"));
+    wait_trading(&mut engine, &rig.data);
+    rig.price(A, "89.00");
+    rig.price(B, "111.00");
+    wait_killed(&mut engine, point);
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("both close", || pnl(addr)["closed_today"].as_u64() == Some(2));
+    for id in &ids {
+        rig.sim.assert_one_filled_exit(&PositionId::new(id.clone()));
+    }
+    assert!(!engine.log().contains("closed_at_broker"), "{}", engine.log());
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+// ---------------------------------------------------------------- the randomized campaign
+
+/// Kill points a campaign scenario draws from (`sigkill`: a SIGKILL from outside a few
+/// milliseconds after the prices cross).
+const KILL_POINTS: [&str; 6] = [
+    "broker.entry_accepted",
+    "broker.exit_journaled",
+    "broker.exit_accepted",
+    "reconcile.read",
+    "sigkill",
+    "none",
+];
+
+#[derive(Debug)]
+struct Scenario {
+    transit_ms: u64,
+    positions: Vec<(scalper::domain::InstrumentKey, &'static str)>,
+    kill: &'static str,
+    /// The hit of the kill point that kills (`kill:N`).
+    nth: usize,
+    store_lag: bool,
+    /// The first placement's answer is lost (taken by the simulator, answered with a timeout
+    /// or a 5xx).
+    answer_lost: Option<scalper::sim::broker::Fault>,
+    /// The restarted process is killed again while it settles what it found in flight.
+    kill_settling: bool,
+    /// Milliseconds after the prices cross for `sigkill`.
+    delay_ms: u64,
+}
+
+fn draw(rng: &mut fastrand::Rng) -> Scenario {
+    use scalper::sim::broker::Fault;
+    let mut instruments = vec![A, B, live_support::C, live_support::D];
+    rng.shuffle(&mut instruments);
+    let n = rng.usize(1..=3);
+    let positions =
+        instruments[..n].iter().map(|k| (*k, if rng.bool() { "LONG" } else { "SHORT" })).collect();
+    Scenario {
+        transit_ms: rng.u64(20..400),
+        positions,
+        kill: KILL_POINTS[rng.usize(..KILL_POINTS.len())],
+        nth: rng.usize(1..=n),
+        store_lag: rng.bool(),
+        answer_lost: match rng.usize(..4) {
+            0 => Some(Fault::TimeoutAfterAccept),
+            1 => Some(Fault::ServerErrorAfterAccept),
+            _ => None,
+        },
+        kill_settling: rng.usize(..3) == 0,
+        delay_ms: rng.u64(0..40),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    scenarios: usize,
+    kills: usize,
+    exits: usize,
+    duplicates: Vec<String>,
+    orphans: Vec<String>,
+    mismatches: Vec<String>,
+}
+
+/// Waits until `cond` holds or the process has exited; whether it exited.
+fn until_or_dead(engine: &mut Process, what: &str, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + process_support::DEADLINE;
+    loop {
+        if engine.child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        if cond() {
+            return false;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = engine.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            panic!("timed out waiting until {what}; log tail (newest first):\n{}", tail.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn run_scenario(s: &Scenario, tally: &mut Tally) {
+    use scalper::sim::broker::{Scope, SimBrokerConfig};
+    let sim = LiveSim::start(SimBrokerConfig {
+        transit: Duration::from_millis(s.transit_ms),
+        ..sim_config(FaultConfig::default())
+    });
+    let data = sim.dir.path().to_path_buf();
+    let config = data.join("engine.toml");
+    std::fs::write(&config, process_config_text(&sim)).unwrap();
+    let rig = Rig { sim, data, config };
+
+    let mut points = Vec::new();
+    if !matches!(s.kill, "none" | "sigkill") {
+        // The first read of `reconcile.read` is the startup's: kill in a later round.
+        let nth = if s.kill == "reconcile.read" { s.nth + 1 } else { s.nth };
+        points.push(format!("{}=kill:{nth}", s.kill));
+    }
+    if s.store_lag {
+        points.push(STORE_LAG.replace("3000", "500"));
+    }
+    let mut engine = rig.start(&points.join(","));
+    let addr = wait_trading(&mut engine, &rig.data);
+    if let Some(fault) = s.answer_lost {
+        rig.sim.broker.faults().inject(fault, Scope::Place, 1);
+    }
+    let mut dead = false;
+    for (k, side) in &s.positions {
+        let body = serde_json::json!({ "instrument": k.to_string(), "side": side, "quantity": 75 });
+        dead = until_or_dead(&mut engine, "an entry is taken", || {
+            let a = post(addr, "/v1/orders", &body.to_string());
+            a.0 != 422 || a.1["code"] != "no_price"
+        });
+        if dead {
+            break;
+        }
+    }
+    if !dead {
+        let n = s.positions.len() as u64;
+        dead = until_or_dead(&mut engine, "every position opens", || {
+            let p = pnl(addr);
+            p["pending_entries"].as_u64() == Some(0) && p["open_positions"].as_u64() == Some(n)
+        });
+    }
+    if !dead {
+        for (k, side) in &s.positions {
+            rig.price(*k, if *side == "LONG" { "85.00" } else { "115.00" });
+        }
+        if s.kill == "sigkill" {
+            std::thread::sleep(Duration::from_millis(s.delay_ms));
+            engine.kill9();
+            dead = true;
+        } else {
+            let n = s.positions.len() as u64;
+            dead = until_or_dead(&mut engine, "every position closes", || {
+                pnl(addr)["closed_today"].as_u64() >= Some(n)
+                    && pnl(addr)["open_positions"].as_u64() == Some(0)
+            });
+        }
+    }
+    if dead {
+        tally.kills += 1;
+        let _ = engine.wait_exit(Duration::from_secs(30));
+        if s.kill_settling {
+            let mut again = rig.start("startup.settling=kill");
+            // Killed if it found something in flight at Dhan; otherwise it simply starts.
+            let addr = again.wait_http(&rig.data);
+            let killed = until_or_dead(&mut again, "the restart settles", || {
+                get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
+            });
+            if killed {
+                tally.kills += 1;
+            } else {
+                again.kill9();
+                tally.kills += 1;
+            }
+        }
+        engine = rig.start("");
+    }
+    // Whatever is still beyond a stop exits now; the flatten closes the rest.
+    for (k, side) in &s.positions {
+        rig.price(*k, if *side == "LONG" { "85.00" } else { "115.00" });
+    }
+    let f = audit(&rig, &mut engine);
+    tally.scenarios += 1;
+    tally.exits += f.exits;
+    let tag = |v: Vec<String>| v.into_iter().map(|x| format!("{s:?}: {x}"));
+    tally.duplicates.extend(tag(f.duplicates));
+    tally.orphans.extend(tag(f.orphans));
+    tally.mismatches.extend(tag(f.mismatches));
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+/// A seeded campaign of randomized fault scenarios, each SIGKILLing the real binary at one of
+/// the windows (or from outside), restarting it (sometimes killing the restart again while it
+/// settles), then flattening and auditing. `SOAK_SEED` and `SOAK_SCENARIOS` (`make soak`) set
+/// the seed and the length; `make test` runs a short one.
+#[test]
+fn a_seeded_campaign_of_kills_leaves_no_duplicate_no_orphan_and_the_account_of_the_broker() {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let seed = env("SOAK_SEED").unwrap_or(0x5eed_c4a5);
+    let scenarios = env("SOAK_SCENARIOS").unwrap_or(3) as usize;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut tally = Tally::default();
+    for n in 0..scenarios {
+        let s = draw(&mut rng);
+        eprintln!("soak seed {seed} scenario {n}: {s:?}");
+        run_scenario(&s, &mut tally);
+    }
+    let summary = format!(
+        "soak seed {seed}: scenarios run {}, kills {}, exits {}, duplicates {}, orphans {}, account mismatches {}",
+        tally.scenarios,
+        tally.kills,
+        tally.exits,
+        tally.duplicates.len(),
+        tally.orphans.len(),
+        tally.mismatches.len()
+    );
+    println!("{summary}");
+    eprintln!("{summary}");
+    assert!(
+        tally.duplicates.is_empty() && tally.orphans.is_empty() && tally.mismatches.is_empty(),
+        "{summary}\n{tally:#?}"
+    );
+}
