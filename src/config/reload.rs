@@ -11,7 +11,7 @@
 //!   position cap only refuses further entries.
 //!
 //! Everything else needs a restart: `mode`, `[broker]`, `[feed]`, `[store]`, `[http]`,
-//! `[redis]`, `[instance]`, `[runtime]`, `[host]`, `[exit_retry]` and `[sim]` are sockets, threads, queues and
+//! `[redis]`, `[instance]`, `[runtime]`, `[host]`, `[exit_retry]`, `[alerts]` and `[sim]` are sockets, threads, queues and
 //! files built at startup; `[session]` instants are scheduled for the day (moving square-off
 //! across "now" could skip or repeat it); `[charges]` and `[paper]` would make the day's
 //! accounting mix two schedules; `[secrets]` are read once.
@@ -209,6 +209,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         pnl: _,
         host: _,
         exit_retry: _,
+        alerts: _,
     } = a;
     if a.mode != b.mode {
         out.push("mode");
@@ -318,6 +319,9 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
     diff_fields!(out, &a.pnl, &b.pnl, PnlConfig, push, { refresh => "pnl.refresh_ms" });
     if a.exit_retry != b.exit_retry {
         out.push("exit_retry");
+    }
+    if a.alerts != b.alerts {
+        out.push("alerts");
     }
     diff_fields!(out, &a.host, &b.host, HostConfig, push, {
         pin => "host.pin",
