@@ -182,7 +182,13 @@ impl Running {
             .map(|(t, s)| Target::new(t.clone(), &Secret::new(s.clone())))
             .collect();
         let metrics = Metrics::new();
-        let n = Notifier::new(&config.alerts, targets, "scalper paper on test:1".into(), &metrics);
+        let n = Notifier::new(
+            &config.alerts,
+            targets,
+            "scalper paper on test:1".into(),
+            config.runtime.stop_deadline,
+            &metrics,
+        );
         let mut worker = AlertNotifier::new(n.shared());
         let (stop, ctx) = WorkerCtx::standalone("alert_notifier");
         let thread = std::thread::spawn(move || worker.run(&ctx).unwrap());
@@ -208,6 +214,14 @@ impl Running {
         ))
     }
 
+    /// Stops the worker and waits for it.
+    fn stop(mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
     fn retries(&self, target: &str) -> f64 {
         self.metric(&format!("scalper_alert_notification_retries_total{{target=\"{target}\"}}"))
     }
@@ -222,10 +236,14 @@ impl Drop for Running {
     }
 }
 
+/// A target with quick retries (unless `extra` sets its own backoff).
 fn target(name: &str, kind: &str, extra: &str) -> String {
-    format!(
-        "[[alerts.targets]]\nname = \"{name}\"\nkind = \"{kind}\"\nbackoff_base_ms = 20\nbackoff_cap_ms = 100\n{extra}\n"
-    )
+    let backoff = if extra.contains("backoff_") {
+        ""
+    } else {
+        "backoff_base_ms = 20\nbackoff_cap_ms = 100\n"
+    };
+    format!("[[alerts.targets]]\nname = \"{name}\"\nkind = \"{kind}\"\n{backoff}{extra}\n")
 }
 
 // ---- delivery ------------------------------------------------------------------------------
@@ -395,6 +413,23 @@ fn delivery_is_given_up_after_max_attempts_or_a_permanent_refusal() {
     wait_until("given up at once", || n.outcome("hook", "failed") == 2.0);
     assert_eq!((rx.count(), n.retries("hook")), (4, 2.0));
     assert_eq!(n.outcome("hook", "delivered"), 0.0);
+}
+
+#[test]
+fn an_alert_waiting_for_its_retry_gets_a_last_attempt_when_the_notifier_stops() {
+    let rx = Receiver::start(vec![Reply::Status(503, Vec::new())]);
+    let alerts = format!(
+        "[alerts]\n{}",
+        target("hook", "webhook", "backoff_base_ms = 60000\nbackoff_cap_ms = 60000")
+    );
+    let n = Running::start(&alerts, &[rx.url("/hook")]);
+    n.raise(AlertLevel::Critical, "worker_escalation", "the engine is stopping");
+    wait_until("the first attempt failed", || n.retries("hook") == 1.0);
+    let metrics = n.metrics.clone();
+    n.stop();
+    assert_eq!(rx.count(), 2, "the retry a minute away was made on the way out");
+    let delivered = "scalper_alert_notifications_total{outcome=\"delivered\",target=\"hook\"}";
+    assert_eq!(metric_value(&metrics.render(), delivered), Some(1.0));
 }
 
 // ---- never on the trading path -------------------------------------------------------------

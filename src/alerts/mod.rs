@@ -10,7 +10,9 @@
 //! exponential backoff and jitter on connection errors, timeouts, 408, 429 and 5xx (never
 //! sooner than a `Retry-After`), and giving up after `max_attempts` with a log line and
 //! `alert_notifications_total{outcome="failed"}`. The decisions are pure (`policy.rs`), so are
-//! the payloads (`payload.rs`).
+//! the payloads (`payload.rs`). When the engine stops, what is still queued or waiting for a
+//! retry gets one last attempt within `runtime.stop_deadline_ms` (the notifier is stopped after
+//! the trading workers, so the alert of an escalation still goes out).
 //!
 //! A target's URL or bot token is a secret (`SCALPER_ALERT_<NAME>_URL`,
 //! `SCALPER_ALERT_<NAME>_BOT_TOKEN`, from the environment or the secrets file): logs and errors
@@ -164,16 +166,30 @@ impl Notifier {
             targets.push(Target::new(t.clone(), secret));
         }
         let origin = payload::origin(&config.mode.to_string(), &crate::publish::instance_name());
-        Ok(Some(Notifier::new(a, targets, origin, metrics)))
+        Ok(Some(Notifier::new(a, targets, origin, config.runtime.stop_deadline, metrics)))
     }
 
-    /// With resolved targets (tests build them by hand).
-    pub fn new(a: &AlertsConfig, targets: Vec<Target>, origin: String, m: &Metrics) -> Notifier {
+    /// With resolved targets (tests build them by hand); `stop_deadline` is how long the
+    /// worker may take to stop (`runtime.stop_deadline_ms`).
+    pub fn new(
+        a: &AlertsConfig,
+        targets: Vec<Target>,
+        origin: String,
+        stop_deadline: Duration,
+        m: &Metrics,
+    ) -> Notifier {
         let configs: Vec<AlertTargetConfig> = targets.iter().map(|t| t.config.clone()).collect();
         let metrics = NotifyMetrics::new(m, &configs);
         let (tx, rx) = crossbeam_channel::bounded(a.queue.max(1));
         let sink = Arc::new(AlertSink { tx, dropped: metrics.queue_dropped.clone() });
-        let shared = Arc::new(NotifierShared::new(rx, targets, a.dedupe_window, origin, metrics));
+        let shared = Arc::new(NotifierShared::new(
+            rx,
+            targets,
+            a.dedupe_window,
+            origin,
+            metrics,
+            stop_deadline,
+        ));
         Notifier { shared, sink }
     }
 

@@ -30,6 +30,9 @@ pub struct NotifierShared {
     /// Who sends (`scalper live on host:pid`).
     pub origin: String,
     pub metrics: NotifyMetrics,
+    /// How long the worker may take to return once told to stop (`runtime.stop_deadline_ms`):
+    /// the last attempts made on the way out fit in it.
+    pub stop_deadline: Duration,
     agents: Vec<ureq::Agent>,
 }
 
@@ -40,6 +43,7 @@ impl NotifierShared {
         dedupe_window: Duration,
         origin: String,
         metrics: NotifyMetrics,
+        stop_deadline: Duration,
     ) -> NotifierShared {
         let agents = targets
             .iter()
@@ -54,7 +58,7 @@ impl NotifierShared {
                     .into()
             })
             .collect();
-        NotifierShared { alerts, targets, dedupe_window, origin, metrics, agents }
+        NotifierShared { alerts, targets, dedupe_window, origin, metrics, stop_deadline, agents }
     }
 }
 
@@ -75,6 +79,8 @@ pub struct AlertNotifier {
     rate_limited: Vec<u32>,
     backoff: Vec<BackoffPolicy>,
     pending: VecDeque<Delivery>,
+    /// When the last request started (the stop may have been asked for during it).
+    last_request: Option<Instant>,
 }
 
 impl AlertNotifier {
@@ -99,6 +105,7 @@ impl AlertNotifier {
             rate_limited: vec![0; shared.targets.len()],
             backoff,
             pending: VecDeque::new(),
+            last_request: None,
             shared,
         }
     }
@@ -154,7 +161,8 @@ impl AlertNotifier {
     }
 
     /// One POST; what came of it.
-    fn attempt(&self, d: &Delivery) -> Attempt {
+    fn attempt(&mut self, d: &Delivery) -> Attempt {
+        self.last_request = Some(Instant::now());
         let t = &self.shared.targets[d.target];
         let body = payload::body(t.config.kind, &d.notice, &self.shared.origin, &t.config.chat_id);
         let sent = self.shared.agents[d.target]
@@ -222,6 +230,47 @@ impl AlertNotifier {
     }
 }
 
+impl AlertNotifier {
+    /// On the way out (the engine stops, maybe after an escalation whose alert is queued): one
+    /// last attempt for everything queued or waiting for a retry, due or not, as long as it
+    /// fits in the stop deadline; what does not fit is dropped.
+    fn last_attempts(&mut self, ctx: &WorkerCtx) {
+        // The stop may have been asked for while a request was under way: count from its start.
+        let longest = self.shared.targets.iter().map(|t| t.config.timeout).max();
+        let started = match (self.last_request, longest) {
+            (Some(at), Some(longest)) if at.elapsed() < longest => at,
+            _ => Instant::now(),
+        };
+        while let Ok(a) = self.shared.alerts.try_recv() {
+            self.accept(a);
+        }
+        let mut dropped = 0;
+        let shared = self.shared.clone();
+        while let Some(d) = self.pending.pop_front() {
+            ctx.beat();
+            let t = &shared.targets[d.target];
+            if started.elapsed() + t.config.timeout >= self.shared.stop_deadline {
+                self.count(d.target, "dropped");
+                dropped += 1;
+                continue;
+            }
+            match self.attempt(&d) {
+                Attempt::Delivered => {
+                    self.count(d.target, "delivered");
+                    log::info!(target: "alerts", "alert {} delivered to {} on shutdown", d.notice.code, t.describe());
+                }
+                Attempt::Transient { why, .. } | Attempt::Permanent { why } => {
+                    self.count(d.target, "failed");
+                    log::error!(target: "alerts", "alert {} NOT delivered to {}: {why}; the notifier is stopping", d.notice.code, t.describe());
+                }
+            }
+        }
+        if dropped > 0 {
+            log::warn!(target: "alerts", "{dropped} alert deliveries not made: the notifier stopped");
+        }
+    }
+}
+
 /// A transport error as it may be logged: never the URL (it may carry a token).
 fn describe_error(e: &ureq::Error, t: &Target) -> String {
     let text = match e {
@@ -259,12 +308,7 @@ impl Worker for AlertNotifier {
                 default(wait) => {}
             }
         }
-        if !self.pending.is_empty() {
-            log::warn!(target: "alerts", "{} alert deliveries not made: the notifier stopped", self.pending.len());
-            for d in std::mem::take(&mut self.pending) {
-                self.count(d.target, "dropped");
-            }
-        }
+        self.last_attempts(ctx);
         Ok(())
     }
 }
