@@ -221,3 +221,38 @@ impl Notifier {
         .pinned_to(config.host.pin.get(WORKER).copied())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Timestamp;
+
+    #[test]
+    fn lines_of_the_http_library_that_may_print_a_whole_url_are_capped_at_info() {
+        use log::LevelFilter::{Debug, Info, Trace};
+        for (target, cap) in
+            [("ureq", Info), ("ureq::run", Info), ("ureq_proto::client", Debug), ("alerts", Trace)]
+        {
+            assert_eq!(crate::broker::log_level_cap(target), cap, "{target}");
+        }
+    }
+
+    #[test]
+    fn the_sink_skips_info_and_drops_what_does_not_fit_without_waiting() {
+        let a = AlertsConfig { dedupe_window: Duration::ZERO, queue: 2, targets: Vec::new() };
+        let m = Metrics::new();
+        let n = Notifier::new(&a, Vec::new(), "test".into(), Duration::from_secs(1), &m);
+        let alert =
+            |level| Alert { level, code: "c".into(), message: "m".into(), at: Timestamp(0) };
+        let sink = n.sink();
+        for _ in 0..5 {
+            sink.record(&EngineEvent::Core(CoreEvent::Alert(alert(AlertLevel::Info))));
+        }
+        assert_eq!(n.shared().alerts.len(), 0, "info alerts are not queued");
+        for level in [AlertLevel::Warning, AlertLevel::Critical, AlertLevel::Critical] {
+            sink.record(&EngineEvent::Core(CoreEvent::Alert(alert(level))));
+        }
+        assert_eq!(n.shared().alerts.len(), 2);
+        assert_eq!(n.shared().metrics.queue_dropped.get(), 1);
+    }
+}
