@@ -118,6 +118,8 @@ pub struct Target {
     pub endpoint: Secret,
     /// The URL as logs and errors show it.
     pub shown: String,
+    /// Texts never to show: the URL, its path (which may carry the token), the raw secret.
+    redactions: Vec<Secret>,
 }
 
 impl Target {
@@ -132,7 +134,27 @@ impl Target {
             }
         };
         let shown = payload::mask_url(endpoint.expose());
-        Target { config, endpoint, shown }
+        let path = url::Url::parse(endpoint.expose()).map(|u| u.path().to_string());
+        let redactions = [Ok(endpoint.expose().to_string()), path, Ok(secret.expose().to_string())]
+            .into_iter()
+            .flatten()
+            .map(|t| t.trim().to_string())
+            .filter(|t| t.len() > 1)
+            .map(Secret::new)
+            .collect();
+        Target { config, endpoint, shown, redactions }
+    }
+
+    /// `text` with the target's URL, its path and its secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        // Longest first, so that the whole URL goes before its path.
+        let mut out = text.to_string();
+        let mut r: Vec<&Secret> = self.redactions.iter().collect();
+        r.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+        for s in r {
+            out = payload::redact(&out, s.expose());
+        }
+        out
     }
 
     /// `name (kind, scheme://host/***)`.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, select};
 
 use super::payload::{self, Notice};
+
 use super::policy::{self, Admit, Attempt, Dedupe, Next, TokenBucket};
 use super::{NotifyMetrics, Target};
 use crate::exec::Alert;
@@ -282,7 +283,7 @@ fn describe_error(e: &ureq::Error, t: &Target) -> String {
         ureq::Error::Protocol(p) => format!("HTTP protocol error ({p})"),
         other => format!("request failed ({other})"),
     };
-    payload::redact(&text, t.endpoint.expose())
+    t.redact(&text)
 }
 
 impl Worker for AlertNotifier {
@@ -310,5 +311,39 @@ impl Worker for AlertNotifier {
         }
         self.last_attempts(ctx);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Secret};
+
+    #[test]
+    fn transport_errors_never_show_the_url_its_path_or_the_token() {
+        let c = Config::from_toml_str(
+            "[[alerts.targets]]\nname = \"tg\"\nkind = \"telegram\"\nchat_id = \"1\"\n\
+             [[alerts.targets]]\nname = \"team\"\nkind = \"slack\"\n",
+        )
+        .unwrap();
+        let tg = Target::new(c.alerts.targets[0].clone(), &Secret::new("123:tok-en"));
+        let slack = Target::new(
+            c.alerts.targets[1].clone(),
+            &Secret::new("https://hooks.slack.com/services/T0/B0/s3cr3t"),
+        );
+        let cases = [
+            (&tg, ureq::Error::BadUri("https://api.telegram.org/bot123:tok-en/sendMessage".into())),
+            (&tg, ureq::Error::BadUri("/bot123:tok-en/sendMessage".into())),
+            (&tg, ureq::Error::BadUri("tok 123:tok-en".into())),
+            (&slack, ureq::Error::BadUri("https://hooks.slack.com/services/T0/B0/s3cr3t".into())),
+            (&slack, ureq::Error::BadUri("/services/T0/B0/s3cr3t?x".into())),
+        ];
+        for (t, e) in cases {
+            let text = describe_error(&e, t);
+            assert!(!text.contains("tok-en") && !text.contains("s3cr3t"), "{text}");
+            assert!(text.contains("***"), "{text}");
+        }
+        assert_eq!(tg.shown, "https://api.telegram.org/***");
+        assert_eq!(slack.describe(), "team (slack, https://hooks.slack.com/***)");
     }
 }
