@@ -166,6 +166,16 @@ mod tests {
         assert!(bad_enum[0].contains("unknown variant `sms`"), "{bad_enum:?}");
     }
 
+    #[test]
+    fn a_reload_that_changes_alerts_needs_a_restart() {
+        let running = Config::from_toml_str("").unwrap();
+        let new = Config::from_toml_str("[[alerts.targets]]\nname = \"a\"\nkind = \"slack\"\n");
+        match crate::config::plan_reload(&running, new) {
+            Err(crate::config::ReloadError::NeedsRestart { keys }) => assert_eq!(keys, ["alerts"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: BTreeMap<String, String> =
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
