@@ -1,4 +1,5 @@
-//! Secrets: the Dhan credentials, the control API token and database passwords. They come from
+//! Secrets: the Dhan credentials, the control API token, database passwords and the alert
+//! targets' URLs and bot tokens (`SCALPER_ALERT_<NAME>_URL`, `SCALPER_ALERT_<NAME>_BOT_TOKEN`). They come from
 //! the environment or from the `KEY=VALUE` file named by `[secrets] file` (the environment
 //! wins), never from the config file itself, and they never appear in a log, error, panic or
 //! `Debug` output: [`Secret`] prints `***`.
