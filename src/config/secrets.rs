@@ -1,8 +1,8 @@
 //! Secrets: the Dhan credentials, the control API token, database passwords and the alert
-//! targets' URLs and bot tokens (`SCALPER_ALERT_<NAME>_URL`, `SCALPER_ALERT_<NAME>_BOT_TOKEN`). They come from
-//! the environment or from the `KEY=VALUE` file named by `[secrets] file` (the environment
-//! wins), never from the config file itself, and they never appear in a log, error, panic or
-//! `Debug` output: [`Secret`] prints `***`.
+//! targets' URLs and bot tokens (`SCALPER_ALERT_<NAME>_URL`, `SCALPER_ALERT_<NAME>_BOT_TOKEN`).
+//! They come from the environment or from the `KEY=VALUE` file named by `[secrets] file` (the
+//! environment wins), never from the config file itself, and they never appear in a log,
+//! error, panic or `Debug` output: [`Secret`] prints `***`.
 //!
 //! `Config::load` validates the file; [`Secrets::resolve`] is called once at startup with the
 //! validated config and applies the mode's rules (live mode needs real credentials, paper mode
