@@ -49,6 +49,25 @@ const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The alert code of a health component that went down.
 const COMPONENT_DOWN: &str = "component_down";
 
+/// The alert code of a worker that exhausted its restart budget.
+const WORKER_ESCALATION: &str = "worker_escalation";
+
+/// The alert code of a lost instance lease.
+const LEASE_LOST: &str = "lease_lost";
+
+/// A critical alert from the process itself: `alerts_total`, the event sinks (store, Redis,
+/// the alert notifier). Never blocks.
+fn raise_critical(
+    shared: &crate::engine::shared::Shared,
+    code: &str,
+    message: String,
+    at: crate::domain::Timestamp,
+) {
+    shared.m.alerts.with_label_values(&[code]).inc();
+    let alert = Alert { level: AlertLevel::Critical, code: code.to_string(), message, at };
+    shared.sink.record(&EngineEvent::Core(CoreEvent::Alert(alert)));
+}
+
 /// Runs the engine until it is asked to stop; returns the process exit code.
 pub fn run(config_path: &Path) -> u8 {
     logging::init();
@@ -175,10 +194,17 @@ fn start(config_path: &Path, config: Config, secrets: Secrets) -> anyhow::Result
     );
     let trading = engine.trading.clone();
     let hook_clock = clock.clone();
+    let hook_shared = engine.shared.clone();
     supervisor.on_escalation(move |worker, reason| {
         log::error!(
             target: "app",
             "ALERT halting trading: worker {worker} exhausted its restart budget ({reason})"
+        );
+        raise_critical(
+            &hook_shared,
+            WORKER_ESCALATION,
+            format!("worker {worker} exhausted its restart budget ({reason}): trading halted, the engine stops"),
+            hook_clock.now(),
         );
         if let Err(e) =
             trading.apply(TradingCommand::Halt { cause: HaltCause::Escalation }, hook_clock.now())
@@ -221,6 +247,12 @@ impl Running {
                 recv(lost) -> why => {
                     let why = why.unwrap_or_else(|_| "the lease keeper ended".to_string());
                     log::error!(target: "app", "ALERT halting trading: the instance lease is lost ({why})");
+                    raise_critical(
+                        &self.engine.shared,
+                        LEASE_LOST,
+                        format!("the instance lease is lost ({why}): trading halted, the engine stops"),
+                        self.clock.now(),
+                    );
                     let halt = TradingCommand::Halt { cause: HaltCause::Escalation };
                     if let Err(e) = self.engine.trading.apply(halt, self.clock.now()) {
                         log::error!(target: "app", "Could not halt trading: {e}");

@@ -4,10 +4,11 @@
 //! from `risk`) → `exec::router` → `broker` (paper or Dhan). `runtime` supervises the worker
 //! threads, `store` persists (`engine::persist` wires it in, with restart recovery), `publish`
 //! mirrors live state to Redis, `instance` keeps a second engine on the same account from
-//! trading, `ops` is the operator's surface, `sim` is the built-in Dhan simulator, `replay`
+//! trading, `ops` is the operator's surface, `alerts` delivers alerts to people, `sim` is the built-in Dhan simulator, `replay`
 //! drives the same core on a virtual clock. `fuzzing` is the harness shared by the `cargo fuzz`
 //! targets in `fuzz/` and the corpus regression test.
 
+pub mod alerts;
 pub mod app;
 pub mod broker;
 pub mod cli;

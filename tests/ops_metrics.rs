@@ -86,6 +86,9 @@ backend = "sqlite"
 enabled = true
 url = "{redis}"
 key_prefix = "{prefix}"
+[[alerts.targets]]
+name = "ops"
+kind = "webhook"
 "#,
         data = dir.join("data").display().to_string(),
     )
@@ -147,6 +150,8 @@ impl Engine {
             .env("DHAN_CLIENT_ID", "1000000001")
             .env("DHAN_ACCESS_TOKEN", "sim-access-token")
             .env("SCALPER_CONTROL_TOKEN", TOKEN)
+            // The live engine's alert target: a closed port (deliveries fail and are counted).
+            .env("SCALPER_ALERT_OPS_URL", "http://127.0.0.1:9/alerts")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -32,8 +32,17 @@ pub use credentials::{
 /// up logging must cap these at `debug`; [`log_level_cap`] says so for any target.
 pub const TOKEN_BEARING_LOG_TARGETS: &[&str] = &["tungstenite", "ureq_proto"];
 
+/// Log targets that print a request's whole URL at `debug` once `trace` is enabled anywhere
+/// (ureq): an alert target's URL carries its token (a Slack webhook, the Telegram bot API), so
+/// these are capped at `info`.
+pub const URL_BEARING_LOG_TARGETS: &[&str] = &["ureq"];
+
 /// The most verbose level at which `target` may log without risking the access token.
 pub fn log_level_cap(target: &str) -> log::LevelFilter {
+    if URL_BEARING_LOG_TARGETS.iter().any(|t| target == *t || target.starts_with(&format!("{t}::")))
+    {
+        return log::LevelFilter::Info;
+    }
     if TOKEN_BEARING_LOG_TARGETS
         .iter()
         .any(|t| target == *t || target.starts_with(&format!("{t}::")))

@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use super::secrets::Secret;
 use super::types::{
-    BrokerKind, FeedMode, FeedSource, LeaseKind, Mode, ProductType, ScenarioSpeed, StoreKind,
+    AlertSeverity, AlertTargetKind, BrokerKind, FeedMode, FeedSource, LeaseKind, Mode, ProductType,
+    ScenarioSpeed, StoreKind,
 };
 use super::value::Dec;
 
@@ -45,6 +46,7 @@ pub struct RawConfig {
     pub host: RawHost,
     pub exit_retry: RawExitRetry,
     pub instruments: RawInstruments,
+    pub alerts: RawAlerts,
 }
 
 impl Default for RawConfig {
@@ -72,6 +74,7 @@ impl Default for RawConfig {
             host: RawHost::default(),
             exit_retry: RawExitRetry::default(),
             instruments: RawInstruments::default(),
+            alerts: RawAlerts::default(),
         }
     }
 }
@@ -606,6 +609,57 @@ impl Default for RawInstruments {
             master_url: None,
             download_timeout_secs: 60,
             reload_time: "08:30:00".into(),
+        }
+    }
+}
+
+/// `[alerts]`: delivery of alerts to people.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAlerts {
+    pub dedupe_window_secs: i64,
+    pub queue: i64,
+    pub targets: Vec<RawAlertTarget>,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts { dedupe_window_secs: 300, queue: 1_024, targets: Vec::new() }
+    }
+}
+
+/// `[[alerts.targets]]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAlertTarget {
+    pub name: String,
+    /// Required.
+    pub kind: Option<AlertTargetKind>,
+    pub min_severity: AlertSeverity,
+    pub chat_id: String,
+    pub api_url: String,
+    pub rate_per_minute: i64,
+    pub burst: i64,
+    pub timeout_ms: i64,
+    pub max_attempts: i64,
+    pub backoff_base_ms: i64,
+    pub backoff_cap_ms: i64,
+}
+
+impl Default for RawAlertTarget {
+    fn default() -> Self {
+        RawAlertTarget {
+            name: String::new(),
+            kind: None,
+            min_severity: AlertSeverity::Warning,
+            chat_id: String::new(),
+            api_url: "https://api.telegram.org".into(),
+            rate_per_minute: 20,
+            burst: 5,
+            timeout_ms: 1_500,
+            max_attempts: 8,
+            backoff_base_ms: 1_000,
+            backoff_cap_ms: 60_000,
         }
     }
 }

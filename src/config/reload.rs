@@ -11,7 +11,7 @@
 //!   position cap only refuses further entries.
 //!
 //! Everything else needs a restart: `mode`, `[broker]`, `[feed]`, `[store]`, `[http]`,
-//! `[redis]`, `[instance]`, `[runtime]`, `[host]`, `[exit_retry]` and `[sim]` are sockets, threads, queues and
+//! `[redis]`, `[instance]`, `[runtime]`, `[host]`, `[exit_retry]`, `[alerts]` and `[sim]` are sockets, threads, queues and
 //! files built at startup; `[session]` instants are scheduled for the day (moving square-off
 //! across "now" could skip or repeat it); `[charges]` and `[paper]` would make the day's
 //! accounting mix two schedules; `[secrets]` are read once.
@@ -212,6 +212,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         host: _,
         instruments: _,
         exit_retry: _,
+        alerts: _,
     } = a;
     if a.mode != b.mode {
         out.push("mode");
@@ -330,6 +331,9 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         download_timeout => "instruments.download_timeout_secs",
         reload_time => "instruments.reload_time",
     });
+    if a.alerts != b.alerts {
+        out.push("alerts");
+    }
     diff_fields!(out, &a.host, &b.host, HostConfig, push, {
         pin => "host.pin",
         mlockall => "host.mlockall",

@@ -1,7 +1,8 @@
-//! Secrets: the Dhan credentials, the control API token and database passwords. They come from
-//! the environment or from the `KEY=VALUE` file named by `[secrets] file` (the environment
-//! wins), never from the config file itself, and they never appear in a log, error, panic or
-//! `Debug` output: [`Secret`] prints `***`.
+//! Secrets: the Dhan credentials, the control API token, database passwords and the alert
+//! targets' URLs and bot tokens (`SCALPER_ALERT_<NAME>_URL`, `SCALPER_ALERT_<NAME>_BOT_TOKEN`).
+//! They come from the environment or from the `KEY=VALUE` file named by `[secrets] file` (the
+//! environment wins), never from the config file itself, and they never appear in a log,
+//! error, panic or `Debug` output: [`Secret`] prints `***`.
 //!
 //! `Config::load` validates the file; [`Secrets::resolve`] is called once at startup with the
 //! validated config and applies the mode's rules (live mode needs real credentials, paper mode
@@ -14,7 +15,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::types::{Config, FeedSource, Mode};
+use super::types::{ALERT_SECRET_PREFIX, Config, FeedSource, Mode};
 pub use crate::domain::Secret;
 
 /// Name of the file holding the generated paper-mode control token, inside `data_dir`.
@@ -50,6 +51,13 @@ pub enum SecretsError {
         keys.join(", ")
     )]
     Missing { mode: Mode, keys: Vec<&'static str> },
+    #[error(
+        "[alerts] targets need {}: set them in the environment or in the secrets file",
+        keys.join(", ")
+    )]
+    MissingAlert { keys: Vec<String> },
+    #[error("{key} is not an http:// or https:// URL with a host (value not shown)")]
+    BadAlertUrl { key: String },
     #[error("{key} is shorter than {min} characters", min = MIN_CONTROL_TOKEN_LEN)]
     TooShort { key: &'static str },
     #[error("writing control token {}: {source}", path.display())]
@@ -78,6 +86,9 @@ pub struct Secrets {
     pub control_token: Option<Secret>,
     pub pg_password: Option<Secret>,
     pub redis_password: Option<Secret>,
+    /// `[[alerts.targets]]` name → its URL (webhook, Slack) or bot token (Telegram), from
+    /// `SCALPER_ALERT_<NAME>_URL` / `SCALPER_ALERT_<NAME>_BOT_TOKEN`.
+    pub alert_targets: BTreeMap<String, Secret>,
 }
 
 impl Secrets {
@@ -145,6 +156,29 @@ impl Secrets {
         if !missing.is_empty() {
             return Err(SecretsError::Missing { mode: config.mode, keys: missing });
         }
+        let mut alert_targets = BTreeMap::new();
+        let mut missing_alerts = Vec::new();
+        for target in &config.alerts.targets {
+            let key = target.secret_key();
+            let value = env(&key)
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)
+                .or_else(|| file.get(key.as_str()).cloned());
+            match value {
+                Some(v) => {
+                    if target.kind != super::types::AlertTargetKind::Telegram
+                        && !is_http_url(v.expose())
+                    {
+                        return Err(SecretsError::BadAlertUrl { key });
+                    }
+                    alert_targets.insert(target.name.clone(), v);
+                }
+                None => missing_alerts.push(key),
+            }
+        }
+        if !missing_alerts.is_empty() {
+            return Err(SecretsError::MissingAlert { keys: missing_alerts });
+        }
         if live && control_token.as_ref().is_some_and(|t| t.expose().len() < MIN_CONTROL_TOKEN_LEN)
         {
             return Err(SecretsError::TooShort { key: SCALPER_CONTROL_TOKEN });
@@ -156,6 +190,7 @@ impl Secrets {
             control_token,
             pg_password: lookup(PGPASSWORD).map(|(s, _)| s),
             redis_password: lookup(REDIS_PASSWORD).map(|(s, _)| s),
+            alert_targets,
         })
     }
 
@@ -176,8 +211,9 @@ impl Secrets {
 /// Reads a `KEY=VALUE` secrets file after checking that only its owner can read or write it.
 /// Blank lines and `#` comments are skipped, an `export ` prefix and quotes around the value
 /// are allowed (so the same file works as a shell include and a systemd `EnvironmentFile`).
-/// Unknown keys are refused: a misspelt key would otherwise look like a missing secret.
-pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<&'static str, Secret>, SecretsError> {
+/// Unknown keys are refused: a misspelt key would otherwise look like a missing secret. Keys
+/// starting with `SCALPER_ALERT_` are the alert targets' (see `[alerts]`).
+pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, Secret>, SecretsError> {
     let read_err = |source| SecretsError::ReadFile { path: path.to_path_buf(), source };
     let mut file = fs::File::open(path).map_err(read_err)?;
     let mode = file.metadata().map_err(read_err)?.permissions().mode();
@@ -202,9 +238,18 @@ pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<&'static str, Secret>, 
             return Err(bad("expected KEY=VALUE".into()));
         };
         let key = key.trim();
-        let Some(known) = KNOWN_KEYS.iter().copied().find(|k| *k == key) else {
+        let alert_key = key.len() > ALERT_SECRET_PREFIX.len()
+            && key.starts_with(ALERT_SECRET_PREFIX)
+            && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        let Some(known) = KNOWN_KEYS
+            .iter()
+            .copied()
+            .find(|k| *k == key)
+            .map(str::to_string)
+            .or_else(|| alert_key.then(|| key.to_string()))
+        else {
             return Err(bad(format!(
-                "unknown key {key:?} (expected one of {})",
+                "unknown key {key:?} (expected one of {}, or {ALERT_SECRET_PREFIX}<NAME>_URL / _BOT_TOKEN)",
                 KNOWN_KEYS.join(", ")
             )));
         };
@@ -213,6 +258,13 @@ pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<&'static str, Secret>, 
         out.insert(known, Secret::new(value));
     }
     Ok(out)
+}
+
+/// Whether `v` is an http(s) URL with a host (an alert target's webhook).
+fn is_http_url(v: &str) -> bool {
+    url::Url::parse(v.trim()).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
 }
 
 fn strip_quotes(v: &str) -> &str {

@@ -110,6 +110,27 @@ pub enum LeaseKind {
     Redis,
 }
 
+/// `alerts.targets[].kind`: the payload a target receives.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertTargetKind {
+    /// A JSON object POSTed to a URL (`severity`, `code`, `message`, `at`, `repeats`, ...).
+    Webhook,
+    /// The Telegram bot API's `sendMessage` (`chat_id`, `text`).
+    Telegram,
+    /// A Slack incoming webhook (`{"text": ...}`).
+    Slack,
+}
+
+/// `alerts.targets[].min_severity`: the least severe alert a target receives.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    #[default]
+    Warning,
+    Critical,
+}
+
 macro_rules! display_as_str {
     ($($ty:ty => { $($variant:path => $name:literal),* $(,)? })*) => {$(
         impl fmt::Display for $ty {
@@ -129,6 +150,12 @@ display_as_str! {
     ScenarioSpeed => { ScenarioSpeed::Realtime => "realtime", ScenarioSpeed::Fast => "fast" }
     StoreKind => { StoreKind::Sqlite => "sqlite", StoreKind::Postgres => "postgres" }
     LeaseKind => { LeaseKind::None => "none", LeaseKind::Redis => "redis" }
+    AlertTargetKind => {
+        AlertTargetKind::Webhook => "webhook",
+        AlertTargetKind::Telegram => "telegram",
+        AlertTargetKind::Slack => "slack",
+    }
+    AlertSeverity => { AlertSeverity::Warning => "warning", AlertSeverity::Critical => "critical" }
 }
 
 /// The whole validated configuration.
@@ -165,6 +192,8 @@ pub struct Config {
     pub instruments: InstrumentsConfig,
     /// `[exit_retry]`.
     pub exit_retry: crate::exec::exit_retry::ExitRetryPolicy,
+    /// `[alerts]`.
+    pub alerts: AlertsConfig,
 }
 
 /// `[secrets]`.
@@ -411,3 +440,58 @@ pub struct InstrumentsConfig {
     /// `instruments.reload_time` (IST).
     pub reload_time: TimeOfDay,
 }
+/// `[alerts]`: where critical and warning alerts are delivered besides the log, the metrics and
+/// the event stream. No target: nothing is sent (and no worker runs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// `alerts.dedupe_window_secs`: alerts of the same code within this window are sent once;
+    /// the next one after it carries the count of those held back.
+    pub dedupe_window: Duration,
+    /// `alerts.queue`: alerts waiting for the notifier at most; more are dropped (and counted).
+    pub queue: usize,
+    /// `[[alerts.targets]]`.
+    pub targets: Vec<AlertTargetConfig>,
+}
+
+/// One `[[alerts.targets]]` entry. Its URL (webhook, Slack) or bot token (Telegram) is a
+/// secret: [`AlertTargetConfig::secret_key`] names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertTargetConfig {
+    /// `name`: `[a-z0-9_]`, unique; the `target` label of the metrics.
+    pub name: String,
+    /// `kind`.
+    pub kind: AlertTargetKind,
+    /// `min_severity`.
+    pub min_severity: AlertSeverity,
+    /// `chat_id` (Telegram only).
+    pub chat_id: String,
+    /// `api_url` (Telegram only): the bot API's base, `https://api.telegram.org` by default.
+    pub api_url: Url,
+    /// `rate_per_minute`: the rate limit's refill.
+    pub rate_per_minute: u32,
+    /// `burst`: how many may go at once.
+    pub burst: u32,
+    /// `timeout_ms`: the whole request, connect to last byte.
+    pub timeout: Duration,
+    /// `max_attempts`: attempts per alert before it is given up.
+    pub max_attempts: u32,
+    /// `backoff_base_ms`: the wait before the first retry, doubling per retry.
+    pub backoff_base: Duration,
+    /// `backoff_cap_ms`: the longest wait between retries (a `Retry-After` may ask for longer).
+    pub backoff_cap: Duration,
+}
+
+impl AlertTargetConfig {
+    /// The secrets key holding this target's URL (`SCALPER_ALERT_<NAME>_URL`) or Telegram bot
+    /// token (`SCALPER_ALERT_<NAME>_BOT_TOKEN`).
+    pub fn secret_key(&self) -> String {
+        let suffix = match self.kind {
+            AlertTargetKind::Telegram => "BOT_TOKEN",
+            AlertTargetKind::Webhook | AlertTargetKind::Slack => "URL",
+        };
+        format!("{ALERT_SECRET_PREFIX}{}_{suffix}", self.name.to_ascii_uppercase())
+    }
+}
+
+/// Secrets keys of alert targets start with this.
+pub const ALERT_SECRET_PREFIX: &str = "SCALPER_ALERT_";

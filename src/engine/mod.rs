@@ -4,7 +4,8 @@
 //! supervisor, systemd, HTTP) runs what [`build`] returns.
 //!
 //! Workers, in start order (the supervisor stops them in reverse): the persistence sink's
-//! workers (`store_writer`) and the broker's own workers (none in paper mode), `order_router`,
+//! workers (`store_writer`), `alert_notifier` when `[alerts]` has targets, the broker's own
+//! workers (none in paper mode), `order_router`,
 //! `exit_engine`, `tick_reader`, `pnl_refresher`, `heartbeat`, `entries_demo` when
 //! `entries.demo` is on, `instruments` (the daily master reload) when the master comes from a
 //! file or a download, and `redis_publisher` when `[redis] enabled`. The app adds the HTTP
@@ -184,6 +185,17 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         }
     };
 
+    // Alerts to people: a sink beside the others, and the notifier worker (none without
+    // targets).
+    let notifier = crate::alerts::Notifier::from_config(&config, &secrets, &metrics)?;
+    let sink: Arc<dyn seams::EventSink> = match &notifier {
+        Some(n) => {
+            banner.push(n.describe());
+            Arc::new(persist::FanoutSink(vec![seams.sink.clone(), n.sink()]))
+        }
+        None => seams.sink.clone(),
+    };
+
     let channels = Channels::new(config.feed.position_queue);
     let ledger = OrderLedger::new();
     let broker = (seams.broker)(&BrokerContext {
@@ -195,7 +207,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         order_events: channels.router_to_exit_engine_tx.clone(),
         commands: channels.commands_to_exit_engine_tx.clone(),
         ledger: ledger.clone(),
-        sink: seams.sink.clone(),
+        sink: sink.clone(),
         data_dir: &config.data_dir,
         instruments: master.clone(),
     })?;
@@ -235,7 +247,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         paper_wallet: broker.paper_wallet,
         reconciler: broker.reconciler,
         stale_prices: broker.stale_prices,
-        sink: seams.sink.clone(),
+        sink: sink.clone(),
         ids: PositionIds::new(now),
         health: health.clone(),
         m: EngineMetrics::new(&metrics),
@@ -254,7 +266,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         token_source: Arc::new(feed::SecretsTokenSource::new(config.clone(), &secrets)),
         stats: shared.feed_stats.clone(),
         health: health.clone(),
-        on_fatal: feed::fatal_hook(trading.clone(), clock.clone(), seams.sink.clone()),
+        on_fatal: feed::fatal_hook(trading.clone(), clock.clone(), sink.clone()),
         clock: clock.clone(),
     };
     banner.push(format!("market feed {} ({} mode)", config.feed.url, config.feed.mode));
@@ -264,6 +276,10 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         WorkerSpec::new(name, limit, make).pinned_to(config.host.pin.get(name).copied())
     };
     let mut workers: Vec<WorkerSpec> = seams.sink_workers;
+    // Early in the start order, so stopped late: alerts of the shutdown still go out.
+    if let Some(n) = &notifier {
+        workers.push(n.worker_spec(&config));
+    }
     workers.extend(broker.workers);
     let s = shared.clone();
     let rest_floor = broker.rest_heartbeat_floor;

@@ -5,7 +5,7 @@
 //! This file holds the top level, the connections (`[http]`, `[feed]`, `[broker]`, `[sim]`)
 //! and the rules of each mode; `trading.rs` the trading rules (`[risk]`, `[limits]`,
 //! `[session]`, `[entries]`); `services.rs` storage and supervision (`[store]`, `[redis]`,
-//! `[instance]`, `[runtime]`); `[exit_retry]` is here.
+//! `[instance]`, `[runtime]`); `alerts.rs` `[alerts]`; `[exit_retry]` is here.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use crate::exec::exit_retry::ExitRetryPolicy;
 use crate::exec::paper::PaperParams;
 use crate::pnl::charges::ChargeSchedule;
 
+mod alerts;
 mod services;
 mod trading;
 
@@ -124,6 +125,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
     let host = HostConfig { pin, mlockall: raw.host.mlockall };
     let exit_retry = exit_retry(&mut c, &raw.exit_retry);
     let instruments = instruments(&mut c, raw, &broker, live);
+    let alerts = alerts::alerts(&mut c, &raw.alerts, &runtime);
 
     mode_rules(&mut c, mode, &feed, &broker);
 
@@ -153,6 +155,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
         host,
         instruments,
         exit_retry,
+        alerts,
     })
 }
 
