@@ -77,7 +77,12 @@ const CLAIM_MANY: &str = "INSERT INTO applied_events (event_id, kind, at) \
 fn classify(doing: &str, e: postgres::Error) -> StoreError {
     let detail = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // The driver's text says what failed ("error performing TLS handshake"), its source
+        // why ("invalid peer certificate: UnknownIssuer"). Neither carries the password.
+        None => match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     };
     let transient = match e.as_db_error() {
         // Connection exceptions, resources, operator intervention (shutdown, cancel), system
