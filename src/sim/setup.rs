@@ -166,8 +166,7 @@ mod tests {
     #[test]
     fn the_in_process_simulator_continues_from_its_last_prices() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_path_buf();
+        let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
         config.sim.listen = "127.0.0.1:0".parse().unwrap();
         config.sim.broker = false;
         let first = config.sim.instruments.first().expect("default instruments");
