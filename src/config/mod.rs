@@ -9,11 +9,12 @@
 //! - `reload.rs`: what a SIGHUP may change in a running engine; `check.rs`: `scalper check-config`.
 //!
 //! Relative paths in a file (`data_dir`, `secrets.file`, `store.sqlite_path`,
-//! `store.spill_dir`, `sim.scenario`) are relative to the file's directory, so a command finds
+//! `store.spill_dir`, `redis.tls_ca_file`, `sim.scenario`) are relative to the file's directory, so a command finds
 //! the same files from any working directory; [`Config::load`] makes them absolute.
 
 mod check;
 mod parse;
+mod pg_url;
 mod raw;
 mod reload;
 mod secrets;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 
 pub use check::check_config;
+pub use pg_url::{PgRoots, PgSslMode, PgTls, split_tls};
 pub use reload::{Change, Reload, ReloadError, plan_reload, reload_from_file};
 pub use secrets::{
     CONTROL_TOKEN_FILE, CredentialSource, DHAN_ACCESS_TOKEN, DHAN_CLIENT_ID, PGPASSWORD,
@@ -150,6 +152,9 @@ impl Config {
             rebase(path);
         }
         rebase(&mut self.store.spill_dir);
+        if let Some(ca) = &mut self.redis.tls_ca_file {
+            rebase(ca);
+        }
         if let Some(scenario) = &mut self.sim.scenario {
             rebase(scenario);
         }

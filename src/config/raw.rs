@@ -473,6 +473,8 @@ pub struct RawRedis {
     pub url: String,
     pub key_prefix: String,
     pub heartbeat_ttl_secs: i64,
+    /// PEM CA certificate(s) for `rediss://`; default: the bundled web PKI roots.
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for RawRedis {
@@ -482,6 +484,7 @@ impl Default for RawRedis {
             url: "redis://127.0.0.1:6379/0".into(),
             key_prefix: String::new(),
             heartbeat_ttl_secs: 15,
+            tls_ca_file: None,
         }
     }
 }

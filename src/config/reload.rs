@@ -302,6 +302,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         url => "redis.url",
         key_prefix => "redis.key_prefix",
         heartbeat_ttl => "redis.heartbeat_ttl_secs",
+        tls_ca_file => "redis.tls_ca_file",
     });
     diff_fields!(out, &a.instance, &b.instance, InstanceConfig, push, {
         lease => "instance.lease",

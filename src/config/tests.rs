@@ -554,6 +554,16 @@ fn store_redis_and_instance_are_validated() {
             "store.postgres_url: carries a password: remove it and set PGPASSWORD in the environment or the secrets file",
         ),
         (
+            "unknown sslmode",
+            "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://scalper@127.0.0.1/scalper?sslmode=verify-everything\"\n",
+            "store.postgres_url: sslmode \"verify-everything\" is not one of disable, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            "redis CA without TLS",
+            "[redis]\ntls_ca_file = \"/etc/scalper/ca.pem\"\n",
+            "redis.tls_ca_file: only applies to a rediss:// redis.url",
+        ),
+        (
             "batch above queue",
             "[store]\nqueue_capacity = 10\nbatch_max = 11\n",
             "store.batch_max: 11 is above store.queue_capacity 10",
@@ -863,4 +873,18 @@ fn relative_paths_in_a_file_are_relative_to_its_directory() {
     assert_eq!(c.sim.scenario, Some(etc.join("ticks/a.csv")));
     // Text without a file keeps its paths as written.
     assert_eq!(ok("data_dir = \"../state\"\n").data_dir, std::path::PathBuf::from("../state"));
+}
+
+#[test]
+fn database_tls_options_are_accepted() {
+    let c = ok(concat!(
+        "[store]\nbackend = \"postgres\"\n",
+        "postgres_url = \"postgres://scalper@db.example:5432/scalper?sslmode=verify-full&sslrootcert=/etc/scalper/pg-ca.pem\"\n",
+        "[redis]\nurl = \"rediss://redis.example:6380/0\"\ntls_ca_file = \"ca.pem\"\n",
+    ));
+    assert_eq!(c.redis.tls_ca_file, Some(std::path::PathBuf::from("ca.pem")));
+    let c = ok(
+        "[store]\nbackend = \"postgres\"\npostgres_url = \"host=127.0.0.1 user=scalper sslmode=require\"\n",
+    );
+    assert!(matches!(c.store.backend, StoreBackend::Postgres { .. }));
 }

@@ -364,6 +364,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// `redis.heartbeat_ttl_secs`.
     pub heartbeat_ttl: Duration,
+    /// `redis.tls_ca_file`: the CA that signs the server certificate of a `rediss://` URL
+    /// (`None`: the bundled web PKI roots).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// `[instance]`: single-instance lease.

@@ -95,6 +95,9 @@ pub struct KeepAlive {
     pub simulator: Option<SimFeed>,
     /// Its broker half (`sim.broker`).
     pub sim_broker: Option<crate::sim::broker::SimBroker>,
+    /// Keeps the simulator's prices in `data_dir` (a random walk continues after a restart);
+    /// writes them a last time when dropped.
+    pub sim_prices: Option<crate::sim::saved_prices::PriceKeeper>,
 }
 
 /// Builds the engine of a process that runs without an instance lease: [`build_active`]
@@ -142,8 +145,10 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     let mut banner = Vec::new();
 
     let mut sim_broker = None;
+    let mut sim_prices = None;
     let simulator = if config.sim.enabled {
-        let (sim, broker) = crate::sim::setup::start(&config)?;
+        let (sim, broker, keeper) = crate::sim::setup::start_in_process(&config)?;
+        sim_prices = keeper;
         if let Some(b) = broker {
             crate::sim::setup::bind_broker(&mut config, &b);
             banner.push(format!(
@@ -360,6 +365,6 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         reload,
         banner,
         shared,
-        keep_alive: KeepAlive { simulator, sim_broker },
+        keep_alive: KeepAlive { simulator, sim_broker, sim_prices },
     })
 }

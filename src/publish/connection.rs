@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use redis::io::tcp::TcpSettings;
-use redis::{Client, Connection, ConnectionInfo, IntoConnectionInfo, RedisError};
+use redis::{Client, Connection, ConnectionInfo, IntoConnectionInfo, RedisError, TlsCertificates};
 
 use crate::config::{RedisConfig, Secret};
 
@@ -52,7 +52,18 @@ impl RedisTarget {
         }
         let tcp = TcpSettings::default().set_nodelay(true).set_user_timeout(timeout * 2);
         let info = info.set_redis_settings(redis).set_tcp_settings(tcp);
-        let client = Client::open(info).map_err(|e| format!("redis.url ({describe}): {e}"))?;
+        // rediss:// verifies the server against redis.tls_ca_file, else the bundled web PKI
+        // roots (rustls with the process's ring provider).
+        let client = match &config.tls_ca_file {
+            Some(ca) if url.scheme() == "rediss" => {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| format!("redis.tls_ca_file {}: {e}", ca.display()))?;
+                let certs = TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                Client::build_with_tls(info, certs)
+            }
+            _ => Client::open(info),
+        }
+        .map_err(|e| format!("redis.url ({describe}): {e}"))?;
         Ok(RedisTarget { client, describe, timeout })
     }
 

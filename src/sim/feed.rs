@@ -25,6 +25,9 @@
 mod connection;
 mod market;
 
+/// One step of the random walk (for tests that replay the simulator's market).
+pub use market::walk;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

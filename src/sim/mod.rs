@@ -15,6 +15,7 @@ pub mod orders;
 pub mod prices;
 pub mod render;
 pub mod rest_api;
+pub mod saved_prices;
 pub mod scenario;
 pub mod setup;
 pub mod validate;

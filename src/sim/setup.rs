@@ -19,6 +19,7 @@ use crate::instruments::{Instruments, synthetic};
 use crate::sim::broker::{SimBroker, SimBrokerConfig};
 use crate::sim::feed::{Pace, PriceSource, SimFeed, SimFeedConfig};
 use crate::sim::prices::PriceBoard;
+use crate::sim::saved_prices::{self, PriceKeeper};
 use crate::sim::scenario;
 
 /// The feed simulator's settings and its price board (opening prices set) from `[sim]`.
@@ -54,6 +55,43 @@ pub fn start_feed(config: &Config) -> anyhow::Result<SimFeed> {
 /// Starts the feed half and, with `sim.broker`, the broker half on the same prices.
 pub fn start(config: &Config) -> anyhow::Result<(SimFeed, Option<SimBroker>)> {
     let (cfg, board) = feed_config(config)?;
+    start_on(config, cfg, board)
+}
+
+/// The engine's in-process simulator: [`start`], but a random walk continues from the prices
+/// kept in `<data_dir>/sim-prices.json` (when the file is there and valid; otherwise a warning
+/// and the configured prices) and keeps its prices there while it runs and when it stops.
+pub fn start_in_process(
+    config: &Config,
+) -> anyhow::Result<(SimFeed, Option<SimBroker>, Option<PriceKeeper>)> {
+    let (cfg, board) = feed_config(config)?;
+    let mut keeper = None;
+    if matches!(cfg.prices, PriceSource::RandomWalk { .. }) {
+        let path = config.data_dir.join(saved_prices::FILE_NAME);
+        match saved_prices::load(&path) {
+            Ok(None) => {}
+            Ok(Some(prices)) => {
+                saved_prices::restore(&board, &prices, SystemClock.now());
+                log::info!(target: "sim", "simulator: continuing from the {} prices kept in {}", prices.len(), path.display());
+            }
+            Err(e) => {
+                log::warn!(target: "sim", "simulator: ignoring its kept prices ({e}); starting from the configured prices")
+            }
+        }
+        match PriceKeeper::start(path, board.clone(), saved_prices::EVERY) {
+            Ok(k) => keeper = Some(k),
+            Err(e) => log::warn!(target: "sim", "simulator: cannot start keeping its prices: {e}"),
+        }
+    }
+    let (feed, broker) = start_on(config, cfg, board)?;
+    Ok((feed, broker, keeper))
+}
+
+fn start_on(
+    config: &Config,
+    cfg: SimFeedConfig,
+    board: PriceBoard,
+) -> anyhow::Result<(SimFeed, Option<SimBroker>)> {
     let bind = cfg.bind;
     let feed = SimFeed::start(cfg, board.clone())
         .map_err(|e| anyhow::anyhow!("starting the feed simulator on {bind}: {e}"))?;
@@ -124,6 +162,7 @@ pub fn feed_url(sim: &SimFeed) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Paise;
 
     #[test]
     fn the_broker_half_listens_next_to_the_feed_or_on_free_ports() {
@@ -137,5 +176,32 @@ mod tests {
         let fixed = broker_config(&config, feed);
         assert_eq!((fixed.rest_port, fixed.order_socket_port), (9001, 9002));
         assert_eq!(fixed.access_token, config.sim.access_token.expose());
+    }
+
+    /// A restart of the in-process simulator (random walk) continues from the last prices,
+    /// not from the configured opening prices; a damaged price file gives those back.
+    #[test]
+    fn the_in_process_simulator_continues_from_its_last_prices() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+        config.sim.listen = "127.0.0.1:0".parse().unwrap();
+        config.sim.broker = false;
+        let first = config.sim.instruments.first().expect("default instruments");
+        let (key, opening) = (first.instrument, first.price);
+        let moved = Paise(opening.0 + 5_000);
+
+        let (feed, _, keeper) = start_in_process(&config).unwrap();
+        assert_eq!(feed.control().price(key), opening, "first start: the configured price");
+        feed.control().set_price(key, moved);
+        drop(feed);
+        drop(keeper);
+
+        let (feed, _, keeper) = start_in_process(&config).unwrap();
+        assert_eq!(feed.control().price(key), moved, "restart: the last price");
+        drop((feed, keeper));
+
+        std::fs::write(dir.path().join(saved_prices::FILE_NAME), "{ not json").unwrap();
+        let (feed, _, _keeper) = start_in_process(&config).unwrap();
+        assert_eq!(feed.control().price(key), opening, "bad file: the configured price");
     }
 }

@@ -54,6 +54,7 @@
 
 mod backend;
 mod observe;
+mod pg_tls;
 pub mod postgres;
 pub mod queue;
 pub mod records;

@@ -1,4 +1,4 @@
-//! The PostgreSQL backend (`postgres` crate, no TLS). A [`PgStore`] is one connection, owned
+//! The PostgreSQL backend (`postgres` crate; TLS as `sslmode` asks, see [`super::pg_tls`]). A [`PgStore`] is one connection, owned
 //! by the thread that opened it (the write-behind worker opens its own on its thread).
 //!
 //! Connections never resolve names through the driver: a hostname in the URL is resolved here
@@ -16,12 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::config::Host;
+use postgres::config::SslMode;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement};
 
 use super::backend::Backend;
+use super::pg_tls;
 use super::sql::{self, Reader, Value};
 use super::{ApplyOutcome, Connector, MIGRATIONS, Store, StoreError, StoreEvent};
+use crate::config::{PgSslMode, PgTls, split_tls};
 
 const BACKEND: &str = "postgres";
 
@@ -74,7 +77,12 @@ const CLAIM_MANY: &str = "INSERT INTO applied_events (event_id, kind, at) \
 fn classify(doing: &str, e: postgres::Error) -> StoreError {
     let detail = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // The driver's text says what failed ("error performing TLS handshake"), its source
+        // why ("invalid peer certificate: UnknownIssuer"). Neither carries the password.
+        None => match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     };
     let transient = match e.as_db_error() {
         // Connection exceptions, resources, operator intervention (shutdown, cancel), system
@@ -194,10 +202,18 @@ fn describe(cfg: &Config) -> String {
 }
 
 /// Parses `url` (a `postgresql://` URL or `key=value` pairs) into a driver config with our
-/// timeouts, hostnames resolved to addresses.
+/// timeouts, hostnames resolved to addresses. The TLS options are checked and dropped: a
+/// connection with `NoTls` from this config is plain (or refused under `sslmode=require`).
 pub fn config(url: &str, opts: &PgOptions) -> Result<Config, StoreError> {
+    config_and_tls(url, opts).map(|(cfg, _)| cfg)
+}
+
+/// [`config`] and the TLS options (`sslmode`, `sslrootcert`) of `url`.
+pub fn config_and_tls(url: &str, opts: &PgOptions) -> Result<(Config, PgTls), StoreError> {
+    let (url, tls) =
+        split_tls(url).map_err(|e| StoreError::Config(format!("the PostgreSQL URL: {e}")))?;
     // The driver's parse error can quote the input, which may hold a password: keep it out.
-    let mut cfg = Config::from_str(url).map_err(|_| {
+    let mut cfg = Config::from_str(&url).map_err(|_| {
         StoreError::Config("the PostgreSQL URL does not parse (expected postgresql://USER@HOST:PORT/DB or key=value pairs)".to_string())
     })?;
     if let Some(schema) = &opts.schema
@@ -214,7 +230,12 @@ pub fn config(url: &str, opts: &PgOptions) -> Result<Config, StoreError> {
         .keepalives_interval(Duration::from_secs(2))
         .keepalives_retries(3)
         .application_name(&opts.application_name)
-        .options(&format!("-c statement_timeout={}", opts.statement_timeout.as_millis()));
+        .options(&format!("-c statement_timeout={}", opts.statement_timeout.as_millis()))
+        .ssl_mode(match tls.mode {
+            PgSslMode::Disable => SslMode::Disable,
+            PgSslMode::Prefer => SslMode::Prefer,
+            PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull => SslMode::Require,
+        });
     if let Some(pw) = &opts.password {
         cfg.password(pw.expose());
     }
@@ -246,16 +267,21 @@ pub fn config(url: &str, opts: &PgOptions) -> Result<Config, StoreError> {
             }
         }
     }
-    Ok(cfg)
+    Ok((cfg, tls))
 }
 
 impl PgStore {
     /// Connects, selects (and creates) the schema, and applies pending migrations.
     pub fn connect(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
-        let cfg = config(url, opts)?;
+        let (cfg, tls) = config_and_tls(url, opts)?;
         let target = describe(&cfg);
         let doing = format!("connecting to {target}");
-        let mut client = cfg.connect(NoTls).map_err(|e| classify(&doing, e))?;
+        let connector = pg_tls::connector(&tls).map_err(StoreError::Config)?;
+        let mut client = match connector {
+            None => cfg.connect(NoTls),
+            Some(tls) => cfg.connect(tls),
+        }
+        .map_err(|e| classify(&doing, e))?;
         if let Some(schema) = &opts.schema {
             client
                 .batch_execute(&format!(

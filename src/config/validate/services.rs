@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use super::super::pg_url::split_tls;
 use super::super::raw::RawConfig;
 use super::super::types::*;
 use super::super::value::Collector;
@@ -31,7 +32,10 @@ pub(super) fn store(c: &mut Collector, raw: &RawConfig, data_dir: &Path) -> Stor
                 }
                 Some(text) => {
                     // The text is never echoed: it might carry a password.
-                    match postgres::Config::from_str(text) {
+                    match split_tls(text).and_then(|(rest, _)| {
+                        postgres::Config::from_str(&rest).map_err(|_| String::new())
+                    }) {
+                        Err(e) if !e.is_empty() => c.push("store.postgres_url", e),
                         Err(_) => c.push(
                             "store.postgres_url",
                             "not a PostgreSQL connection string (postgres://user@host:port/db or key=value pairs)",
@@ -99,7 +103,21 @@ pub(super) fn redis(
             ),
         );
     }
+    let tls_ca_file = match r.tls_ca_file.as_deref().map(str::trim) {
+        None => None,
+        Some("") => {
+            c.push("redis.tls_ca_file", "must not be empty");
+            None
+        }
+        Some(path) => {
+            if url.as_ref().is_some_and(|u| u.scheme() != "rediss") {
+                c.push("redis.tls_ca_file", "only applies to a rediss:// redis.url");
+            }
+            Some(PathBuf::from(path))
+        }
+    };
     RedisConfig {
+        tls_ca_file,
         enabled: r.enabled,
         url: url.unwrap_or_else(placeholder_url),
         key_prefix: r.key_prefix.clone(),
