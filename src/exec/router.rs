@@ -27,6 +27,7 @@ use crate::engine::seams::EngineEvent;
 use crate::engine::shared::Shared;
 use crate::exec::ledger::{Admission, OrderState, purpose_kind};
 use crate::exec::messages::{OrderEvent, RouterOrder};
+use crate::runtime::hops::{self, Hop};
 use crate::runtime::{Worker, WorkerCtx};
 
 /// What placing an order gave.
@@ -82,6 +83,9 @@ impl OrderRouter {
     /// after it; the placement itself may block for the broker's worst single wait, which the
     /// router's heartbeat limit covers (see `engine::seams::BrokerParts::rest_heartbeat_floor`).
     fn route(&self, order: RouterOrder, ctx: &WorkerCtx) {
+        if order.intent.purpose.is_exit() {
+            hops::stamp(Hop::RouterDequeue);
+        }
         ctx.beat();
         self.place(order);
         ctx.beat();

@@ -200,6 +200,9 @@ struct Hub {
     messages_sent: AtomicU64,
     pings_sent: AtomicU64,
     bad_requests: AtomicU64,
+    /// When set, the instant each binary message starts to be written goes to `writes`.
+    record_writes: AtomicBool,
+    writes: Mutex<Vec<Instant>>,
     shutdown: AtomicBool,
     stop_tx: Mutex<Option<Sender<()>>>,
     stop_rx: Receiver<()>,
@@ -355,6 +358,8 @@ impl SimFeed {
             messages_sent: AtomicU64::new(0),
             pings_sent: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
+            record_writes: AtomicBool::new(false),
+            writes: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
@@ -508,6 +513,17 @@ impl SimFeedControl {
     /// Refuse the next `n` handshakes with HTTP 429.
     pub fn refuse_next_handshakes(&self, n: u32) {
         self.0.refuse_handshakes.store(n, Ordering::Release);
+    }
+
+    /// Records (or stops recording) the instant each binary message starts to be written to a
+    /// client's socket, for latency measurements from the wire.
+    pub fn record_writes(&self, on: bool) {
+        self.0.record_writes.store(on, Ordering::Release);
+    }
+
+    /// The write instants recorded since the last call, oldest first.
+    pub fn take_writes(&self) -> Vec<Instant> {
+        std::mem::take(&mut *self.0.writes.lock())
     }
 
     /// Open connections.

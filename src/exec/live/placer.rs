@@ -16,6 +16,7 @@ use crate::broker::rest::DhanClient;
 use crate::domain::{Clock, OrderId, OrderIntent};
 use crate::instance::OrderGate;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
+use crate::runtime::hops::{self, Hop};
 
 use super::LiveMetrics;
 
@@ -76,6 +77,9 @@ impl Placer {
             }
             // Refusing to reduce risk is never the safe choice: the exit goes, unrecorded.
             log::error!(target: "broker", "ALERT exit {} sent without its write-ahead record: {e}", intent.correlation_id);
+        }
+        if exit {
+            hops::stamp(Hop::JournalDurable);
         }
         let order = PlaceOrder::market(intent, self.product);
         let priority = if exit { Priority::Exit } else { Priority::Entry };

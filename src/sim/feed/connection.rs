@@ -292,6 +292,9 @@ impl Conn<'_> {
     }
 
     fn send_binary(&mut self, bytes: Vec<u8>) -> Flow {
+        if self.hub.record_writes.load(Ordering::Acquire) {
+            self.hub.writes.lock().push(Instant::now());
+        }
         self.ws.send(Message::binary(bytes)).map_err(|_| End)?;
         self.sent += 1;
         self.hub.messages_sent.fetch_add(1, Ordering::Relaxed);
