@@ -169,7 +169,26 @@ enum ConnEvent {
     Update { key: InstrumentKey, state: InstrumentState, ltt: u32 },
     Disconnect(u16),
     Raw(Vec<u8>),
+    Firehose(Arc<Firehose>),
     Drop,
+}
+
+/// A burst for throughput measurements: every message (one WebSocket binary message each, of
+/// one packet or several stacked) `rounds` times over, written as fast as the client's socket
+/// takes them.
+#[derive(Debug)]
+pub struct Firehose {
+    pub messages: Vec<tungstenite::Bytes>,
+    pub rounds: u64,
+}
+
+impl Firehose {
+    /// Packets in the whole burst.
+    pub fn packets(&self) -> u64 {
+        let per_round: usize =
+            self.messages.iter().map(|m| crate::feed::splitter::Packets::new(m).count()).sum();
+        per_round as u64 * self.rounds
+    }
 }
 
 struct ConnEntry {
@@ -508,6 +527,11 @@ impl SimFeedControl {
     /// Every open connection receives these bytes as one binary message.
     pub fn send_raw(&self, bytes: Vec<u8>) {
         self.0.broadcast(ConnEvent::Raw(bytes));
+    }
+
+    /// Every open connection streams the burst, as fast as its client reads.
+    pub fn firehose(&self, burst: Firehose) {
+        self.0.broadcast(ConnEvent::Firehose(Arc::new(burst)));
     }
 
     /// Refuse the next `n` handshakes with HTTP 429.
