@@ -88,7 +88,7 @@ pub struct OrderRouter {
     lanes: lanes::Lanes,
 }
 
-/// How often a helper placer with nothing to do looks at the stop flags.
+/// How often a helper placer waiting for a busy position's lane looks up.
 const HELPER_POLL: Duration = Duration::from_millis(100);
 
 impl OrderRouter {
@@ -126,14 +126,16 @@ impl OrderRouter {
     }
 
     /// A helper placer's loop: the same channels as the router thread, exits first, until the
-    /// router stops or ends.
-    fn helper(&self, stopped: &Receiver<()>, quit: &AtomicBool) {
+    /// router stops (`stopped`) or its thread's loop ends (`quit` disconnects). It sleeps
+    /// until one of them or an order wakes it: no polling while idle.
+    fn helper(&self, stopped: &Receiver<()>, quit: &Receiver<()>) {
         let exits = &self.shared.channels.exits_to_router_rx;
         let entries = &self.shared.channels.entries_to_router_rx;
-        while !quit.load(Ordering::Acquire) {
+        loop {
             self.drain_exits(None);
             select! {
                 recv(stopped) -> _ => return,
+                recv(quit) -> _ => return,
                 recv(exits) -> order => {
                     if let Ok(order) = order {
                         self.route(order, None);
@@ -145,7 +147,6 @@ impl OrderRouter {
                         self.route(order, None);
                     }
                 }
-                default(HELPER_POLL) => {}
             }
         }
     }
@@ -281,17 +282,18 @@ impl Worker for OrderRouter {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
         let helpers = self.shared.gateway.placers().max(1) - 1;
         let router: &OrderRouter = self;
-        let quit = AtomicBool::new(false);
+        // Never carries a message: dropping the sender tells the helpers to end.
+        let (quit_tx, quit) = crossbeam_channel::bounded::<()>(0);
         let helper_died = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let mut handles = Vec::with_capacity(helpers);
             for i in 0..helpers {
-                let (quit, died, stopped) = (&quit, &helper_died, ctx.stopped().clone());
+                let (quit, died, stopped) = (quit.clone(), &helper_died, ctx.stopped().clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("order_placer_{}", i + 1))
                     .spawn_scoped(scope, move || {
                         let _flag = PanicFlag(died);
-                        router.helper(&stopped, quit);
+                        router.helper(&stopped, &quit);
                     });
                 match spawned {
                     Ok(h) => handles.push(h),
@@ -301,7 +303,7 @@ impl Worker for OrderRouter {
                 }
             }
             let result = router.main_loop(ctx, &helper_died);
-            quit.store(true, Ordering::Release);
+            drop(quit_tx);
             let mut panicked = 0;
             for h in handles {
                 if h.join().is_err() {
