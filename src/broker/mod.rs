@@ -10,6 +10,7 @@
 
 pub mod breaker;
 pub mod credentials;
+mod dns;
 pub mod journal;
 pub mod model;
 pub mod order_updates;

@@ -185,7 +185,9 @@ impl DhanClient {
         limiter: Arc<RateLimiter>,
         metrics: Option<RestMetrics>,
     ) -> DhanClient {
-        let agent = |idle: usize| {
+        // The pooled agent resolves from a cache (no thread, no lookup per request); the fresh
+        // one, used once after a failed connect, looks the host up again.
+        let agent = |idle: usize, cached: bool| {
             let config = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_global(Some(cfg.request_timeout))
@@ -199,13 +201,21 @@ impl DhanClient {
                 .build();
             let connector = ureq::unversioned::transport::DefaultConnector::default()
                 .chain(super::send_watch::SendWatch);
-            ureq::Agent::with_parts(
-                config,
-                connector,
-                ureq::unversioned::resolver::DefaultResolver::default(),
-            )
+            if cached {
+                ureq::Agent::with_parts(
+                    config,
+                    connector,
+                    super::dns::CachedResolver::new(super::dns::DEFAULT_TTL),
+                )
+            } else {
+                ureq::Agent::with_parts(
+                    config,
+                    connector,
+                    ureq::unversioned::resolver::DefaultResolver::default(),
+                )
+            }
         };
-        let (pooled, fresh) = (agent(cfg.max_idle_connections), agent(0));
+        let (pooled, fresh) = (agent(cfg.max_idle_connections, true), agent(0, false));
         let inner = Inner { agent: pooled, fresh, cfg, credentials, limiter, metrics };
         DhanClient { inner: Arc::new(inner) }
     }

@@ -61,6 +61,7 @@ impl Transport for Watched {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         let r = self.0.transmit_output(amount, timeout);
+        crate::runtime::hops::stamp(crate::runtime::hops::Hop::FirstByteWritten);
         if r.is_err() {
             SEND_FAILED.with(|f| f.set(true));
         }

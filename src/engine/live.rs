@@ -58,7 +58,14 @@ pub struct LiveOptions {
     /// The instance's order gate (its lease): no placement while it is closed, whoever places
     /// (the router's gateway or the order desk).
     pub gate: OrderGate,
+    /// Orders the router may have in flight at once (its placers; orders of one position
+    /// still go one at a time). Dhan allows 10 orders a second and answers in ≈ 300 ms, so 4
+    /// keep a flatten at the rate limit's pace.
+    pub placers: usize,
 }
+
+/// The router's placers in live mode (see [`LiveOptions::placers`]).
+pub const DEFAULT_PLACERS: usize = 4;
 
 impl LiveOptions {
     /// From `[broker]`: URLs, timeouts, resolve window, breaker; Dhan's rate limits (spec §5).
@@ -94,6 +101,7 @@ impl LiveOptions {
             },
             journal_dir: None,
             gate: OrderGate::open(),
+            placers: DEFAULT_PLACERS,
         }
     }
 
@@ -175,8 +183,10 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         ctx.clock.clone(),
         opts.desk,
     );
-    let gateway =
-        Arc::new(LiveGateway::new(placer.clone(), desk.clone(), tracker.clone(), journal.clone()));
+    let gateway = Arc::new(
+        LiveGateway::new(placer.clone(), desk.clone(), tracker.clone(), journal.clone())
+            .with_placers(opts.placers),
+    );
 
     let (updates_tx, updates_rx) = crossbeam_channel::bounded(4_096);
     let socket = OrderUpdateShared::new(

@@ -13,20 +13,32 @@
 //! resolved later by correlation id), or queued (throttled, or held while the circuit breaker
 //! is open: the broker places it later and reports the outcome itself).
 //!
+//! Placers: a gateway whose placement waits for the broker's round trip asks for several
+//! ([`Gateway::placers`]); the router thread then runs that many placement loops (itself and
+//! `placers − 1` helper threads it owns), all taking from the same two channels, exits first.
+//! Several orders are in flight at once, within the rate limiter the placements share (exits
+//! first there too); the orders of one position still go one at a time ([`lanes`]). A helper
+//! that panics ends the router (the supervisor respawns it, helpers included).
+//!
 //! The router beats its heartbeat between placements and, through the rate limiter, while it
 //! waits for a slot; its heartbeat limit is at least the broker's worst single legitimate wait
 //! (in live mode `broker.request_timeout_ms` + the limiter's wait + 2 s), so a burst of slow
 //! exits is never taken for a hang.
 
-use std::sync::Arc;
+mod lanes;
 
-use crossbeam_channel::select;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, select};
 
 use crate::domain::{CorrelationId, Fill, OrderId, OrderIntent, Timestamp};
 use crate::exec::ledger::{Admission, OrderState, purpose_kind};
 use crate::exec::messages::{OrderEvent, RouterOrder};
 use crate::exec::seams::EngineEvent;
 use crate::exec::shared::Shared;
+use crate::runtime::hops::{self, Hop};
 use crate::runtime::{Worker, WorkerCtx};
 
 /// What placing an order gave.
@@ -60,31 +72,83 @@ pub trait Gateway: Send + Sync {
     fn placements(&self, _id: &CorrelationId) -> Option<u32> {
         None
     }
+
+    /// How many orders the router may have in flight at once (at least 1). A gateway whose
+    /// `place` waits for the broker's round trip says more than 1, so that a flatten is paced
+    /// by the rate limit rather than by round trips; orders of one position still go one at a
+    /// time.
+    fn placers(&self) -> usize {
+        1
+    }
 }
 
 /// The router worker. Everything it needs lives in [`Shared`]; a fresh one per spawn.
 pub struct OrderRouter {
     shared: Arc<Shared>,
+    lanes: lanes::Lanes,
 }
+
+/// How often a helper placer waiting for a busy position's lane looks up.
+const HELPER_POLL: Duration = Duration::from_millis(100);
 
 impl OrderRouter {
     pub fn new(shared: Arc<Shared>) -> OrderRouter {
-        OrderRouter { shared }
+        OrderRouter { shared, lanes: lanes::Lanes::default() }
     }
 
-    fn drain_exits(&self, ctx: &WorkerCtx) {
+    fn drain_exits(&self, ctx: Option<&WorkerCtx>) {
         while let Ok(order) = self.shared.channels.exits_to_router_rx.try_recv() {
             self.route(order, ctx);
         }
     }
 
-    /// Places one order. Beats before it (a burst of exits is many placements in a row) and
-    /// after it; the placement itself may block for the broker's worst single wait, which the
-    /// router's heartbeat limit covers (see `engine::seams::BrokerParts::rest_heartbeat_floor`).
-    fn route(&self, order: RouterOrder, ctx: &WorkerCtx) {
-        ctx.beat();
+    /// Places one order in its position's lane. Beats before it (a burst of exits is many
+    /// placements in a row) and after it; the placement itself may block for the broker's
+    /// worst single wait, which the router's heartbeat limit covers (see
+    /// `engine::seams::BrokerParts::rest_heartbeat_floor`). Helper placers (`ctx` = `None`)
+    /// do not beat: the router thread's loop does.
+    fn route(&self, order: RouterOrder, ctx: Option<&WorkerCtx>) {
+        if order.intent.purpose.is_exit() {
+            hops::stamp(Hop::RouterDequeue);
+        }
+        let beat = || {
+            if let Some(ctx) = ctx {
+                ctx.beat();
+            }
+        };
+        beat();
+        let position = order.intent.position_id.clone();
+        let every = ctx.map_or(HELPER_POLL, WorkerCtx::beat_every);
+        self.lanes.claim(&position, every, beat);
         self.place(order);
-        ctx.beat();
+        self.lanes.release(&position);
+        beat();
+    }
+
+    /// A helper placer's loop: the same channels as the router thread, exits first, until the
+    /// router stops (`stopped`) or its thread's loop ends (`quit` disconnects). It sleeps
+    /// until one of them or an order wakes it: no polling while idle.
+    fn helper(&self, stopped: &Receiver<()>, quit: &Receiver<()>) {
+        let exits = &self.shared.channels.exits_to_router_rx;
+        let entries = &self.shared.channels.entries_to_router_rx;
+        loop {
+            self.drain_exits(None);
+            select! {
+                recv(stopped) -> _ => return,
+                recv(quit) -> _ => return,
+                recv(exits) -> order => {
+                    if let Ok(order) = order {
+                        self.route(order, None);
+                    }
+                }
+                recv(entries) -> order => {
+                    if let Ok(order) = order {
+                        self.drain_exits(None);
+                        self.route(order, None);
+                    }
+                }
+            }
+        }
     }
 
     fn place(&self, order: RouterOrder) {
@@ -160,13 +224,17 @@ impl OrderRouter {
     }
 }
 
-impl Worker for OrderRouter {
-    fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+impl OrderRouter {
+    /// The router thread's loop; ends on stop, or when a helper placer has panicked.
+    fn main_loop(&self, ctx: &WorkerCtx, helper_died: &AtomicBool) -> anyhow::Result<()> {
         let exits = self.shared.channels.exits_to_router_rx.clone();
         let entries = self.shared.channels.entries_to_router_rx.clone();
         loop {
             ctx.beat();
-            self.drain_exits(ctx);
+            if helper_died.load(Ordering::Acquire) {
+                anyhow::bail!("an order placer thread panicked");
+            }
+            self.drain_exits(Some(ctx));
             if ctx.should_stop() {
                 break;
             }
@@ -174,14 +242,14 @@ impl Worker for OrderRouter {
                 recv(ctx.stopped()) -> _ => {}
                 recv(exits) -> order => {
                     if let Ok(order) = order {
-                        self.route(order, ctx);
+                        self.route(order, Some(ctx));
                     }
                 }
                 recv(entries) -> order => {
                     if let Ok(order) = order {
                         // An exit that arrived meanwhile goes first.
-                        self.drain_exits(ctx);
-                        self.route(order, ctx);
+                        self.drain_exits(Some(ctx));
+                        self.route(order, Some(ctx));
                     }
                 }
                 default(ctx.beat_every()) => {}
@@ -189,11 +257,64 @@ impl Worker for OrderRouter {
         }
         // Exits decided before the stop still go out: refusing to reduce risk is never the
         // safe choice. Entries left in the channel are dropped with the process.
-        self.drain_exits(ctx);
+        self.drain_exits(Some(ctx));
         let left = entries.len();
         if left > 0 {
             log::warn!(target: "router", "stopping with {left} entry orders not placed");
         }
         Ok(())
+    }
+}
+
+/// Sets its flag when dropped while unwinding: how the router thread learns that a helper
+/// placer panicked.
+struct PanicFlag<'a>(&'a AtomicBool);
+
+impl Drop for PanicFlag<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Worker for OrderRouter {
+    fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        let helpers = self.shared.gateway.placers().max(1) - 1;
+        let router: &OrderRouter = self;
+        // Never carries a message: dropping the sender tells the helpers to end.
+        let (quit_tx, quit) = crossbeam_channel::bounded::<()>(0);
+        let helper_died = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let mut handles = Vec::with_capacity(helpers);
+            for i in 0..helpers {
+                let (quit, died, stopped) = (quit.clone(), &helper_died, ctx.stopped().clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("order_placer_{}", i + 1))
+                    .spawn_scoped(scope, move || {
+                        let _flag = PanicFlag(died);
+                        router.helper(&stopped, &quit);
+                    });
+                match spawned {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        log::error!(target: "router", "cannot start order placer {}: {e}; placing with fewer", i + 1);
+                    }
+                }
+            }
+            let result = router.main_loop(ctx, &helper_died);
+            drop(quit_tx);
+            let mut panicked = 0;
+            for h in handles {
+                if h.join().is_err() {
+                    panicked += 1;
+                }
+            }
+            match (result, panicked) {
+                (Err(e), _) => Err(e),
+                (Ok(()), 0) => Ok(()),
+                (Ok(()), n) => Err(anyhow::anyhow!("{n} order placer threads panicked")),
+            }
+        })
     }
 }

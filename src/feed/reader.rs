@@ -240,6 +240,7 @@ impl FeedReader {
             self.publish(false);
             match ws.read() {
                 Ok(Message::Binary(data)) => {
+                    crate::runtime::hops::stamp(crate::runtime::hops::Hop::SocketRead);
                     last_frame = Instant::now();
                     stats.frame_seen();
                     data_seen = true;
@@ -340,6 +341,10 @@ impl FeedReader {
     }
 
     fn on_message(&mut self, ctx: &WorkerCtx, data: &[u8]) -> Flow {
+        // A position opened while the reader slept in `read()` counts from this frame on (one
+        // atomic load): its first tick goes to the exit engine at once, not through the exit
+        // engine's catch-up from the cache on its next clock step.
+        self.refresh_tracked();
         let received_at = self.shared.clock.now();
         let received_mono = self.shared.clock.mono();
         for item in Packets::new(data) {
@@ -368,10 +373,11 @@ impl FeedReader {
                     match self.shared.cache.apply_at(&packet, received_at, received_mono) {
                         Ok(Some(tick)) => {
                             self.shared.stats.ticks.inc();
-                            if self.tracked.is_position(&tick.instrument)
-                                && !self.deliver(ctx, tick)
-                            {
-                                return Flow::Stopped;
+                            if self.tracked.is_position(&tick.instrument) {
+                                crate::runtime::hops::stamp(crate::runtime::hops::Hop::Decoded);
+                                if !self.deliver(ctx, tick) {
+                                    return Flow::Stopped;
+                                }
                             }
                         }
                         Ok(None) => {}

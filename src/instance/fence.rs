@@ -56,6 +56,10 @@ impl Gateway for GatedGateway {
     fn placements(&self, id: &CorrelationId) -> Option<u32> {
         self.inner.placements(id)
     }
+
+    fn placers(&self) -> usize {
+        self.inner.placers()
+    }
 }
 
 /// A store connection that writes only while the gate is open.

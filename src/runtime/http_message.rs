@@ -3,7 +3,7 @@
 //! `httparse`, `Content-Length` bodies only) and encoding an answer.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::http_server::Limits;
 
@@ -21,6 +21,8 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub peer: SocketAddr,
+    /// When the server had the whole request (its last byte read and parsed).
+    pub received: Instant,
 }
 
 impl HttpRequest {
@@ -131,6 +133,7 @@ pub fn parse(input: &[u8], limits: &Limits, peer: SocketAddr) -> Parsed {
         body: input[head_len..head_len + len].to_vec(),
         headers: hdrs,
         peer,
+        received: Instant::now(),
     };
     Parsed::Complete { request, used: head_len + len, keep_alive }
 }

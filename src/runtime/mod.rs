@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod dir_lock;
 pub mod failpoint;
+pub mod hops;
 pub mod host;
 pub mod http_message;
 pub mod http_server;

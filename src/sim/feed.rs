@@ -172,7 +172,26 @@ enum ConnEvent {
     Update { key: InstrumentKey, state: InstrumentState, ltt: u32 },
     Disconnect(u16),
     Raw(Vec<u8>),
+    Firehose(Arc<Firehose>),
     Drop,
+}
+
+/// A burst for throughput measurements: every message (one WebSocket binary message each, of
+/// one packet or several stacked) `rounds` times over, written as fast as the client's socket
+/// takes them.
+#[derive(Debug)]
+pub struct Firehose {
+    pub messages: Vec<tungstenite::Bytes>,
+    pub rounds: u64,
+}
+
+impl Firehose {
+    /// Packets in the whole burst.
+    pub fn packets(&self) -> u64 {
+        let per_round: usize =
+            self.messages.iter().map(|m| crate::feed::splitter::Packets::new(m).count()).sum();
+        per_round as u64 * self.rounds
+    }
 }
 
 struct ConnEntry {
@@ -203,6 +222,9 @@ struct Hub {
     messages_sent: AtomicU64,
     pings_sent: AtomicU64,
     bad_requests: AtomicU64,
+    /// When set, the instant each binary message starts to be written goes to `writes`.
+    record_writes: AtomicBool,
+    writes: Mutex<Vec<Instant>>,
     shutdown: AtomicBool,
     stop_tx: Mutex<Option<Sender<()>>>,
     stop_rx: Receiver<()>,
@@ -358,6 +380,8 @@ impl SimFeed {
             messages_sent: AtomicU64::new(0),
             pings_sent: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
+            record_writes: AtomicBool::new(false),
+            writes: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
@@ -508,9 +532,25 @@ impl SimFeedControl {
         self.0.broadcast(ConnEvent::Raw(bytes));
     }
 
+    /// Every open connection streams the burst, as fast as its client reads.
+    pub fn firehose(&self, burst: Firehose) {
+        self.0.broadcast(ConnEvent::Firehose(Arc::new(burst)));
+    }
+
     /// Refuse the next `n` handshakes with HTTP 429.
     pub fn refuse_next_handshakes(&self, n: u32) {
         self.0.refuse_handshakes.store(n, Ordering::Release);
+    }
+
+    /// Records (or stops recording) the instant each binary message starts to be written to a
+    /// client's socket, for latency measurements from the wire.
+    pub fn record_writes(&self, on: bool) {
+        self.0.record_writes.store(on, Ordering::Release);
+    }
+
+    /// The write instants recorded since the last call, oldest first.
+    pub fn take_writes(&self) -> Vec<Instant> {
+        std::mem::take(&mut *self.0.writes.lock())
     }
 
     /// Open connections.

@@ -26,6 +26,7 @@ use crate::instruments::{Instruments, limits as exchange, synthetic};
 /// One request as the simulator received it (for tests; no header values, so no token).
 #[derive(Clone, Debug)]
 pub struct ReceivedRequest {
+    /// When the server had the whole request (read and parsed, before any handler ran).
     pub at: Instant,
     pub method: String,
     pub path: String,
@@ -86,7 +87,7 @@ impl SimState {
     pub fn handle(&self, req: HttpRequest) -> HttpAction {
         let class = class_of(&req.method, &req.path);
         self.received.lock().push(ReceivedRequest {
-            at: Instant::now(),
+            at: req.received,
             method: req.method.clone(),
             path: req.path.clone(),
             query: req.query.clone(),

@@ -54,6 +54,7 @@ impl ExitEngine {
         let s = self.shared.clone();
         match event {
             CoreEvent::ExitIntent(intent) => {
+                crate::runtime::hops::stamp(crate::runtime::hops::Hop::Decided);
                 // The receiver lives in `Shared`: an unbounded send cannot fail.
                 let _ = s.channels.exits_to_router_tx.send(RouterOrder { intent, decided });
             }

@@ -27,6 +27,7 @@ pub struct LiveGateway {
     desk: DeskHandle,
     tracker: SharedTracker,
     journal: Arc<OrderJournal>,
+    placers: usize,
 }
 
 impl LiveGateway {
@@ -36,13 +37,23 @@ impl LiveGateway {
         tracker: SharedTracker,
         journal: Arc<OrderJournal>,
     ) -> LiveGateway {
-        LiveGateway { placer, desk, tracker, journal }
+        LiveGateway { placer, desk, tracker, journal, placers: 1 }
+    }
+
+    /// Lets the router have up to `n` orders in flight at once.
+    pub fn with_placers(mut self, n: usize) -> LiveGateway {
+        self.placers = n.max(1);
+        self
     }
 }
 
 impl Gateway for LiveGateway {
     fn name(&self) -> &'static str {
         "dhan"
+    }
+
+    fn placers(&self) -> usize {
+        self.placers
     }
 
     fn place(&self, intent: &OrderIntent, _now: Timestamp) -> Placement {

@@ -16,6 +16,7 @@ use crate::broker::rest::DhanClient;
 use crate::domain::{Clock, OrderId, OrderIntent};
 use crate::instance::OrderGate;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
+use crate::runtime::hops::{self, Hop};
 
 use super::LiveMetrics;
 
@@ -84,6 +85,7 @@ impl Placer {
             log::error!(target: "broker", "ALERT exit {} sent without its write-ahead record: {e}", intent.correlation_id);
         }
         if exit {
+            hops::stamp(Hop::JournalDurable);
             crate::runtime::failpoint::hit(FP_EXIT_JOURNALED);
         }
         let order = PlaceOrder::market(intent, self.product);

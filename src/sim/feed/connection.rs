@@ -176,6 +176,11 @@ impl Conn<'_> {
                     self.send_binary(bytes)?;
                 }
                 Ok(ConnEvent::Raw(_)) => {}
+                Ok(ConnEvent::Firehose(burst)) if !silent => {
+                    self.flush_pending()?;
+                    self.firehose(&burst)?;
+                }
+                Ok(ConnEvent::Firehose(_)) => {}
                 Ok(ConnEvent::Drop) | Err(TryRecvError::Disconnected) => return Err(End),
                 Err(TryRecvError::Empty) => return Ok(()),
             }
@@ -291,7 +296,29 @@ impl Conn<'_> {
         self.send_binary(bytes)
     }
 
+    /// Writes the burst through the socket's buffer (flushed whenever it fills, and at the
+    /// end): the client's reading is the only brake.
+    fn firehose(&mut self, burst: &super::Firehose) -> Flow {
+        if self.hub.record_writes.load(Ordering::Acquire) {
+            self.hub.writes.lock().push(Instant::now());
+        }
+        let mut sent = 0u64;
+        for _ in 0..burst.rounds {
+            for m in &burst.messages {
+                self.ws.write(Message::Binary(m.clone())).map_err(|_| End)?;
+                sent += 1;
+            }
+        }
+        self.ws.flush().map_err(|_| End)?;
+        self.sent += sent;
+        self.hub.messages_sent.fetch_add(sent, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn send_binary(&mut self, bytes: Vec<u8>) -> Flow {
+        if self.hub.record_writes.load(Ordering::Acquire) {
+            self.hub.writes.lock().push(Instant::now());
+        }
         self.ws.send(Message::binary(bytes)).map_err(|_| End)?;
         self.sent += 1;
         self.hub.messages_sent.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,145 @@
+//! Tick → order, end to end, as a trader sees it: from the moment the simulator's feed starts
+//! writing a crossing ticker packet to its socket to the moment the simulator's REST side has
+//! the whole exit request (`POST /v2/orders`), both instants on the same monotonic clock.
+//!
+//! The engine runs in live mode with every worker under a real supervisor (reader, exit
+//! engine, order router, the live Dhan broker's workers), against the simulator's feed and
+//! broker halves over loopback sockets. One exit at a time after a quiet feed: open a long at
+//! 100.00 with a live entry order, wait until it is open and the engine is idle, then trade the
+//! instrument at 98.00 (the default stop loss is 1.5 %) and wait for the exit's request. Run
+//! twice: the order journal on tmpfs (`/dev/shm`, no disk flush) and on the data disk (the
+//! target directory; fsync included).
+//!
+//! The per-hop breakdown comes from the engine's own stamps (`runtime::hops`): socket read →
+//! decoded → core decision → router dequeue → journal durable → first byte written, each as
+//! the time since the feed's write.
+//!
+//! Rate limits are lifted on both sides (Dhan's 10 orders/s would otherwise pace the run); the
+//! limiter's bookkeeping is still on the path. `cargo bench --bench tick_to_order` runs 1000
+//! measured exits per journal location; under `cargo test` a smoke run of a few dozen checks
+//! that it works.
+
+#[path = "live_engine/mod.rs"]
+mod live_engine;
+
+use std::path::Path;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use live_engine::*;
+use scalper::runtime::hops::{self, Hop};
+use scalper::sim::broker::{FaultConfig, SimBrokerConfig};
+
+struct Sizes {
+    warmup: usize,
+    exits: usize,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+fn report(name: &str, h: &Histogram<u64>) {
+    println!(
+        "{name:<44} n={:<5} p50={:>6} µs  p90={:>6} µs  p99={:>6} µs  p99.9={:>6} µs  max={:>6} µs  mean={:>8.1} µs",
+        h.len(),
+        h.value_at_quantile(0.50),
+        h.value_at_quantile(0.90),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        h.mean()
+    );
+}
+
+/// One measured exit: end to end and each hop, in µs after the feed's write.
+struct Sample {
+    total: u64,
+    hops: [Option<u64>; 6],
+}
+
+fn one_exit(sim: &LiveSim, e: &Engine) -> Sample {
+    e.price(sim, A, "100.00");
+    let id = e.open(A);
+    // Quiet: the entry's own traffic (fill report, order-book poll) has settled.
+    std::thread::sleep(Duration::from_millis(5));
+    hops::reset();
+    sim.prices.take_writes();
+    e.clock.advance_millis(1);
+    sim.prices.set_price(A, rupees("98.00"));
+    let cid = format!("X1-{id}");
+    wait_until(&format!("{id} closed"), || e.recorder.closed(&id).is_some());
+    let stamps = hops::read();
+    let written = *sim.prices.take_writes().first().expect("the feed wrote the crossing tick");
+    let arrived = sim
+        .broker
+        .received()
+        .iter()
+        .rev()
+        .find(|r| r.method == "POST" && r.body.contains(&format!("\"correlationId\":\"{cid}\"")))
+        .map(|r| r.at)
+        .expect("the exit reached the simulator");
+    let origin = hops::since_origin(written);
+    let us = |ns: u64| (ns.saturating_sub(origin) / 1000).max(1);
+    Sample {
+        total: (arrived.saturating_duration_since(written).as_micros() as u64).max(1),
+        hops: stamps.map(|s| s.map(us)),
+    }
+}
+
+fn run(label: &str, journal_dir: &Path, s: &Sizes) {
+    let sim = LiveSim::start(SimBrokerConfig {
+        transit: Duration::ZERO,
+        fill_interval: Duration::from_millis(1),
+        enforce_rate_limits: false,
+        ..sim_config(FaultConfig::default())
+    });
+    sim.prices.record_writes(true);
+    let e = Engine::start(&sim, journal_dir);
+    let mut total = histogram();
+    let mut per_hop: Vec<Histogram<u64>> = Hop::ALL.iter().map(|_| histogram()).collect();
+    for i in 0..s.warmup + s.exits {
+        let sample = one_exit(&sim, &e);
+        if i < s.warmup {
+            continue;
+        }
+        total.record(sample.total).expect("in range");
+        for (h, v) in per_hop.iter_mut().zip(sample.hops) {
+            let v = v.unwrap_or_else(|| panic!("every hop stamped: {:?}", sample.hops));
+            h.record(v).expect("in range");
+        }
+    }
+    println!("journal on {label} ({})", journal_dir.display());
+    report("  tick written -> order request at the broker", &total);
+    for (hop, h) in Hop::ALL.iter().zip(&per_hop) {
+        report(&format!("    tick written -> {}", hop.name()), h);
+    }
+    drop(e);
+    sim.prices.record_writes(false);
+    sim.shutdown();
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let s = if full { Sizes { warmup: 50, exits: 1000 } } else { Sizes { warmup: 3, exits: 30 } };
+    scalper::feed::reader::install_crypto_provider();
+    hops::enable();
+    println!(
+        "tick -> order ({}): {} exits after {} warm-up per journal location, CPU {:?}, {} cores, load {}",
+        if full { "full" } else { "smoke" },
+        s.exits,
+        s.warmup,
+        cpu_model(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        load_average()
+    );
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        let dir = tempfile::tempdir_in(shm).expect("a directory on tmpfs");
+        run("tmpfs", dir.path(), &s);
+    } else {
+        println!("no /dev/shm: the tmpfs run is skipped");
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a directory on disk");
+    run("the data disk", dir.path(), &s);
+}
