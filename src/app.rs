@@ -63,7 +63,7 @@ fn raise_critical(
     message: String,
     at: crate::domain::Timestamp,
 ) {
-    shared.m.alerts.with_label_values(&[code]).inc();
+    shared.m.alert(code, AlertLevel::Critical);
     let alert = Alert { level: AlertLevel::Critical, code: code.to_string(), message, at };
     shared.sink.record(&EngineEvent::Core(CoreEvent::Alert(alert)));
 }

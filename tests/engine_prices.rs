@@ -11,18 +11,18 @@ mod engine_support;
 use engine_support::*;
 use scalper::domain::{Clock, ExitReason, Side};
 
-/// The position as `/v1/positions` shows it once the published snapshot has caught up with
-/// the clock.
-fn position_view(h: &Harness, id: &str) -> serde_json::Value {
-    let now = h.clock.now().to_ist_iso();
-    let mut view = serde_json::Value::Null;
-    wait_until(&format!("a snapshot of {id} at {now}"), || {
+/// Waits until `/v1/positions` shows position `id` at `last_price`. A snapshot stamped with
+/// the current clock may have been taken before the exit engine evaluated the clock's last
+/// tick, so the clock alone does not say the snapshot has caught up; the price does (the exit
+/// engine evaluated it before this is called).
+fn wait_view_price(h: &Harness, id: &str, last_price: &str) {
+    let mut seen = serde_json::Value::Null;
+    wait_until(&format!("a snapshot of {id} at last price {last_price}"), || {
         let (_, body) = h.get("/v1/positions");
         let found = body["positions"].as_array().and_then(|ps| ps.iter().find(|p| p["id"] == id));
-        view = found.cloned().unwrap_or_default();
-        body["at"] == now && !view.is_null()
+        seen = found.map(|p| p["last_price"].clone()).unwrap_or_default();
+        seen == last_price
     });
-    view
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn bad_ticks_never_reach_the_rules_and_a_confirmed_move_does() {
     assert!(h.recorder.closed(&short).is_none(), "no exit of the short on a bad tick");
     let core = h.shared.core.clone();
     assert!(core.lock().positions().all(|p| p.is_active()));
-    assert_eq!(position_view(&h, long.as_str())["last_price"], "101.00");
+    wait_view_price(&h, long.as_str(), "101.00");
     let dropped = h.metric("scalper_price_guard_total{outcome=\"dropped\"}");
     assert_eq!(dropped, Some(2.0));
     assert_eq!(h.metric("scalper_price_guard_total{outcome=\"discarded\"}"), Some(2.0));

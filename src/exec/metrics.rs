@@ -57,6 +57,8 @@ pub mod known {
         ("stale_feed", AlertLevel::Warning),
         ("startup_reconciliation_late", AlertLevel::Critical),
         ("component_down", AlertLevel::Critical),
+        ("worker_escalation", AlertLevel::Critical),
+        ("lease_lost", AlertLevel::Critical),
     ];
     /// `state` of `scalper_trading_state` (`risk::TradingState::name`).
     pub const TRADING_STATES: &[&str] = &["active", "reducing", "halted"];
