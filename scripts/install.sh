@@ -32,7 +32,10 @@ fi
 if [ ! -e "$DESTDIR/etc/scalper/secrets.env" ]; then
   umask 077
   printf '%s\n' '# DHAN_CLIENT_ID=' '# DHAN_ACCESS_TOKEN=' '# SCALPER_CONTROL_TOKEN=' '# PGPASSWORD=' \
-    '# REDIS_PASSWORD=' > "$DESTDIR/etc/scalper/secrets.env"
+    '# REDIS_PASSWORD=' \
+    '# Alert targets ([[alerts.targets]]): SCALPER_ALERT_<NAME>_URL for webhook and slack,' \
+    '# SCALPER_ALERT_<NAME>_BOT_TOKEN for telegram; <NAME> is the target name in capitals.' \
+    '# SCALPER_ALERT_ONCALL_URL=' > "$DESTDIR/etc/scalper/secrets.env"
   chmod 0600 "$DESTDIR/etc/scalper/secrets.env"
   echo "install: wrote $DESTDIR/etc/scalper/secrets.env (mode 0600); fill in the secrets"
 fi

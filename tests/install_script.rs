@@ -63,6 +63,7 @@ fn install_stages_binary_config_secrets_and_unit() {
         "SCALPER_CONTROL_TOKEN",
         "PGPASSWORD",
         "REDIS_PASSWORD",
+        "SCALPER_ALERT_ONCALL_URL",
     ] {
         assert!(template.contains(&format!("# {key}=\n")), "secrets template lacks {key}");
     }
