@@ -30,6 +30,27 @@ impl Segment {
         Segment::BseFno,
     ];
 
+    /// The `(exchange, segment letter)` pair Dhan writes for this segment in its order updates
+    /// (`Exchange`, `Segment`: spec §3.2) and its instrument master (`EXCH_ID`, `SEGMENT`: §8.1).
+    pub const fn exchange_letters(self) -> (&'static str, &'static str) {
+        match self {
+            Segment::IdxI => ("NSE", "I"),
+            Segment::NseEq => ("NSE", "E"),
+            Segment::NseFno => ("NSE", "D"),
+            Segment::NseCurrency => ("NSE", "C"),
+            Segment::BseEq => ("BSE", "E"),
+            Segment::BseFno => ("BSE", "D"),
+            Segment::BseCurrency => ("BSE", "C"),
+            Segment::McxComm => ("MCX", "M"),
+        }
+    }
+
+    /// The segment of an `(exchange, segment letter)` pair, exactly as
+    /// [`Segment::exchange_letters`] writes it.
+    pub fn from_exchange_letters(exchange: &str, letter: &str) -> Option<Segment> {
+        Segment::ALL.into_iter().find(|s| s.exchange_letters() == (exchange, letter))
+    }
+
     /// The numeric code in the feed's packet header.
     pub const fn code(self) -> u8 {
         match self {

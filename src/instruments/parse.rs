@@ -102,17 +102,10 @@ fn opt_field(rec: &csv::StringRecord, i: Option<usize>) -> &str {
 
 /// `EXCH_ID` + `SEGMENT` → the exchange-segment enum (§8.1).
 pub fn segment_of(exch: &str, seg: &str) -> Option<Segment> {
-    Some(match (exch, seg) {
-        (_, "I") => Segment::IdxI,
-        ("NSE", "E") => Segment::NseEq,
-        ("NSE", "D") => Segment::NseFno,
-        ("NSE", "C") => Segment::NseCurrency,
-        ("BSE", "E") => Segment::BseEq,
-        ("BSE", "D") => Segment::BseFno,
-        ("BSE", "C") => Segment::BseCurrency,
-        ("MCX", "M") => Segment::McxComm,
-        _ => return None,
-    })
+    match (exch, seg) {
+        (_, "I") => Some(Segment::IdxI),
+        (exch, seg) => Segment::from_exchange_letters(exch, seg),
+    }
 }
 
 /// The tick unit of a file, from its `TICK_SIZE` values scaled by 10^4. NSE index options step

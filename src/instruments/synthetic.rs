@@ -66,20 +66,6 @@ pub fn generate(instruments: &[(InstrumentKey, Paise)]) -> Instruments {
     Instruments::build(rows, counts)
 }
 
-/// `EXCH_ID` and `SEGMENT` letters of a segment (§8.1, reversed).
-fn exch_seg(segment: Segment) -> (&'static str, &'static str) {
-    match segment {
-        Segment::IdxI => ("NSE", "I"),
-        Segment::NseEq => ("NSE", "E"),
-        Segment::NseFno => ("NSE", "D"),
-        Segment::NseCurrency => ("NSE", "C"),
-        Segment::BseEq => ("BSE", "E"),
-        Segment::BseFno => ("BSE", "D"),
-        Segment::BseCurrency => ("BSE", "C"),
-        Segment::McxComm => ("MCX", "M"),
-    }
-}
-
 /// Rupees with four decimals, as Dhan writes ticks (`0.0500`).
 fn rupees4(p: Paise) -> String {
     format!("{}00", p)
@@ -92,7 +78,7 @@ pub fn to_csv(table: &Instruments, segment: Option<Segment>) -> String {
     out.push_str(DETAILED_HEADER);
     out.push('\n');
     for i in table.iter().filter(|i| segment.is_none_or(|s| s == i.key.segment)) {
-        let (exch, seg) = exch_seg(i.key.segment);
+        let (exch, seg) = i.key.segment.exchange_letters();
         let expiry = i.expiry.map_or_else(|| "0001-01-01".to_string(), |d| d.to_string());
         let strike = i.strike.map_or_else(|| "-0.01".to_string(), |p| p.to_string());
         let opt = i.option.map_or("XX", |o| o.code());

@@ -198,17 +198,13 @@ pub fn parse_order_alert(data: &Map<String, Value>) -> Result<OrderUpdate, Alert
     })
 }
 
-/// `Exchange` + `Segment` letter (spec §3.2) to our segment.
+/// `Exchange` + `Segment` letter (spec §3.2) to our segment (MCX writes `D` as well as `M`;
+/// an index is never traded).
 fn instrument(exchange: &str, segment: &str, security_id: &str) -> Option<InstrumentKey> {
     let seg = match (exchange.trim().to_ascii_uppercase().as_str(), segment.trim()) {
-        ("NSE", "E") => Segment::NseEq,
-        ("NSE", "D") => Segment::NseFno,
-        ("NSE", "C") => Segment::NseCurrency,
-        ("BSE", "E") => Segment::BseEq,
-        ("BSE", "D") => Segment::BseFno,
-        ("BSE", "C") => Segment::BseCurrency,
-        ("MCX", "M") | ("MCX", "D") => Segment::McxComm,
-        _ => return None,
+        ("MCX", "D") => Segment::McxComm,
+        (_, "I") => return None,
+        (exchange, letter) => Segment::from_exchange_letters(exchange, letter)?,
     };
     let id: u32 = security_id.trim().parse().ok()?;
     Some(InstrumentKey::new(seg, id))
@@ -216,16 +212,7 @@ fn instrument(exchange: &str, segment: &str, security_id: &str) -> Option<Instru
 
 /// The `(Exchange, Segment)` letters for one of our segments: the simulator writes these.
 pub fn exchange_letters(seg: Segment) -> (&'static str, &'static str) {
-    match seg {
-        Segment::NseEq => ("NSE", "E"),
-        Segment::NseFno => ("NSE", "D"),
-        Segment::NseCurrency => ("NSE", "C"),
-        Segment::BseEq => ("BSE", "E"),
-        Segment::BseFno => ("BSE", "D"),
-        Segment::BseCurrency => ("BSE", "C"),
-        Segment::McxComm => ("MCX", "M"),
-        Segment::IdxI => ("NSE", "I"),
-    }
+    seg.exchange_letters()
 }
 
 #[cfg(test)]
