@@ -64,9 +64,12 @@ mod tests {
         Some(v.iter().map(|&x| Qty(x)).collect())
     }
 
+    /// quantity, lot, freeze → children.
+    type Case = (i64, i64, Option<i64>, Option<Vec<Qty>>);
+
     #[test]
     fn quantities_table() {
-        let cases: &[(i64, i64, Option<i64>, Option<Vec<Qty>>)] = &[
+        let cases: &[Case] = &[
             // quantity, lot, freeze → children
             (450, 75, Some(150), q(&[150, 150, 150])),
             (450, 75, Some(1800), None),
