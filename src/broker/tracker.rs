@@ -89,12 +89,16 @@ struct Tracked {
 
 /// An order sent as several child orders (freeze-quantity slicing, `exec::slicing`): each child
 /// is tracked as an order of its own; what they report is told as the parent's, so the engine
-/// sees one exit whose part fills add up, ended only once every child has ended.
+/// sees one exit whose part fills add up, ended only once every child has ended, or one entry
+/// filled once every child has ended, as its total at its average.
 #[derive(Clone, Debug)]
 struct Sliced {
     intent: OrderIntent,
     children: Vec<CorrelationId>,
     traded: Qty,
+    /// Entries: the value of everything traded (paise × units) and the last execution.
+    value: i128,
+    last_fill: Option<(OrderId, Timestamp)>,
     bound: bool,
     ended: bool,
     /// How the last child that ended unfilled ended: `(order id, status, reason)`.
@@ -180,6 +184,8 @@ impl OrderTracker {
                 intent: parent.clone(),
                 children: children.iter().map(|c| c.correlation_id.clone()).collect(),
                 traded: Qty(0),
+                value: 0,
+                last_fill: None,
                 bound: false,
                 ended: false,
                 last_end: None,
@@ -233,8 +239,17 @@ impl OrderTracker {
                 }
                 Report::Fill { mut fill, .. } => {
                     p.traded = Qty(p.traded.0.saturating_add(fill.quantity.0));
-                    fill.correlation_id = parent.clone();
-                    out.push(Report::Fill { intent: p.intent.clone(), fill, cumulative: p.traded });
+                    if p.intent.purpose.is_exit() {
+                        fill.correlation_id = parent.clone();
+                        out.push(Report::Fill {
+                            intent: p.intent.clone(),
+                            fill,
+                            cumulative: p.traded,
+                        });
+                    } else {
+                        p.value += i128::from(fill.price.0) * i128::from(fill.quantity.0);
+                        p.last_fill = Some((fill.order_id, fill.at));
+                    }
                 }
                 Report::Ended { order_id, status, reason, .. } => {
                     p.last_end = Some((order_id, status, reason));
@@ -250,7 +265,8 @@ impl OrderTracker {
 
     fn parent_end(&mut self, parent: &CorrelationId) -> Option<Report> {
         let p = self.sliced.get(parent)?;
-        if p.ended || p.traded >= p.intent.quantity {
+        let exit = p.intent.purpose.is_exit();
+        if p.ended || (exit && p.traded >= p.intent.quantity) {
             return None;
         }
         if !p.children.iter().all(|c| self.orders.get(c).is_none_or(|t| t.done)) {
@@ -258,6 +274,15 @@ impl OrderTracker {
         }
         let p = self.sliced.get_mut(parent)?;
         p.ended = true;
+        if !exit && p.traded.0 > 0 {
+            let avg = Paise(div_round_half_away(p.value, i128::from(p.traded.0)) as i64);
+            let (order_id, at) = p.last_fill.clone()?;
+            return Some(Report::Fill {
+                intent: p.intent.clone(),
+                fill: fill(&p.intent, &order_id, p.traded, p.traded, avg, at),
+                cumulative: p.traded,
+            });
+        }
         let (order_id, status, reason) = p.last_end.clone().unwrap_or_else(|| {
             (OrderId(String::new()), OrderStatus::Rejected, "a slice was not placed".into())
         });
@@ -664,6 +689,23 @@ mod tests {
         t.abandon_sliced(&p.correlation_id);
         assert_eq!(t.finish(&children[0].correlation_id), []);
         assert_eq!(t.open_orders(), 0);
+    }
+
+    #[test]
+    fn a_sliced_entry_is_reported_once_every_child_ended_as_its_total_at_its_average() {
+        let mut t = OrderTracker::new();
+        let mut p = intent("N1-p1", OrderPurpose::Entry);
+        p.quantity = Qty(150);
+        let children: Vec<OrderIntent> =
+            ["N1s1-p1", "N1s2-p1"].iter().map(|c| intent(c, OrderPurpose::Entry)).collect();
+        t.expect_sliced(&p, &children, 0);
+        let r = t.observe(&seen("1", Some("N1s1-p1"), OrderStatus::Traded, 75, 10_000), AT, 1);
+        assert!(matches!(&r[..], [Report::Bound { .. }]), "{r:?}");
+        let r = t.observe(&seen("2", Some("N1s2-p1"), OrderStatus::Traded, 75, 10_011), AT, 2);
+        assert_eq!(fills(&r), [(150, 10_006)], "(10000 + 10011) / 2 = 10005.5 → 10006");
+        assert!(
+            matches!(&r[..], [Report::Fill { intent, fill, .. }] if intent.correlation_id.as_str() == "N1-p1" && fill.correlation_id.as_str() == "N1-p1")
+        );
     }
 
     #[test]

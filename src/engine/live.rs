@@ -185,7 +185,8 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
     );
     let gateway = Arc::new(
         LiveGateway::new(placer.clone(), desk.clone(), tracker.clone(), journal.clone())
-            .with_placers(opts.placers),
+            .with_placers(opts.placers)
+            .with_instruments(ctx.instruments.clone()),
     );
 
     let (updates_tx, updates_rx) = crossbeam_channel::bounded(4_096);
