@@ -219,6 +219,15 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_above_the_freeze_quantity_passes_as_it_is_sliced() {
+        let i = opt();
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let t = NaiveTime::from_hms_opt(15, 20, 0).unwrap();
+        assert!(check_entry(&i, Qty(3675), Some(Paise(10_000)), d, t, 0, Paise(0)).is_ok());
+        assert!(check_entry(&i, Qty(3670), Some(Paise(10_000)), d, t, 0, Paise(0)).is_err());
+    }
+
+    #[test]
     fn prices_round_passively_and_clamp() {
         let i = opt();
         assert_eq!(round_to_tick(Paise(10_003), Paise(5), Txn::Buy), Paise(10_000));
