@@ -5,8 +5,13 @@
 //! each POSTed once; the position closes when the last child has filled, and `/v1/pnl` equals
 //! what the simulator's trade book implies. The simulator refuses any order above 150 (DH-905),
 //! so an engine that sent the exit as one order would never close the position.
+//!
+//! The same with the real binary SIGKILLed right after Dhan accepted the first exit child
+//! (failpoint `broker.exit_accepted`): after the restart the first child is settled by its
+//! correlation id, and only the two missing children are sent.
 
 mod live_support;
+mod process_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -115,4 +120,82 @@ fn a_position_above_the_freeze_quantity_exits_as_three_children_each_sent_once()
     e.stop();
     sim.shutdown();
     assert_token_never_logged();
+}
+
+#[test]
+fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_missing_two() {
+    use process_support::{get, post, spawn, wait_for};
+    let sim_master = tempfile::tempdir().unwrap();
+    let (path, table) = master_with_freeze_150(sim_master.path());
+    let sim = LiveSim::start(SimBrokerConfig {
+        instruments: Some(table),
+        ..sim_config(FaultConfig::default())
+    });
+    let data = sim.dir.path().to_path_buf();
+    let config = data.join("engine.toml");
+    let text = format!(
+        "{}\n[instruments]\nmaster_file = \"{}\"\n",
+        process_config_text(&sim),
+        path.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let start = |failpoints: &str| {
+        std::fs::remove_file(data.join(scalper::app::HTTP_ADDR_FILE)).ok();
+        spawn(
+            &data,
+            &config,
+            "engine",
+            &[
+                ("DHAN_CLIENT_ID", CLIENT_ID),
+                ("DHAN_ACCESS_TOKEN", TOKEN),
+                ("SCALPER_FAILPOINTS", failpoints),
+            ],
+        )
+    };
+    let trading = |engine: &mut process_support::Process| {
+        let addr = engine.wait_active(&data);
+        wait_for("trading starts", || {
+            get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
+        });
+        addr
+    };
+    let point = "broker.exit_accepted";
+    let mut engine = start(&format!("{point}=kill"));
+    let addr = trading(&mut engine);
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 450 });
+    let mut last = (0, serde_json::Value::Null);
+    wait_for("the entry is accepted", || {
+        last = post(addr, "/v1/orders", &body.to_string());
+        last.0 != 422 || last.1["code"] != "no_price"
+    });
+    assert_eq!(last.0, 202, "{}", last.1);
+    let id = PositionId::new(last.1["position_id"].as_str().unwrap());
+    wait_for("the position is open", || {
+        get(addr, "/v1/positions").1.to_string().contains(&format!("\"{id}\""))
+            && orders_of(&sim, &id, OrderRole::Entry).iter().all(|o| o.filled_qty == 150)
+            && orders_of(&sim, &id, OrderRole::Entry).len() == 3
+    });
+    sim.prices.set_price(A, rupees("89.00"));
+    let code = engine.wait_exit(std::time::Duration::from_secs(60));
+    assert_eq!(code, -1, "killed by its failpoint; log:\n{}", engine.log());
+    let slice = |n| correlation::slice_id(OrderRole::Exit, &id, 1, n).unwrap().to_string();
+    // Only the first child left before the kill.
+    let exits = orders_of(&sim, &id, OrderRole::Exit);
+    assert_eq!(summary(&exits).iter().map(|s| s.0.clone()).collect::<Vec<_>>(), [slice(1)]);
+
+    let mut engine = start("");
+    let addr = trading(&mut engine);
+    wait_for("the position closes", || get(addr, "/v1/pnl").1["closed_today"].as_u64() == Some(1));
+    let exits = orders_of(&sim, &id, OrderRole::Exit);
+    let want: Vec<(String, i64, i64)> = (1..=3).map(|n| (slice(n), 150, 150)).collect();
+    assert_eq!(summary(&exits), want, "{exits:#?}\n{}", engine.log());
+    for (cid, _, _) in &want {
+        assert_eq!(sim.posts_of(cid), 1, "{cid} POSTed once");
+    }
+    let pnl = get(addr, "/v1/pnl").1;
+    assert_eq!(pnl["realised_gross"], Paise(-1_100 * 450).to_string(), "{pnl}");
+    assert_eq!(pnl["open_positions"].as_u64(), Some(0), "{pnl}");
+    engine.signal(libc::SIGTERM);
+    assert_eq!(engine.wait_exit(std::time::Duration::from_secs(30)), 0, "{}", engine.log());
+    sim.shutdown();
 }

@@ -194,6 +194,25 @@ impl OrderTracker {
         true
     }
 
+    /// After a restart: `traded` of the parent's quantity was applied already (its fills are
+    /// in the recovered state), of which `child_traded` at `avg` by child `cid`: only what
+    /// trades beyond it is reported.
+    pub fn applied(
+        &mut self,
+        cid: &CorrelationId,
+        parent_traded: Qty,
+        child_traded: Qty,
+        avg: Paise,
+    ) {
+        if let Some(t) = self.orders.get_mut(cid) {
+            t.traded = child_traded;
+            t.avg = avg;
+        }
+        if let Some(p) = self.parent_of.get(cid).and_then(|p| self.sliced.get_mut(p)) {
+            p.traded = parent_traded;
+        }
+    }
+
     /// Whether `cid` is one child of a sliced order.
     pub fn is_slice(&self, cid: &CorrelationId) -> bool {
         self.parent_of.contains_key(cid)

@@ -60,15 +60,7 @@ impl LiveGateway {
 
     /// The children of an order above its instrument's freeze quantity, if it is one.
     fn slices(&self, intent: &OrderIntent) -> Option<Vec<OrderIntent>> {
-        let table = self.instruments.as_ref()?.load();
-        let inst = table.get(intent.instrument)?;
-        match slicing::slice_order(intent, inst.lot, inst.freeze) {
-            Ok(children) => children,
-            Err(e) => {
-                log::error!(target: "broker", "ALERT order {} of {} above the freeze quantity cannot be sliced ({e}): sent as one order", intent.correlation_id, intent.position_id);
-                None
-            }
-        }
+        slices_of(self.instruments.as_ref()?, intent)
     }
 
     fn place_sliced(&self, parent: &OrderIntent, children: &[OrderIntent]) -> Placement {
@@ -206,6 +198,23 @@ impl Gateway for LiveGateway {
                 self.tracker.lock().finish(cid);
                 Placement::Rejected { reason: format!("{why}: entries are refused") }
             }
+        }
+    }
+}
+
+/// The children of `intent` when it is above its instrument's freeze quantity (the master as
+/// it is now); `None` when it goes as one order.
+pub fn slices_of(
+    instruments: &SharedInstruments,
+    intent: &OrderIntent,
+) -> Option<Vec<OrderIntent>> {
+    let table = instruments.load();
+    let inst = table.get(intent.instrument)?;
+    match slicing::slice_order(intent, inst.lot, inst.freeze) {
+        Ok(children) => children,
+        Err(e) => {
+            log::error!(target: "broker", "ALERT order {} of {} above the freeze quantity cannot be sliced ({e}): sent as one order", intent.correlation_id, intent.position_id);
+            None
         }
     }
 }
