@@ -18,6 +18,9 @@
 //!   settles it by correlation id, and a traded exit closes the position with its own reason,
 //!   price and attempt. Without this the broker reports the position flat and reconciliation
 //!   would close it `closed_at_broker` at a made-up price.
+//! - A child of a sliced exit (`X<n>s<k>-<position>`, `exec::slicing`) counts as its parent
+//!   `X<n>-<position>`: the position exits under the parent's id and the startup settlement
+//!   re-derives the children, settling the journaled ones and sending the others.
 //! - An order the store never recorded is recorded (`OrderPlaced`) so its fills and status have
 //!   a row; every change is audited (`order_from_journal`).
 //! - Ids of positions the store already closed, entries of known positions, and exits older
