@@ -69,10 +69,6 @@ fn a_symbol_resolves_to_its_instrument() {
         positions["positions"][0]["symbol"] == "NIFTY-Dec2026-24500-CE"
             && positions["positions"][0]["instrument"] == "NSE_FNO:52175"
     });
-    // One order above the freeze quantity (1800) could never be exited in one order.
-    let (status, body) = h.order(OPT, Side::Long, 1875);
-    assert_eq!((status, body["code"].as_str()), (422, Some("over_max_quantity")), "{body}");
-    assert!(body["error"].as_str().unwrap().contains("freeze quantity 1800"), "{body}");
     let (status, body) =
         h.post("/v1/orders", r#"{"symbol": "RELIANCE", "side": "LONG", "quantity": 1}"#);
     assert_eq!(status, 400, "{body}");

@@ -87,10 +87,30 @@ struct Tracked {
     last_seen_ms: u64,
 }
 
+/// An order sent as several child orders (freeze-quantity slicing, `exec::slicing`): each child
+/// is tracked as an order of its own; what they report is told as the parent's, so the engine
+/// sees one exit whose part fills add up, ended only once every child has ended, or one entry
+/// filled once every child has ended, as its total at its average.
+#[derive(Clone, Debug)]
+struct Sliced {
+    intent: OrderIntent,
+    children: Vec<CorrelationId>,
+    traded: Qty,
+    /// Entries: the value of everything traded (paise × units) and the last execution.
+    value: i128,
+    last_fill: Option<(OrderId, Timestamp)>,
+    bound: bool,
+    ended: bool,
+    /// How the last child that ended unfilled ended: `(order id, status, reason)`.
+    last_end: Option<(OrderId, OrderStatus, String)>,
+}
+
 /// The registry. Not thread-safe by itself; the live broker wraps it in a mutex.
 #[derive(Debug, Default)]
 pub struct OrderTracker {
     orders: HashMap<CorrelationId, Tracked>,
+    sliced: HashMap<CorrelationId, Sliced>,
+    parent_of: HashMap<CorrelationId, CorrelationId>,
     by_order: HashMap<OrderId, CorrelationId>,
     seq: u64,
     activity: HashMap<InstrumentKey, u64>,
@@ -139,8 +159,166 @@ impl OrderTracker {
         true
     }
 
+    /// Registers an order sent as `children` (each registered as an order of its own). `false`
+    /// if the parent or a child is already known.
+    pub fn expect_sliced(
+        &mut self,
+        parent: &OrderIntent,
+        children: &[OrderIntent],
+        now_ms: u64,
+    ) -> bool {
+        let cid = &parent.correlation_id;
+        if self.sliced.contains_key(cid)
+            || self.orders.contains_key(cid)
+            || children.iter().any(|c| self.orders.contains_key(&c.correlation_id))
+        {
+            return false;
+        }
+        for c in children {
+            self.expect(c, now_ms);
+            self.parent_of.insert(c.correlation_id.clone(), cid.clone());
+        }
+        self.sliced.insert(
+            cid.clone(),
+            Sliced {
+                intent: parent.clone(),
+                children: children.iter().map(|c| c.correlation_id.clone()).collect(),
+                traded: Qty(0),
+                value: 0,
+                last_fill: None,
+                bound: false,
+                ended: false,
+                last_end: None,
+            },
+        );
+        true
+    }
+
+    /// After a restart: `traded` of the parent's quantity was applied already (its fills are
+    /// in the recovered state), of which `child_traded` at `avg` by child `cid`: only what
+    /// trades beyond it is reported.
+    pub fn applied(
+        &mut self,
+        cid: &CorrelationId,
+        parent_traded: Qty,
+        child_traded: Qty,
+        avg: Paise,
+    ) {
+        if let Some(t) = self.orders.get_mut(cid) {
+            t.traded = child_traded;
+            t.avg = avg;
+        }
+        if let Some(p) = self.parent_of.get(cid).and_then(|p| self.sliced.get_mut(p)) {
+            p.traded = parent_traded;
+        }
+    }
+
+    /// Whether `cid` is one child of a sliced order.
+    pub fn is_slice(&self, cid: &CorrelationId) -> bool {
+        self.parent_of.contains_key(cid)
+    }
+
+    /// Marks a sliced order as ended by its placement (every child refused at once): nothing
+    /// more is reported of it.
+    pub fn abandon_sliced(&mut self, parent: &CorrelationId) {
+        let children = match self.sliced.get_mut(parent) {
+            Some(p) => {
+                p.ended = true;
+                p.children.clone()
+            }
+            None => return,
+        };
+        for c in &children {
+            self.finish_one(c);
+        }
+    }
+
+    /// Tells the reports of children as their parent's; adds the parent's end once every
+    /// child has ended short of the parent's quantity.
+    fn lift(&mut self, reports: Vec<Report>) -> Vec<Report> {
+        let mut out = Vec::with_capacity(reports.len());
+        let mut touched = Vec::new();
+        for r in reports {
+            let cid = match &r {
+                Report::Bound { intent, .. }
+                | Report::Fill { intent, .. }
+                | Report::Ended { intent, .. } => intent.correlation_id.clone(),
+            };
+            let Some(parent) = self.parent_of.get(&cid).cloned() else {
+                out.push(r);
+                continue;
+            };
+            let Some(p) = self.sliced.get_mut(&parent) else { continue };
+            match r {
+                Report::Bound { order_id, .. } => {
+                    if !p.bound {
+                        p.bound = true;
+                        out.push(Report::Bound { intent: p.intent.clone(), order_id });
+                    }
+                }
+                Report::Fill { mut fill, .. } => {
+                    p.traded = Qty(p.traded.0.saturating_add(fill.quantity.0));
+                    if p.intent.purpose.is_exit() {
+                        fill.correlation_id = parent.clone();
+                        out.push(Report::Fill {
+                            intent: p.intent.clone(),
+                            fill,
+                            cumulative: p.traded,
+                        });
+                    } else {
+                        p.value += i128::from(fill.price.0) * i128::from(fill.quantity.0);
+                        p.last_fill = Some((fill.order_id, fill.at));
+                    }
+                }
+                Report::Ended { order_id, status, reason, .. } => {
+                    p.last_end = Some((order_id, status, reason));
+                }
+            }
+            touched.push(parent);
+        }
+        for parent in touched {
+            out.extend(self.parent_end(&parent));
+        }
+        out
+    }
+
+    fn parent_end(&mut self, parent: &CorrelationId) -> Option<Report> {
+        let p = self.sliced.get(parent)?;
+        let exit = p.intent.purpose.is_exit();
+        if p.ended || (exit && p.traded >= p.intent.quantity) {
+            return None;
+        }
+        if !p.children.iter().all(|c| self.orders.get(c).is_none_or(|t| t.done)) {
+            return None;
+        }
+        let p = self.sliced.get_mut(parent)?;
+        p.ended = true;
+        if !exit && p.traded.0 > 0 {
+            let avg = Paise(div_round_half_away(p.value, i128::from(p.traded.0)) as i64);
+            let (order_id, at) = p.last_fill.clone()?;
+            return Some(Report::Fill {
+                intent: p.intent.clone(),
+                fill: fill(&p.intent, &order_id, p.traded, p.traded, avg, at),
+                cumulative: p.traded,
+            });
+        }
+        let (order_id, status, reason) = p.last_end.clone().unwrap_or_else(|| {
+            (OrderId(String::new()), OrderStatus::Rejected, "a slice was not placed".into())
+        });
+        let reason = format!(
+            "{reason} (sliced order: {} of {} filled; the rest ended)",
+            p.traded, p.intent.quantity
+        );
+        Some(Report::Ended { intent: p.intent.clone(), order_id, status, reason })
+    }
+
     /// The broker answered the placement (or resolution found it) with `order_id`.
     pub fn bind(&mut self, cid: &CorrelationId, order_id: &OrderId, now_ms: u64) -> Option<Report> {
+        let r = self.bind_one(cid, order_id, now_ms)?;
+        self.lift(vec![r]).into_iter().next()
+    }
+
+    fn bind_one(&mut self, cid: &CorrelationId, order_id: &OrderId, now_ms: u64) -> Option<Report> {
         let t = self.orders.get_mut(cid)?;
         if t.order_id.is_some() {
             return None;
@@ -154,8 +332,17 @@ impl OrderTracker {
         Some(report)
     }
 
-    /// Nothing more will come of the order (rejected at placement, proved absent).
-    pub fn finish(&mut self, cid: &CorrelationId) {
+    /// Nothing more will come of the order (rejected at placement, proved absent). For a child
+    /// of a sliced order: the parent's end when it was the last child to end.
+    pub fn finish(&mut self, cid: &CorrelationId) -> Vec<Report> {
+        self.finish_one(cid);
+        match self.parent_of.get(cid).cloned() {
+            Some(parent) => self.parent_end(&parent).into_iter().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn finish_one(&mut self, cid: &CorrelationId) {
         if let Some(t) = self.orders.get_mut(cid) {
             let instrument = t.intent.instrument;
             t.done = true;
@@ -166,6 +353,11 @@ impl OrderTracker {
     /// Applies a report; `at` stamps the fills. Reports about orders that are not ours (or
     /// not registered) are ignored.
     pub fn observe(&mut self, seen: &Seen, at: Timestamp, now_ms: u64) -> Vec<Report> {
+        let reports = self.observe_one(seen, at, now_ms);
+        self.lift(reports)
+    }
+
+    fn observe_one(&mut self, seen: &Seen, at: Timestamp, now_ms: u64) -> Vec<Report> {
         let cid = match self.by_order.get(&seen.order_id) {
             Some(c) => c.clone(),
             None => match seen
@@ -182,7 +374,7 @@ impl OrderTracker {
             },
         };
         let mut out = Vec::new();
-        if let Some(r) = self.bind(&cid, &seen.order_id, now_ms) {
+        if let Some(r) = self.bind_one(&cid, &seen.order_id, now_ms) {
             out.push(r);
         }
         let t = self.orders.get_mut(&cid).expect("matched above");
@@ -302,7 +494,10 @@ impl OrderTracker {
             {
                 self.by_order.remove(&o);
             }
+            self.parent_of.remove(c);
         }
+        let orders = &self.orders;
+        self.sliced.retain(|_, p| p.children.iter().any(|c| orders.contains_key(c)));
         before - self.orders.len()
     }
 }
@@ -441,6 +636,95 @@ mod tests {
         let r = t.observe(&seen("9", Some("X1-p1"), OrderStatus::Traded, 75, 8_980), AT, 1);
         // (8980 × 75 − 9000 × 25) / 50 = 8970
         assert_eq!(fills(&r), [(50, 8_970)]);
+    }
+
+    fn sliced(parent: &str, children: &[&str]) -> (OrderIntent, Vec<OrderIntent>) {
+        let mut p = exit(parent);
+        p.quantity = Qty(75 * children.len() as i64);
+        (p, children.iter().map(|c| exit(c)).collect())
+    }
+
+    fn cids(r: &[Report]) -> Vec<&str> {
+        r.iter()
+            .map(|r| match r {
+                Report::Bound { intent, .. }
+                | Report::Fill { intent, .. }
+                | Report::Ended { intent, .. } => intent.correlation_id.as_str(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sliced_exit_reports_as_its_parent_and_is_complete_when_every_child_filled() {
+        let mut t = OrderTracker::new();
+        let (p, children) = sliced("X1-p1", &["X1s1-p1", "X1s2-p1", "X1s3-p1"]);
+        assert!(t.expect_sliced(&p, &children, 0));
+        assert!(!t.expect_sliced(&p, &children, 0), "a second registration is refused");
+        let b = t.bind(&children[0].correlation_id, &OrderId("1".into()), 1);
+        assert!(
+            matches!(b, Some(Report::Bound { ref intent, .. }) if intent.correlation_id.as_str() == "X1-p1")
+        );
+        assert_eq!(t.bind(&children[1].correlation_id, &OrderId("2".into()), 1), None);
+        let r = t.observe(&seen("1", Some("X1s1-p1"), OrderStatus::Traded, 75, 9_000), AT, 2);
+        assert_eq!((cids(&r), fills(&r)), (vec!["X1-p1"], vec![(75, 9_000)]));
+        assert!(
+            matches!(&r[0], Report::Fill { fill, cumulative, .. } if fill.correlation_id.as_str() == "X1-p1" && cumulative.0 == 75)
+        );
+        let r = t.observe(&seen("3", Some("X1s3-p1"), OrderStatus::Traded, 75, 8_990), AT, 3);
+        assert!(
+            matches!(&r[..], [Report::Fill { cumulative, .. }] if cumulative.0 == 150),
+            "{r:?}"
+        );
+        let r = t.observe(&seen("2", Some("X1s2-p1"), OrderStatus::Traded, 75, 8_980), AT, 4);
+        assert!(
+            matches!(&r[..], [Report::Fill { cumulative, .. }] if cumulative.0 == 225),
+            "{r:?}"
+        );
+        assert_eq!(t.open_orders(), 0);
+        assert!(!r.iter().any(|r| matches!(r, Report::Ended { .. })));
+    }
+
+    #[test]
+    fn a_sliced_exit_ends_once_after_its_last_child_when_a_child_failed() {
+        let mut t = OrderTracker::new();
+        let (p, children) = sliced("X1-p1", &["X1s1-p1", "X1s2-p1", "X1s3-p1"]);
+        t.expect_sliced(&p, &children, 0);
+        // Child 2 refused at placement: the others are still working, nothing is reported yet.
+        assert_eq!(t.finish(&children[1].correlation_id), []);
+        let r = t.observe(&seen("1", Some("X1s1-p1"), OrderStatus::Traded, 75, 9_000), AT, 1);
+        assert_eq!(fills(&r), [(75, 9_000)]);
+        assert!(!r.iter().any(|r| matches!(r, Report::Ended { .. })));
+        let mut rej = seen("3", Some("X1s3-p1"), OrderStatus::Rejected, 0, 0);
+        rej.reason = "RMS: band".into();
+        let r = t.observe(&rej, AT, 2);
+        assert!(
+            matches!(&r[..], [Report::Ended { intent, reason, .. }] if intent.correlation_id.as_str() == "X1-p1" && reason.contains("75 of 225")),
+            "{r:?}"
+        );
+        assert_eq!(t.observe(&rej, AT, 3), [], "ended once");
+        // Every child refused at placement: the placement says so, the tracker nothing more.
+        let (p, children) = sliced("X2-p1", &["X2s1-p1", "X2s2-p1"]);
+        t.expect_sliced(&p, &children, 0);
+        t.abandon_sliced(&p.correlation_id);
+        assert_eq!(t.finish(&children[0].correlation_id), []);
+        assert_eq!(t.open_orders(), 0);
+    }
+
+    #[test]
+    fn a_sliced_entry_is_reported_once_every_child_ended_as_its_total_at_its_average() {
+        let mut t = OrderTracker::new();
+        let mut p = intent("N1-p1", OrderPurpose::Entry);
+        p.quantity = Qty(150);
+        let children: Vec<OrderIntent> =
+            ["N1s1-p1", "N1s2-p1"].iter().map(|c| intent(c, OrderPurpose::Entry)).collect();
+        t.expect_sliced(&p, &children, 0);
+        let r = t.observe(&seen("1", Some("N1s1-p1"), OrderStatus::Traded, 75, 10_000), AT, 1);
+        assert!(matches!(&r[..], [Report::Bound { .. }]), "{r:?}");
+        let r = t.observe(&seen("2", Some("N1s2-p1"), OrderStatus::Traded, 75, 10_011), AT, 2);
+        assert_eq!(fills(&r), [(150, 10_006)], "(10000 + 10011) / 2 = 10005.5 → 10006");
+        assert!(
+            matches!(&r[..], [Report::Fill { intent, fill, .. }] if intent.correlation_id.as_str() == "N1-p1" && fill.correlation_id.as_str() == "N1-p1")
+        );
     }
 
     #[test]

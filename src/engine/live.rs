@@ -185,7 +185,8 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
     );
     let gateway = Arc::new(
         LiveGateway::new(placer.clone(), desk.clone(), tracker.clone(), journal.clone())
-            .with_placers(opts.placers),
+            .with_placers(opts.placers)
+            .with_instruments(ctx.instruments.clone()),
     );
 
     let (updates_tx, updates_rx) = crossbeam_channel::bounded(4_096);
@@ -224,20 +225,23 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         .stop_deadline(stop_deadline),
     ];
 
-    let reconciler = Arc::new(LiveReconciler::new(
-        client.clone(),
-        opts.product,
-        tracker,
-        desk,
-        reporter,
-        recent,
-        journal.clone(),
-        opts.desk.resolver,
-        ctx.commands.clone(),
-        ctx.health.clone(),
-        ctx.clock.clone(),
-        m,
-    ));
+    let reconciler = Arc::new(
+        LiveReconciler::new(
+            client.clone(),
+            opts.product,
+            tracker,
+            desk,
+            reporter,
+            recent,
+            journal.clone(),
+            opts.desk.resolver,
+            ctx.commands.clone(),
+            ctx.health.clone(),
+            ctx.clock.clone(),
+            m,
+        )
+        .with_instruments(ctx.instruments.clone()),
+    );
     let for_worker = reconciler.clone();
     workers.push(
         WorkerSpec::new("reconciler", rest_limit, move || {

@@ -20,6 +20,7 @@ pub mod pnl_refresher;
 pub mod router;
 pub mod seams;
 pub mod shared;
+pub mod slicing;
 
 pub use self::core::{
     AccountView, Alert, AlertLevel, ClosedTrade, CoreError, CoreEvent, CoreParams, CoreSnapshot,

@@ -93,9 +93,9 @@ pub fn check_max(
 }
 
 /// Every exchange rule (and the engine's per-order maxima) an entry must pass, in this order: lot
-/// multiple, not expired, maxima, freeze quantity (orders are not sliced: a position larger
-/// than the freeze quantity could not be exited in one order). `reference` is the price the value check uses (none: the
-/// value check waits for a price, which the entry needs anyway).
+/// multiple, not expired, maxima. The freeze quantity is not one of them: the live broker sends
+/// an order above it as child orders (`exec::slicing`). `reference` is the price the value
+/// check uses (none: the value check waits for a price, which the entry needs anyway).
 pub fn check_entry(
     inst: &Instrument,
     qty: Qty,
@@ -107,8 +107,7 @@ pub fn check_entry(
 ) -> Result<(), LimitError> {
     check_lot(inst, qty)?;
     check_not_expired(inst, today, square_off)?;
-    check_max(inst, qty, reference.unwrap_or(Paise(0)), max_lots, max_value)?;
-    check_freeze(inst, qty)
+    check_max(inst, qty, reference.unwrap_or(Paise(0)), max_lots, max_value)
 }
 
 /// A single order may carry at most the freeze quantity.
@@ -217,6 +216,15 @@ mod tests {
         // 150 × ₹100 = ₹15,000 > ₹10,000.
         assert!(check_max(&i, Qty(150), Paise(10_000), 0, Paise(1_000_000)).is_err());
         assert!(check_max(&i, Qty(75), Paise(10_000), 0, Paise(1_000_000)).is_ok());
+    }
+
+    #[test]
+    fn an_entry_above_the_freeze_quantity_passes_as_it_is_sliced() {
+        let i = opt();
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let t = NaiveTime::from_hms_opt(15, 20, 0).unwrap();
+        assert!(check_entry(&i, Qty(3675), Some(Paise(10_000)), d, t, 0, Paise(0)).is_ok());
+        assert!(check_entry(&i, Qty(3670), Some(Paise(10_000)), d, t, 0, Paise(0)).is_err());
     }
 
     #[test]

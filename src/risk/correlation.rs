@@ -10,7 +10,11 @@
 //! - `X<attempt>_<16 hex digits>`: the same when the id does not fit or has other characters;
 //!   the digits are the 64-bit FNV-1a hash of the id's UTF-8 bytes, lower-case, zero-padded;
 //! - `N<attempt>-<id>` / `N<attempt>_<hash>`: the entry order of a position (attempt 1, 2, … if
-//!   an entry had to be placed again).
+//!   an entry had to be placed again);
+//! - `X<attempt>s<slice>-<id>` / `X<attempt>s<slice>_<hash>` (and `N…` alike): child `slice`
+//!   (1, 2, …) of an order above the exchange's freeze quantity, sent as several orders
+//!   (`exec::slicing`). The hashed form is used when the direct one does not fit; a child id
+//!   that fits neither (attempt and slice together longer than six digits) is refused.
 //!
 //! The separator after the attempt (`-` or `_`) says which form follows, so parsing is
 //! unambiguous whatever the position id looks like. The attempt is at most 999 999 so that the
@@ -52,6 +56,8 @@ pub enum PositionRef {
 pub struct ParsedCorrelation {
     pub role: OrderRole,
     pub attempt: u32,
+    /// The child's number when the order is one slice of a larger one.
+    pub slice: Option<u32>,
     pub position: PositionRef,
 }
 
@@ -69,6 +75,10 @@ impl ParsedCorrelation {
 pub enum CorrelationError {
     #[error("attempt {attempt} for position {position:?} is outside 1..={MAX_ATTEMPT}")]
     Attempt { position: String, attempt: u32 },
+    #[error(
+        "slice {slice} of attempt {attempt} for position {position:?} has no id of 25 characters"
+    )]
+    Slice { position: String, attempt: u32, slice: u32 },
 }
 
 /// The id of entry attempt `attempt` of `position`.
@@ -79,6 +89,29 @@ pub fn entry_id(position: &PositionId, attempt: u32) -> Result<CorrelationId, Co
 /// The id of exit attempt `attempt` of `position`.
 pub fn exit_id(position: &PositionId, attempt: u32) -> Result<CorrelationId, CorrelationError> {
     make(OrderRole::Exit, position, attempt)
+}
+
+/// The id of child `slice` (1, 2, …) of the order `role`/`attempt` of `position`.
+pub fn slice_id(
+    role: OrderRole,
+    position: &PositionId,
+    attempt: u32,
+    slice: u32,
+) -> Result<CorrelationId, CorrelationError> {
+    if attempt == 0 || attempt > MAX_ATTEMPT {
+        return Err(CorrelationError::Attempt { position: position.0.clone(), attempt });
+    }
+    let head = format!("{}{attempt}s{slice}", role.letter());
+    let direct = format!("{head}-{}", position.as_str());
+    let text = if direct.len() <= CorrelationId::MAX_LEN && is_safe(position.as_str()) {
+        direct
+    } else {
+        format!("{head}_{:016x}", position_hash(position))
+    };
+    if slice == 0 || text.len() > CorrelationId::MAX_LEN {
+        return Err(CorrelationError::Slice { position: position.0.clone(), attempt, slice });
+    }
+    Ok(CorrelationId::new(text).expect("checked: at most 25 safe characters"))
 }
 
 /// 64-bit FNV-1a of the id's bytes: stable across builds and platforms, unlike `std`'s hasher.
@@ -122,7 +155,16 @@ pub fn parse(text: &str) -> Option<ParsedCorrelation> {
         return None;
     }
     let attempt: u32 = rest[..digits].parse().ok()?;
-    let tail = &rest[digits..];
+    let mut tail = &rest[digits..];
+    let mut slice = None;
+    if let Some(after) = tail.strip_prefix('s') {
+        let n = after.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 || after.starts_with('0') || n > 6 {
+            return None;
+        }
+        slice = Some(after[..n].parse().ok()?);
+        tail = &after[n..];
+    }
     let position = if let Some(id) = tail.strip_prefix('-') {
         if !is_safe(id) || text.len() > CorrelationId::MAX_LEN {
             return None;
@@ -137,7 +179,7 @@ pub fn parse(text: &str) -> Option<ParsedCorrelation> {
     } else {
         return None;
     };
-    Some(ParsedCorrelation { role, attempt, position })
+    Some(ParsedCorrelation { role, attempt, slice, position })
 }
 
 #[cfg(test)]
@@ -205,9 +247,38 @@ mod tests {
             Some(ParsedCorrelation {
                 role: OrderRole::Exit,
                 attempt: 2,
+                slice: None,
                 position: PositionRef::Id(pid("p17"))
             })
         );
+    }
+
+    #[test]
+    fn slice_ids_are_derived_distinct_and_parse_back() {
+        let p = pid("p17");
+        assert_eq!(slice_id(OrderRole::Exit, &p, 1, 1).unwrap().as_str(), "X1s1-p17");
+        assert_eq!(slice_id(OrderRole::Exit, &p, 2, 12).unwrap().as_str(), "X2s12-p17");
+        assert_eq!(slice_id(OrderRole::Entry, &p, 1, 3).unwrap().as_str(), "N1s3-p17");
+        assert_ne!(slice_id(OrderRole::Exit, &p, 1, 1).unwrap(), exit_id(&p, 1).unwrap());
+        for id in ["p17", "a-b_c", &"z".repeat(40), "with space", &"a".repeat(20)] {
+            for (attempt, slice) in [(1, 1), (1, 2), (7, 30), (99, 999), (999, 999)] {
+                let cid = slice_id(OrderRole::Exit, &pid(id), attempt, slice).unwrap();
+                assert!(cid.as_str().len() <= CorrelationId::MAX_LEN, "{cid}");
+                let parsed = parse(cid.as_str()).unwrap_or_else(|| panic!("{cid}"));
+                assert_eq!(parsed.role, OrderRole::Exit);
+                assert_eq!(parsed.attempt, attempt);
+                assert_eq!(parsed.slice, Some(slice));
+                assert!(parsed.refers_to(&pid(id)), "{cid} → {id}");
+            }
+        }
+        // Long ids fall back to the hash; seven digits of attempt and slice do not fit.
+        let long = "a".repeat(23);
+        assert!(
+            slice_id(OrderRole::Exit, &pid(&long), 1, 1).unwrap().as_str().starts_with("X1s1_")
+        );
+        assert!(slice_id(OrderRole::Exit, &pid(&long), 9999, 999).is_err());
+        assert!(slice_id(OrderRole::Exit, &p, 1, 0).is_err());
+        assert!(slice_id(OrderRole::Exit, &p, 0, 1).is_err());
     }
 
     #[test]
@@ -223,6 +294,10 @@ mod tests {
             "X1_0123",
             "X1_0123456789ABCDEF",
             "Y1-p17",
+            "X1s-p17",
+            "X1s0-p17",
+            "X1s01-p17",
+            "X1sa-p17",
             "",
         ] {
             assert_eq!(parse(text), None, "{text}");

@@ -324,7 +324,18 @@ impl OrderDesk {
             Resolution::Absent => {
                 m.resolutions.with_label_values(&["absent"]).inc();
                 self.put(cid, None);
-                s.tracker.lock().finish(cid);
+                let (slice, reports) = {
+                    let mut t = s.tracker.lock();
+                    (t.is_slice(cid), t.finish(cid))
+                };
+                if slice {
+                    // One child of a sliced exit: its parent ends once every child has.
+                    log::warn!(target: "broker", "exit slice {cid} of {} never reached the broker", intent.position_id);
+                    for r in reports {
+                        s.reporter.report(r);
+                    }
+                    return;
+                }
                 let window = s.cfg.resolver.window_ms;
                 s.reporter.absent(
                     intent,
@@ -366,8 +377,18 @@ impl OrderDesk {
             }
             Attempt::Rejected(reason) => {
                 self.put(cid, None);
-                s.tracker.lock().finish(cid);
-                s.reporter.rejected(&intent, reason);
+                let (slice, reports) = {
+                    let mut t = s.tracker.lock();
+                    (t.is_slice(cid), t.finish(cid))
+                };
+                if slice {
+                    log::warn!(target: "broker", "exit slice {cid} of {} refused: {reason}", intent.position_id);
+                    for r in reports {
+                        s.reporter.report(r);
+                    }
+                } else {
+                    s.reporter.rejected(&intent, reason);
+                }
                 false
             }
             Attempt::NotSent(why) => {

@@ -11,12 +11,23 @@
 //!
 //! An id the order journal holds but this run has not sent (an earlier run sent it before a
 //! crash) is never sent: it goes straight to the desk to be settled by correlation id.
+//!
+//! An order above the instrument's freeze quantity (instrument master) goes out as child
+//! orders (`exec::slicing`), back to back, each journaled and handled by the table above on
+//! its own (a child not sent is resent alone, an unknown one settled alone; a filled one is
+//! never sent again). The router hears of the parent: accepted when a child was accepted,
+//! rejected only when every child was refused at once. The tracker tells an exit's child fills
+//! as the parent's part fills and ends the parent once the last child ended short (the exit
+//! engine then sends the rest as its next attempt); a sliced entry is reported once every
+//! child has ended, as its total at its average (a part-filled entry opens with that part).
 
 use std::sync::Arc;
 
 use crate::broker::journal::OrderJournal;
 use crate::domain::{OrderIntent, Timestamp};
 use crate::exec::router::{Gateway, Placement};
+use crate::exec::slicing;
+use crate::instruments::SharedInstruments;
 
 use super::SharedTracker;
 use super::desk::DeskHandle;
@@ -28,6 +39,7 @@ pub struct LiveGateway {
     tracker: SharedTracker,
     journal: Arc<OrderJournal>,
     placers: usize,
+    instruments: Option<SharedInstruments>,
 }
 
 impl LiveGateway {
@@ -37,7 +49,85 @@ impl LiveGateway {
         tracker: SharedTracker,
         journal: Arc<OrderJournal>,
     ) -> LiveGateway {
-        LiveGateway { placer, desk, tracker, journal, placers: 1 }
+        LiveGateway { placer, desk, tracker, journal, placers: 1, instruments: None }
+    }
+
+    /// Slices exits above each instrument's freeze quantity (without it, nothing is sliced).
+    pub fn with_instruments(mut self, instruments: SharedInstruments) -> LiveGateway {
+        self.instruments = Some(instruments);
+        self
+    }
+
+    /// The children of an order above its instrument's freeze quantity, if it is one.
+    fn slices(&self, intent: &OrderIntent) -> Option<Vec<OrderIntent>> {
+        slices_of(self.instruments.as_ref()?, intent)
+    }
+
+    fn place_sliced(&self, parent: &OrderIntent, children: &[OrderIntent]) -> Placement {
+        let cid = &parent.correlation_id;
+        if !self.tracker.lock().expect_sliced(parent, children, SharedTracker::now_ms()) {
+            log::error!(target: "broker", "{cid} was already placed by this run: not sent again");
+            return Placement::Unknown { detail: "already placed by this run".into() };
+        }
+        let exit = parent.purpose.is_exit();
+        let kind = if exit { "exit" } else { "entry" };
+        log::info!(target: "broker", "{kind} {cid} of {}: {} units above the freeze quantity, sent as {} orders", parent.position_id, parent.quantity, children.len());
+        let mut accepted = None;
+        let mut unsettled = None;
+        let mut refused = Vec::new();
+        for child in children {
+            let ccid = &child.correlation_id;
+            if let Some(sent) = self.journal.lookup(ccid) {
+                self.desk.resolve(child, Some(sent.at), "sent before a restart (order journal)");
+                unsettled.get_or_insert_with(|| {
+                    format!("{ccid} sent before a restart: settled by correlation id")
+                });
+                continue;
+            }
+            match self.placer.attempt(child) {
+                Attempt::Accepted(order_id) => {
+                    let _ = self.tracker.lock().bind(ccid, &order_id, SharedTracker::now_ms());
+                    accepted.get_or_insert(order_id);
+                }
+                Attempt::Rejected(reason) => refused.push((child, reason)),
+                Attempt::NotSent(why) if !exit => refused.push((child, format!("not sent: {why}"))),
+                Attempt::BreakerOpen(why) if !exit => {
+                    refused.push((child, format!("{why}: entries are refused")))
+                }
+                Attempt::NotSent(why) => {
+                    self.desk.retry(child, &why);
+                    unsettled.get_or_insert_with(|| {
+                        format!("{ccid} not sent ({why}): resent under the same id")
+                    });
+                }
+                Attempt::Unknown(why) => {
+                    self.desk.resolve(child, None, &why);
+                    unsettled.get_or_insert_with(|| format!("{ccid}: {why}"));
+                }
+                Attempt::BreakerOpen(why) => {
+                    self.desk.hold_for_breaker(child, &why);
+                    unsettled.get_or_insert_with(|| format!("{ccid}: {why}"));
+                }
+            }
+        }
+        if refused.len() == children.len() {
+            self.tracker.lock().abandon_sliced(cid);
+            let reason = refused.into_iter().next().map(|(_, r)| r).unwrap_or_default();
+            return Placement::Rejected { reason };
+        }
+        let mut reports = Vec::new();
+        for (child, reason) in refused {
+            log::warn!(target: "broker", "{kind} slice {} of {} refused: {reason}", child.correlation_id, child.position_id);
+            reports.extend(self.tracker.lock().finish(&child.correlation_id));
+        }
+        for r in reports {
+            self.desk.shared().reporter.report(r);
+        }
+        match (accepted, unsettled) {
+            (Some(order_id), _) => Placement::Accepted { order_id },
+            (None, Some(detail)) => Placement::Unknown { detail },
+            (None, None) => Placement::Unknown { detail: "sliced".into() },
+        }
     }
 
     /// Lets the router have up to `n` orders in flight at once.
@@ -57,6 +147,9 @@ impl Gateway for LiveGateway {
     }
 
     fn place(&self, intent: &OrderIntent, _now: Timestamp) -> Placement {
+        if let Some(children) = self.slices(intent) {
+            return self.place_sliced(intent, &children);
+        }
         let cid = &intent.correlation_id;
         let exit = intent.purpose.is_exit();
         let fresh = self.tracker.lock().expect(intent, SharedTracker::now_ms());
@@ -105,6 +198,23 @@ impl Gateway for LiveGateway {
                 self.tracker.lock().finish(cid);
                 Placement::Rejected { reason: format!("{why}: entries are refused") }
             }
+        }
+    }
+}
+
+/// The children of `intent` when it is above its instrument's freeze quantity (the master as
+/// it is now); `None` when it goes as one order.
+pub fn slices_of(
+    instruments: &SharedInstruments,
+    intent: &OrderIntent,
+) -> Option<Vec<OrderIntent>> {
+    let table = instruments.load();
+    let inst = table.get(intent.instrument)?;
+    match slicing::slice_order(intent, inst.lot, inst.freeze) {
+        Ok(children) => children,
+        Err(e) => {
+            log::error!(target: "broker", "ALERT order {} of {} above the freeze quantity cannot be sliced ({e}): sent as one order", intent.correlation_id, intent.position_id);
+            None
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::broker::resolve::{Resolution, ResolverConfig, resolve_placement_with}
 use crate::broker::rest::DhanClient;
 use crate::broker::tracker::{Report, Seen};
 use crate::domain::money::div_round_half_away;
-use crate::domain::{Clock, Paise};
+use crate::domain::{Clock, OrderIntent, Paise, Qty};
 use crate::exec::messages::EngineCommand;
 use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::exec::seams::Reconciler;
@@ -39,8 +39,10 @@ use crate::ops::health::{ComponentHealth, HealthBoard, Status};
 use crate::runtime::{Worker, WorkerCtx};
 
 use super::desk::DeskHandle;
+use super::gateway::slices_of;
 use super::report::Reporter;
 use super::{LiveMetrics, SharedTracker};
+use crate::instruments::SharedInstruments;
 
 /// The health-board component.
 pub const HEALTH_COMPONENT: &str = "reconciliation";
@@ -51,6 +53,8 @@ pub const FP_SETTLING: &str = "startup.settling";
 pub const FP_RECONCILING: &str = "reconcile.read";
 
 pub struct LiveReconciler {
+    /// To re-derive the children of a sliced exit in flight.
+    instruments: Option<SharedInstruments>,
     pub client: DhanClient,
     pub product: ProductType,
     pub tracker: SharedTracker,
@@ -93,6 +97,7 @@ impl LiveReconciler {
         );
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         LiveReconciler {
+            instruments: None,
             wake_tx,
             wake_rx,
             client,
@@ -161,6 +166,87 @@ impl LiveReconciler {
         Ok(())
     }
 
+    /// Re-derives sliced exits in flight at startup from this master.
+    pub fn with_instruments(mut self, instruments: SharedInstruments) -> LiveReconciler {
+        self.instruments = Some(instruments);
+        self
+    }
+
+    /// Settles an exit in flight that was sent as child orders: each child the journal holds
+    /// is settled by its own correlation id (found: tracked; provably absent: ended), and each
+    /// child it does not hold was never sent and goes now, under its own id, through the order
+    /// desk. The children's reports then end or fill the parent as usual.
+    fn settle_sliced(
+        &self,
+        order: &InFlight,
+        children: &[OrderIntent],
+        pause: &dyn Fn(Duration) -> bool,
+    ) -> Result<Option<Adjustment>, String> {
+        let parent = &order.intent;
+        let now = SharedTracker::now_ms();
+        if !self.tracker.lock().expect_sliced(parent, children, now) {
+            return Ok(None);
+        }
+        let avg = if order.filled.0 > 0 {
+            Paise(div_round_half_away(i128::from(order.turnover.0), i128::from(order.filled.0))
+                as i64)
+        } else {
+            Paise::ZERO
+        };
+        let mut applied_left = order.filled;
+        let mut missing = Vec::new();
+        for child in children {
+            let cid = &child.correlation_id;
+            let Some(sent) = self.journal.lookup(cid) else {
+                missing.push(child);
+                continue;
+            };
+            let mut cfg = self.resolver;
+            let elapsed = self.clock.now().millis_since(sent.at).max(0) as u64;
+            cfg.window_ms = cfg.window_ms.saturating_sub(elapsed);
+            match resolve_placement_with(&self.client, Some(&self.recent), cid.as_str(), cfg, pause)
+            {
+                Resolution::Found { order_id, status, .. } => {
+                    crate::runtime::failpoint::hit(FP_SETTLING);
+                    log::warn!(target: "broker", "startup: exit slice {cid} of {} is at the broker as order {order_id} ({status}): tracking it", parent.position_id);
+                    let book = self.client.order(&order_id).ok().flatten();
+                    let traded = book.as_ref().map_or(Qty(0), |o| o.filled_qty);
+                    let applied = Qty(applied_left.0.min(traded.0));
+                    applied_left = Qty(applied_left.0 - applied.0);
+                    let mut reports = Vec::new();
+                    {
+                        let mut t = self.tracker.lock();
+                        t.applied(cid, order.filled, applied, avg);
+                        reports.extend(t.bind(cid, &order_id, now));
+                        if let Some(o) = &book {
+                            reports.extend(t.observe(&Seen::from_order(o), self.clock.now(), now));
+                        }
+                    }
+                    for r in reports {
+                        self.reporter.report(r);
+                    }
+                }
+                Resolution::Absent => {
+                    log::warn!(target: "broker", "startup: exit slice {cid} of {} is not at the broker", parent.position_id);
+                    let reports = self.tracker.lock().finish(cid);
+                    for r in reports {
+                        self.reporter.report(r);
+                    }
+                }
+                Resolution::Undetermined { reason } => {
+                    return Err(format!(
+                        "exit slice {cid} in flight could not be settled: {reason}"
+                    ));
+                }
+            }
+        }
+        for child in missing {
+            log::warn!(target: "broker", "startup: exit slice {} of {} was never sent: sending it now", child.correlation_id, parent.position_id);
+            self.desk.retry(child, "not sent before the restart");
+        }
+        Ok(None)
+    }
+
     /// Settles one order the recovered state has in flight.
     fn settle(
         &self,
@@ -169,6 +255,11 @@ impl LiveReconciler {
     ) -> Result<Option<Adjustment>, String> {
         let intent = &order.intent;
         let cid = &intent.correlation_id;
+        if intent.purpose.is_exit()
+            && let Some(children) = self.instruments.as_ref().and_then(|i| slices_of(i, intent))
+        {
+            return self.settle_sliced(order, &children, pause);
+        }
         let mut cfg = self.resolver;
         cfg.window_ms = match self.journal.lookup(cid) {
             Some(sent) => {

@@ -136,6 +136,18 @@ fn an_exit_the_store_missed_puts_its_position_exiting_under_that_id() {
 }
 
 #[test]
+fn journaled_children_of_a_sliced_exit_put_the_position_exiting_under_the_parent_id() {
+    let mut st = state(vec![stored_position("p1", PositionState::Active, 0)], &[]);
+    let journal = [exit("X1s1-p1", "p1"), exit("X1s2-p1", "p1")];
+    assert_eq!(replay(&mut st, &journal), 1);
+    let Lifecycle::Exiting(x) = lifecycle_of(&st, "p1") else { panic!("not exiting") };
+    assert_eq!((x.correlation_id.as_str(), x.attempt), ("X1-p1", 1));
+    // A store that already holds that exit is newer: nothing changes.
+    let mut st = state(vec![stored_position("p1", PositionState::Exiting, 1)], &[]);
+    assert_eq!(replay(&mut st, &journal), 0);
+}
+
+#[test]
 fn a_later_exit_attempt_replaces_an_earlier_one_and_older_ones_change_nothing() {
     let mut st = state(
         vec![

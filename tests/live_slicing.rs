@@ -1,0 +1,201 @@
+//! Freeze-quantity slicing against the simulator (README "Instrument master", spec dhan-v2
+//! §8.2): the engine and the simulated exchange share a master whose freeze quantity is 150
+//! units (lot 75). A 450-unit position enters as three child orders of 150; its stop fires and
+//! the exit goes out as three child orders of 150 under the ids `X1s1-…`, `X1s2-…`, `X1s3-…`,
+//! each POSTed once; the position closes when the last child has filled, and `/v1/pnl` equals
+//! what the simulator's trade book implies. The simulator refuses any order above 150 (DH-905),
+//! so an engine that sent the exit as one order would never close the position.
+//!
+//! The same with the real binary SIGKILLed right after Dhan accepted the first exit child
+//! (failpoint `broker.exit_accepted`): after the restart the first child is settled by its
+//! correlation id, and only the two missing children are sent.
+
+mod live_support;
+mod process_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use live_support::*;
+use scalper::broker::model::OrderStatus;
+use scalper::domain::{ExitReason, Paise, PositionId, Side, Txn};
+use scalper::instruments::{Instruments, parse::parse_master, synthetic};
+use scalper::risk::correlation::{self, OrderRole};
+use scalper::sim::broker::{FaultConfig, SimBrokerConfig};
+use scalper::sim::orders::SimOrder;
+
+/// The generated master of the test instruments (lot 75), with a freeze quantity of 150.
+fn master_with_freeze_150(dir: &Path) -> (PathBuf, Arc<Instruments>) {
+    let generated = synthetic::generate(&ALL.map(|k| (k, rupees("100.00"))));
+    let csv = synthetic::to_csv(&generated, None);
+    let rows = csv.lines().count() - 1;
+    let csv: String = csv
+        .lines()
+        .map(|l| match l.strip_suffix(",1800") {
+            Some(head) => format!("{head},150\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_eq!(csv.matches(",150\n").count(), rows, "every instrument has freeze 150: {csv}");
+    let path = dir.join("master-freeze-150.csv");
+    std::fs::write(&path, &csv).unwrap();
+    let table = parse_master(csv.as_bytes()).expect("the master parses");
+    assert_eq!(table.get(A).unwrap().freeze.map(|f| f.0), Some(150));
+    (path, Arc::new(table))
+}
+
+fn orders_of(sim: &LiveSim, id: &PositionId, role: OrderRole) -> Vec<SimOrder> {
+    let mut v: Vec<SimOrder> = sim
+        .broker
+        .orders()
+        .into_iter()
+        .filter(|o| {
+            correlation::parse(&o.correlation_id).is_some_and(|p| p.role == role && p.refers_to(id))
+        })
+        .collect();
+    v.sort_by(|a, b| a.correlation_id.cmp(&b.correlation_id));
+    v
+}
+
+fn summary(orders: &[SimOrder]) -> Vec<(String, i64, i64)> {
+    orders.iter().map(|o| (o.correlation_id.clone(), o.quantity, o.filled_qty)).collect()
+}
+
+#[test]
+fn a_position_above_the_freeze_quantity_exits_as_three_children_each_sent_once() {
+    let master_dir = tempfile::tempdir().unwrap();
+    let (path, table) = master_with_freeze_150(master_dir.path());
+    let sim = LiveSim::start(SimBrokerConfig {
+        instruments: Some(table),
+        ..sim_config(FaultConfig::default())
+    });
+    let extra = format!("[instruments]\nmaster_file = \"{}\"\n", path.display());
+    let e = LiveEngine::start(&sim, Start { extra: &extra, ..Start::default() });
+    e.price(&sim, A, "100.00");
+    let id = e.open(A, Side::Long, 450);
+    let slice = |role, n| correlation::slice_id(role, &id, 1, n).unwrap().to_string();
+
+    // The entry went as three children of 150, each filled.
+    let entries = orders_of(&sim, &id, OrderRole::Entry);
+    let want: Vec<(String, i64, i64)> =
+        (1..=3).map(|n| (slice(OrderRole::Entry, n), 150, 150)).collect();
+    assert_eq!(summary(&entries), want, "{entries:#?}");
+    assert_eq!(e.shared.core.lock().position(&id).unwrap().quantity.0, 450);
+
+    // The stop fires: three exit children of 150, each POSTed once, never the whole 450.
+    e.price(&sim, A, "89.00");
+    let trade = e.closed(&id);
+    assert_eq!(trade.reason, ExitReason::StopLoss);
+    assert_eq!(trade.quantity.0, 450);
+    let exits = orders_of(&sim, &id, OrderRole::Exit);
+    let want: Vec<(String, i64, i64)> =
+        (1..=3).map(|n| (slice(OrderRole::Exit, n), 150, 150)).collect();
+    assert_eq!(summary(&exits), want, "{exits:#?}");
+    assert!(exits.iter().all(|o| o.status == OrderStatus::Traded && o.txn == Txn::Sell));
+    for (cid, _, _) in &want {
+        assert_eq!(sim.posts_of(cid), 1, "{cid} POSTed once");
+    }
+    assert_eq!(sim.posts_of(correlation::exit_id(&id, 1).unwrap().as_str()), 0);
+    // The position closed with every child filled: its exit is their average.
+    assert_eq!(trade.exit_price, Paise(8_900));
+    assert_eq!(trade.entry_price, Paise(10_000));
+
+    // The account: the simulator's trade book implies −₹11 × 450 gross.
+    let trades = sim.broker.trades();
+    let mut gross: i128 = 0;
+    for o in entries.iter().chain(&exits) {
+        let sign = if o.txn == Txn::Sell { 1 } else { -1 };
+        for t in trades.iter().filter(|t| t.order_id == o.order_id) {
+            gross += sign * i128::from(t.price.0) * i128::from(t.quantity);
+        }
+    }
+    assert_eq!(gross, -1_100 * 450);
+    assert_eq!(trade.gross, Paise(gross as i64));
+    wait_until("/v1/pnl shows the closed trade", || {
+        e.get("/v1/pnl").1["closed_today"].as_u64() == Some(1)
+    });
+    let pnl = e.get("/v1/pnl").1;
+    assert_eq!(pnl["realised_gross"], Paise(gross as i64).to_string(), "{pnl}");
+    assert_eq!(pnl["open_positions"].as_u64(), Some(0), "{pnl}");
+    e.stop();
+    sim.shutdown();
+    assert_token_never_logged();
+}
+
+#[test]
+fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_missing_two() {
+    use process_support::{get, post, spawn, wait_for};
+    let sim_master = tempfile::tempdir().unwrap();
+    let (path, table) = master_with_freeze_150(sim_master.path());
+    let sim = LiveSim::start(SimBrokerConfig {
+        instruments: Some(table),
+        ..sim_config(FaultConfig::default())
+    });
+    let data = sim.dir.path().to_path_buf();
+    let config = data.join("engine.toml");
+    let text = format!(
+        "{}\n[instruments]\nmaster_file = \"{}\"\n",
+        process_config_text(&sim),
+        path.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let start = |failpoints: &str| {
+        std::fs::remove_file(data.join(scalper::app::HTTP_ADDR_FILE)).ok();
+        spawn(
+            &data,
+            &config,
+            "engine",
+            &[
+                ("DHAN_CLIENT_ID", CLIENT_ID),
+                ("DHAN_ACCESS_TOKEN", TOKEN),
+                ("SCALPER_FAILPOINTS", failpoints),
+            ],
+        )
+    };
+    let trading = |engine: &mut process_support::Process| {
+        let addr = engine.wait_active(&data);
+        wait_for("trading starts", || {
+            get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
+        });
+        addr
+    };
+    let point = "broker.exit_accepted";
+    let mut engine = start(&format!("{point}=kill"));
+    let addr = trading(&mut engine);
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 450 });
+    let mut last = (0, serde_json::Value::Null);
+    wait_for("the entry is accepted", || {
+        last = post(addr, "/v1/orders", &body.to_string());
+        last.0 != 422 || last.1["code"] != "no_price"
+    });
+    assert_eq!(last.0, 202, "{}", last.1);
+    let id = PositionId::new(last.1["position_id"].as_str().unwrap());
+    wait_for("the position is open", || {
+        get(addr, "/v1/positions").1.to_string().contains(&format!("\"{id}\""))
+            && orders_of(&sim, &id, OrderRole::Entry).iter().all(|o| o.filled_qty == 150)
+            && orders_of(&sim, &id, OrderRole::Entry).len() == 3
+    });
+    sim.prices.set_price(A, rupees("89.00"));
+    let code = engine.wait_exit(std::time::Duration::from_secs(60));
+    assert_eq!(code, -1, "killed by its failpoint; log:\n{}", engine.log());
+    let slice = |n| correlation::slice_id(OrderRole::Exit, &id, 1, n).unwrap().to_string();
+    // Only the first child left before the kill.
+    let exits = orders_of(&sim, &id, OrderRole::Exit);
+    assert_eq!(summary(&exits).iter().map(|s| s.0.clone()).collect::<Vec<_>>(), [slice(1)]);
+
+    let mut engine = start("");
+    let addr = trading(&mut engine);
+    wait_for("the position closes", || get(addr, "/v1/pnl").1["closed_today"].as_u64() == Some(1));
+    let exits = orders_of(&sim, &id, OrderRole::Exit);
+    let want: Vec<(String, i64, i64)> = (1..=3).map(|n| (slice(n), 150, 150)).collect();
+    assert_eq!(summary(&exits), want, "{exits:#?}\n{}", engine.log());
+    for (cid, _, _) in &want {
+        assert_eq!(sim.posts_of(cid), 1, "{cid} POSTed once");
+    }
+    let pnl = get(addr, "/v1/pnl").1;
+    assert_eq!(pnl["realised_gross"], Paise(-1_100 * 450).to_string(), "{pnl}");
+    assert_eq!(pnl["open_positions"].as_u64(), Some(0), "{pnl}");
+    engine.signal(libc::SIGTERM);
+    assert_eq!(engine.wait_exit(std::time::Duration::from_secs(30)), 0, "{}", engine.log());
+    sim.shutdown();
+}
