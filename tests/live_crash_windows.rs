@@ -133,6 +133,38 @@ fn an_exit_killed_after_its_acceptance_closes_with_its_own_reason_price_and_atte
 }
 
 #[test]
+fn an_exit_killed_at_its_acceptance_before_the_store_heard_of_its_position_closes_with_that_exit() {
+    // The store lags: when the long's exit is accepted it holds both entries as pending, not
+    // the positions. A short on the same contract nets the long to zero at the broker until
+    // the long's exit trades: a restart that compared the long as `Active` would close it
+    // `closed_at_broker` and adopt the short's 75 as a position of unknown origin.
+    let rig = Rig::new();
+    let point = "broker.exit_accepted";
+    let mut engine = rig.start(&format!("{point}=kill,{STORE_LAG}"));
+    let addr = wait_trading(&mut engine, &rig.data);
+    let short = open(addr, B, "SHORT");
+    let long = open(addr, B, "LONG");
+    rig.price(B, "89.00");
+    wait_killed(&mut engine, point);
+    assert_eq!(stored_state(&rig.data, &long), None, "the store never held {long} open");
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the long closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    rig.sim.assert_one_filled_exit(&PositionId::new(long.clone()));
+    wait_for("the store closed it", || stored_state(&rig.data, &long).as_deref() == Some("exited"));
+    assert_eq!(closed_trade(&rig.data, &long), ("stop_loss".to_string(), 8_900));
+    let log = engine.log();
+    assert!(!log.contains("closed_at_broker") && !log.contains("adopt"), "{log}");
+    rig.price(B, "111.00");
+    wait_for("the short closes", || pnl(addr)["closed_today"].as_u64() == Some(2));
+    rig.sim.assert_one_filled_exit(&PositionId::new(short.clone()));
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
 fn killed_after_an_exits_acceptance_and_again_while_settling_it_the_third_start_books_that_exit() {
     let rig = Rig::new();
     let point = "broker.exit_accepted";
@@ -394,4 +426,55 @@ fn a_seeded_campaign_of_kills_leaves_no_duplicate_no_orphan_and_the_account_of_t
         tally.duplicates.is_empty() && tally.orphans.is_empty() && tally.mismatches.is_empty(),
         "{summary}\n{tally:#?}"
     );
+}
+
+// ------------------------------------------------- orders that trade in parts at several prices
+
+/// Moves `k` to each of `prices` in turn once the newest order on `k` whose correlation id
+/// starts with `role` (`'N'` entry, `'X'` exit) has traded that many parts of 25 (the first
+/// price is the one it trades its first part at, set before).
+fn trade_in_parts(rig: &Rig, k: scalper::domain::InstrumentKey, role: char, prices: &[&str]) {
+    for (n, price) in prices.iter().enumerate().skip(1) {
+        wait_for(&format!("part {n} on {k} traded"), || {
+            let orders = rig.sim.broker.orders();
+            let newest = orders
+                .iter()
+                .rev()
+                .find(|o| o.instrument == k && o.correlation_id.starts_with(role));
+            newest.is_some_and(|o| o.filled_qty >= 25 * n as i64)
+        });
+        rig.price(k, price);
+    }
+}
+
+/// A rig whose simulator fills every order in three parts of 25, 300 ms apart, each at the
+/// price of the moment.
+fn rig_in_parts() -> Rig {
+    use scalper::sim::broker::SimBrokerConfig;
+    let sim = LiveSim::start(SimBrokerConfig {
+        fill_parts: 3,
+        fill_interval: Duration::from_millis(300),
+        ..sim_config(FaultConfig::default())
+    });
+    Rig::on(sim, |text| text)
+}
+
+#[test]
+fn an_entry_and_an_exit_that_trade_in_parts_at_several_prices_book_the_trade_books_turnover() {
+    let rig = rig_in_parts();
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 75 });
+    let (code, answer) = post(addr, "/v1/orders", &body.to_string());
+    assert_eq!(code, 202, "{answer}");
+    // 25 at 100.00 and 50 at 100.01: 75 at 100.00667, not a whole paisa.
+    trade_in_parts(&rig, A, 'N', &["100.00", "100.01", "100.01"]);
+    wait_for("the position opens", || pnl(addr)["open_positions"].as_u64() == Some(1));
+    // Its stop (89.00 below 100.01) crossed, the exit trades 25 at 88.00, 50 at 88.01.
+    rig.price(A, "88.00");
+    trade_in_parts(&rig, A, 'X', &["88.00", "88.01", "88.01"]);
+    wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
 }
