@@ -460,7 +460,8 @@ fn rig_in_parts() -> Rig {
 }
 
 #[test]
-fn an_entry_and_an_exit_that_trade_in_parts_at_several_prices_book_the_trade_books_turnover() {
+#[ignore = "known gap (issue 11, item 2): an entry's cost is its rounded average price times its quantity, and an exit's turnover the sum of deltas of its rounded cumulative average; neither reads the order's trades, so an order that trades at several prices books up to half a paisa per unit off the trade book (here 0.50 on the day's gross)"]
+fn an_entry_and_an_exit_trading_in_parts_at_several_prices_book_the_trade_books_turnover() {
     let rig = rig_in_parts();
     let mut engine = rig.start("");
     let addr = wait_trading(&mut engine, &rig.data);
@@ -470,9 +471,40 @@ fn an_entry_and_an_exit_that_trade_in_parts_at_several_prices_book_the_trade_boo
     // 25 at 100.00 and 50 at 100.01: 75 at 100.00667, not a whole paisa.
     trade_in_parts(&rig, A, 'N', &["100.00", "100.01", "100.01"]);
     wait_for("the position opens", || pnl(addr)["open_positions"].as_u64() == Some(1));
-    // Its stop (89.00 below 100.01) crossed, the exit trades 25 at 88.00, 50 at 88.01.
+    // Its stop (89.00 below 100.01) crossed, the exit trades 50 at 88.00, 25 at 88.01: the
+    // rounding of the two averages does not cancel out.
     rig.price(A, "88.00");
-    trade_in_parts(&rig, A, 'X', &["88.00", "88.01", "88.01"]);
+    trade_in_parts(&rig, A, 'X', &["88.00", "88.00", "88.01"]);
+    wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+#[ignore = "known gap (issue 11, item 2): an entry's cost is its rounded average price times its quantity, and an exit's turnover the sum of deltas of its rounded cumulative average; neither reads the order's trades, so an order that trades at several prices books up to half a paisa per unit off the trade book (here 0.50 on the day's gross)"]
+fn an_entry_and_an_exit_killed_at_acceptance_trading_in_parts_recover_the_trade_books_turnover() {
+    let rig = rig_in_parts();
+    let point = "broker.entry_accepted";
+    let mut engine = rig.start(&format!("{point}=kill"));
+    let addr = wait_trading(&mut engine, &rig.data);
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 75 });
+    let _ = post(addr, "/v1/orders", &body.to_string());
+    wait_killed(&mut engine, point);
+    // While the engine is dead: 25 at 100.00 and 50 at 100.01.
+    trade_in_parts(&rig, A, 'N', &["100.00", "100.01", "100.01"]);
+
+    let point = "broker.exit_accepted";
+    let mut engine = rig.start(&format!("{point}=kill"));
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the position is open", || pnl(addr)["open_positions"].as_u64() == Some(1));
+    rig.price(A, "88.00");
+    wait_killed(&mut engine, point);
+    // While the engine is dead: 50 at 88.00 and 25 at 88.01.
+    trade_in_parts(&rig, A, 'X', &["88.00", "88.00", "88.01"]);
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
     wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
     assert_books_agree(&rig, &mut engine);
     stop(engine);
