@@ -320,6 +320,55 @@ mod tests {
         }
     }
 
+    fn journaled(id: &str, attempt: u32) -> OrderIntent {
+        let position = PositionId::new(id);
+        OrderIntent {
+            correlation_id: correlation::exit_id(&position, attempt).unwrap(),
+            position_id: position,
+            instrument: K,
+            txn: crate::domain::Txn::Sell,
+            quantity: Qty(75),
+            purpose: OrderPurpose::Exit(ExitReason::StopLoss),
+            reference_price: Paise(8_900),
+            price_is_stale: false,
+            created_at: T0,
+        }
+    }
+
+    #[test]
+    fn a_journaled_exit_resumes_under_its_own_id_never_held_and_the_books_see_it_in_flight() {
+        let mut core = holding();
+        let mut events = core.resume_journaled_exit(&journaled("p1", 1), T0).unwrap();
+        core.hold_new_exits(&mut events);
+        assert_eq!(intents(&events), ["X1-p1"], "goes to the router while holding");
+        assert!(core.held_exits().is_empty());
+        let view = core.local_view();
+        let p1 = view.positions.iter().find(|p| p.id.as_str() == "p1").unwrap();
+        assert!(p1.exiting, "compared as an exit in flight, not as Active");
+        // Its reason and trigger price are the journal's: a fill closes it as a stop loss.
+        let cid = correlation::exit_id(&PositionId::new("p1"), 1).unwrap();
+        let done = core.on_exit_filled(&cid, Paise(8_900), Qty(75), T0.plus_millis(5)).unwrap();
+        let closed = done.iter().find_map(|e| match e {
+            CoreEvent::TradeClosed(t) => Some((t.reason, t.exit_price, t.attempt)),
+            _ => None,
+        });
+        assert_eq!(closed, Some((ExitReason::StopLoss, Paise(8_900), 1)));
+    }
+
+    #[test]
+    fn a_journaled_exit_releases_the_same_held_exit_and_ignores_another_attempt_or_position() {
+        let mut core = holding();
+        assert_eq!(intents(&tick(&mut core, K, 8_900, 10)), Vec::<String>::new());
+        assert_eq!(held(&core), ["X1-p1"]);
+        let mut events = core.resume_journaled_exit(&journaled("p1", 1), T0).unwrap();
+        core.hold_new_exits(&mut events);
+        assert_eq!(intents(&events), ["X1-p1"]);
+        assert!(core.held_exits().is_empty());
+        // p2 is Active with no attempt: X2 is not its next id; p9 is not open.
+        assert!(core.resume_journaled_exit(&journaled("p2", 2), T0).unwrap().is_empty());
+        assert!(core.resume_journaled_exit(&journaled("p9", 1), T0).is_err());
+    }
+
     #[test]
     fn after_the_release_new_exits_go_out_at_once() {
         let mut core = holding();

@@ -359,3 +359,68 @@ impl Worker for ReconcileWorker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        CorrelationId, ExitReason, InstrumentKey, OrderIntent, OrderPurpose, Qty, Segment,
+        Timestamp, Txn,
+    };
+
+    const K: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52175);
+
+    fn intent(cid: &str, position: &str) -> OrderIntent {
+        let purpose = if cid.starts_with('X') {
+            OrderPurpose::Exit(ExitReason::StopLoss)
+        } else {
+            OrderPurpose::Entry
+        };
+        OrderIntent {
+            correlation_id: CorrelationId::new(cid).unwrap(),
+            position_id: PositionId::new(position),
+            instrument: K,
+            txn: Txn::Buy,
+            quantity: Qty(75),
+            purpose,
+            reference_price: Paise(10_000),
+            price_is_stale: false,
+            created_at: Timestamp(0),
+        }
+    }
+
+    fn sent(cid: &str, position: &str, previous_run: bool, presumed: bool) -> Sent {
+        Sent { at: Timestamp(0), intent: intent(cid, position), previous_run, presumed }
+    }
+
+    #[test]
+    fn only_the_latest_previous_run_exit_of_a_position_whose_entry_is_in_flight_resumes() {
+        let local = LocalView {
+            positions: Vec::new(),
+            pending_entries: BTreeSet::from([K]),
+            orders_in_flight: vec![InFlight {
+                intent: intent("N1-p1", "p1"),
+                filled: Qty(0),
+                turnover: Paise::ZERO,
+            }],
+        };
+        let journal = [
+            sent("N1-p1", "p1", true, false),
+            sent("X1-p1", "p1", true, false),
+            sent("X2-p1", "p1", true, false),
+            // Presumed by a standby, or written by this run: not the previous run's sends.
+            sent("X3-p1", "p1", true, true),
+            sent("X4-p1", "p1", false, false),
+            // Its entry is not in flight: the journal replay at restore handled it.
+            sent("X1-p2", "p2", true, false),
+        ];
+        let resumed: Vec<String> = journaled_exits_of_pending_entries(&local, &journal)
+            .into_iter()
+            .map(|a| match a {
+                Adjustment::ExitJournaled { intent, .. } => intent.correlation_id.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(resumed, ["X2-p1"]);
+    }
+}
