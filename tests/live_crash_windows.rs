@@ -17,256 +17,17 @@
 //! trade book implies, to the paisa, and every position's stored entry price equals the
 //! volume-weighted price of its entry order's fills.
 
+mod crash_support;
 mod live_support;
 mod process_support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use live_support::{A, B, CLIENT_ID, LiveSim, TOKEN, process_config_text, rupees, sim_config};
-use process_support::{Process, get, open, post, spawn, wait_for};
-use scalper::domain::{Paise, PositionId, Txn};
-use scalper::pnl::ChargeSchedule;
-use scalper::risk::correlation::{self, OrderRole};
+use crash_support::*;
+use live_support::{A, B, LiveSim, sim_config};
+use process_support::{Process, get, open, post, wait_for};
+use scalper::domain::PositionId;
 use scalper::sim::broker::FaultConfig;
-
-/// A store that lags this far behind: a kill a few milliseconds after an event finds it
-/// unwritten.
-const STORE_LAG: &str = "store_writer.batch=sleep:3000";
-
-struct Rig {
-    sim: LiveSim,
-    data: PathBuf,
-    config: PathBuf,
-}
-
-impl Rig {
-    fn new() -> Rig {
-        let sim = LiveSim::start(sim_config(FaultConfig::default()));
-        let data = sim.dir.path().to_path_buf();
-        let config = data.join("engine.toml");
-        std::fs::write(&config, process_config_text(&sim)).unwrap();
-        Rig { sim, data, config }
-    }
-
-    /// Starts the engine with these failpoints armed (`""`: none).
-    fn start(&self, failpoints: &str) -> Process {
-        std::fs::remove_file(self.data.join(scalper::app::HTTP_ADDR_FILE)).ok();
-        spawn(
-            &self.data,
-            &self.config,
-            "engine",
-            &[
-                ("DHAN_CLIENT_ID", CLIENT_ID),
-                ("DHAN_ACCESS_TOKEN", TOKEN),
-                ("SCALPER_FAILPOINTS", failpoints),
-            ],
-        )
-    }
-
-    fn price(&self, k: scalper::domain::InstrumentKey, text: &str) {
-        self.sim.prices.set_price(k, rupees(text));
-    }
-}
-
-/// Waits until the engine answers and its startup reconciliation with Dhan is done.
-fn wait_trading(engine: &mut Process, data: &Path) -> std::net::SocketAddr {
-    let addr = engine.wait_active(data);
-    wait_for("trading starts", || {
-        get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
-    });
-    addr
-}
-
-/// Waits until the process killed itself at its failpoint.
-fn wait_killed(engine: &mut Process, point: &str) {
-    let code = engine.wait_exit(Duration::from_secs(60));
-    assert_eq!(code, -1, "{point}: killed by a signal; log:\n{}", engine.log());
-    assert!(engine.log().contains(&format!("failpoint {point}: SIGKILL")), "{}", engine.log());
-}
-
-fn pnl(addr: std::net::SocketAddr) -> serde_json::Value {
-    get(addr, "/v1/pnl").1
-}
-
-fn stop(mut engine: Process) {
-    engine.signal(libc::SIGTERM);
-    assert_eq!(engine.wait_exit(Duration::from_secs(30)), 0, "{}", engine.log());
-}
-
-fn db(data: &Path) -> rusqlite::Connection {
-    let db = rusqlite::Connection::open_with_flags(
-        data.join("scalper.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    db.busy_timeout(Duration::from_secs(2)).unwrap();
-    db
-}
-
-fn stored_state(data: &Path, id: &str) -> Option<String> {
-    db(data).query_row("SELECT state FROM positions WHERE id = ?1", [id], |r| r.get(0)).ok()
-}
-
-/// What the simulator's books imply, per position: trades of its entry and exit orders.
-#[derive(Default, Debug)]
-struct Leg {
-    txn: Option<Txn>,
-    quantity: i64,
-    turnover: i128,
-}
-
-/// The simulator's trade book by order, grouped per position and role.
-fn sim_legs(sim: &LiveSim) -> BTreeMap<String, (Leg, Vec<Leg>)> {
-    let trades = sim.broker.trades();
-    let mut out: BTreeMap<String, (Leg, Vec<Leg>)> = BTreeMap::new();
-    for o in sim.broker.orders() {
-        let Some(c) = correlation::parse(&o.correlation_id) else { continue };
-        let pid = o.correlation_id.split_once('-').unwrap().1.to_string();
-        let mut leg = Leg { txn: Some(o.txn), ..Leg::default() };
-        for t in trades.iter().filter(|t| t.order_id == o.order_id) {
-            leg.quantity += t.quantity;
-            leg.turnover += i128::from(t.price.0) * i128::from(t.quantity);
-        }
-        assert!(c.attempt >= 1);
-        let e = out.entry(pid).or_default();
-        match c.role {
-            OrderRole::Entry => {
-                if leg.quantity > 0 {
-                    assert_eq!(e.0.quantity, 0, "two entry orders of one position executed");
-                    e.0 = leg;
-                }
-            }
-            OrderRole::Exit => e.1.push(leg),
-        }
-    }
-    out
-}
-
-fn vwap(leg: &Leg) -> Paise {
-    let (t, q) = (leg.turnover, i128::from(leg.quantity));
-    // Half away from zero, as the engine rounds.
-    Paise(((2 * t + q) / (2 * q)) as i64)
-}
-
-/// What the final checks found (see the module doc).
-#[derive(Debug, Default)]
-struct Findings {
-    /// Exit orders that executed.
-    exits: usize,
-    /// A correlation id POSTed twice, or a position with two exit orders that executed.
-    duplicates: Vec<String>,
-    /// A quantity left at the broker after the final flatten, or a position not closed by
-    /// its own exit.
-    orphans: Vec<String>,
-    /// `/v1/pnl` or a stored entry price that differs from the simulator's trade book.
-    mismatches: Vec<String>,
-}
-
-/// Flattens, then compares the engine's account with the simulator's books.
-fn audit(rig: &Rig, engine: &mut Process) -> Findings {
-    let mut f = Findings::default();
-    let addr = wait_trading(engine, &rig.data);
-    let (code, body) = post(addr, "/v1/flatten", "{}");
-    assert!(code == 200 || code == 202, "flatten: {code} {body}");
-    wait_for("the engine holds nothing", || {
-        let p = pnl(addr);
-        p["open_positions"].as_u64() == Some(0) && p["pending_entries"].as_u64().unwrap_or(0) == 0
-    });
-    wait_for("the simulator's orders are done", || {
-        rig.sim.broker.orders().iter().all(|o| o.status.is_terminal())
-    });
-    for p in rig.sim.broker.positions().iter().filter(|p| p.net() != 0) {
-        f.orphans.push(format!(
-            "{} holds {} at the broker after the flatten",
-            p.instrument,
-            p.net()
-        ));
-    }
-    for o in rig.sim.broker.orders() {
-        let n = rig.sim.posts_of(&o.correlation_id);
-        if n != 1 {
-            f.duplicates.push(format!("{} was POSTed {n} times", o.correlation_id));
-        }
-    }
-    let legs = sim_legs(&rig.sim);
-    let charges = ChargeSchedule::default();
-    let (mut gross, mut fees, mut trades, mut closed) = (0i128, 0i64, 0u64, 0u64);
-    let db = db(&rig.data);
-    for (pid, (entry, exits)) in &legs {
-        let executed: Vec<&Leg> = exits.iter().filter(|l| l.quantity > 0).collect();
-        f.exits += executed.len();
-        if executed.len() > 1 {
-            f.duplicates.push(format!("{pid}: {} exit orders executed: {exits:?}", executed.len()));
-        }
-        if entry.quantity == 0 {
-            continue;
-        }
-        trades += 1;
-        closed += 1;
-        let exit_qty: i64 = executed.iter().map(|l| l.quantity).sum();
-        if exit_qty != entry.quantity {
-            f.orphans
-                .push(format!("{pid}: entered {}, its exits executed {exit_qty}", entry.quantity));
-        }
-        let exit_turnover: i128 = executed.iter().map(|l| l.turnover).sum();
-        let sign = if entry.txn == Some(Txn::Buy) { 1 } else { -1 };
-        gross += sign * (exit_turnover - entry.turnover);
-        let entry_txn = entry.txn.unwrap();
-        fees += charges.leg_on_turnover(entry_txn, Paise(entry.turnover as i64)).total().0;
-        for l in &executed {
-            fees += charges.leg_on_turnover(l.txn.unwrap(), Paise(l.turnover as i64)).total().0;
-        }
-        let read = || {
-            db.query_row(
-                "SELECT entry_price, source FROM positions WHERE id = ?1 AND state = 'exited'",
-                [pid],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-            )
-        };
-        wait_for(&format!("the store closed {pid}"), || read().is_ok());
-        let stored = read().unwrap();
-        if stored != (vwap(entry).0, "entry".to_string()) {
-            f.mismatches.push(format!(
-                "{pid}: stored entry {stored:?}, its entry order's fills {}",
-                vwap(entry)
-            ));
-        }
-    }
-    let gross = Paise(gross as i64);
-    let want = [
-        ("trades_today", serde_json::json!(trades)),
-        ("closed_today", serde_json::json!(closed)),
-        ("realised_gross", serde_json::json!(gross.to_string())),
-        ("charges", serde_json::json!(Paise(fees).to_string())),
-        ("realised_net", serde_json::json!((gross - Paise(fees)).to_string())),
-    ];
-    let p = pnl(addr);
-    for (k, v) in want {
-        if p[k] != v {
-            f.mismatches.push(format!("/v1/pnl {k} is {}, the simulator's books imply {v}", p[k]));
-        }
-    }
-    f
-}
-
-/// The checks every window ends with (see the module doc). Flattens first.
-fn assert_books_agree(rig: &Rig, engine: &mut Process) {
-    let f = audit(rig, engine);
-    assert!(f.duplicates.is_empty() && f.orphans.is_empty() && f.mismatches.is_empty(), "{f:#?}");
-}
-
-/// The closed trade of `id` as the store holds it: reason, exit price.
-fn closed_trade(data: &Path, id: &str) -> (String, i64) {
-    db(data)
-        .query_row(
-            "SELECT reason, exit_price FROM closed_trades WHERE position_id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap_or_else(|e| panic!("closed trade {id}: {e}"))
-}
 
 /// Trades once on A at 100.00 (the day's average moves), then places an entry at 90.00 and
 /// kills the process as Dhan accepts it, the store lagging: returns the entry's position id.
@@ -366,6 +127,38 @@ fn an_exit_killed_after_its_acceptance_closes_with_its_own_reason_price_and_atte
     wait_for("the store closed it", || stored_state(&rig.data, &id).as_deref() == Some("exited"));
     assert_eq!(closed_trade(&rig.data, &id), ("stop_loss".to_string(), 8_900));
     assert!(!engine.log().contains("closed_at_broker"), "{}", engine.log());
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn an_exit_killed_at_its_acceptance_before_the_store_heard_of_its_position_closes_with_that_exit() {
+    // The store lags: when the long's exit is accepted it holds both entries as pending, not
+    // the positions. A short on the same contract nets the long to zero at the broker until
+    // the long's exit trades: a restart that compared the long as `Active` would close it
+    // `closed_at_broker` and adopt the short's 75 as a position of unknown origin.
+    let rig = Rig::new();
+    let point = "broker.exit_accepted";
+    let mut engine = rig.start(&format!("{point}=kill,{STORE_LAG}"));
+    let addr = wait_trading(&mut engine, &rig.data);
+    let short = open(addr, B, "SHORT");
+    let long = open(addr, B, "LONG");
+    rig.price(B, "89.00");
+    wait_killed(&mut engine, point);
+    assert_eq!(stored_state(&rig.data, &long), None, "the store never held {long} open");
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the long closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    rig.sim.assert_one_filled_exit(&PositionId::new(long.clone()));
+    wait_for("the store closed it", || stored_state(&rig.data, &long).as_deref() == Some("exited"));
+    assert_eq!(closed_trade(&rig.data, &long), ("stop_loss".to_string(), 8_900));
+    let log = engine.log();
+    assert!(!log.contains("closed_at_broker") && !log.contains("adopt"), "{log}");
+    rig.price(B, "111.00");
+    wait_for("the short closes", || pnl(addr)["closed_today"].as_u64() == Some(2));
+    rig.sim.assert_one_filled_exit(&PositionId::new(short.clone()));
     assert_books_agree(&rig, &mut engine);
     stop(engine);
     rig.sim.shutdown();
@@ -512,35 +305,13 @@ struct Tally {
     mismatches: Vec<String>,
 }
 
-/// Waits until `cond` holds or the process has exited; whether it exited.
-fn until_or_dead(engine: &mut Process, what: &str, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + process_support::DEADLINE;
-    loop {
-        if engine.child.try_wait().unwrap().is_some() {
-            return true;
-        }
-        if cond() {
-            return false;
-        }
-        if std::time::Instant::now() > deadline {
-            let log = engine.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            panic!("timed out waiting until {what}; log tail (newest first):\n{}", tail.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn run_scenario(s: &Scenario, tally: &mut Tally) {
     use scalper::sim::broker::{Scope, SimBrokerConfig};
     let sim = LiveSim::start(SimBrokerConfig {
         transit: Duration::from_millis(s.transit_ms),
         ..sim_config(FaultConfig::default())
     });
-    let data = sim.dir.path().to_path_buf();
-    let config = data.join("engine.toml");
-    std::fs::write(&config, process_config_text(&sim)).unwrap();
-    let rig = Rig { sim, data, config };
+    let rig = Rig::on(sim, |text| text);
 
     let mut points = Vec::new();
     if !matches!(s.kill, "none" | "sigkill") {
@@ -655,4 +426,87 @@ fn a_seeded_campaign_of_kills_leaves_no_duplicate_no_orphan_and_the_account_of_t
         tally.duplicates.is_empty() && tally.orphans.is_empty() && tally.mismatches.is_empty(),
         "{summary}\n{tally:#?}"
     );
+}
+
+// ------------------------------------------------- orders that trade in parts at several prices
+
+/// Moves `k` to each of `prices` in turn once the newest order on `k` whose correlation id
+/// starts with `role` (`'N'` entry, `'X'` exit) has traded that many parts of 25 (the first
+/// price is the one it trades its first part at, set before).
+fn trade_in_parts(rig: &Rig, k: scalper::domain::InstrumentKey, role: char, prices: &[&str]) {
+    for (n, price) in prices.iter().enumerate().skip(1) {
+        wait_for(&format!("part {n} on {k} traded"), || {
+            let orders = rig.sim.broker.orders();
+            let newest = orders
+                .iter()
+                .rev()
+                .find(|o| o.instrument == k && o.correlation_id.starts_with(role));
+            newest.is_some_and(|o| o.filled_qty >= 25 * n as i64)
+        });
+        rig.price(k, price);
+    }
+}
+
+/// A rig whose simulator fills every order in three parts of 25, 300 ms apart, each at the
+/// price of the moment.
+fn rig_in_parts() -> Rig {
+    use scalper::sim::broker::SimBrokerConfig;
+    let sim = LiveSim::start(SimBrokerConfig {
+        fill_parts: 3,
+        fill_interval: Duration::from_millis(300),
+        ..sim_config(FaultConfig::default())
+    });
+    Rig::on(sim, |text| text)
+}
+
+#[test]
+#[ignore = "known gap (issue 11, item 2): an entry's cost is its rounded average price times its quantity, and an exit's turnover the sum of deltas of its rounded cumulative average; neither reads the order's trades, so an order that trades at several prices books up to half a paisa per unit off the trade book (here 0.50 on the day's gross)"]
+fn an_entry_and_an_exit_trading_in_parts_at_several_prices_book_the_trade_books_turnover() {
+    let rig = rig_in_parts();
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 75 });
+    let (code, answer) = post(addr, "/v1/orders", &body.to_string());
+    assert_eq!(code, 202, "{answer}");
+    // 25 at 100.00 and 50 at 100.01: 75 at 100.00667, not a whole paisa.
+    trade_in_parts(&rig, A, 'N', &["100.00", "100.01", "100.01"]);
+    wait_for("the position opens", || pnl(addr)["open_positions"].as_u64() == Some(1));
+    // Its stop (89.00 below 100.01) crossed, the exit trades 50 at 88.00, 25 at 88.01: the
+    // rounding of the two averages does not cancel out.
+    rig.price(A, "88.00");
+    trade_in_parts(&rig, A, 'X', &["88.00", "88.00", "88.01"]);
+    wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+#[ignore = "known gap (issue 11, item 2): an entry's cost is its rounded average price times its quantity, and an exit's turnover the sum of deltas of its rounded cumulative average; neither reads the order's trades, so an order that trades at several prices books up to half a paisa per unit off the trade book (here 0.50 on the day's gross)"]
+fn an_entry_and_an_exit_killed_at_acceptance_trading_in_parts_recover_the_trade_books_turnover() {
+    let rig = rig_in_parts();
+    let point = "broker.entry_accepted";
+    let mut engine = rig.start(&format!("{point}=kill"));
+    let addr = wait_trading(&mut engine, &rig.data);
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 75 });
+    let _ = post(addr, "/v1/orders", &body.to_string());
+    wait_killed(&mut engine, point);
+    // While the engine is dead: 25 at 100.00 and 50 at 100.01.
+    trade_in_parts(&rig, A, 'N', &["100.00", "100.01", "100.01"]);
+
+    let point = "broker.exit_accepted";
+    let mut engine = rig.start(&format!("{point}=kill"));
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the position is open", || pnl(addr)["open_positions"].as_u64() == Some(1));
+    rig.price(A, "88.00");
+    wait_killed(&mut engine, point);
+    // While the engine is dead: 50 at 88.00 and 25 at 88.01.
+    trade_in_parts(&rig, A, 'X', &["88.00", "88.00", "88.01"]);
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
 }

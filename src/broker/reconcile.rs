@@ -237,6 +237,11 @@ pub enum Adjustment {
     ExitAbsent { correlation_id: CorrelationId, why: String },
     /// An entry order never reached Dhan: it is rejected.
     EntryAbsent { correlation_id: CorrelationId, why: String },
+    /// An exit order a previous run journaled for a position whose entry was still in flight
+    /// at the restart (startup): once the entry's fills opened the position, it exits under
+    /// that order, settled with Dhan by correlation id, never sent again. Applied before the
+    /// books are compared.
+    ExitJournaled { intent: Box<crate::domain::OrderIntent>, why: String },
 }
 
 impl Adjustment {
@@ -247,6 +252,7 @@ impl Adjustment {
             Adjustment::CloseLocal { .. } => "close_local",
             Adjustment::ExitAbsent { .. } => "exit_absent",
             Adjustment::EntryAbsent { .. } => "entry_absent",
+            Adjustment::ExitJournaled { .. } => "exit_journaled",
         }
     }
 }

@@ -19,7 +19,12 @@
 //! - a held exit is not an order in flight: reconciliation sees its position as `Active`
 //!   (`local_view`), and `close_at_broker` withdraws it.
 
-use crate::domain::{CorrelationId, InstrumentKey, OrderIntent, PositionId, Timestamp};
+use std::collections::HashSet;
+
+use crate::domain::{
+    CorrelationId, InstrumentKey, OrderIntent, OrderPurpose, PositionId, Timestamp,
+};
+use crate::risk::correlation;
 use crate::risk::position::{Lifecycle, LifecycleEvent, Outcome};
 
 use super::{AlertLevel, CoreError, CoreEvent, ExitCore, PositionChange, alert, position_event};
@@ -30,6 +35,8 @@ pub(super) struct HeldExits {
     holding: bool,
     /// In decision order.
     intents: Vec<OrderIntent>,
+    /// Exits a previous run journaled ([`ExitCore::resume_journaled_exit`]): never held.
+    sent_before: HashSet<CorrelationId>,
 }
 
 impl HeldExits {
@@ -62,7 +69,9 @@ impl ExitCore {
         }
         for event in std::mem::take(events) {
             match event {
-                CoreEvent::ExitIntent(intent) => {
+                CoreEvent::ExitIntent(intent)
+                    if !self.held.sent_before.contains(&intent.correlation_id) =>
+                {
                     events.push(alert(
                         AlertLevel::Warning,
                         "exit_held",
@@ -145,6 +154,59 @@ impl ExitCore {
         };
         self.exits_in_flight.remove(&cid);
         Ok(vec![position_event(PositionChange::ExitRejected { attempt: attempts, why }, at, pos)])
+    }
+
+    /// An exit order a previous run of the process journaled (so possibly sent) for a position
+    /// this run opened only later, from its entry's fills settled at startup: the position
+    /// starts that exit under the journaled id, reason and trigger price, and the order goes
+    /// to the router at once, held or not (the gateway never sends a journaled id again: it
+    /// settles it with Dhan by correlation id). Without this the startup reconciliation sees
+    /// an `Active` position the broker reports flat (or netted by another position) and
+    /// closes it `closed_at_broker`, or adopts the difference.
+    ///
+    /// A position already `Exiting` under that id with its order held is released the same
+    /// way; one under another id, or with more attempts, is left alone (`Ok(empty)`).
+    pub fn resume_journaled_exit(
+        &mut self,
+        intent: &OrderIntent,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
+        let id = &intent.position_id;
+        let cid = &intent.correlation_id;
+        let invalid = |why: String| CoreError::InvalidPosition { id: id.clone(), why };
+        let OrderPurpose::Exit(reason) = intent.purpose else {
+            return Err(invalid(format!("{cid} is not an exit")));
+        };
+        let slot = *self.by_id.get(id).ok_or_else(|| invalid("no such open position".into()))?;
+        if let Some(i) = self.held.intents.iter().position(|h| &h.correlation_id == cid) {
+            let held = self.held.intents.remove(i);
+            self.held.sent_before.insert(cid.clone());
+            return Ok(vec![CoreEvent::ExitIntent(held)]);
+        }
+        let pos = self.slots[slot].as_mut().expect("an indexed slot is live");
+        let Lifecycle::Active { attempts, .. } = pos.lifecycle else { return Ok(Vec::new()) };
+        if correlation::exit_id(id, attempts + 1).ok().as_ref() != Some(cid) {
+            return Ok(Vec::new());
+        }
+        let trigger = LifecycleEvent::Trigger {
+            reason,
+            price: intent.reference_price,
+            at: intent.created_at,
+            stale: intent.price_is_stale,
+        };
+        let Outcome::ExitStarted { correlation_id, attempt } = pos.apply(trigger)? else {
+            unreachable!("an active position starts an exit on a trigger")
+        };
+        self.exits_in_flight.insert(correlation_id.clone(), slot);
+        self.held.sent_before.insert(correlation_id.clone());
+        let resumed = OrderIntent {
+            correlation_id,
+            quantity: pos.open_quantity(),
+            created_at: intent.created_at,
+            ..intent.clone()
+        };
+        let change = PositionChange::ExitStarted { reason, attempt };
+        Ok(vec![CoreEvent::ExitIntent(resumed), position_event(change, at, pos)])
     }
 
     /// Whether the exit of an `Exiting` position is held (never sent).
@@ -256,6 +318,55 @@ mod tests {
             assert!(core.held_exits().is_empty());
             assert!(intents(&core.release_held_exits(|_| true, T0.plus_millis(50))).is_empty());
         }
+    }
+
+    fn journaled(id: &str, attempt: u32) -> OrderIntent {
+        let position = PositionId::new(id);
+        OrderIntent {
+            correlation_id: correlation::exit_id(&position, attempt).unwrap(),
+            position_id: position,
+            instrument: K,
+            txn: crate::domain::Txn::Sell,
+            quantity: Qty(75),
+            purpose: OrderPurpose::Exit(ExitReason::StopLoss),
+            reference_price: Paise(8_900),
+            price_is_stale: false,
+            created_at: T0,
+        }
+    }
+
+    #[test]
+    fn a_journaled_exit_resumes_under_its_own_id_never_held_and_the_books_see_it_in_flight() {
+        let mut core = holding();
+        let mut events = core.resume_journaled_exit(&journaled("p1", 1), T0).unwrap();
+        core.hold_new_exits(&mut events);
+        assert_eq!(intents(&events), ["X1-p1"], "goes to the router while holding");
+        assert!(core.held_exits().is_empty());
+        let view = core.local_view();
+        let p1 = view.positions.iter().find(|p| p.id.as_str() == "p1").unwrap();
+        assert!(p1.exiting, "compared as an exit in flight, not as Active");
+        // Its reason and trigger price are the journal's: a fill closes it as a stop loss.
+        let cid = correlation::exit_id(&PositionId::new("p1"), 1).unwrap();
+        let done = core.on_exit_filled(&cid, Paise(8_900), Qty(75), T0.plus_millis(5)).unwrap();
+        let closed = done.iter().find_map(|e| match e {
+            CoreEvent::TradeClosed(t) => Some((t.reason, t.exit_price, t.attempt)),
+            _ => None,
+        });
+        assert_eq!(closed, Some((ExitReason::StopLoss, Paise(8_900), 1)));
+    }
+
+    #[test]
+    fn a_journaled_exit_releases_the_same_held_exit_and_ignores_another_attempt_or_position() {
+        let mut core = holding();
+        assert_eq!(intents(&tick(&mut core, K, 8_900, 10)), Vec::<String>::new());
+        assert_eq!(held(&core), ["X1-p1"]);
+        let mut events = core.resume_journaled_exit(&journaled("p1", 1), T0).unwrap();
+        core.hold_new_exits(&mut events);
+        assert_eq!(intents(&events), ["X1-p1"]);
+        assert!(core.held_exits().is_empty());
+        // p2 is Active with no attempt: X2 is not its next id; p9 is not open.
+        assert!(core.resume_journaled_exit(&journaled("p2", 2), T0).unwrap().is_empty());
+        assert!(core.resume_journaled_exit(&journaled("p9", 1), T0).is_err());
     }
 
     #[test]

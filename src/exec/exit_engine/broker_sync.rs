@@ -239,6 +239,17 @@ impl ExitEngine {
         while let Ok(event) = self.shared.channels.router_to_exit_engine_rx.try_recv() {
             self.on_order_event(event);
         }
+        // Journaled exits of positions opened from settled entries first: their positions are
+        // exiting under their own orders when the books are compared.
+        let mut check = check;
+        let (journaled, settled): (Vec<Adjustment>, Vec<Adjustment>) =
+            std::mem::take(&mut check.settled)
+                .into_iter()
+                .partition(|a| matches!(a, Adjustment::ExitJournaled { .. }));
+        check.settled = settled;
+        for adjustment in journaled {
+            self.adjust(adjustment, origin);
+        }
         let plan = {
             let core = self.shared.core.lock();
             reconcile::plan(&check, &core.local_view())
@@ -290,6 +301,14 @@ impl ExitEngine {
                 let detail =
                     format!("exit {correlation_id} never reached the broker ({why}): next attempt");
                 let r = self.settle(|core| core.on_exit_absent(&correlation_id, &why, at));
+                (detail, r)
+            }
+            Adjustment::ExitJournaled { intent, why } => {
+                let detail = format!(
+                    "exit {} of {} resumed: {why}",
+                    intent.correlation_id, intent.position_id
+                );
+                let r = self.settle(|core| core.resume_journaled_exit(&intent, at));
                 (detail, r)
             }
             Adjustment::EntryAbsent { correlation_id, why } => {

@@ -17,13 +17,14 @@
 //! began (from the order tracker) and those the order desk is busy with are marked, so a read
 //! that raced one of our fills is never taken for a change made elsewhere.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
-use crate::broker::journal::OrderJournal;
+use crate::broker::journal::{OrderJournal, Sent};
 use crate::broker::model::ProductType;
 use crate::broker::order_updates::RecentUpdates;
 use crate::broker::reconcile::{Adjustment, BrokerBook, BrokerCheck, InFlight, LocalView};
@@ -31,11 +32,12 @@ use crate::broker::resolve::{Resolution, ResolverConfig, resolve_placement_with}
 use crate::broker::rest::DhanClient;
 use crate::broker::tracker::{Report, Seen};
 use crate::domain::money::div_round_half_away;
-use crate::domain::{Clock, OrderIntent, Paise, Qty};
+use crate::domain::{Clock, OrderIntent, Paise, PositionId, Qty};
 use crate::exec::messages::EngineCommand;
 use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::exec::seams::Reconciler;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
+use crate::risk::correlation;
 use crate::runtime::{Worker, WorkerCtx};
 
 use super::desk::DeskHandle;
@@ -333,6 +335,7 @@ impl LiveReconciler {
                 return Err("stopped".into());
             }
         }
+        settled.extend(journaled_exits_of_pending_entries(local, &self.journal.today()));
         let beat = || {
             pause(Duration::ZERO);
         };
@@ -342,6 +345,38 @@ impl LiveReconciler {
         busy.extend(self.desk.instruments());
         Ok(BrokerCheck { first, recheck, busy, settled, notes })
     }
+}
+
+/// The latest exit a previous run journaled (not presumed) for each position whose entry was
+/// in flight in the recovered state: the store never held the position open, so the journal
+/// replay at restore could not put it `Exiting` (`engine::persist::journal_replay`); once the
+/// entry's fills open it, it must exit under that order, not be compared as `Active`.
+fn journaled_exits_of_pending_entries(local: &LocalView, journal: &[Sent]) -> Vec<Adjustment> {
+    let pending: BTreeSet<&PositionId> = local
+        .orders_in_flight
+        .iter()
+        .filter(|o| !o.intent.purpose.is_exit())
+        .map(|o| &o.intent.position_id)
+        .collect();
+    let mut latest: BTreeMap<&PositionId, (u32, &Sent)> = BTreeMap::new();
+    for s in journal.iter().filter(|s| s.previous_run && !s.presumed && s.intent.purpose.is_exit())
+    {
+        let i = &s.intent;
+        let Some(parsed) = correlation::parse(i.correlation_id.as_str()) else { continue };
+        if !pending.contains(&i.position_id) || !parsed.refers_to(&i.position_id) {
+            continue;
+        }
+        if latest.get(&i.position_id).is_none_or(|(a, _)| *a < parsed.attempt) {
+            latest.insert(&i.position_id, (parsed.attempt, s));
+        }
+    }
+    latest
+        .into_values()
+        .map(|(_, s)| Adjustment::ExitJournaled {
+            intent: Box::new(s.intent.clone()),
+            why: "journaled by the previous run while its entry was in flight".into(),
+        })
+        .collect()
 }
 
 impl Reconciler for LiveReconciler {
@@ -413,5 +448,70 @@ impl Worker for ReconcileWorker {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        CorrelationId, ExitReason, InstrumentKey, OrderIntent, OrderPurpose, Qty, Segment,
+        Timestamp, Txn,
+    };
+
+    const K: InstrumentKey = InstrumentKey::new(Segment::NseFno, 52175);
+
+    fn intent(cid: &str, position: &str) -> OrderIntent {
+        let purpose = if cid.starts_with('X') {
+            OrderPurpose::Exit(ExitReason::StopLoss)
+        } else {
+            OrderPurpose::Entry
+        };
+        OrderIntent {
+            correlation_id: CorrelationId::new(cid).unwrap(),
+            position_id: PositionId::new(position),
+            instrument: K,
+            txn: Txn::Buy,
+            quantity: Qty(75),
+            purpose,
+            reference_price: Paise(10_000),
+            price_is_stale: false,
+            created_at: Timestamp(0),
+        }
+    }
+
+    fn sent(cid: &str, position: &str, previous_run: bool, presumed: bool) -> Sent {
+        Sent { at: Timestamp(0), intent: intent(cid, position), previous_run, presumed }
+    }
+
+    #[test]
+    fn only_the_latest_previous_run_exit_of_a_position_whose_entry_is_in_flight_resumes() {
+        let local = LocalView {
+            positions: Vec::new(),
+            pending_entries: BTreeSet::from([K]),
+            orders_in_flight: vec![InFlight {
+                intent: intent("N1-p1", "p1"),
+                filled: Qty(0),
+                turnover: Paise::ZERO,
+            }],
+        };
+        let journal = [
+            sent("N1-p1", "p1", true, false),
+            sent("X1-p1", "p1", true, false),
+            sent("X2-p1", "p1", true, false),
+            // Presumed by a standby, or written by this run: not the previous run's sends.
+            sent("X3-p1", "p1", true, true),
+            sent("X4-p1", "p1", false, false),
+            // Its entry is not in flight: the journal replay at restore handled it.
+            sent("X1-p2", "p2", true, false),
+        ];
+        let resumed: Vec<String> = journaled_exits_of_pending_entries(&local, &journal)
+            .into_iter()
+            .map(|a| match a {
+                Adjustment::ExitJournaled { intent, .. } => intent.correlation_id.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(resumed, ["X2-p1"]);
     }
 }
