@@ -305,6 +305,23 @@ struct Tally {
     mismatches: Vec<String>,
 }
 
+/// `wait_trading`, or `None` when the engine died first. The address file is read again on
+/// every round: it may still be a killed predecessor's.
+fn wait_trading_or_dead(
+    engine: &mut Process,
+    data: &std::path::Path,
+) -> Option<std::net::SocketAddr> {
+    let addr_file = data.join("http.addr");
+    let mut addr: Option<std::net::SocketAddr> = None;
+    let died = until_or_dead(engine, "trading starts", || {
+        addr = std::fs::read_to_string(&addr_file).ok().and_then(|t| t.trim().parse().ok());
+        addr.is_some_and(|a| {
+            get(a, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
+        })
+    });
+    if died { None } else { addr }
+}
+
 fn run_scenario(s: &Scenario, tally: &mut Tally) {
     use scalper::sim::broker::{Scope, SimBrokerConfig};
     let sim = LiveSim::start(SimBrokerConfig {
@@ -323,20 +340,24 @@ fn run_scenario(s: &Scenario, tally: &mut Tally) {
         points.push(STORE_LAG.replace("3000", "500"));
     }
     let mut engine = rig.start(&points.join(","));
-    let addr = wait_trading(&mut engine, &rig.data);
+    // A reconciliation round right after the startup's may reach an armed `reconcile.read`
+    // kill before trading starts: a crash like any other, then nothing is traded by this run.
+    let (addr, mut dead) = match wait_trading_or_dead(&mut engine, &rig.data) {
+        Some(addr) => (addr, false),
+        None => ("127.0.0.1:1".parse().unwrap(), true),
+    };
     if let Some(fault) = s.answer_lost {
         rig.sim.broker.faults().inject(fault, Scope::Place, 1);
     }
-    let mut dead = false;
     for (k, side) in &s.positions {
+        if dead {
+            break;
+        }
         let body = serde_json::json!({ "instrument": k.to_string(), "side": side, "quantity": 75 });
         dead = until_or_dead(&mut engine, "an entry is taken", || {
             let a = post(addr, "/v1/orders", &body.to_string());
             a.0 != 422 || a.1["code"] != "no_price"
         });
-        if dead {
-            break;
-        }
     }
     if !dead {
         let n = s.positions.len() as u64;
@@ -361,22 +382,24 @@ fn run_scenario(s: &Scenario, tally: &mut Tally) {
             });
         }
     }
+    if !dead && !matches!(s.kill, "none" | "sigkill") {
+        // The armed failpoint was not reached while trading (a later reconciliation round
+        // would reach it during the audit or the stop): crash the engine here instead, so
+        // that the audit runs on an engine without failpoints.
+        engine.kill9();
+        dead = true;
+    }
     if dead {
         tally.kills += 1;
         let _ = engine.wait_exit(Duration::from_secs(30));
         if s.kill_settling {
             let mut again = rig.start("startup.settling=kill");
-            // Killed if it found something in flight at Dhan; otherwise it simply starts.
-            let addr = again.wait_http(&rig.data);
-            let killed = until_or_dead(&mut again, "the restart settles", || {
-                get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
-            });
-            if killed {
-                tally.kills += 1;
-            } else {
+            // Killed (possibly before it serves HTTP) if it found something in flight at Dhan;
+            // otherwise it simply starts, and is killed from outside.
+            if wait_trading_or_dead(&mut again, &rig.data).is_some() {
                 again.kill9();
-                tally.kills += 1;
             }
+            tally.kills += 1;
         }
         engine = rig.start("");
     }
