@@ -165,10 +165,12 @@ pub fn audit_books(rig: &Rig, engine: &mut Process, one_post_each: bool) -> Find
     let addr = wait_trading(engine, &rig.data);
     let (code, body) = post(addr, "/v1/flatten", "{}");
     assert!(code == 200 || code == 202, "flatten: {code} {body}");
-    wait_for("the engine holds nothing", || {
+    // On a timeout, the engine's log tail says what it still holds.
+    let died = until_or_dead(engine, "the engine holds nothing after the flatten", || {
         let p = pnl(addr);
         p["open_positions"].as_u64() == Some(0) && p["pending_entries"].as_u64().unwrap_or(0) == 0
     });
+    assert!(!died, "the engine died during the final flatten; log:\n{}", engine.log());
     wait_for("the simulator's orders are done", || {
         rig.sim.broker.orders().iter().all(|o| o.status.is_terminal())
     });
@@ -274,8 +276,12 @@ pub fn until_or_dead(engine: &mut Process, what: &str, mut cond: impl FnMut() ->
         }
         if std::time::Instant::now() > deadline {
             let log = engine.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            panic!("timed out waiting until {what}; log tail (newest first):\n{}", tail.join("\n"));
+            let tail: Vec<&str> =
+                log.lines().rev().filter(|l| !l.contains(" heartbeat: ")).take(60).collect();
+            panic!(
+                "timed out waiting until {what}; log tail without heartbeats (newest first):\n{}",
+                tail.join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }

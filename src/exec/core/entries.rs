@@ -1,10 +1,13 @@
 //! The exit core's entries: checks against the limits, pending entry orders, and opening
 //! positions from entry fills or adoption.
 
-use crate::domain::{CorrelationId, OrderIntent, OrderPurpose, Paise, Qty, Timestamp, Txn};
+use crate::domain::{
+    CorrelationId, ExitReason, OrderIntent, OrderPurpose, Paise, Qty, Timestamp, Txn,
+};
 use crate::risk::correlation;
 use crate::risk::entry::{self, EntryApproval, EntryContext, EntryRefusal, EntryRequest};
 use crate::risk::position::{Origin, Position};
+use crate::risk::trading_state::{ChangeReason, HaltCause, TradingState};
 
 use super::{
     AlertLevel, CoreError, CoreEvent, ExitCore, NewPosition, PendingEntry, PositionChange, alert,
@@ -98,6 +101,7 @@ impl ExitCore {
             .find(|e| &e.correlation_id == correlation_id)
             .cloned()
             .ok_or_else(|| CoreError::UnknownOrder(correlation_id.clone()))?;
+        let id = pending.position_id.clone();
         let new = NewPosition {
             id: pending.position_id,
             instrument: pending.instrument,
@@ -106,7 +110,26 @@ impl ExitCore {
             entry_price: price,
             opened_at: at,
         };
-        self.open_position(new, Origin::Entry)
+        let mut events = self.open_position(new, Origin::Entry)?;
+        // The kill switch or the daily loss limit flattened the book while this entry was in
+        // flight: the position it opens is flattened too, at once.
+        let status = self.trading.status();
+        let reason = match status.reason {
+            ChangeReason::Halt { cause: HaltCause::KillSwitch } => Some(ExitReason::KillSwitch),
+            ChangeReason::Halt { cause: HaltCause::DailyLossLimit } => {
+                Some(ExitReason::DailyLossLimit)
+            }
+            _ => None,
+        };
+        if status.state == TradingState::Halted
+            && let Some(reason) = reason
+            && let Some(&slot) = self.by_id.get(&id)
+            && let Some(p) = self.slots[slot].as_ref()
+        {
+            let (price, stale) = (p.last_price, self.is_stale(p, at));
+            self.start_exit(slot, reason, price, at, stale, &mut events);
+        }
+        Ok(events)
     }
 
     /// The entry order was rejected: it no longer counts towards the limits.

@@ -332,6 +332,30 @@ fn kill_switch_flattens_and_halts_until_resumed() {
 }
 
 #[test]
+fn an_entry_that_fills_after_the_kill_switch_exits_at_once() {
+    let mut c = core();
+    c.on_clock(ist("09:59:00"));
+    c.on_tick(&tick(A, 10_000, ist("10:00:00")));
+    let req = EntryRequest {
+        position_id: PositionId::new("e1"),
+        instrument: A,
+        side: Side::Long,
+        quantity: Qty(75),
+        available_cash: None,
+    };
+    let intent = c.begin_entry(&req, ist("10:00:01")).unwrap();
+    assert!(intents(&c.flatten(ist("10:00:02"))).is_empty(), "nothing open yet");
+    let ev =
+        c.on_entry_filled(&intent.correlation_id, Paise(10_005), Qty(75), ist("10:00:03")).unwrap();
+    let xs = intents(&ev);
+    assert_eq!(xs.len(), 1, "{ev:?}");
+    assert_eq!(
+        (xs[0].position_id.as_str(), xs[0].purpose),
+        ("e1", OrderPurpose::Exit(ExitReason::KillSwitch))
+    );
+}
+
+#[test]
 fn a_new_trading_day_lifts_the_halt_and_resets_the_counters() {
     let mut c = core();
     c.on_clock(ist("09:00:00"));
