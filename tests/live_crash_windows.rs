@@ -124,8 +124,7 @@ fn an_exit_killed_after_its_acceptance_closes_with_its_own_reason_price_and_atte
     let exits = rig.sim.exits_of(&PositionId::new(id.clone()));
     assert_eq!(exits.len(), 1, "{exits:#?}");
     assert_eq!(exits[0].correlation_id, format!("X1-{id}"));
-    wait_for("the store closed it", || stored_state(&rig.data, &id).as_deref() == Some("exited"));
-    assert_eq!(closed_trade(&rig.data, &id), ("stop_loss".to_string(), 8_900));
+    assert_eq!(wait_stored_close(&rig.data, &id), ("stop_loss".to_string(), 8_900));
     assert!(!engine.log().contains("closed_at_broker"), "{}", engine.log());
     assert_books_agree(&rig, &mut engine);
     stop(engine);
@@ -152,8 +151,7 @@ fn an_exit_killed_at_its_acceptance_before_the_store_heard_of_its_position_close
     let addr = wait_trading(&mut engine, &rig.data);
     wait_for("the long closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
     rig.sim.assert_one_filled_exit(&PositionId::new(long.clone()));
-    wait_for("the store closed it", || stored_state(&rig.data, &long).as_deref() == Some("exited"));
-    assert_eq!(closed_trade(&rig.data, &long), ("stop_loss".to_string(), 8_900));
+    assert_eq!(wait_stored_close(&rig.data, &long), ("stop_loss".to_string(), 8_900));
     let log = engine.log();
     assert!(!log.contains("closed_at_broker") && !log.contains("adopt"), "{log}");
     rig.price(B, "111.00");
@@ -180,8 +178,7 @@ fn killed_after_an_exits_acceptance_and_again_while_settling_it_the_third_start_
     let addr = wait_trading(&mut engine, &rig.data);
     wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
     rig.sim.assert_one_filled_exit(&PositionId::new(id.clone()));
-    wait_for("the store closed it", || stored_state(&rig.data, &id).as_deref() == Some("exited"));
-    assert_eq!(closed_trade(&rig.data, &id), ("stop_loss".to_string(), 8_900));
+    assert_eq!(wait_stored_close(&rig.data, &id), ("stop_loss".to_string(), 8_900));
     assert!(!engine.log().contains("closed_at_broker"), "{}", engine.log());
     assert_books_agree(&rig, &mut engine);
     stop(engine);
@@ -201,8 +198,7 @@ fn an_exit_killed_between_its_journal_write_and_the_send_exits_once_under_the_ne
     let addr = wait_trading(&mut engine, &rig.data);
     wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
     rig.sim.assert_one_filled_exit(&PositionId::new(id.clone()));
-    wait_for("the store closed it", || stored_state(&rig.data, &id).as_deref() == Some("exited"));
-    assert_eq!(closed_trade(&rig.data, &id).0, "stop_loss");
+    assert_eq!(wait_stored_close(&rig.data, &id).0, "stop_loss");
     assert_books_agree(&rig, &mut engine);
     stop(engine);
     rig.sim.shutdown();

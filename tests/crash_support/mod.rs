@@ -255,6 +255,13 @@ pub fn assert_books_agree(rig: &Rig, engine: &mut Process) {
 }
 
 /// The closed trade of `id` as the store holds it: reason, exit price.
+/// Waits until the store holds position `id` as exited; its closed trade's reason and exit
+/// price.
+pub fn wait_stored_close(data: &Path, id: &str) -> (String, i64) {
+    wait_for("the store closed it", || stored_state(data, id).as_deref() == Some("exited"));
+    closed_trade(data, id)
+}
+
 pub fn closed_trade(data: &Path, id: &str) -> (String, i64) {
     db(data)
         .query_row(
