@@ -7,9 +7,12 @@
 #
 #   FUZZ_SECONDS=600 make fuzz                  # longer campaign
 #   FUZZ_TARGETS="feed_packets" make fuzz       # some targets only
+#   FUZZ_RUNS=10000000 make fuzz                # stop each target after this many executions
+#                                               # (FUZZ_SECONDS still bounds each target's time)
 set -u
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
+runs_limit=${FUZZ_RUNS:--1}
 targets=${FUZZ_TARGETS:-"feed_packets order_update rest_response control_request config_toml replay_csv"}
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
@@ -26,9 +29,11 @@ for t in $targets; do
     mkdir -p "fuzz/target/corpus/$t" "fuzz/artifacts/$t"
     before=$(ls "fuzz/artifacts/$t" | wc -l)
     log=fuzz/target/$t.log
+    started=$(date +%s)
     cargo fuzz run -s none "$t" "fuzz/target/corpus/$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1
+        -max_total_time="$seconds" -runs="$runs_limit" -print_final_stats=1 >"$log" 2>&1
     rc=$?
+    elapsed=$(( $(date +%s) - started ))
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     after=$(ls "fuzz/artifacts/$t" | wc -l)
     if [ "$rc" -eq 0 ] && [ "$after" -eq "$before" ]; then
@@ -37,6 +42,6 @@ for t in $targets; do
         failed=1
         outcome="CRASH (exit $rc): $(ls -t "fuzz/artifacts/$t" | head -n 1 | sed "s#^#fuzz/artifacts/$t/#"), log $log"
     fi
-    printf '%-16s %8s %14s  %s\n' "$t" "$seconds" "${runs:-?}" "$outcome" | tee -a "$summary"
+    printf '%-16s %8s %14s  %s\n' "$t" "$elapsed" "${runs:-?}" "$outcome" | tee -a "$summary"
 done
 exit $failed
