@@ -160,7 +160,8 @@ impl LtpRequest {
 
 /// Decodes `{"status":"success","data":{"NSE_FNO":{"52175":{"last_price":123.45}}}}` into a
 /// price per instrument. Entries for segments or ids we cannot read are skipped (the caller
-/// sees them missing); a malformed price is an error.
+/// sees them missing), and so are zero and negative prices, which are not prices any rule may act on
+/// (logged); a malformed price is an error.
 pub fn parse_ltp_response(v: &Value) -> Result<HashMap<InstrumentKey, Paise>, WireError> {
     let data = v.get("data").and_then(Value::as_object).ok_or(WireError::WrongType {
         expected: "an object with a \"data\" object",
@@ -174,7 +175,14 @@ pub fn parse_ltp_response(v: &Value) -> Result<HashMap<InstrumentKey, Paise>, Wi
             let Ok(id) = id.trim().parse::<u32>() else { continue };
             let price = quote.get("last_price").or_else(|| quote.get("lastPrice"));
             let Some(price) = price else { continue };
-            out.insert(InstrumentKey::new(segment, id), wire::paise_from_value(price)?);
+            let key = InstrumentKey::new(segment, id);
+            let paise = wire::paise_from_value(price)?;
+            if paise.0 <= 0 {
+                // Not a price any rule may act on: left out, as if Dhan had not reported it.
+                log::warn!(target: "broker", "ltp: {seg_name}:{id} reported at {paise}, not a price; left out");
+                continue;
+            }
+            out.insert(key, paise);
         }
     }
     Ok(out)
@@ -255,5 +263,15 @@ mod tests {
         assert_eq!(m[&InstrumentKey::new(Segment::NseFno, 52175)], Paise(12345));
         assert_eq!(m[&InstrumentKey::new(Segment::NseFno, 52176)], Paise(5));
         assert_eq!(m[&InstrumentKey::new(Segment::NseEq, 1333)], Paise(100050));
+    }
+
+    #[test]
+    fn ltp_response_leaves_out_zero_and_negative_prices() {
+        let v = json!({"status":"success","data":{
+            "NSE_FNO":{"52174":{"last_price":123.45},"52176":{"last_price":0}},
+            "IDX_I":{"13":{"last_price":-25910.05}}}});
+        let m = parse_ltp_response(&v).unwrap();
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[&InstrumentKey::new(Segment::NseFno, 52174)], Paise(12345));
     }
 }
