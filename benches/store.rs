@@ -115,6 +115,7 @@ fn round_trip(n: u64) -> Vec<EventKind> {
         txn,
         quantity: Qty(75),
         price: Paise(price),
+        value: None,
         at: now,
     };
     let mut out = vec![

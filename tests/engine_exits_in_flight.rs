@@ -77,6 +77,7 @@ impl Broker {
             txn: intent.txn,
             quantity: intent.quantity,
             price: rupees(price),
+            value: rupees(price) * intent.quantity,
             at,
         };
         self.send(OrderEvent::Filled { purpose: intent.purpose, fill });

@@ -64,8 +64,13 @@ pub struct OwnExecution {
     /// The side this order's fills hold (buy: long).
     pub side: Side,
     pub filled: Qty,
-    /// Volume-weighted price of its fills.
+    /// Volume-weighted price of its fills, rounded to the paisa.
     pub average: Paise,
+    /// The broker's id of the order (to find its trades).
+    pub order_id: OrderId,
+    /// The exact value of its fills (Σ price × quantity): `average × filled` as the order book
+    /// gives it, exact once valued at the trade book ([`BrokerBook::value_at_trades`]).
+    pub value: Paise,
 }
 
 /// Where an adopted position's entry price comes from.
@@ -143,6 +148,8 @@ impl BrokerBook {
                     side: if txn == crate::domain::Txn::Buy { Side::Long } else { Side::Short },
                     filled: o.filled_qty,
                     average: o.average_traded_price,
+                    order_id: o.order_id.clone(),
+                    value: o.average_traded_price * o.filled_qty,
                 });
             }
             if o.order_status.is_terminal() || matches!(o.order_status, OrderStatus::Other(_)) {
@@ -158,6 +165,21 @@ impl BrokerBook {
             });
         }
         (book, notes)
+    }
+
+    /// Values our executions at `values` (by correlation id: the filled quantity and the exact
+    /// value of the order's trades), where the quantity is the one the order book shows; the
+    /// average becomes the value's, rounded to the paisa.
+    pub fn value_at_trades(&mut self, values: &BTreeMap<String, (Qty, Paise)>) {
+        for e in &mut self.own_executions {
+            if let Some(&(q, v)) = values.get(&e.correlation_id)
+                && q == e.filled
+                && let Some(avg) = crate::domain::money::average_price(v, q)
+            {
+                e.value = v;
+                e.average = avg;
+            }
+        }
     }
 
     fn net(&self, k: InstrumentKey) -> i64 {
@@ -225,6 +247,9 @@ pub enum Adjustment {
         side: Side,
         quantity: Qty,
         price: Paise,
+        /// The exact value of the fills it is priced at (Σ price × quantity); `price ×
+        /// quantity` at the broker's average.
+        value: Paise,
         source: PriceSource,
         /// The position id of the entry order whose fills these are (`OwnTrades` with an id
         /// that fits the correlation id), kept so the position is the entry's own.
@@ -324,6 +349,7 @@ pub fn plan(check: &BrokerCheck, local: &LocalView) -> Plan {
                         side: e.side,
                         quantity: e.filled,
                         price: e.average,
+                        value: e.value,
                         source: PriceSource::OwnTrades,
                         position: match &e.parsed.position {
                             correlation::PositionRef::Id(id) => Some(id.clone()),
@@ -346,6 +372,7 @@ pub fn plan(check: &BrokerCheck, local: &LocalView) -> Plan {
                 side,
                 quantity,
                 price,
+                value: price * quantity,
                 source: PriceSource::BrokerAverage,
                 position: None,
                 why,
@@ -484,6 +511,8 @@ mod tests {
             side,
             filled: Qty(filled),
             average: Paise(avg),
+            order_id: OrderId(format!("O-{cid}")),
+            value: Paise(avg * filled),
         }
     }
 
@@ -502,6 +531,33 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn an_entry_valued_at_its_trades_is_adopted_at_their_exact_value() {
+        // The order book says 75 at 100.01; its trades, 25 at 100.00 and 50 at 100.01.
+        let own = vec![exec("N1-p2", A, Side::Long, 75, 10_001)];
+        let mut check = with_executions(vec![row(A, 75, 10_001, 0)], own);
+        let values = BTreeMap::from([
+            ("N1-p2".to_string(), (Qty(75), Paise(750_050))),
+            ("N1-p9".to_string(), (Qty(75), Paise(1))),
+        ]);
+        check.recheck.value_at_trades(&values);
+        let p = plan(&check, &view(vec![]));
+        assert!(
+            matches!(&p.adjustments[..], [Adjustment::Adopt { price, value, source: PriceSource::OwnTrades, .. }]
+                if *price == Paise(10_001) && *value == Paise(750_050)),
+            "{p:?}"
+        );
+        // A value for another quantity than the order book's is not this order's (yet).
+        let mut check = with_executions(
+            vec![row(A, 75, 10_001, 0)],
+            vec![exec("N1-p2", A, Side::Long, 75, 10_001)],
+        );
+        check
+            .recheck
+            .value_at_trades(&BTreeMap::from([("N1-p2".to_string(), (Qty(50), Paise(500_000)))]));
+        assert_eq!(check.recheck.own_executions[0].value, Paise(750_075));
     }
 
     #[test]

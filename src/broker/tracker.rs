@@ -17,10 +17,10 @@
 //! Neighbours: `exec::live` feeds it from the order-update socket, the poller, the gateway and
 //! the order desk, and reports what it returns to the exit engine.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::broker::model::{Order, OrderStatus, OrderUpdate};
-use crate::domain::money::div_round_half_away;
+use crate::broker::model::{Order, OrderStatus, OrderUpdate, Trade};
+use crate::domain::money::{average_price, sum_trades, trade_value};
 use crate::domain::{
     CorrelationId, Fill, InstrumentKey, OrderId, OrderIntent, Paise, Qty, Timestamp,
 };
@@ -35,6 +35,9 @@ pub struct Seen {
     pub traded: Qty,
     /// Average price of everything traded so far.
     pub avg_price: Paise,
+    /// The price of the latest trade (the order-update socket's `TradedPrice`); `None` from
+    /// the order book, which only gives the average.
+    pub last_fill_price: Option<Paise>,
     /// The broker's reason text (rejections).
     pub reason: String,
 }
@@ -47,6 +50,7 @@ impl Seen {
             status: u.status.clone(),
             traded: u.traded_qty,
             avg_price: u.avg_traded_price,
+            last_fill_price: Some(u.last_fill_price).filter(|p| p.0 > 0),
             reason: u.reason.clone(),
         }
     }
@@ -58,6 +62,7 @@ impl Seen {
             status: o.order_status.clone(),
             traded: o.filled_qty,
             avg_price: o.average_traded_price,
+            last_fill_price: None,
             reason: o.oms_error_description.clone(),
         }
     }
@@ -81,7 +86,10 @@ struct Tracked {
     intent: OrderIntent,
     order_id: Option<OrderId>,
     traded: Qty,
-    avg: Paise,
+    /// The exact value (Σ price × quantity) of the `traded` units reported so far.
+    value: Paise,
+    /// The order's trades from the trade book, by trade id, once read (`record_trades`).
+    trades: BTreeMap<String, (Paise, Qty)>,
     done: bool,
     /// When the last report (or the registration) was applied, in the caller's ms.
     last_seen_ms: u64,
@@ -132,13 +140,14 @@ impl OrderTracker {
         self.expect_filled(intent, Qty(0), Paise::ZERO, now_ms)
     }
 
-    /// Registers an order of which `traded` at average `avg` was already applied (an exit in
-    /// flight recovered after a restart): only what trades beyond it is reported.
+    /// Registers an order of which `traded` worth `value` (Σ price × quantity) was already
+    /// applied (an exit in flight recovered after a restart): only what trades beyond it is
+    /// reported.
     pub fn expect_filled(
         &mut self,
         intent: &OrderIntent,
         traded: Qty,
-        avg: Paise,
+        value: Paise,
         now_ms: u64,
     ) -> bool {
         if self.orders.contains_key(&intent.correlation_id) {
@@ -151,7 +160,8 @@ impl OrderTracker {
                 intent: intent.clone(),
                 order_id: None,
                 traded,
-                avg,
+                value,
+                trades: BTreeMap::new(),
                 done: false,
                 last_seen_ms: now_ms,
             },
@@ -206,7 +216,7 @@ impl OrderTracker {
     ) {
         if let Some(t) = self.orders.get_mut(cid) {
             t.traded = child_traded;
-            t.avg = avg;
+            t.value = avg * child_traded;
         }
         if let Some(p) = self.parent_of.get(cid).and_then(|p| self.sliced.get_mut(p)) {
             p.traded = parent_traded;
@@ -266,7 +276,7 @@ impl OrderTracker {
                             cumulative: p.traded,
                         });
                     } else {
-                        p.value += i128::from(fill.price.0) * i128::from(fill.quantity.0);
+                        p.value += i128::from(fill.value().0);
                         p.last_fill = Some((fill.order_id, fill.at));
                     }
                 }
@@ -294,11 +304,11 @@ impl OrderTracker {
         let p = self.sliced.get_mut(parent)?;
         p.ended = true;
         if !exit && p.traded.0 > 0 {
-            let avg = Paise(div_round_half_away(p.value, i128::from(p.traded.0)) as i64);
+            let value = Paise::saturating_from(p.value);
             let (order_id, at) = p.last_fill.clone()?;
             return Some(Report::Fill {
                 intent: p.intent.clone(),
-                fill: fill(&p.intent, &order_id, p.traded, p.traded, avg, at),
+                fill: fill(&p.intent, &order_id, p.traded, p.traded, value, at),
                 cumulative: p.traded,
             });
         }
@@ -390,20 +400,18 @@ impl OrderTracker {
         }
         let exit = t.intent.purpose.is_exit();
         let grew = seen.traded > t.traded;
-        if grew && exit {
-            let dq = seen.traded.0 - t.traded.0;
-            let value = i128::from(seen.avg_price.0) * i128::from(seen.traded.0)
-                - i128::from(t.avg.0) * i128::from(t.traded.0);
-            let price = Paise(div_round_half_away(value, i128::from(dq)) as i64);
-            out.push(Report::Fill {
-                intent: t.intent.clone(),
-                fill: fill(&t.intent, &seen.order_id, seen.traded, Qty(dq), price, at),
-                cumulative: seen.traded,
-            });
-        }
         if grew {
+            let dq = Qty(seen.traded.0 - t.traded.0);
+            let dv = growth_value(t, seen);
+            if exit {
+                out.push(Report::Fill {
+                    intent: t.intent.clone(),
+                    fill: fill(&t.intent, &seen.order_id, seen.traded, dq, dv, at),
+                    cumulative: seen.traded,
+                });
+            }
             t.traded = seen.traded;
-            t.avg = seen.avg_price;
+            t.value += dv;
         }
         let complete = seen.status.is_terminal() || t.traded >= t.intent.quantity;
         if complete {
@@ -411,7 +419,7 @@ impl OrderTracker {
             if !exit && t.traded.0 > 0 {
                 out.push(Report::Fill {
                     intent: t.intent.clone(),
-                    fill: fill(&t.intent, &seen.order_id, t.traded, t.traded, t.avg, at),
+                    fill: fill(&t.intent, &seen.order_id, t.traded, t.traded, t.value, at),
                     cumulative: t.traded,
                 });
             } else if t.traded < t.intent.quantity {
@@ -428,6 +436,48 @@ impl OrderTracker {
             self.touch(instrument);
         }
         out
+    }
+
+    /// The broker's id of the order `seen` is about when reading its trades (`GET
+    /// /trades/{order-id}`, then [`OrderTracker::record_trades`]) would value what it reports
+    /// exactly and the trades read so far do not: the report moves an order of ours that has
+    /// not ended and either ends it or carries no price of its latest trade (an order-book
+    /// poll, or updates were missed).
+    pub fn wants_trades(&self, seen: &Seen) -> Option<OrderId> {
+        let t = self.orders.get(&self.matched(seen)?)?;
+        if t.done
+            || seen.traded <= t.traded
+            || t.order_id.as_ref().is_some_and(|o| o != &seen.order_id)
+            || traded_value(t).is_some_and(|(q, _)| q == seen.traded)
+        {
+            return None;
+        }
+        let ends = seen.status.is_terminal() || seen.traded >= t.intent.quantity;
+        (ends || seen.last_fill_price.is_none()).then(|| seen.order_id.clone())
+    }
+
+    /// Keeps the trades of the order `seen` is about (the trade book's, any number of times: a
+    /// trade is kept once, by its id) to value its reports exactly.
+    pub fn record_trades(&mut self, seen: &Seen, trades: &[Trade]) {
+        let Some(t) = self.matched(seen).and_then(|c| self.orders.get_mut(&c)) else { return };
+        if t.order_id.as_ref().is_some_and(|o| o != &seen.order_id) {
+            return;
+        }
+        for tr in trades.iter().filter(|tr| tr.order_id == seen.order_id) {
+            if tr.traded_quantity.0 > 0 && !tr.exchange_trade_id.is_empty() {
+                t.trades
+                    .insert(tr.exchange_trade_id.clone(), (tr.traded_price, tr.traded_quantity));
+            }
+        }
+    }
+
+    /// Our correlation id of the order `seen` is about: by order id, else by its correlation id.
+    fn matched(&self, seen: &Seen) -> Option<CorrelationId> {
+        if let Some(c) = self.by_order.get(&seen.order_id) {
+            return Some(c.clone());
+        }
+        let c = CorrelationId::new(seen.correlation_id.as_deref()?).ok()?;
+        self.orders.contains_key(&c).then_some(c)
     }
 
     pub fn is_tracked(&self, cid: &CorrelationId) -> bool {
@@ -502,14 +552,53 @@ impl OrderTracker {
     }
 }
 
+/// Quantity and exact value of the order's trades read from the trade book, if any.
+fn traded_value(t: &Tracked) -> Option<(Qty, Paise)> {
+    if t.trades.is_empty() {
+        return None;
+    }
+    sum_trades(t.trades.values().copied())
+}
+
+/// The exact value of what `seen` reports beyond what was applied (`seen.traded − t.traded`
+/// units), best source first:
+/// 1. the order's trades, when those read add up to exactly `seen.traded`: their value less
+///    what was reported before;
+/// 2. the latest trade's price (`TradedPrice`) times the growth, when the result agrees with
+///    the broker's average (one trade since the last report: exact; updates missed in between
+///    would not agree, or not always, so an order's end reads its trades);
+/// 3. the broker's average times the traded quantity, less what was reported before (off by
+///    up to half a paisa per unit: only when neither is at hand).
+fn growth_value(t: &Tracked, seen: &Seen) -> Paise {
+    let dq = Qty(seen.traded.0 - t.traded.0);
+    if let Some((q, v)) = traded_value(t)
+        && q == seen.traded
+        && v > t.value
+    {
+        return v - t.value;
+    }
+    if let Some(p) = seen.last_fill_price
+        && let Some(dv) = trade_value(p, dq)
+        && average_price(t.value + dv, seen.traded) == Some(seen.avg_price)
+    {
+        return dv;
+    }
+    match trade_value(seen.avg_price, seen.traded) {
+        Some(v) if v > t.value => v - t.value,
+        _ => seen.avg_price * dq,
+    }
+}
+
+/// A fill of `quantity` worth `value`, at their average rounded to the paisa.
 fn fill(
     intent: &OrderIntent,
     order_id: &OrderId,
     cumulative: Qty,
     quantity: Qty,
-    price: Paise,
+    value: Paise,
     at: Timestamp,
 ) -> Fill {
+    let price = average_price(value, quantity).unwrap_or(Paise::ZERO);
     Fill {
         correlation_id: intent.correlation_id.clone(),
         order_id: order_id.clone(),
@@ -519,6 +608,7 @@ fn fill(
         txn: intent.txn,
         quantity,
         price,
+        value,
         at,
     }
 }
@@ -556,6 +646,7 @@ mod tests {
             status,
             traded: Qty(traded),
             avg_price: Paise(avg),
+            last_fill_price: None,
             reason: String::new(),
         }
     }
@@ -601,6 +692,85 @@ mod tests {
         assert_eq!(t.open_orders(), 0);
     }
 
+    fn trade(order: &str, id: &str, qty: i64, price: i64) -> Trade {
+        serde_json::from_value(serde_json::json!({
+            "orderId": order, "exchangeTradeId": id, "tradedQuantity": qty,
+            "tradedPrice": price as f64 / 100.0,
+        }))
+        .unwrap()
+    }
+
+    fn values(r: &[Report]) -> Vec<(i64, i64, i64)> {
+        r.iter()
+            .filter_map(|r| match r {
+                Report::Fill { fill, .. } => Some((fill.quantity.0, fill.price.0, fill.value.0)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn socket_updates_value_each_part_at_its_own_trade_price() {
+        let mut t = OrderTracker::new();
+        t.expect(&exit("X1-p1"), 0);
+        let mut u = seen("9", Some("X1-p1"), OrderStatus::PartTraded, 50, 8_800);
+        u.last_fill_price = Some(Paise(8_800));
+        assert_eq!(values(&t.observe(&u, AT, 1)), [(50, 8_800, 440_000)]);
+        // 25 more at 88.01: the average 88.00333… is 88.00 on the wire; the averages would make
+        // this part 88.00, its trade price says 88.01.
+        let mut u = seen("9", None, OrderStatus::PartTraded, 75, 8_800);
+        u.last_fill_price = Some(Paise(8_801));
+        assert_eq!(values(&t.observe(&u, AT, 2)), [(25, 8_801, 220_025)]);
+    }
+
+    #[test]
+    fn an_order_that_ends_is_valued_at_its_trades_read_once_each() {
+        let mut t = OrderTracker::new();
+        let e = intent("N1-p1", OrderPurpose::Entry);
+        t.expect(&e, 0);
+        // A poll finds the entry done: 25 at 100.00 and 50 at 100.01, 100.01 on average.
+        let done = seen("5", Some("N1-p1"), OrderStatus::Traded, 75, 10_001);
+        assert_eq!(t.wants_trades(&done), Some(OrderId("5".into())));
+        let trades = [trade("5", "T1", 25, 10_000), trade("5", "T2", 50, 10_001)];
+        t.record_trades(&done, &trades);
+        // Read again (another report, another read): each trade counts once; another order's
+        // trades are not this order's.
+        t.record_trades(&done, &[trade("5", "T2", 50, 10_001), trade("6", "T3", 75, 1)]);
+        assert_eq!(t.wants_trades(&done), None, "the trades read cover the report");
+        assert_eq!(values(&t.observe(&done, AT, 1)), [(75, 10_001, 750_050)]);
+        assert_eq!(t.wants_trades(&done), None, "ended");
+    }
+
+    #[test]
+    fn the_end_of_an_exit_corrects_what_the_averages_made_of_its_earlier_parts() {
+        let mut t = OrderTracker::new();
+        t.expect(&exit("X1-p1"), 0);
+        // A poll (no trade price) sees 50 of 75 at an average of 88.005 → 88.01 on the wire;
+        // it wants the trades, which cannot be read: valued from the average.
+        let part = seen("9", Some("X1-p1"), OrderStatus::PartTraded, 50, 8_801);
+        assert!(t.wants_trades(&part).is_some());
+        assert_eq!(values(&t.observe(&part, AT, 1)), [(50, 8_801, 440_050)]);
+        // At the end the trades are read: 25 at 88.00, 25 at 88.01, 25 at 88.01.
+        let done = seen("9", None, OrderStatus::Traded, 75, 8_801);
+        assert!(t.wants_trades(&done).is_some());
+        let trades =
+            [trade("9", "A", 25, 8_800), trade("9", "B", 25, 8_801), trade("9", "C", 25, 8_801)];
+        t.record_trades(&done, &trades);
+        // The last part makes the order's total the trade book's 660,050.
+        assert_eq!(values(&t.observe(&done, AT, 2)), [(25, 8_800, 220_000)]);
+    }
+
+    #[test]
+    fn a_socket_update_after_missed_ones_is_valued_from_the_average_not_its_trade_price() {
+        let mut t = OrderTracker::new();
+        t.expect(&exit("X1-p1"), 0);
+        // 25 at 88.00 was missed; this says 50 traded at an average of 88.01 (88.005), the
+        // latest at 88.02: 50 × 88.02 does not agree with the average.
+        let mut u = seen("9", Some("X1-p1"), OrderStatus::PartTraded, 50, 8_801);
+        u.last_fill_price = Some(Paise(8_802));
+        assert_eq!(values(&t.observe(&u, AT, 1)), [(50, 8_801, 440_050)]);
+    }
+
     #[test]
     fn an_entry_is_reported_once_complete_as_its_total_at_its_average() {
         let mut t = OrderTracker::new();
@@ -632,7 +802,7 @@ mod tests {
     #[test]
     fn a_recovered_exit_reports_only_what_traded_beyond_what_was_applied() {
         let mut t = OrderTracker::new();
-        t.expect_filled(&exit("X1-p1"), Qty(25), Paise(9_000), 0);
+        t.expect_filled(&exit("X1-p1"), Qty(25), Paise(9_000 * 25), 0);
         let r = t.observe(&seen("9", Some("X1-p1"), OrderStatus::Traded, 75, 8_980), AT, 1);
         // (8980 × 75 − 9000 × 25) / 50 = 8970
         assert_eq!(fills(&r), [(50, 8_970)]);

@@ -239,6 +239,34 @@ pub fn parse_scaled(text: &str, places: u32) -> Result<i64, MoneyError> {
 }
 
 /// `num / den` rounded half away from zero, in integers. `den` must be positive.
+/// The exact value of `quantity` traded at `price` (paise × units = paise); `None` on overflow.
+pub fn trade_value(price: Paise, quantity: Qty) -> Option<Paise> {
+    price.0.checked_mul(quantity.0).map(Paise)
+}
+
+/// The average price of trades worth `value` for `quantity`, rounded half away from zero to
+/// the paisa (for display and the rules; PnL uses the value); `None` for no quantity.
+pub fn average_price(value: Paise, quantity: Qty) -> Option<Paise> {
+    if quantity.0 <= 0 {
+        return None;
+    }
+    Some(Paise(div_round_half_away(i128::from(value.0), i128::from(quantity.0)) as i64))
+}
+
+/// Sums the values of trades `(price, quantity)`: total quantity and exact value, `None` on
+/// overflow or a non-positive quantity.
+pub fn sum_trades(trades: impl IntoIterator<Item = (Paise, Qty)>) -> Option<(Qty, Paise)> {
+    let (mut q, mut v) = (0i64, 0i64);
+    for (price, quantity) in trades {
+        if quantity.0 <= 0 {
+            return None;
+        }
+        q = q.checked_add(quantity.0)?;
+        v = v.checked_add(trade_value(price, quantity)?.0)?;
+    }
+    Some((Qty(q), Paise(v)))
+}
+
 pub fn div_round_half_away(num: i128, den: i128) -> i128 {
     debug_assert!(den > 0);
     let q = num / den;
@@ -249,6 +277,22 @@ pub fn div_round_half_away(num: i128, den: i128) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trade_values_are_exact_and_checked() {
+        // 25 at 100.00 and 50 at 100.01: 7,500.50 exactly, an average of 100.00666… → 100.01.
+        let (q, v) = sum_trades([(Paise(10_000), Qty(25)), (Paise(10_001), Qty(50))]).unwrap();
+        assert_eq!((q, v), (Qty(75), Paise(750_050)));
+        assert_eq!(average_price(v, q), Some(Paise(10_001)));
+        // The rounded average times the quantity is 25 paise more than the trades.
+        assert_eq!(Paise(10_001) * q - v, Paise(25));
+        assert_eq!(average_price(Paise(-5), Qty(2)), Some(Paise(-3)), "half away from zero");
+        assert_eq!(average_price(v, Qty(0)), None);
+        assert_eq!(trade_value(Paise(i64::MAX), Qty(2)), None);
+        assert_eq!(sum_trades([(Paise(i64::MAX), Qty(1)), (Paise(1), Qty(1))]), None);
+        assert_eq!(sum_trades([(Paise(1), Qty(0))]), None);
+        assert_eq!(sum_trades([]), Some((Qty(0), Paise(0))));
+    }
 
     #[test]
     fn feed_price_rounds_half_away_from_zero() {

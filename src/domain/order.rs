@@ -145,7 +145,10 @@ pub struct OrderIntent {
 }
 
 /// One execution reported by a broker (paper or Dhan). `trade_id` is unique per broker and is
-/// how duplicates are dropped.
+/// how duplicates are dropped. A fill may stand for several trades of one order at different
+/// prices (the part of an order that traded between two reports, or an entry's total): `price`
+/// is then their average rounded to the paisa, for display and the rules, and `value` their
+/// exact Σ price × quantity, for PnL and charges.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
     pub correlation_id: CorrelationId,
@@ -155,7 +158,18 @@ pub struct Fill {
     pub txn: Txn,
     pub quantity: Qty,
     pub price: Paise,
+    /// Σ price × quantity of the trades this fill stands for (paise). Zero when unknown (a
+    /// fill written before values were recorded): [`Fill::value`] then derives it.
+    #[serde(default)]
+    pub value: Paise,
     pub at: Timestamp,
+}
+
+impl Fill {
+    /// The exact value of the fill: `value`, or `price × quantity` when it was not recorded.
+    pub fn value(&self) -> Paise {
+        if self.value == Paise::ZERO { self.price * self.quantity } else { self.value }
+    }
 }
 
 #[cfg(test)]

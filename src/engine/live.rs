@@ -474,6 +474,7 @@ max_daily_loss_rupees = 5000
             txn: Txn::Sell,
             quantity: Qty(25),
             price: Paise(9_000),
+            value: Paise(9_000 * 25),
             at: t0,
         };
         let mut state = RestartState {

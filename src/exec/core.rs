@@ -367,10 +367,28 @@ impl ExitCore {
         quantity: Qty,
         at: Timestamp,
     ) -> Result<Vec<CoreEvent>, CoreError> {
+        self.on_exit_filled_at_value(correlation_id, price, quantity, price * quantity, at)
+    }
+
+    /// [`Self::on_exit_filled`] with the exact value of the execution (Σ price × quantity of
+    /// the trades it stands for), which the exit's turnover adds up.
+    pub fn on_exit_filled_at_value(
+        &mut self,
+        correlation_id: &CorrelationId,
+        price: Paise,
+        quantity: Qty,
+        value: Paise,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
         let slot = self.exit_slot(correlation_id)?;
         let pos = self.slots[slot].as_mut().expect("an exit in flight points at a live slot");
-        let fill =
-            LifecycleEvent::Fill { correlation_id: correlation_id.clone(), price, quantity, at };
+        let fill = LifecycleEvent::Fill {
+            correlation_id: correlation_id.clone(),
+            price,
+            quantity,
+            value,
+            at,
+        };
         let mut events = Vec::new();
         match pos.apply(fill)? {
             Outcome::PartFilled { remaining } => {
@@ -674,15 +692,15 @@ fn alert(level: AlertLevel, code: &str, message: String, at: Timestamp) -> CoreE
     CoreEvent::Alert(Alert { level, code: code.to_string(), message, at })
 }
 
-/// The PnL of a closed position: exact gross from the exit turnover, entry leg charged on the
-/// entered quantity, each exit order charged as its own leg.
+/// The PnL of a closed position: exact gross from the entry's value and the exit turnover
+/// (Σ price × quantity of their fills), the entry leg charged on its value, each exit order
+/// charged as its own leg on its turnover.
 fn closed_trade(charges: &ChargeSchedule, pos: &Position) -> ClosedTrade {
     let Lifecycle::Exited(done) = &pos.lifecycle else {
         unreachable!("closed_trade is called on exited positions only")
     };
-    let gross =
-        pnl::gross_pnl_on_turnover(pos.side, pos.entry_price, pos.quantity, pos.exited.turnover());
-    let entry_charges = charges.leg(Txn::opening(pos.side), pos.entry_price, pos.quantity).total();
+    let gross = pnl::gross_on_values(pos.side, pos.entry_value, pos.exited.turnover());
+    let entry_charges = charges.leg_on_turnover(Txn::opening(pos.side), pos.entry_value).total();
     let exit_charges: Paise = pos
         .exited
         .order_turnovers

@@ -206,6 +206,7 @@ impl PaperBroker {
                 txn: intent.txn,
                 quantity: qty,
                 price,
+                value: price * qty,
                 at,
             },
             charges,

@@ -28,6 +28,15 @@ pub fn gross_pnl_on_turnover(
     Paise::saturating_from(i128::from(side.sign()) * (i128::from(exit_turnover.0) - cost))
 }
 
+/// Gross PnL from exact values: what the entry's fills were worth (`entry_value`, Σ price ×
+/// quantity) against what the exits' fills were worth (or the position is worth now):
+/// `exit − entry` for a long, `entry − exit` for a short. Exact to the paisa whatever the
+/// number of fills and prices on either side.
+pub fn gross_on_values(side: Side, entry_value: Paise, exit_value: Paise) -> Paise {
+    let d = i128::from(exit_value.0) - i128::from(entry_value.0);
+    Paise::saturating_from(i128::from(side.sign()) * d)
+}
+
 /// The PnL of a closed trade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TradePnl {
@@ -115,6 +124,18 @@ mod tests {
         let a = gross_pnl(Side::Short, Paise(8_000), Paise(7_250), Qty(50));
         let b = gross_pnl_on_turnover(Side::Short, Paise(8_000), Qty(50), Paise(7_250 * 50));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn gross_on_values_is_exact_where_averages_are_not() {
+        // 25 at 100.00 + 50 at 100.01 in, 50 at 88.00 + 25 at 88.01 out.
+        let entry = Paise(25 * 10_000 + 50 * 10_001);
+        let exit = Paise(50 * 8_800 + 25 * 8_801);
+        assert_eq!(gross_on_values(Side::Long, entry, exit), Paise(-90_025));
+        assert_eq!(gross_on_values(Side::Short, entry, exit), Paise(90_025));
+        // The averages (100.01 and 88.00) book 0.50 more loss.
+        assert_eq!(gross_pnl(Side::Long, Paise(10_001), Paise(8_800), Qty(75)), Paise(-90_075));
+        assert_eq!(gross_on_values(Side::Long, Paise(i64::MAX), Paise(i64::MIN)), Paise(i64::MIN));
     }
 
     #[test]

@@ -133,8 +133,9 @@ impl ExitedPart {
 pub enum LifecycleEvent {
     /// A rule (or a timed/account rule, or the kill switch) wants the position out.
     Trigger { reason: ExitReason, price: Paise, at: Timestamp, stale: bool },
-    /// An execution of the exit order.
-    Fill { correlation_id: CorrelationId, price: Paise, quantity: Qty, at: Timestamp },
+    /// An execution of the exit order: `quantity` at average `price`, worth exactly `value`
+    /// (Σ price × quantity of the trades it stands for).
+    Fill { correlation_id: CorrelationId, price: Paise, quantity: Qty, value: Paise, at: Timestamp },
     /// The exit order is definitively rejected (nothing more of it will execute).
     Rejected { correlation_id: CorrelationId, why: String, at: Timestamp },
 }
@@ -189,8 +190,13 @@ pub struct Position {
     pub side: Side,
     /// Units entered (always positive).
     pub quantity: Qty,
-    /// Average entry fill.
+    /// Average entry fill, rounded to the paisa: what the rules measure from and what is shown.
     pub entry_price: Paise,
+    /// The entry's exact value, Σ price × quantity of its fills (paise): what the entry cost
+    /// (or, short, brought in). PnL and charges use it; an entry that traded at several prices
+    /// has an average that is not a whole paisa, so `entry_price × quantity` may be off by up
+    /// to half a paisa per unit.
+    pub entry_value: Paise,
     pub opened_at: Timestamp,
     pub origin: Origin,
     pub risk: RiskState,
@@ -219,6 +225,7 @@ impl Position {
             side,
             quantity,
             entry_price,
+            entry_value: entry_price * quantity,
             opened_at,
             origin,
             risk: RiskState::new(entry_price),
@@ -227,6 +234,13 @@ impl Position {
             exited: ExitedPart::default(),
             lifecycle: Lifecycle::new(),
         }
+    }
+
+    /// The same position with the entry's exact value (Σ price × quantity of its fills)
+    /// instead of `entry_price × quantity`.
+    pub fn with_entry_value(mut self, value: Paise) -> Position {
+        self.entry_value = value;
+        self
     }
 
     /// Units still open (entered minus executed exits).
@@ -254,9 +268,13 @@ impl Position {
     /// Gross PnL of the whole position with the open part at `price` and executed exits at
     /// their fills.
     pub fn gross_at(&self, price: Paise) -> Paise {
-        let open = self.terms().pnl_at(price);
-        let (qty, turnover) = self.executed_exits();
-        open + crate::pnl::gross_pnl_on_turnover(self.side, self.entry_price, qty, turnover)
+        let (_, turnover) = self.executed_exits();
+        let open_value = i128::from(price.0) * i128::from(self.open_quantity().0);
+        crate::pnl::gross_on_values(
+            self.side,
+            self.entry_value,
+            Paise::saturating_from(open_value + i128::from(turnover.0)),
+        )
     }
 
     /// Unrealised gross PnL at the last price.
@@ -319,7 +337,7 @@ impl Position {
             }
             (
                 Lifecycle::Exiting(x),
-                LifecycleEvent::Fill { correlation_id, price, quantity, at },
+                LifecycleEvent::Fill { correlation_id, quantity, value, at, .. },
             ) => {
                 self.check_order(x, &correlation_id, event_name)?;
                 if quantity.0 <= 0 {
@@ -337,7 +355,7 @@ impl Position {
                 }
                 let mut x = x.clone();
                 x.filled = Qty(x.filled.0 + quantity.0);
-                x.turnover += price * quantity;
+                x.turnover += value;
                 if quantity < open {
                     let remaining = Qty(open.0 - quantity.0);
                     (Lifecycle::Exiting(x), Outcome::PartFilled { remaining })
@@ -422,6 +440,7 @@ mod tests {
             correlation_id: CorrelationId::new(cid).unwrap(),
             price: Paise(price),
             quantity: Qty(qty),
+            value: Paise(price * qty),
             at: Timestamp(3_000),
         }
     }

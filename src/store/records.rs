@@ -268,9 +268,18 @@ pub struct PositionRecord {
     /// The broker's text for the last rejected exit order.
     pub last_rejection: Option<String>,
     pub updated_at: Timestamp,
+    /// The entry's exact value, Σ price × quantity of its fills (paise); `None` in rows written
+    /// before it was recorded (then `entry_price × quantity` stands for it).
+    #[serde(default)]
+    pub entry_value: Option<Paise>,
 }
 
 impl PositionRecord {
+    /// The entry's exact value, or `entry_price × quantity` for a row without it.
+    pub fn entry_value(&self) -> Paise {
+        self.entry_value.unwrap_or(self.entry_price * self.quantity)
+    }
+
     /// A position just opened at `entry_price` on `opened_at`: `Active`, no tick seen yet (its
     /// best and last price are the entry price), no exit tried.
     pub fn opened(
@@ -305,6 +314,7 @@ impl PositionRecord {
             exited_at: None,
             last_rejection: None,
             updated_at: opened_at,
+            entry_value: None,
         }
     }
 }
@@ -375,7 +385,12 @@ pub struct FillRecord {
     pub instrument: InstrumentKey,
     pub txn: Txn,
     pub quantity: Qty,
+    /// The average price of the trades the fill stands for (rounded to the paisa).
     pub price: Paise,
+    /// Their exact Σ price × quantity; `None` in rows written before it was recorded (then
+    /// `price × quantity` stands for it).
+    #[serde(default)]
+    pub value: Option<Paise>,
     pub at: Timestamp,
 }
 
@@ -389,6 +404,7 @@ impl From<&crate::domain::Fill> for FillRecord {
             txn: f.txn,
             quantity: f.quantity,
             price: f.price,
+            value: Some(f.value()),
             at: f.at,
         }
     }

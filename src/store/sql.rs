@@ -43,9 +43,10 @@ pub(crate) const CLAIM_EVENT: &str = "INSERT INTO applied_events (event_id, kind
 const UPSERT_POSITION: &str = "INSERT INTO positions (id, instrument, side, quantity, \
      entry_price, opened_at, source, state, best_price, hwm_pnl, ratchet_stop, last_price, \
      last_price_at, exit_attempts, exit_reason, exit_trigger_price, exit_trigger_at, \
-     exit_correlation_id, exit_price, exited_at, last_rejection, updated_at, event_id) \
+     exit_correlation_id, exit_price, exited_at, last_rejection, updated_at, event_id, \
+     entry_value) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23) \
+     $19, $20, $21, $22, $23, $24) \
      ON CONFLICT (id) DO UPDATE SET instrument = excluded.instrument, side = excluded.side, \
      quantity = excluded.quantity, entry_price = excluded.entry_price, \
      opened_at = excluded.opened_at, source = excluded.source, state = excluded.state, \
@@ -56,7 +57,8 @@ const UPSERT_POSITION: &str = "INSERT INTO positions (id, instrument, side, quan
      exit_trigger_at = excluded.exit_trigger_at, \
      exit_correlation_id = excluded.exit_correlation_id, exit_price = excluded.exit_price, \
      exited_at = excluded.exited_at, last_rejection = excluded.last_rejection, \
-     updated_at = excluded.updated_at, event_id = excluded.event_id";
+     updated_at = excluded.updated_at, event_id = excluded.event_id, \
+     entry_value = excluded.entry_value";
 
 const MARK_POSITION: &str = "UPDATE positions SET best_price = $2, hwm_pnl = $3, \
      ratchet_stop = $4, last_price = $5, last_price_at = $6, updated_at = $7, event_id = $8 \
@@ -79,7 +81,7 @@ const INSERT_HISTORY: &str = "INSERT INTO order_status_history (event_id, correl
      ON CONFLICT (event_id) DO NOTHING";
 
 const INSERT_FILL: &str = "INSERT INTO fills (trade_id, correlation_id, order_id, instrument, \
-     txn, quantity, price, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     txn, quantity, price, at, value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (trade_id) DO NOTHING";
 
 const UPSERT_CLOSED: &str = "INSERT INTO closed_trades (position_id, instrument, side, reason, \
@@ -171,6 +173,7 @@ pub(crate) fn event_ops(ev: &StoreEvent) -> Vec<Op> {
                 opt_text(p.last_rejection.clone()),
                 ts(p.updated_at),
                 id,
+                opt_paise(p.entry_value),
             ],
         }],
         EventKind::PositionMark(m) => vec![Op {
@@ -247,6 +250,7 @@ pub(crate) fn event_ops(ev: &StoreEvent) -> Vec<Op> {
                 int(f.quantity.0),
                 paise(f.price),
                 ts(f.at),
+                opt_paise(f.value),
             ],
         }],
         EventKind::TradeClosed(t) => vec![Op {
@@ -303,7 +307,7 @@ pub(crate) fn event_ops(ev: &StoreEvent) -> Vec<Op> {
 const POSITION_COLUMNS: &str = "id, instrument, side, quantity, entry_price, opened_at, source, \
      state, best_price, hwm_pnl, ratchet_stop, last_price, last_price_at, exit_attempts, \
      exit_reason, exit_trigger_price, exit_trigger_at, exit_correlation_id, exit_price, \
-     exited_at, last_rejection, updated_at";
+     exited_at, last_rejection, updated_at, entry_value";
 
 pub(crate) fn select_positions(open_only: bool) -> String {
     let filter = if open_only { " WHERE state <> 'exited'" } else { "" };
@@ -326,7 +330,7 @@ pub(crate) const SELECT_HISTORY: &str = "SELECT correlation_id, event_id, status
      broker_order_id, at, detail FROM order_status_history ORDER BY correlation_id, event_id";
 
 pub(crate) const SELECT_FILLS: &str = "SELECT trade_id, correlation_id, order_id, instrument, \
-     txn, quantity, price, at FROM fills ORDER BY at, trade_id";
+     txn, quantity, price, at, value FROM fills ORDER BY at, trade_id";
 
 pub(crate) const SELECT_CLOSED: &str = "SELECT position_id, instrument, side, reason, \
      entry_price, exit_price, quantity, gross, charges, net, closed_at FROM closed_trades \
@@ -482,6 +486,7 @@ impl Reader<'_> {
             exited_at: self.opt_ts(19)?,
             last_rejection: self.opt_string(20)?,
             updated_at: self.ts(21)?,
+            entry_value: self.opt_paise(22)?,
         })
     }
 
@@ -527,6 +532,7 @@ impl Reader<'_> {
             quantity: Qty(self.i64(5)?),
             price: self.paise(6)?,
             at: self.ts(7)?,
+            value: self.opt_paise(8)?,
         })
     }
 

@@ -168,6 +168,9 @@ pub fn exiting_position(id: &str) -> PositionRecord {
         exited_at: None,
         last_rejection: Some("RMS: margin shortfall".into()),
         updated_at: Timestamp(T0 + 5_001),
+        // Entered 25 at 100.00 and 50 at 100.01: 100.01 shown, 7,500.50 exactly.
+        entry_price: Paise(10_001),
+        entry_value: Some(Paise(750_050)),
         ..position(id)
     }
 }
@@ -206,6 +209,7 @@ pub fn fill(trade: &str, corr: &str, price: i64) -> FillRecord {
         txn: Txn::Sell,
         quantity: Qty(75),
         price: Paise(price),
+        value: Some(Paise(price * 75)),
         at: Timestamp(T0 + 9_000),
     }
 }

@@ -30,6 +30,7 @@ pub fn position_record(p: &Position, at: Timestamp) -> PositionRecord {
         last_price: p.last_price,
         last_price_at: p.last_price_at,
         updated_at: at,
+        entry_value: Some(p.entry_value),
         ..PositionRecord::opened(
             p.id.clone(),
             p.instrument,
@@ -139,6 +140,7 @@ pub fn fill_from_record(f: &FillRecord) -> Fill {
         txn: f.txn,
         quantity: f.quantity,
         price: f.price,
+        value: f.value.unwrap_or(f.price * f.quantity),
         at: f.at,
     }
 }
@@ -315,6 +317,7 @@ mod tests {
             correlation_id: cid,
             price: Paise(10_400),
             quantity: Qty(75),
+            value: Paise(10_400 * 75),
             at: Timestamp(4_000),
         })
         .unwrap();

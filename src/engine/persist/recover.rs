@@ -394,7 +394,10 @@ pub fn position_from_record(
     for attempt in 1..=done_attempts {
         let cid = exit_id(attempt)?;
         let (q, t) = fills.get(cid.as_str()).map_or((0, 0), |v| {
-            v.iter().fold((0, 0), |(q, t), f| (q + f.quantity.0, t + f.price.0 * f.quantity.0))
+            v.iter().fold((0i64, 0i64), |(q, t), f| {
+                let value = f.value.unwrap_or(f.price * f.quantity);
+                (q.saturating_add(f.quantity.0), t.saturating_add(value.0))
+            })
         });
         if q > 0 {
             exited.quantity = Qty(exited.quantity.0 + q);
@@ -440,6 +443,7 @@ pub fn position_from_record(
         side: r.side,
         quantity: r.quantity,
         entry_price: r.entry_price,
+        entry_value: r.entry_value(),
         opened_at: r.opened_at,
         origin: match r.source {
             PositionSource::Entry => Origin::Entry,
@@ -514,7 +518,7 @@ fn paper_wallet(
     }
     let mut holdings = Vec::new();
     for p in core.positions.iter().filter(|p| p.origin == Origin::Entry) {
-        let entry_turnover = p.entry_price * p.quantity;
+        let entry_turnover = p.entry_value;
         cash -=
             entry_turnover + charges.leg_on_turnover(Txn::opening(p.side), entry_turnover).total();
         // Exit orders that executed before the one in flight: what they returned.

@@ -95,6 +95,20 @@ impl ExitCore {
         quantity: Qty,
         at: Timestamp,
     ) -> Result<Vec<CoreEvent>, CoreError> {
+        self.on_entry_filled_at_value(correlation_id, price, quantity, price * quantity, at)
+    }
+
+    /// [`Self::on_entry_filled`] with the exact value of the order's fills (Σ price × quantity):
+    /// the position's entry value, which PnL and charges use; `price` (their average rounded to
+    /// the paisa) is what the rules measure from.
+    pub fn on_entry_filled_at_value(
+        &mut self,
+        correlation_id: &CorrelationId,
+        price: Paise,
+        quantity: Qty,
+        value: Paise,
+        at: Timestamp,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
         let pending = self
             .pending
             .values()
@@ -110,7 +124,7 @@ impl ExitCore {
             entry_price: price,
             opened_at: at,
         };
-        let mut events = self.open_position(new, Origin::Entry)?;
+        let mut events = self.open_position_at_value(new, Origin::Entry, value)?;
         // The kill switch or the daily loss limit flattened the book while this entry was in
         // flight: the position it opens is flattened too, at once.
         let status = self.trading.status();
@@ -162,7 +176,21 @@ impl ExitCore {
         new: NewPosition,
         origin: Origin,
     ) -> Result<Vec<CoreEvent>, CoreError> {
+        let value = new.entry_price * new.quantity;
+        self.open_position_at_value(new, origin, value)
+    }
+
+    /// [`Self::open_position`] with the entry's exact value (Σ price × quantity of its fills).
+    pub fn open_position_at_value(
+        &mut self,
+        new: NewPosition,
+        origin: Origin,
+        entry_value: Paise,
+    ) -> Result<Vec<CoreEvent>, CoreError> {
         let invalid = |why: String| CoreError::InvalidPosition { id: new.id.clone(), why };
+        if entry_value.0 <= 0 {
+            return Err(invalid(format!("entry value {entry_value} is not positive")));
+        }
         if new.quantity.0 <= 0 {
             return Err(invalid(format!("quantity {} is not positive", new.quantity)));
         }
@@ -195,7 +223,8 @@ impl ExitCore {
             new.entry_price,
             new.opened_at,
             origin,
-        );
+        )
+        .with_entry_value(entry_value);
         let event = position_event(PositionChange::Opened, at, &pos);
         self.insert(pos);
         Ok(vec![event])

@@ -268,7 +268,16 @@ impl ExitEngine {
         let at = s.clock.now();
         let kind = adjustment.kind();
         let (detail, result) = match adjustment {
-            Adjustment::Adopt { instrument, side, quantity, price, source, position, why } => {
+            Adjustment::Adopt {
+                instrument,
+                side,
+                quantity,
+                price,
+                value,
+                source,
+                position,
+                why,
+            } => {
                 let id = position.clone().unwrap_or_else(|| s.ids.next());
                 let detail = format!(
                     "adopted {side} {quantity} {instrument} at {price} as position {id}: {why}"
@@ -283,8 +292,12 @@ impl ExitEngine {
                 };
                 let r = self.settle(|core| match (source, position) {
                     // Our own entry, whose record was lost: it is the entry's position.
-                    (PriceSource::OwnTrades, Some(_)) => core.open_position(new, Origin::Entry),
-                    (PriceSource::OwnTrades, None) => core.open_position(new, Origin::Adopted),
+                    (PriceSource::OwnTrades, Some(_)) => {
+                        core.open_position_at_value(new, Origin::Entry, value)
+                    }
+                    (PriceSource::OwnTrades, None) => {
+                        core.open_position_at_value(new, Origin::Adopted, value)
+                    }
                     (PriceSource::BrokerAverage, None | Some(_)) => {
                         core.adopt_at_broker_average(new, &why)
                     }

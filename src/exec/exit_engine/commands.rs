@@ -24,12 +24,20 @@ impl ExitEngine {
             OrderEvent::Filled { purpose, fill } => {
                 let f = fill;
                 self.settle(|core| match purpose {
-                    OrderPurpose::Entry => {
-                        core.on_entry_filled(&f.correlation_id, f.price, f.quantity, f.at)
-                    }
-                    OrderPurpose::Exit(_) => {
-                        core.on_exit_filled(&f.correlation_id, f.price, f.quantity, f.at)
-                    }
+                    OrderPurpose::Entry => core.on_entry_filled_at_value(
+                        &f.correlation_id,
+                        f.price,
+                        f.quantity,
+                        f.value(),
+                        f.at,
+                    ),
+                    OrderPurpose::Exit(_) => core.on_exit_filled_at_value(
+                        &f.correlation_id,
+                        f.price,
+                        f.quantity,
+                        f.value(),
+                        f.at,
+                    ),
                 })
             }
             OrderEvent::Rejected { correlation_id, purpose, reason, at } => {

@@ -303,7 +303,9 @@ impl OrderDesk {
                 match s.placer.client.order(&order_id) {
                     Ok(Some(o)) => {
                         let at = s.clock.now();
-                        let reports = s.tracker.lock().observe(
+                        let reports = super::valued::observe(
+                            &s.tracker,
+                            &s.placer.client,
                             &Seen::from_order(&o),
                             at,
                             SharedTracker::now_ms(),

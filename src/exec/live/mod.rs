@@ -27,6 +27,7 @@ pub mod placer;
 pub mod reconciler;
 pub mod report;
 pub mod tracking;
+pub mod valued;
 
 use std::sync::Arc;
 

@@ -31,8 +31,8 @@ use crate::broker::reconcile::{Adjustment, BrokerBook, BrokerCheck, InFlight, Lo
 use crate::broker::resolve::{Resolution, ResolverConfig, resolve_placement_with};
 use crate::broker::rest::DhanClient;
 use crate::broker::tracker::{Report, Seen};
-use crate::domain::money::div_round_half_away;
-use crate::domain::{Clock, OrderIntent, Paise, PositionId, Qty};
+use crate::domain::money::{div_round_half_away, sum_trades};
+use crate::domain::{Clock, CorrelationId, OrderId, OrderIntent, Paise, PositionId, Qty};
 use crate::exec::messages::EngineCommand;
 use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::exec::seams::Reconciler;
@@ -43,7 +43,7 @@ use crate::runtime::{Worker, WorkerCtx};
 use super::desk::DeskHandle;
 use super::gateway::slices_of;
 use super::report::Reporter;
-use super::{LiveMetrics, SharedTracker};
+use super::{LiveMetrics, SharedTracker, valued};
 use crate::instruments::SharedInstruments;
 
 /// The health-board component.
@@ -72,6 +72,11 @@ pub struct LiveReconciler {
     started: AtomicBool,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
+    /// Our entry orders valued at their trades so far: correlation id → (filled, value).
+    entry_values: parking_lot::Mutex<BTreeMap<String, (Qty, Paise)>>,
+    /// The journaled exits of pending entries, as the first startup attempt found them: a
+    /// later attempt (after a failed read) sees those entries filled, no longer pending.
+    journaled_exits: parking_lot::Mutex<Option<Vec<Adjustment>>>,
 }
 
 impl LiveReconciler {
@@ -115,6 +120,8 @@ impl LiveReconciler {
             clock,
             m,
             started: AtomicBool::new(false),
+            entry_values: parking_lot::Mutex::new(BTreeMap::new()),
+            journaled_exits: parking_lot::Mutex::new(None),
         }
     }
 
@@ -132,10 +139,55 @@ impl LiveReconciler {
         Ok(BrokerBook::read(&positions, &orders, self.product))
     }
 
+    /// Values our entry orders that executed at their own trades, so that a position adopted
+    /// from one (its record lost) enters at the exact value of its fills. The trade book is
+    /// read (`GET /trades`, one call) only when an entry order the order tracker does not
+    /// follow (those are the engine's already, valued as they fill) shows a filled quantity
+    /// not valued yet; a trade book that cannot be read leaves the order book's averages.
+    fn value_entries(&self, book: &mut BrokerBook) {
+        let mut values = self.entry_values.lock();
+        let followed =
+            |cid: &str| CorrelationId::new(cid).is_ok_and(|c| self.tracker.lock().is_tracked(&c));
+        let unvalued: Vec<(String, OrderId, Qty)> = book
+            .own_executions
+            .iter()
+            .filter(|e| e.parsed.role == correlation::OrderRole::Entry)
+            .filter(|e| !followed(&e.correlation_id))
+            .filter(|e| values.get(&e.correlation_id).is_none_or(|(q, _)| *q != e.filled))
+            .map(|e| (e.correlation_id.clone(), e.order_id.clone(), e.filled))
+            .collect();
+        if !unvalued.is_empty() {
+            match self.client.trades() {
+                Ok(trades) => {
+                    for (cid, order_id, filled) in unvalued {
+                        let mut by_id = BTreeMap::new();
+                        for t in trades.iter().filter(|t| t.order_id == order_id) {
+                            by_id.insert(
+                                t.exchange_trade_id.clone(),
+                                (t.traded_price, t.traded_quantity),
+                            );
+                        }
+                        if let Some((q, v)) = sum_trades(by_id.into_values())
+                            && q == filled
+                        {
+                            values.insert(cid, (q, v));
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::warn!(target: "broker", "reading the trade book to value our entry orders: {e}; their order-book averages stand")
+                }
+            }
+        }
+        book.value_at_trades(&values);
+    }
+
     /// Two reads, the second after the first.
     fn read_twice(&self, beat: &dyn Fn()) -> Result<(BrokerBook, BrokerBook, Vec<String>), String> {
         let (first, notes) = self.read_books(beat)?;
-        let (recheck, _) = self.read_books(beat)?;
+        let (mut recheck, _) = self.read_books(beat)?;
+        // Adoptions are priced from the second read.
+        self.value_entries(&mut recheck);
         Ok((first, recheck, notes))
     }
 
@@ -220,9 +272,17 @@ impl LiveReconciler {
                         let mut t = self.tracker.lock();
                         t.applied(cid, order.filled, applied, avg);
                         reports.extend(t.bind(cid, &order_id, now));
-                        if let Some(o) = &book {
-                            reports.extend(t.observe(&Seen::from_order(o), self.clock.now(), now));
-                        }
+                    }
+                    if let Some(o) = &book {
+                        let seen = Seen::from_order(o);
+                        let at = self.clock.now();
+                        reports.extend(valued::observe(
+                            &self.tracker,
+                            &self.client,
+                            &seen,
+                            at,
+                            now,
+                        ));
                     }
                     for r in reports {
                         self.reporter.report(r);
@@ -277,25 +337,18 @@ impl LiveReconciler {
                 log::warn!(target: "broker", "startup: {cid} of {} is at the broker as order {order_id} ({status}): tracking it", intent.position_id);
                 let now = SharedTracker::now_ms();
                 // Only what trades beyond the executions already applied is reported.
-                let applied_avg = if order.filled.0 > 0 {
-                    Paise(div_round_half_away(
-                        i128::from(order.turnover.0),
-                        i128::from(order.filled.0),
-                    ) as i64)
-                } else {
-                    Paise::ZERO
-                };
                 let bound = {
                     let mut t = self.tracker.lock();
-                    t.expect_filled(intent, order.filled, applied_avg, now);
+                    t.expect_filled(intent, order.filled, order.turnover, now);
                     t.bind(cid, &order_id, now)
                 };
                 if let Some(r) = bound {
                     self.reporter.report(r);
                 }
                 if let Ok(Some(o)) = self.client.order(&order_id) {
-                    let reports =
-                        self.tracker.lock().observe(&Seen::from_order(&o), self.clock.now(), now);
+                    let seen = Seen::from_order(&o);
+                    let at = self.clock.now();
+                    let reports = valued::observe(&self.tracker, &self.client, &seen, at, now);
                     for r in reports {
                         if matches!(r, Report::Fill { .. }) {
                             self.m.fills.with_label_values(&["resolve"]).inc();
@@ -324,6 +377,11 @@ impl LiveReconciler {
         local: &LocalView,
         pause: &dyn Fn(Duration) -> bool,
     ) -> Result<BrokerCheck, String> {
+        let journaled = self
+            .journaled_exits
+            .lock()
+            .get_or_insert_with(|| journaled_exits_of_pending_entries(local, &self.journal.today()))
+            .clone();
         let mut settled = Vec::new();
         for order in &local.orders_in_flight {
             let cid = &order.intent.correlation_id;
@@ -335,7 +393,7 @@ impl LiveReconciler {
                 return Err("stopped".into());
             }
         }
-        settled.extend(journaled_exits_of_pending_entries(local, &self.journal.today()));
+        settled.extend(journaled);
         let beat = || {
             pause(Duration::ZERO);
         };

@@ -50,7 +50,8 @@ impl OrderTracking {
 
     fn apply(&self, seen: &Seen, source: &str) {
         let at = self.s.clock.now();
-        let reports = self.s.tracker.lock().observe(seen, at, SharedTracker::now_ms());
+        let now = SharedTracker::now_ms();
+        let reports = super::valued::observe(&self.s.tracker, &self.s.client, seen, at, now);
         for r in reports {
             if matches!(r, Report::Fill { .. }) {
                 self.s.m.fills.with_label_values(&[source]).inc();

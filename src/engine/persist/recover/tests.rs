@@ -60,6 +60,7 @@ fn fill(trade: &str, corr: &str, qty: i64, price: i64, at: Timestamp) -> FillRec
         txn: Txn::Sell,
         quantity: Qty(qty),
         price: Paise(price),
+        value: None,
         at,
     }
 }
@@ -215,6 +216,28 @@ fn exit_orders_rejected_after_part_fills_count_as_executed_legs() {
     assert_eq!(p.exited.order_turnovers, vec![Paise(20 * 10_100 + 10 * 10_050)]);
     assert_eq!(p.open_quantity(), Qty(45));
     assert_eq!(st.exit_fills[&cid("X3-P1-1")].len(), 1);
+}
+
+#[test]
+fn a_position_keeps_its_entrys_exact_value_and_a_row_without_it_derives_it() {
+    // Entered 25 at 100.00 and 50 at 100.01: shown at 100.01, worth 7,500.50 exactly.
+    let exact = PositionRecord {
+        entry_price: Paise(10_001),
+        entry_value: Some(Paise(750_050)),
+        ..record("P1-1", "2025-11-24T10:00:00")
+    };
+    let old = PositionRecord { entry_value: None, ..record("P2-1", "2025-11-24T10:00:00") };
+    // An earlier exit order's fill that stands for two trades, 10 at 101.00 and 20 at 101.01.
+    let mut part = fill("T1", "X1-P1-1", 30, 10_101, ist("2025-11-24T10:02:00"));
+    part.value = Some(Paise(10 * 10_100 + 20 * 10_101));
+    let exact = PositionRecord { exit_attempts: 1, last_rejection: Some("RMS".into()), ..exact };
+    let mut rows = stored(vec![exact, old], vec![]);
+    rows.fills.push(part);
+    let st = restart_state(&rows, &params(), ist(NOW)).unwrap();
+    let by = |id: &str| st.core.positions.iter().find(|p| p.id.as_str() == id).unwrap();
+    assert_eq!((by("P1-1").entry_price, by("P1-1").entry_value), (Paise(10_001), Paise(750_050)));
+    assert_eq!(by("P1-1").exited.order_turnovers, vec![Paise(303_020)]);
+    assert_eq!(by("P2-1").entry_value, Paise(750_000), "avg × quantity for a row without it");
 }
 
 #[test]
