@@ -150,6 +150,19 @@ impl PaperBroker {
         at: Timestamp,
         tick: Option<Paise>,
     ) -> Result<PaperExecution, PaperRefusal> {
+        self.execute_leg(intent, at, tick, 1)
+    }
+
+    /// [`PaperBroker::execute_on_tick`] for an order that went to the exchange as `orders`
+    /// child orders (sliced at the freeze quantity, `exec::slicing`), all filled at the same
+    /// price: brokerage per child, the other charges on the whole turnover (risk spec §6).
+    pub fn execute_leg(
+        &mut self,
+        intent: &OrderIntent,
+        at: Timestamp,
+        tick: Option<Paise>,
+        orders: u32,
+    ) -> Result<PaperExecution, PaperRefusal> {
         let cid = intent.correlation_id.clone();
         let qty = intent.quantity;
         if qty.0 <= 0 {
@@ -160,7 +173,7 @@ impl PaperBroker {
             None => self.fill_price(intent.txn, intent.reference_price),
         };
         let turnover = price * qty;
-        let charges = self.charges.leg_on_turnover(intent.txn, turnover);
+        let charges = self.charges.leg_on_turnover_orders(intent.txn, turnover, orders);
         match intent.purpose {
             OrderPurpose::Entry => {
                 if intent.price_is_stale {

@@ -399,6 +399,7 @@ pub fn position_from_record(
         if q > 0 {
             exited.quantity = Qty(exited.quantity.0 + q);
             exited.order_turnovers.push(Paise(t));
+            exited.order_quantities.push(Qty(q));
         }
     }
     let lifecycle = match r.state {
