@@ -141,3 +141,33 @@ fn paper_slices_above_the_freeze_quantity_and_charges_brokerage_per_child() {
     );
     h.stop();
 }
+
+#[test]
+fn limit_entries_are_rounded_passively_and_refused_without_a_band_or_at_an_absurd_price() {
+    let mut h = Harness::start(&master_extra(""));
+    h.price(OPT, "100.00");
+    let order = |instrument: &str, side: &str, price: &str| {
+        let body = serde_json::json!({ "instrument": instrument, "side": side, "quantity": 75, "price": price });
+        h.post("/v1/orders", &body.to_string())
+    };
+    // Absurd: zero, or beyond twice the band's upper edge (₹1520.30).
+    for price in ["0", "-1.00", "3040.65", "24500.00"] {
+        let (status, body) = order("NSE_FNO:52175", "LONG", price);
+        assert_eq!((status, body["code"].as_str()), (422, Some("price_absurd")), "{price}: {body}");
+    }
+    // An instrument the master does not know: no band to clamp into.
+    let (status, body) = order("NSE_FNO:52176", "LONG", "100.00");
+    assert_eq!((status, body["code"].as_str()), (422, Some("price_band_unknown")), "{body}");
+    // Not a price.
+    for price in ["100.005", "abc"] {
+        let (status, body) = order("NSE_FNO:52175", "LONG", price);
+        assert_eq!(status, 400, "{price}: {body}");
+    }
+    // Marketable on paper: a buy at ₹100.03 goes as ₹100.00 (down to the tick) and fills there.
+    let (status, body) = order("NSE_FNO:52175", "LONG", "100.03");
+    assert_eq!(status, 202, "{body}");
+    let id = scalper::domain::PositionId::new(body["position_id"].as_str().unwrap());
+    wait_until("the limit entry fills", || h.shared.core.lock().position(&id).is_some());
+    assert_eq!(h.shared.core.lock().position(&id).unwrap().entry_price.0, 10_000);
+    h.stop();
+}

@@ -652,6 +652,7 @@ fn trigger_exit(
                 reference_price: t.price,
                 price_is_stale: t.stale,
                 created_at: t.at,
+                limit_price: None,
             }));
             let change = PositionChange::ExitStarted { reason: t.reason, attempt };
             events.push(position_event(change, t.at, pos));

@@ -106,6 +106,7 @@ mod tests {
             reference_price: Paise(10_000),
             price_is_stale: stale,
             created_at: Timestamp(1),
+            limit_price: None,
         }
     }
 

@@ -155,6 +155,7 @@ mod tests {
             reference_price: Paise(10_000),
             price_is_stale: false,
             created_at: Timestamp::from_millis(0),
+            limit_price: None,
         }
     }
 

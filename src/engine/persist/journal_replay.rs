@@ -135,6 +135,7 @@ pub fn presumed_exits(state: &RestartState, journal: &[Sent]) -> Vec<crate::doma
             reference_price: p.last_price,
             price_is_stale: false,
             created_at: state.now,
+            limit_price: None,
         });
     }
     out

@@ -221,7 +221,13 @@ impl LiveReconciler {
                     let mut reports = Vec::new();
                     {
                         let mut t = self.tracker.lock();
-                        t.applied(cid, order.filled, applied, avg);
+                        // Nothing applied yet (a pending entry's children, an exit with no
+                        // recorded fill): nothing to tell, and resetting the counts to zero
+                        // would drop a fill the order-update stream may have reported since
+                        // the children were registered.
+                        if order.filled.0 > 0 {
+                            t.applied(cid, order.filled, applied, avg);
+                        }
                         reports.extend(t.bind(cid, &order_id, now));
                         if let Some(o) = &book {
                             reports.extend(t.observe(&Seen::from_order(o), self.clock.now(), now));
@@ -478,6 +484,7 @@ mod tests {
             reference_price: Paise(10_000),
             price_is_stale: false,
             created_at: Timestamp(0),
+            limit_price: None,
         }
     }
 

@@ -25,6 +25,7 @@ fn sent(cid: &str, pos: &str, txn: Txn, purpose: OrderPurpose, price: i64) -> Se
             reference_price: Paise(price),
             price_is_stale: false,
             created_at: at,
+            limit_price: None,
         },
         previous_run: true,
         presumed: false,
