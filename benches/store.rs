@@ -323,6 +323,7 @@ fn bench_sink(sizes: &Sizes) {
         reference_price: Paise(10_500),
         price_is_stale: false,
         created_at: now,
+        limit_price: None,
     };
     let events = [
         ("order sent (router)", EngineEvent::OrderSent { intent, at: now }),

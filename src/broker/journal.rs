@@ -239,6 +239,7 @@ mod tests {
             reference_price: Paise(9_000),
             price_is_stale: false,
             created_at: Timestamp(1),
+            limit_price: None,
         }
     }
 

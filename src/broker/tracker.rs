@@ -632,6 +632,7 @@ mod tests {
             reference_price: Paise(10_000),
             price_is_stale: false,
             created_at: AT,
+            limit_price: None,
         }
     }
 

@@ -244,6 +244,19 @@ impl Config {
 
     /// What `scalper replay` runs with: the core's parameters and the paper broker's.
     pub fn replay_params(&self) -> crate::replay::ReplayParams {
-        crate::replay::ReplayParams { core: self.core_params(), paper: self.paper.clone() }
+        // The master of `instruments.master_file`, when it reads: replay charges a leg above
+        // the freeze quantity per child order, as the engine does. Replay never downloads.
+        let instruments = self
+            .instruments
+            .master_file
+            .as_ref()
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|bytes| crate::instruments::parse::parse_master(bytes.as_slice()).ok())
+            .map(crate::instruments::SharedInstruments::new);
+        crate::replay::ReplayParams {
+            core: self.core_params(),
+            paper: self.paper.clone(),
+            instruments,
+        }
     }
 }

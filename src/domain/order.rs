@@ -126,8 +126,9 @@ impl OrderPurpose {
     }
 }
 
-/// A market order the engine wants placed. The correlation id is decided before the order
-/// leaves the engine and is how every later answer is matched to it.
+/// An order the engine wants placed: MARKET, or LIMIT at `limit_price` (entries only, as
+/// asked through `POST /v1/orders`). The correlation id is decided before the order leaves the
+/// engine and is how every later answer is matched to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderIntent {
     pub correlation_id: CorrelationId,
@@ -142,6 +143,10 @@ pub struct OrderIntent {
     /// Whether `reference_price` is stale (no tick within `stale_after_ms`).
     pub price_is_stale: bool,
     pub created_at: Timestamp,
+    /// A LIMIT order's price, already on the instrument's tick and inside its day band
+    /// (`instruments::limits::limit_price`); `None`: a MARKET order. Exits are always MARKET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_price: Option<Paise>,
 }
 
 /// One execution reported by a broker (paper or Dhan). `trade_id` is unique per broker and is

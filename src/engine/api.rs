@@ -248,6 +248,9 @@ struct OrderBody {
     symbol: Option<String>,
     side: String,
     quantity: i64,
+    /// A limit price in rupees (`"123.45"`): a LIMIT entry; absent: MARKET.
+    #[serde(default)]
+    price: Option<String>,
 }
 
 /// Reads `{ "instrument": "NSE_FNO:52175", "side": "LONG"|"SHORT", "quantity": 75 }` without
@@ -259,7 +262,7 @@ pub fn parse_order(body: Option<Value>) -> Result<EntryOrder, String> {
 /// Reads `{ "instrument": "NSE_FNO:52175" | "symbol": "NIFTY-Dec2026-24500-CE", "side":
 /// "LONG"|"SHORT", "quantity": 75 }`, the symbol looked up in `master`.
 pub fn parse_order_with(body: Option<Value>, master: &Instruments) -> Result<EntryOrder, String> {
-    let usage = r#"expected {"instrument": "NSE_FNO:52175" (or "symbol": "NIFTY-Dec2026-24500-CE"), "side": "LONG" or "SHORT", "quantity": 75}"#;
+    let usage = r#"expected {"instrument": "NSE_FNO:52175" (or "symbol": "NIFTY-Dec2026-24500-CE"), "side": "LONG" or "SHORT", "quantity": 75} and optionally "price": "123.45" (a LIMIT entry)"#;
     let body = body.ok_or_else(|| format!("missing body: {usage}"))?;
     let b: OrderBody = serde_json::from_value(body).map_err(|e| format!("{e}: {usage}"))?;
     let instrument: InstrumentKey = match (&b.instrument, &b.symbol) {
@@ -278,7 +281,22 @@ pub fn parse_order_with(body: Option<Value>, master: &Instruments) -> Result<Ent
     if b.quantity <= 0 {
         return Err(format!("quantity {} is not a positive number of units", b.quantity));
     }
-    Ok(EntryOrder { instrument, side, quantity: Qty(b.quantity), source: EntrySource::Operator })
+    let limit_price = match &b.price {
+        None => None,
+        Some(text) => {
+            let p = Paise::parse_rupees(text).map_err(|e| {
+                format!("price {text:?} is not a price in rupees (\"123.45\"): {e}")
+            })?;
+            Some(p)
+        }
+    };
+    Ok(EntryOrder {
+        instrument,
+        side,
+        quantity: Qty(b.quantity),
+        source: EntrySource::Operator,
+        limit_price,
+    })
 }
 
 /// The master's symbol of an instrument, or null when the master does not know it.

@@ -174,7 +174,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     log::info!(target: "instruments", "{master_line}");
     banner.push(master_line);
     let master = crate::instruments::SharedInstruments::new(master);
-    let (core, trading) = match seams.recovered {
+    let (mut core, trading) = match seams.recovered {
         Some(r) => {
             let trading = TradingCell::new(r.trading);
             let positions = r.core.positions.len();
@@ -189,6 +189,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
             (ExitCore::new(config.core_params(), trading.clone()), trading)
         }
     };
+    core.set_instruments(master.clone());
 
     // Alerts to people: a sink beside the others, and the notifier worker (none without
     // targets).

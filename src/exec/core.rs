@@ -74,6 +74,9 @@ pub struct ExitCore {
     clock_mono: Option<Mono>,
     marks: HashMap<PositionId, ages::Marks>,
     guard: PriceGuard,
+    /// The instrument master, for how many orders a leg sliced at the freeze quantity was
+    /// charged as (`exec::slicing::leg_orders`); without it every leg is one order.
+    instruments: Option<crate::instruments::SharedInstruments>,
 }
 
 impl ExitCore {
@@ -101,7 +104,14 @@ impl ExitCore {
             clock_mono: None,
             marks: HashMap::new(),
             guard: PriceGuard::new(),
+            instruments: None,
         }
+    }
+
+    /// Charges a leg above its instrument's freeze quantity per child order (brokerage is per
+    /// executed order), as the broker slices it.
+    pub fn set_instruments(&mut self, instruments: crate::instruments::SharedInstruments) {
+        self.instruments = Some(instruments);
     }
 
     /// A core that continues from persisted state. `trading` must already hold the persisted
@@ -398,7 +408,8 @@ impl ExitCore {
                 self.exits_in_flight.remove(correlation_id);
                 let pos = self.remove(slot);
                 self.retries.forget(&pos.id);
-                let trade = closed_trade(&self.charges, &pos);
+                let master = self.instruments.as_ref().map(|m| m.load());
+                let trade = closed_trade(&self.charges, master.as_deref(), &pos);
                 self.roll_session(at, &mut events);
                 if self.day.session == Some(self.session.session_of(at)) {
                     self.day.realised_gross += trade.gross;
@@ -659,6 +670,7 @@ fn trigger_exit(
                 reference_price: t.price,
                 price_is_stale: t.stale,
                 created_at: t.at,
+                limit_price: None,
             }));
             let change = PositionChange::ExitStarted { reason: t.reason, attempt };
             events.push(position_event(change, t.at, pos));
@@ -694,18 +706,34 @@ fn alert(level: AlertLevel, code: &str, message: String, at: Timestamp) -> CoreE
 
 /// The PnL of a closed position: exact gross from the entry's value and the exit turnover
 /// (Σ price × quantity of their fills), the entry leg charged on its value, each exit order
-/// charged as its own leg on its turnover.
-fn closed_trade(charges: &ChargeSchedule, pos: &Position) -> ClosedTrade {
+/// charged as its own leg on its turnover. A leg above the instrument's freeze quantity
+/// (`master`) went out as child orders and pays brokerage per child
+/// (`exec::slicing::leg_orders`), the turnover-based charges on the leg's total.
+fn closed_trade(
+    charges: &ChargeSchedule,
+    master: Option<&crate::instruments::Instruments>,
+    pos: &Position,
+) -> ClosedTrade {
     let Lifecycle::Exited(done) = &pos.lifecycle else {
         unreachable!("closed_trade is called on exited positions only")
     };
+    let orders = |quantity: Qty| {
+        master.map_or(1, |m| crate::exec::slicing::leg_orders(m, pos.instrument, quantity))
+    };
     let gross = pnl::gross_on_values(pos.side, pos.entry_value, pos.exited.turnover());
-    let entry_charges = charges.leg_on_turnover(Txn::opening(pos.side), pos.entry_value).total();
+    let entry_charges = charges
+        .leg_on_turnover_orders(Txn::opening(pos.side), pos.entry_value, orders(pos.quantity))
+        .total();
+    let quantities = &pos.exited.order_quantities;
     let exit_charges: Paise = pos
         .exited
         .order_turnovers
         .iter()
-        .map(|t| charges.leg_on_turnover(Txn::closing(pos.side), *t).total())
+        .enumerate()
+        .map(|(i, t)| {
+            let n = quantities.get(i).map_or(1, |q| orders(*q));
+            charges.leg_on_turnover_orders(Txn::closing(pos.side), *t, n).total()
+        })
         .sum();
     ClosedTrade {
         position_id: pos.id.clone(),

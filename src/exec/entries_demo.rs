@@ -39,8 +39,13 @@ impl DemoEntries {
         }
         let instrument = self.instruments[self.rng.usize(..self.instruments.len())];
         let side = if self.rng.bool() { Side::Long } else { Side::Short };
-        let order =
-            EntryOrder { instrument, side, quantity: self.quantity, source: EntrySource::Demo };
+        let order = EntryOrder {
+            instrument,
+            side,
+            quantity: self.quantity,
+            source: EntrySource::Demo,
+            limit_price: None,
+        };
         let (reply, answer) = crossbeam_channel::bounded(1);
         let command = EngineCommand::PlaceEntry { order, reply };
         if self.shared.channels.commands_to_exit_engine_tx.try_send(command).is_err() {

@@ -85,13 +85,15 @@ impl EntrySource {
     }
 }
 
-/// A request to open a position with a market order.
+/// A request to open a position with a market order, or a limit order at `limit_price` (as
+/// asked: the exit engine rounds it onto the tick and into the band before it is placed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryOrder {
     pub instrument: InstrumentKey,
     pub side: Side,
     pub quantity: Qty,
     pub source: EntrySource,
+    pub limit_price: Option<Paise>,
 }
 
 /// An entry that passed the checks and went to the router.

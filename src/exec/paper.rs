@@ -56,6 +56,10 @@ pub enum PaperRefusal {
     BadQuantity { correlation_id: CorrelationId, quantity: Qty },
     #[error("entry {correlation_id}: position {position_id} is already open on paper")]
     AlreadyOpen { correlation_id: CorrelationId, position_id: PositionId },
+    #[error(
+        "limit entry {correlation_id} at {limit} is not marketable at {price}; the paper broker does not rest orders"
+    )]
+    LimitNotMarketable { correlation_id: CorrelationId, limit: Paise, price: Paise },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +154,19 @@ impl PaperBroker {
         at: Timestamp,
         tick: Option<Paise>,
     ) -> Result<PaperExecution, PaperRefusal> {
+        self.execute_leg(intent, at, tick, 1)
+    }
+
+    /// [`PaperBroker::execute_on_tick`] for an order that went to the exchange as `orders`
+    /// child orders (sliced at the freeze quantity, `exec::slicing`), all filled at the same
+    /// price: brokerage per child, the other charges on the whole turnover (risk spec §6).
+    pub fn execute_leg(
+        &mut self,
+        intent: &OrderIntent,
+        at: Timestamp,
+        tick: Option<Paise>,
+        orders: u32,
+    ) -> Result<PaperExecution, PaperRefusal> {
         let cid = intent.correlation_id.clone();
         let qty = intent.quantity;
         if qty.0 <= 0 {
@@ -159,8 +176,27 @@ impl PaperBroker {
             Some(t) => self.fill_price_on_tick(intent.txn, intent.reference_price, t),
             None => self.fill_price(intent.txn, intent.reference_price),
         };
+        // A LIMIT order fills when the market price reaches its limit, at that price (the limit
+        // or better); the paper exchange has no book to rest it in.
+        let price = match intent.limit_price {
+            None => price,
+            Some(limit) => {
+                let marketable = match intent.txn {
+                    Txn::Buy => price <= limit,
+                    Txn::Sell => price >= limit,
+                };
+                if !marketable {
+                    return Err(PaperRefusal::LimitNotMarketable {
+                        correlation_id: cid,
+                        limit,
+                        price,
+                    });
+                }
+                price
+            }
+        };
         let turnover = price * qty;
-        let charges = self.charges.leg_on_turnover(intent.txn, turnover);
+        let charges = self.charges.leg_on_turnover_orders(intent.txn, turnover, orders);
         match intent.purpose {
             OrderPurpose::Entry => {
                 if intent.price_is_stale {
@@ -257,6 +293,7 @@ mod tests {
             reference_price: Paise(price),
             price_is_stale: stale,
             created_at: Timestamp(1),
+            limit_price: None,
         }
     }
 
@@ -286,6 +323,30 @@ mod tests {
         assert_eq!(x.charges.total(), Paise(3_633));
         assert_eq!(b.cash(), Paise(10_000_000 + 143_672));
         assert_ne!(e.fill.trade_id, x.fill.trade_id);
+    }
+
+    #[test]
+    fn a_limit_entry_fills_when_marketable_at_the_market_and_is_refused_otherwise() {
+        let mut b = broker(0);
+        let limit = |txn, price, limit| OrderIntent {
+            limit_price: Some(Paise(limit)),
+            ..intent(OrderPurpose::Entry, txn, 75, price, false)
+        };
+        // A buy limited at ₹99.00 with the market at ₹100.00: not marketable, nothing moves.
+        let cash = b.cash();
+        assert!(matches!(
+            b.execute(&limit(Txn::Buy, 10_000, 9_900), Timestamp(1)),
+            Err(PaperRefusal::LimitNotMarketable { .. })
+        ));
+        assert_eq!(b.cash(), cash);
+        // At ₹101.00 it is: filled at the market, ₹100.00 (the limit or better).
+        let e = b.execute(&limit(Txn::Buy, 10_000, 10_100), Timestamp(2)).unwrap();
+        assert_eq!(e.fill.price, Paise(10_000));
+        // A sell limited at ₹99.00 with the market at ₹100.00 fills at ₹100.00; at ₹101.00 not.
+        let mut b = broker(0);
+        assert!(b.execute(&limit(Txn::Sell, 10_000, 10_100), Timestamp(3)).is_err());
+        let e = b.execute(&limit(Txn::Sell, 10_000, 9_900), Timestamp(4)).unwrap();
+        assert_eq!(e.fill.price, Paise(10_000));
     }
 
     #[test]

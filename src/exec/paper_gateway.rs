@@ -1,6 +1,14 @@
 //! The paper gateway: the order router's door to the pure [`PaperBroker`]. Every order fills
 //! at once (an entry may be refused: stale price, short cash); the wallet lives outside the
 //! router, in the engine's shared state, so it survives a router restart.
+//!
+//! Paper trading respects the instrument master as the live broker does: an order above the
+//! instrument's freeze quantity goes out as the same child orders (`exec::slicing`, the ids
+//! `X<a>s<n>-…` / `N<a>s<n>-…`, each placed once, the parent's id never), through the same
+//! `slices_of` as the live gateway. The paper exchange fills every child at once at the same
+//! price, so the parent ends when its last child fills, in one step: the router hears of one
+//! fill of the parent (its total quantity at that price), and the leg is charged brokerage
+//! per child and the rest on its whole turnover, as the exit core and the live account do.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +18,7 @@ use parking_lot::Mutex;
 use crate::domain::{CorrelationId, OrderIntent, Timestamp};
 use crate::exec::paper::PaperBroker;
 use crate::exec::router::{Gateway, Placement};
+use crate::exec::slicing::slices_of;
 use crate::instruments::SharedInstruments;
 
 pub struct PaperGateway {
@@ -49,10 +58,24 @@ impl Gateway for PaperGateway {
     }
 
     fn place(&self, intent: &OrderIntent, now: Timestamp) -> Placement {
-        *self.placed.lock().entry(intent.correlation_id.clone()).or_insert(0) += 1;
+        let children = self.instruments.as_ref().and_then(|m| slices_of(m, intent));
         let tick =
             self.instruments.as_ref().and_then(|m| m.load().get(intent.instrument).map(|i| i.tick));
-        match self.wallet.lock().execute_on_tick(intent, now, tick) {
+        let orders = children.as_ref().map_or(1, |c| u32::try_from(c.len()).unwrap_or(u32::MAX));
+        let result = self.wallet.lock().execute_leg(intent, now, tick, orders);
+        {
+            let mut placed = self.placed.lock();
+            match &children {
+                Some(children) => {
+                    for child in children {
+                        *placed.entry(child.correlation_id.clone()).or_insert(0) += 1;
+                    }
+                    log::info!(target: "broker", "paper: {} {} of {}: {} units above the freeze quantity, sent as {} orders", if intent.purpose.is_exit() { "exit" } else { "entry" }, intent.correlation_id, intent.position_id, intent.quantity, children.len());
+                }
+                None => *placed.entry(intent.correlation_id.clone()).or_insert(0) += 1,
+            }
+        }
+        match result {
             Ok(exec) => Placement::Filled(exec.fill),
             Err(refusal) => Placement::Rejected { reason: refusal.to_string() },
         }
@@ -83,6 +106,7 @@ mod tests {
             reference_price: Paise(10_000),
             price_is_stale: stale,
             created_at: Timestamp(1),
+            limit_price: None,
         }
     }
 

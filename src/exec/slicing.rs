@@ -7,7 +7,7 @@
 //! multiple not above the freeze), in order, the last one carrying the rest; the same parent
 //! always gives the same children, so a restarted engine recomputes them.
 
-use crate::domain::{OrderIntent, Qty};
+use crate::domain::{InstrumentKey, OrderIntent, Qty};
 use crate::risk::correlation::{self, CorrelationError, OrderRole};
 
 /// The quantities of the children of an order of `quantity` units; `None` when one order is
@@ -28,6 +28,24 @@ pub fn slice_quantities(quantity: Qty, lot: Qty, freeze: Option<Qty>) -> Option<
         left -= q;
     }
     Some(out)
+}
+
+/// How many orders a leg of `quantity` units goes to the exchange as: the number of its
+/// children, or 1 when it is not sliced. The charges of a leg are per executed order
+/// (brokerage) on top of its turnover (`pnl::ChargeSchedule::leg_on_turnover_orders`); a leg
+/// whose children all filled executed exactly this many.
+pub fn orders_of(quantity: Qty, lot: Qty, freeze: Option<Qty>) -> u32 {
+    slice_quantities(quantity, lot, freeze)
+        .map_or(1, |children| u32::try_from(children.len()).unwrap_or(u32::MAX))
+}
+
+/// [`orders_of`] for an instrument of `master` (1 when the master does not know it).
+pub fn leg_orders(
+    master: &crate::instruments::Instruments,
+    instrument: InstrumentKey,
+    quantity: Qty,
+) -> u32 {
+    master.get(instrument).map_or(1, |i| orders_of(quantity, i.lot, i.freeze))
 }
 
 /// The child orders of `parent`, or `None` when it goes as one order. The children keep
@@ -53,12 +71,27 @@ pub fn slice_order(
     Ok(Some(children))
 }
 
+/// The children of `intent` when it is above its instrument's freeze quantity (the master as
+/// it is now); `None` when it goes as one order.
+pub fn slices_of(
+    instruments: &crate::instruments::SharedInstruments,
+    intent: &OrderIntent,
+) -> Option<Vec<OrderIntent>> {
+    let table = instruments.load();
+    let inst = table.get(intent.instrument)?;
+    match slice_order(intent, inst.lot, inst.freeze) {
+        Ok(children) => children,
+        Err(e) => {
+            log::error!(target: "broker", "ALERT order {} of {} above the freeze quantity cannot be sliced ({e}): sent as one order", intent.correlation_id, intent.position_id);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        CorrelationId, InstrumentKey, OrderPurpose, Paise, PositionId, Timestamp, Txn,
-    };
+    use crate::domain::{CorrelationId, OrderPurpose, Paise, PositionId, Timestamp, Txn};
 
     fn q(v: &[i64]) -> Option<Vec<Qty>> {
         Some(v.iter().map(|&x| Qty(x)).collect())
@@ -96,6 +129,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_leg_counts_one_order_per_child() {
+        let cases: &[(i64, i64, Option<i64>, u32)] = &[
+            (450, 75, Some(150), 3),
+            (150, 75, Some(150), 1),
+            (225, 75, Some(150), 2),
+            (450, 75, None, 1),
+            (3675, 75, Some(1800), 3),
+            (0, 75, Some(150), 1),
+        ];
+        for (quantity, lot, freeze, want) in cases {
+            assert_eq!(orders_of(Qty(*quantity), Qty(*lot), freeze.map(Qty)), *want, "{quantity}");
+        }
+    }
+
     fn intent(cid: &str, position: &str, quantity: i64, purpose: OrderPurpose) -> OrderIntent {
         OrderIntent {
             correlation_id: CorrelationId::new(cid).unwrap(),
@@ -107,6 +155,7 @@ mod tests {
             reference_price: Paise(10_000),
             price_is_stale: false,
             created_at: Timestamp::from_millis(0),
+            limit_price: None,
         }
     }
 

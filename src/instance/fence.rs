@@ -176,6 +176,7 @@ mod tests {
             reference_price: Paise(100),
             price_is_stale: false,
             created_at: Timestamp(1),
+            limit_price: None,
         }
     }
 

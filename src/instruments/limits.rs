@@ -26,6 +26,14 @@ pub enum LimitError {
     OffTick { price: Paise, tick: Paise },
     #[error("price {price} is outside the day's band {lower}..{upper}")]
     OutsideBand { price: Paise, lower: Paise, upper: Paise },
+    #[error(
+        "a limit price needs the instrument's day band, which the instrument master does not give"
+    )]
+    BandUnknown,
+    #[error(
+        "limit price {price} is not a price for this contract (its day band is {lower}..{upper}; a limit price must be positive and at most twice the band's upper edge)"
+    )]
+    AbsurdPrice { price: Paise, lower: Paise, upper: Paise },
 }
 
 impl LimitError {
@@ -39,6 +47,8 @@ impl LimitError {
             | LimitError::OverFreeze { .. } => "over_max_quantity",
             LimitError::OffTick { .. } => "price_off_tick",
             LimitError::OutsideBand { .. } => "price_outside_band",
+            LimitError::BandUnknown => "price_band_unknown",
+            LimitError::AbsurdPrice { .. } => "price_absurd",
         }
     }
 }
@@ -157,6 +167,20 @@ pub fn exchange_price(inst: &Instrument, price: Paise, txn: Txn) -> Paise {
     }
 }
 
+/// The limit price an order asking for `price` goes out with: on the instrument's tick toward
+/// the passive side (a buy down, a sell up), then clamped into the day's band (its edges rounded
+/// inward onto the tick), as [`exchange_price`] does. Refused when the master gives no band
+/// (nothing to clamp into: `price_band_unknown`) and when the price is not positive or more than
+/// twice the band's upper edge (`price_absurd`: a typo, such as a strike for a premium, rather
+/// than a limit a trader means to have clamped).
+pub fn limit_price(inst: &Instrument, price: Paise, txn: Txn) -> Result<Paise, LimitError> {
+    let Some((lower, upper)) = inst.band else { return Err(LimitError::BandUnknown) };
+    if price.0 <= 0 || i128::from(price.0) > 2 * i128::from(upper.0) {
+        return Err(LimitError::AbsurdPrice { price, lower, upper });
+    }
+    Ok(exchange_price(inst, price, txn))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +249,47 @@ mod tests {
         let t = NaiveTime::from_hms_opt(15, 20, 0).unwrap();
         assert!(check_entry(&i, Qty(3675), Some(Paise(10_000)), d, t, 0, Paise(0)).is_ok());
         assert!(check_entry(&i, Qty(3670), Some(Paise(10_000)), d, t, 0, Paise(0)).is_err());
+    }
+
+    /// (price asked, txn) → the limit price sent, or the refusal's code.
+    type LimitCase = (i64, Txn, Result<i64, &'static str>);
+
+    #[test]
+    fn limit_prices_round_toward_the_passive_side_and_clamp_into_the_band() {
+        // Tick ₹0.05, band ₹0.05 ..= ₹1520.30.
+        let i = opt();
+        let cases: &[LimitCase] = &[
+            (12_345, Txn::Buy, Ok(12_345)),
+            (12_345, Txn::Sell, Ok(12_345)),
+            (12_347, Txn::Buy, Ok(12_345)),
+            (12_347, Txn::Sell, Ok(12_350)),
+            (12_341, Txn::Buy, Ok(12_340)),
+            (12_341, Txn::Sell, Ok(12_345)),
+            // Below the band's lower edge: up to it.
+            (3, Txn::Buy, Ok(5)),
+            (1, Txn::Sell, Ok(5)),
+            // Above the upper edge, still plausible: down to it.
+            (160_000, Txn::Buy, Ok(152_030)),
+            (152_032, Txn::Sell, Ok(152_030)),
+            (304_060, Txn::Buy, Ok(152_030)),
+            // Absurd: not positive, or beyond twice the upper edge.
+            (0, Txn::Buy, Err("price_absurd")),
+            (-5, Txn::Sell, Err("price_absurd")),
+            (304_061, Txn::Buy, Err("price_absurd")),
+            (2_450_000, Txn::Sell, Err("price_absurd")),
+        ];
+        for (price, txn, want) in cases {
+            let got = limit_price(&i, Paise(*price), *txn).map(|p| p.0).map_err(|e| e.code());
+            assert_eq!(&got, want, "{price} {txn}");
+            if let Ok(p) = got {
+                assert!(check_price(&i, Paise(p)).is_ok(), "{p} is on the tick, in the band");
+            }
+        }
+        let no_band = Instrument { band: None, ..opt() };
+        assert_eq!(
+            limit_price(&no_band, Paise(12_345), Txn::Buy).unwrap_err().code(),
+            "price_band_unknown"
+        );
     }
 
     #[test]

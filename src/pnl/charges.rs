@@ -108,7 +108,15 @@ impl ChargeSchedule {
 
     /// Charges of one executed order whose turnover (Σ price × quantity of its fills) is known.
     pub fn leg_on_turnover(&self, txn: Txn, turnover: Paise) -> LegCharges {
-        let brokerage = self.brokerage_per_order;
+        self.leg_on_turnover_orders(txn, turnover, 1)
+    }
+
+    /// Charges of a leg that went to the exchange as `orders` executed orders (the children of
+    /// an order sliced at the freeze quantity, `exec::slicing`): brokerage is per executed
+    /// order, the turnover-based components are on the leg's whole turnover, GST on the sum
+    /// of the rounded brokerage, exchange charge and SEBI fee. `orders` below 1 counts as 1.
+    pub fn leg_on_turnover_orders(&self, txn: Txn, turnover: Paise, orders: u32) -> LegCharges {
+        let brokerage = self.brokerage_per_order * Qty(i64::from(orders.max(1)));
         let stt = if txn == Txn::Sell { self.stt_sell.of(turnover) } else { Paise::ZERO };
         let exchange = self.exchange.of(turnover);
         let sebi = self.sebi.of(turnover);
@@ -159,6 +167,38 @@ mod tests {
         assert_eq!(c.stamp, Paise(0));
         assert_eq!(c.gst, Paise(417)); // 18 % of 23.16 = 4.1688
         assert_eq!(c.total(), Paise(3_633));
+    }
+
+    /// (txn, turnover, executed orders) → (brokerage, stt, exchange, sebi, stamp, gst, total).
+    type LegCase = (Txn, i64, u32, [i64; 7]);
+
+    #[test]
+    fn a_sliced_leg_pays_brokerage_per_executed_order_and_the_rest_on_its_turnover() {
+        let cases: &[LegCase] = &[
+            // One order: the spec's entry leg.
+            (Txn::Buy, 750_000, 1, [2_000, 0, 263, 1, 23, 408, 2_695]),
+            // 0 counts as one order.
+            (Txn::Buy, 750_000, 0, [2_000, 0, 263, 1, 23, 408, 2_695]),
+            // 450 at ₹100.00 sent as three children of 150: brokerage 3 × ₹20, exchange
+            // 0.03503 % of ₹45,000 = 15.7635, SEBI 0.045, stamp 1.35, GST 18 % of 75.81.
+            (Txn::Buy, 4_500_000, 3, [6_000, 0, 1_576, 5, 135, 1_365, 9_081]),
+            // Its exit at ₹89.00: STT 0.1 % of ₹40,050 = 40.05; exchange 14.029515;
+            // SEBI 0.04005; GST 18 % of 74.07 = 13.3326.
+            (Txn::Sell, 4_005_000, 3, [6_000, 4_005, 1_403, 4, 0, 1_333, 12_745]),
+            // Two children executed of a leg: two brokerages.
+            (Txn::Sell, 2_670_000, 2, [4_000, 2_670, 935, 3, 0, 889, 8_497]),
+        ];
+        let s = ChargeSchedule::default();
+        for (txn, turnover, orders, want) in cases {
+            let c = s.leg_on_turnover_orders(*txn, Paise(*turnover), *orders);
+            let got =
+                [c.brokerage, c.stt, c.exchange, c.sebi, c.stamp, c.gst, c.total()].map(|p| p.0);
+            assert_eq!(&got, want, "{txn} {turnover} in {orders} orders");
+        }
+        // Three orders cost more than one by the two extra brokerages and their GST only.
+        let one = s.leg_on_turnover(Txn::Buy, Paise(4_500_000)).total();
+        let three = s.leg_on_turnover_orders(Txn::Buy, Paise(4_500_000), 3).total();
+        assert_eq!(three - one, Paise(2 * 2_000 + 720));
     }
 
     #[test]

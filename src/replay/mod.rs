@@ -71,12 +71,30 @@ pub use input::{
 };
 pub use output::{EXITS_FILE, SUMMARY_FILE};
 
-/// What replay runs with: the exit core's parameters and the paper broker's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What replay runs with: the exit core's parameters and the paper broker's, and the
+/// instrument master (`instruments.master_file`) when there is one: an exit above an
+/// instrument's freeze quantity is then charged per child order, as the engine charges it.
+#[derive(Debug, Clone, Default)]
 pub struct ReplayParams {
     pub core: CoreParams,
     pub paper: PaperParams,
+    pub instruments: Option<crate::instruments::SharedInstruments>,
 }
+
+/// Equal parameters: the same core and paper settings, and the same master table (the same
+/// one, not an equal copy) or none on both sides.
+impl PartialEq for ReplayParams {
+    fn eq(&self, other: &ReplayParams) -> bool {
+        let same_master = match (&self.instruments, &other.instruments) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(&a.load(), &b.load()),
+            _ => false,
+        };
+        self.core == other.core && self.paper == other.paper && same_master
+    }
+}
+
+impl Eq for ReplayParams {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -187,8 +205,13 @@ pub fn simulate(
     ticks_path: &Path,
 ) -> Result<ReplaySummary, ReplayError> {
     let start = ticks.first().map_or(Timestamp(0), |r| r.tick.received_at);
+    let mut core = ExitCore::new(params.core.clone(), TradingCell::active(start));
+    if let Some(m) = &params.instruments {
+        core.set_instruments(m.clone());
+    }
     let mut run = Run {
-        core: ExitCore::new(params.core.clone(), TradingCell::active(start)),
+        master: params.instruments.clone(),
+        core,
         broker: PaperBroker::new(params.paper.clone(), params.core.charges.clone()),
         trades: Vec::new(),
         halts: Vec::new(),
@@ -221,6 +244,8 @@ pub fn simulate(
 }
 
 struct Run {
+    /// How many child orders an exit goes out as (`ReplayParams::instruments`).
+    master: Option<crate::instruments::SharedInstruments>,
     core: ExitCore,
     broker: PaperBroker,
     trades: Vec<ClosedTrade>,
@@ -272,9 +297,16 @@ impl Run {
         while let Some(event) = queue.pop_front() {
             match event {
                 CoreEvent::ExitIntent(intent) => {
+                    let orders = self.master.as_ref().map_or(1, |m| {
+                        crate::exec::slicing::leg_orders(
+                            &m.load(),
+                            intent.instrument,
+                            intent.quantity,
+                        )
+                    });
                     let exec = self
                         .broker
-                        .execute(&intent, intent.created_at)
+                        .execute_leg(&intent, intent.created_at, None, orders)
                         .map_err(|e| self.engine_error(e.to_string()))?;
                     let f = &exec.fill;
                     let more = self

@@ -120,6 +120,11 @@ pub struct ExitedPart {
     pub quantity: Qty,
     /// Turnover of each executed exit order, in order: each is one charged leg.
     pub order_turnovers: Vec<Paise>,
+    /// What each of those orders executed, in the same order (how many child orders a leg
+    /// sliced at the freeze quantity was charged as). Empty in states written before it was
+    /// kept: each leg then counts as one order.
+    #[serde(default)]
+    pub order_quantities: Vec<Qty>,
 }
 
 impl ExitedPart {
@@ -362,6 +367,7 @@ impl Position {
                 } else {
                     self.exited.quantity = Qty(self.exited.quantity.0 + x.filled.0);
                     self.exited.order_turnovers.push(x.turnover);
+                    self.exited.order_quantities.push(x.filled);
                     let exit_price = Paise(div_round_half_away(
                         i128::from(self.exited.turnover().0),
                         i128::from(self.exited.quantity.0),
@@ -382,6 +388,7 @@ impl Position {
                 if executed.0 > 0 {
                     self.exited.quantity = Qty(self.exited.quantity.0 + executed.0);
                     self.exited.order_turnovers.push(x.turnover);
+                    self.exited.order_quantities.push(x.filled);
                 }
                 let rejection = Rejection { correlation_id, attempt: x.attempt, why, at };
                 let attempts = x.attempt;

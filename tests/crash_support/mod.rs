@@ -97,39 +97,53 @@ pub fn stored_state(data: &Path, id: &str) -> Option<String> {
     db(data).query_row("SELECT state FROM positions WHERE id = ?1", [id], |r| r.get(0)).ok()
 }
 
-/// What the simulator's books imply, per position: trades of its entry and exit orders.
+/// What the simulator's books imply, per position: trades of its entry and exit orders. The
+/// children of a sliced order (`N1s2-…`, `X1s3-…`) make one leg of their parent.
 #[derive(Default, Debug)]
 pub struct Leg {
     pub txn: Option<Txn>,
     pub quantity: i64,
     pub turnover: i128,
+    /// Orders of the leg that executed (brokerage is charged per executed order).
+    pub orders: i64,
 }
 
 /// The simulator's trade book by order, grouped per position and role.
 pub fn sim_legs(sim: &LiveSim) -> BTreeMap<String, (Leg, Vec<Leg>)> {
     let trades = sim.broker.trades();
-    let mut out: BTreeMap<String, (Leg, Vec<Leg>)> = BTreeMap::new();
+    let mut by_parent: BTreeMap<(String, bool, u32), Leg> = BTreeMap::new();
     for o in sim.broker.orders() {
         let Some(c) = correlation::parse(&o.correlation_id) else { continue };
         let pid = o.correlation_id.split_once('-').unwrap().1.to_string();
-        let mut leg = Leg { txn: Some(o.txn), ..Leg::default() };
+        assert!(c.attempt >= 1);
+        let key = (pid, c.role == OrderRole::Exit, c.attempt);
+        let leg =
+            by_parent.entry(key).or_insert_with(|| Leg { txn: Some(o.txn), ..Leg::default() });
+        let mut executed = false;
         for t in trades.iter().filter(|t| t.order_id == o.order_id) {
             leg.quantity += t.quantity;
             leg.turnover += i128::from(t.price.0) * i128::from(t.quantity);
+            executed = true;
         }
-        assert!(c.attempt >= 1);
+        leg.orders += i64::from(executed);
+    }
+    let mut out: BTreeMap<String, (Leg, Vec<Leg>)> = BTreeMap::new();
+    for ((pid, exit, _), leg) in by_parent {
         let e = out.entry(pid).or_default();
-        match c.role {
-            OrderRole::Entry => {
-                if leg.quantity > 0 {
-                    assert_eq!(e.0.quantity, 0, "two entry orders of one position executed");
-                    e.0 = leg;
-                }
-            }
-            OrderRole::Exit => e.1.push(leg),
+        if exit {
+            e.1.push(leg);
+        } else if leg.quantity > 0 {
+            assert_eq!(e.0.quantity, 0, "two entry orders of one position executed");
+            e.0 = leg;
         }
     }
     out
+}
+
+/// The charges of a leg: brokerage per executed order, the rest on the leg's turnover.
+pub fn leg_charges(charges: &ChargeSchedule, leg: &Leg) -> Paise {
+    let turnover = Paise(leg.turnover as i64);
+    charges.leg_on_turnover_orders(leg.txn.unwrap(), turnover, leg.orders.max(1) as u32).total()
 }
 
 pub fn vwap(leg: &Leg) -> Paise {
@@ -210,10 +224,9 @@ pub fn audit_books(rig: &Rig, engine: &mut Process, one_post_each: bool) -> Find
         let exit_turnover: i128 = executed.iter().map(|l| l.turnover).sum();
         let sign = if entry.txn == Some(Txn::Buy) { 1 } else { -1 };
         gross += sign * (exit_turnover - entry.turnover);
-        let entry_txn = entry.txn.unwrap();
-        fees += charges.leg_on_turnover(entry_txn, Paise(entry.turnover as i64)).total().0;
+        fees += leg_charges(&charges, entry).0;
         for l in &executed {
-            fees += charges.leg_on_turnover(l.txn.unwrap(), Paise(l.turnover as i64)).total().0;
+            fees += leg_charges(&charges, l).0;
         }
         let read = || {
             db.query_row(

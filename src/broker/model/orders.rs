@@ -319,6 +319,7 @@ mod tests {
             reference_price: Paise(12345),
             price_is_stale: false,
             created_at: Timestamp(0),
+            limit_price: None,
         }
     }
 

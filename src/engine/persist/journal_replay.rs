@@ -18,9 +18,11 @@
 //!   settles it by correlation id, and a traded exit closes the position with its own reason,
 //!   price and attempt. Without this the broker reports the position flat and reconciliation
 //!   would close it `closed_at_broker` at a made-up price.
-//! - A child of a sliced exit (`X<n>s<k>-<position>`, `exec::slicing`) counts as its parent
-//!   `X<n>-<position>`: the position exits under the parent's id and the startup settlement
-//!   re-derives the children, settling the journaled ones and sending the others.
+//! - A child of a sliced order (`X<n>s<k>-<position>`, `N<n>s<k>-<position>`,
+//!   `exec::slicing`) counts as its parent (`X<n>-<position>`, `N<n>-<position>`), whose own
+//!   line (written before the first child) carries the whole quantity: the position exits, or
+//!   its entry is pending, under the parent's id, and the startup settlement re-derives the
+//!   children, settling the journaled ones and sending the others.
 //! - An order the store never recorded is recorded (`OrderPlaced`) so its fills and status have
 //!   a row; every change is audited (`order_from_journal`).
 //! - Ids of positions the store already closed, entries of known positions, and exits older
@@ -50,17 +52,22 @@ use crate::store::{Actor, EventKind, OrderRecord, OrderStatus};
 pub fn replay(state: &mut RestartState, journal: &[Sent]) -> usize {
     // The latest attempt of each role per position: an earlier attempt of the same role was
     // answered (rejected or proved absent) before the next one could be placed.
-    // A child of a sliced exit (`X<a>s<n>-…`) stands for its parent (`X<a>-…`): the position
-    // exits under the parent's id, and the startup settlement re-derives the children.
+    // A child of a sliced order (`X<a>s<n>-…`, `N<a>s<n>-…`) stands for its parent
+    // (`X<a>-…`, `N<a>-…`): the position exits (or enters) under the parent's id, and the
+    // startup settlement re-derives the children. The gateway journals the parent's own line
+    // (its whole quantity) before the first child; a line made up from a child here only
+    // stands in when that line is missing, and the real one, earlier in the journal, wins.
     let parents: Vec<Sent> = journal
         .iter()
         .filter(|s| !s.presumed)
         .filter_map(|s| {
             let parsed = correlation::parse(s.intent.correlation_id.as_str())?;
-            if parsed.slice.is_none() || parsed.role != OrderRole::Exit {
-                return None;
+            parsed.slice?;
+            let cid = match parsed.role {
+                OrderRole::Exit => correlation::exit_id(&s.intent.position_id, parsed.attempt),
+                OrderRole::Entry => correlation::entry_id(&s.intent.position_id, parsed.attempt),
             }
-            let cid = correlation::exit_id(&s.intent.position_id, parsed.attempt).ok()?;
+            .ok()?;
             let mut parent = s.clone();
             parent.intent.correlation_id = cid;
             Some(parent)
@@ -69,7 +76,7 @@ pub fn replay(state: &mut RestartState, journal: &[Sent]) -> usize {
     let mut latest: BTreeMap<(PositionId, bool), (u32, &Sent)> = BTreeMap::new();
     for s in journal.iter().chain(&parents).filter(|s| !s.presumed) {
         let Some(parsed) = correlation::parse(s.intent.correlation_id.as_str()) else { continue };
-        if parsed.slice.is_some() && parsed.role == OrderRole::Exit {
+        if parsed.slice.is_some() {
             continue;
         }
         if !parsed.refers_to(&s.intent.position_id) {
@@ -128,6 +135,7 @@ pub fn presumed_exits(state: &RestartState, journal: &[Sent]) -> Vec<crate::doma
             reference_price: p.last_price,
             price_is_stale: false,
             created_at: state.now,
+            limit_price: None,
         });
     }
     out

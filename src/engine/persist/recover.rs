@@ -182,6 +182,7 @@ impl Reconcile for PaperRestart {
                     reference_price: x.trigger_price,
                     price_is_stale: x.price_was_stale,
                     created_at: x.triggered_at,
+                    limit_price: None,
                 });
                 audits.push(("exit_resent", format!("exit {} of {} ({}) had no recorded fill: sent again at its trigger price {}", x.correlation_id, p.id, x.reason, x.trigger_price)));
             } else {
@@ -402,6 +403,7 @@ pub fn position_from_record(
         if q > 0 {
             exited.quantity = Qty(exited.quantity.0 + q);
             exited.order_turnovers.push(Paise(t));
+            exited.order_quantities.push(Qty(q));
         }
     }
     let lifecycle = match r.state {

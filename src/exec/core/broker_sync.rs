@@ -67,6 +67,7 @@ impl ExitCore {
                     reference_price: x.trigger_price,
                     price_is_stale: x.price_was_stale,
                     created_at: x.triggered_at,
+                    limit_price: None,
                 },
             }),
             _ => None,
@@ -84,6 +85,7 @@ impl ExitCore {
                 reference_price: e.reference_price,
                 price_is_stale: false,
                 created_at: e.placed_at,
+                limit_price: None,
             },
         });
         exits.chain(entries).collect()

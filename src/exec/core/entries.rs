@@ -83,6 +83,7 @@ impl ExitCore {
             reference_price: approval.reference_price,
             price_is_stale: false,
             created_at: now,
+            limit_price: None,
         })
     }
 

@@ -332,6 +332,7 @@ mod tests {
             reference_price: Paise(8_900),
             price_is_stale: false,
             created_at: T0,
+            limit_price: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::ExitEngine;
 use crate::domain::OrderPurpose;
-use crate::domain::Timestamp;
+use crate::domain::{OrderIntent, Paise, Timestamp, Txn};
 use crate::exec::core::{CoreError, CoreEvent};
 use crate::exec::messages::{
     EngineCommand, EntryAccepted, EntryOrder, EntryRefused, ExitStarted, FlattenReport, OrderEvent,
@@ -188,11 +188,34 @@ impl ExitEngine {
     }
 
     /// The exchange's rules for an entry (spec dhan-v2 §8.2) from the instrument master, and the
-    /// per-order maxima of `[limits]`. An instrument the master does not know passes unchecked.
-    fn exchange_check(&self, order: &EntryOrder, now: Timestamp) -> Result<(), EntryRefused> {
+    /// per-order maxima of `[limits]`. An instrument the master does not know passes unchecked,
+    /// except with a limit price, which needs its tick and band (`price_band_unknown`).
+    /// Returns the limit price to place: on the tick toward the passive side, inside the band.
+    fn exchange_check(
+        &self,
+        order: &EntryOrder,
+        now: Timestamp,
+    ) -> Result<Option<Paise>, EntryRefused> {
         let s = &self.shared;
         let table = s.instruments.load();
-        let Some(inst) = table.get(order.instrument) else { return Ok(()) };
+        let Some(inst) = table.get(order.instrument) else {
+            return match order.limit_price {
+                None => Ok(None),
+                Some(_) => Err(EntryRefused::new(
+                    exchange::LimitError::BandUnknown.code(),
+                    format!("{}: {}", order.instrument, exchange::LimitError::BandUnknown),
+                )),
+            };
+        };
+        let refused = |e: exchange::LimitError| {
+            EntryRefused::new(e.code(), format!("{} ({}): {e}", inst.symbol, inst.key))
+        };
+        let limit = match order.limit_price {
+            None => None,
+            Some(p) => {
+                Some(exchange::limit_price(inst, p, Txn::opening(order.side)).map_err(refused)?)
+            }
+        };
         let (square_off, max_lots, max_value) = {
             let core = s.core.lock();
             let limits = core.limits();
@@ -212,7 +235,8 @@ impl ExitEngine {
             max_lots,
             max_value,
         )
-        .map_err(|e| EntryRefused::new(e.code(), format!("{} ({}): {e}", inst.symbol, inst.key)))
+        .map_err(refused)?;
+        Ok(limit)
     }
 
     /// Checks an entry against the core (with the tick cache's price and the paper wallet's
@@ -220,12 +244,15 @@ impl ExitEngine {
     fn place_entry(&mut self, order: &EntryOrder) -> Result<EntryAccepted, EntryRefused> {
         let s = self.shared.clone();
         let now = s.clock.now();
-        if let Err(refused) = self.exchange_check(order, now) {
-            s.m.entries.with_label_values(&[refused.code]).inc();
-            log::info!(target: "exit_engine", "entry {} {} {} refused ({}): {}", order.side, order.quantity, s.instruments.load().label(order.instrument), order.source.name(), refused.message);
-            self.carry_out_pending();
-            return Err(refused);
-        }
+        let limit_price = match self.exchange_check(order, now) {
+            Ok(limit) => limit,
+            Err(refused) => {
+                s.m.entries.with_label_values(&[refused.code]).inc();
+                log::info!(target: "exit_engine", "entry {} {} {} refused ({}): {}", order.side, order.quantity, s.instruments.load().label(order.instrument), order.source.name(), refused.message);
+                self.carry_out_pending();
+                return Err(refused);
+            }
+        };
         let cash = s.paper_wallet.as_ref().map(|w| w.lock().cash());
         let request = EntryRequest {
             position_id: s.ids.next(),
@@ -240,7 +267,8 @@ impl ExitEngine {
             if let Some(tick) = s.cache.tick(order.instrument) {
                 core.note_price(&tick);
             }
-            let result = core.begin_entry(&request, now);
+            let result =
+                core.begin_entry(&request, now).map(|intent| OrderIntent { limit_price, ..intent });
             if let Ok(intent) = &result {
                 s.outbox.push(Effect::Entry(intent.clone()), decided);
             }

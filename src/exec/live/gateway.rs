@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crate::broker::journal::OrderJournal;
 use crate::domain::{OrderIntent, Timestamp};
 use crate::exec::router::{Gateway, Placement};
-use crate::exec::slicing;
+pub use crate::exec::slicing::slices_of;
 use crate::instruments::SharedInstruments;
 
 use super::SharedTracker;
@@ -72,6 +72,12 @@ impl LiveGateway {
         let exit = parent.purpose.is_exit();
         let kind = if exit { "exit" } else { "entry" };
         log::info!(target: "broker", "{kind} {cid} of {}: {} units above the freeze quantity, sent as {} orders", parent.position_id, parent.quantity, children.len());
+        // The parent's own line first: after a crash between two children, the restart knows
+        // the whole order (a pending entry's quantity) from it, not from the children that
+        // left. The parent's id itself never goes to Dhan.
+        if let Err(e) = self.journal.record(parent, self.placer.clock.now()) {
+            log::warn!(target: "broker", "{kind} {cid}: the parent's journal line was not written ({e}); each child is journaled on its own");
+        }
         let mut accepted = None;
         let mut unsettled = None;
         let mut refused = Vec::new();
@@ -198,23 +204,6 @@ impl Gateway for LiveGateway {
                 self.tracker.lock().finish(cid);
                 Placement::Rejected { reason: format!("{why}: entries are refused") }
             }
-        }
-    }
-}
-
-/// The children of `intent` when it is above its instrument's freeze quantity (the master as
-/// it is now); `None` when it goes as one order.
-pub fn slices_of(
-    instruments: &SharedInstruments,
-    intent: &OrderIntent,
-) -> Option<Vec<OrderIntent>> {
-    let table = instruments.load();
-    let inst = table.get(intent.instrument)?;
-    match slicing::slice_order(intent, inst.lot, inst.freeze) {
-        Ok(children) => children,
-        Err(e) => {
-            log::error!(target: "broker", "ALERT order {} of {} above the freeze quantity cannot be sliced ({e}): sent as one order", intent.correlation_id, intent.position_id);
-            None
         }
     }
 }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::broker::breaker::{Admission, BreakerState, CallResult, SharedBreaker};
 use crate::broker::journal::OrderJournal;
-use crate::broker::model::{PlaceOrder, ProductType};
+use crate::broker::model::{OrderType, PlaceOrder, ProductType};
 use crate::broker::outcome::WriteOutcome;
 use crate::broker::ratelimit::Priority;
 use crate::broker::rest::DhanClient;
@@ -88,7 +88,12 @@ impl Placer {
             hops::stamp(Hop::JournalDurable);
             crate::runtime::failpoint::hit(FP_EXIT_JOURNALED);
         }
-        let order = PlaceOrder::market(intent, self.product);
+        let mut order = PlaceOrder::market(intent, self.product);
+        if let Some(price) = intent.limit_price {
+            // A LIMIT entry: its price is on the tick and inside the band already.
+            order.order_type = OrderType::Limit;
+            order.price = price;
+        }
         let priority = if exit { Priority::Exit } else { Priority::Entry };
         let outcome = self.client.place_order(&order, priority);
         self.breaker.record(permit, outcome.breaker_result());

@@ -226,10 +226,12 @@ impl LiveReconciler {
         self
     }
 
-    /// Settles an exit in flight that was sent as child orders: each child the journal holds
-    /// is settled by its own correlation id (found: tracked; provably absent: ended), and each
-    /// child it does not hold was never sent and goes now, under its own id, through the order
-    /// desk. The children's reports then end or fill the parent as usual.
+    /// Settles an order in flight (an exit, or an entry still pending) that was sent as child
+    /// orders: each child the journal holds is settled by its own correlation id (found:
+    /// tracked; provably absent: ended), and each child it does not hold was never sent and
+    /// goes now, under its own id, through the order desk. The children's reports then end or
+    /// fill the parent as usual: a sliced entry opens its position once every child has ended,
+    /// at their fills' quantity and volume-weighted price.
     fn settle_sliced(
         &self,
         order: &InFlight,
@@ -237,6 +239,7 @@ impl LiveReconciler {
         pause: &dyn Fn(Duration) -> bool,
     ) -> Result<Option<Adjustment>, String> {
         let parent = &order.intent;
+        let kind = if parent.purpose.is_exit() { "exit" } else { "entry" };
         let now = SharedTracker::now_ms();
         if !self.tracker.lock().expect_sliced(parent, children, now) {
             return Ok(None);
@@ -262,7 +265,7 @@ impl LiveReconciler {
             {
                 Resolution::Found { order_id, status, .. } => {
                     crate::runtime::failpoint::hit(FP_SETTLING);
-                    log::warn!(target: "broker", "startup: exit slice {cid} of {} is at the broker as order {order_id} ({status}): tracking it", parent.position_id);
+                    log::warn!(target: "broker", "startup: {kind} slice {cid} of {} is at the broker as order {order_id} ({status}): tracking it", parent.position_id);
                     let book = self.client.order(&order_id).ok().flatten();
                     let traded = book.as_ref().map_or(Qty(0), |o| o.filled_qty);
                     let applied = Qty(applied_left.0.min(traded.0));
@@ -270,7 +273,13 @@ impl LiveReconciler {
                     let mut reports = Vec::new();
                     {
                         let mut t = self.tracker.lock();
-                        t.applied(cid, order.filled, applied, avg);
+                        // Nothing applied yet (a pending entry's children, an exit with no
+                        // recorded fill): nothing to tell, and resetting the counts to zero
+                        // would drop a fill the order-update stream may have reported since
+                        // the children were registered.
+                        if order.filled.0 > 0 {
+                            t.applied(cid, order.filled, applied, avg);
+                        }
                         reports.extend(t.bind(cid, &order_id, now));
                     }
                     if let Some(o) = &book {
@@ -289,7 +298,7 @@ impl LiveReconciler {
                     }
                 }
                 Resolution::Absent => {
-                    log::warn!(target: "broker", "startup: exit slice {cid} of {} is not at the broker", parent.position_id);
+                    log::warn!(target: "broker", "startup: {kind} slice {cid} of {} is not at the broker", parent.position_id);
                     let reports = self.tracker.lock().finish(cid);
                     for r in reports {
                         self.reporter.report(r);
@@ -297,13 +306,13 @@ impl LiveReconciler {
                 }
                 Resolution::Undetermined { reason } => {
                     return Err(format!(
-                        "exit slice {cid} in flight could not be settled: {reason}"
+                        "{kind} slice {cid} in flight could not be settled: {reason}"
                     ));
                 }
             }
         }
         for child in missing {
-            log::warn!(target: "broker", "startup: exit slice {} of {} was never sent: sending it now", child.correlation_id, parent.position_id);
+            log::warn!(target: "broker", "startup: {kind} slice {} of {} was never sent: sending it now", child.correlation_id, parent.position_id);
             self.desk.retry(child, "not sent before the restart");
         }
         Ok(None)
@@ -317,9 +326,7 @@ impl LiveReconciler {
     ) -> Result<Option<Adjustment>, String> {
         let intent = &order.intent;
         let cid = &intent.correlation_id;
-        if intent.purpose.is_exit()
-            && let Some(children) = self.instruments.as_ref().and_then(|i| slices_of(i, intent))
-        {
+        if let Some(children) = self.instruments.as_ref().and_then(|i| slices_of(i, intent)) {
             return self.settle_sliced(order, &children, pause);
         }
         let mut cfg = self.resolver;
@@ -535,6 +542,7 @@ mod tests {
             reference_price: Paise(10_000),
             price_is_stale: false,
             created_at: Timestamp(0),
+            limit_price: None,
         }
     }
 

@@ -25,6 +25,7 @@ fn sent(cid: &str, pos: &str, txn: Txn, purpose: OrderPurpose, price: i64) -> Se
             reference_price: Paise(price),
             price_is_stale: false,
             created_at: at,
+            limit_price: None,
         },
         previous_run: true,
         presumed: false,
@@ -145,6 +146,38 @@ fn journaled_children_of_a_sliced_exit_put_the_position_exiting_under_the_parent
     // A store that already holds that exit is newer: nothing changes.
     let mut st = state(vec![stored_position("p1", PositionState::Exiting, 1)], &[]);
     assert_eq!(replay(&mut st, &journal), 0);
+}
+
+#[test]
+fn journaled_children_of_a_sliced_entry_leave_one_pending_entry_of_the_parent() {
+    // The parent's own line (the whole 450) comes first, then the child that left.
+    let mut parent = entry("N1-p9", "p9");
+    parent.intent.quantity = Qty(450);
+    let mut child = entry("N1s1-p9", "p9");
+    child.intent.quantity = Qty(150);
+    let mut st = state(vec![], &[]);
+    assert_eq!(replay(&mut st, &[parent.clone(), child.clone()]), 1);
+    let pending: Vec<(&str, i64, u32)> = st
+        .core
+        .pending_entries
+        .iter()
+        .map(|e| (e.correlation_id.as_str(), e.quantity.0, e.attempt))
+        .collect();
+    assert_eq!(pending, [("N1-p9", 450, 1)]);
+    // Its order record is the parent's, once.
+    let placed: Vec<String> = st
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            EventKind::OrderPlaced(o) => Some(format!("{} {}", o.correlation_id, o.quantity)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(placed, ["N1-p9 450"]);
+    // Without the parent's line the child stands for it, under the parent's id.
+    let mut st = state(vec![], &[]);
+    assert_eq!(replay(&mut st, &[child]), 1);
+    assert_eq!(st.core.pending_entries[0].correlation_id.as_str(), "N1-p9");
 }
 
 #[test]
