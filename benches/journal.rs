@@ -11,7 +11,8 @@
 //!    allocated and written, so a record's write flushes data only (what the journal does);
 //! 5. group commit for a burst of 4 placements (a flatten with 4 placers): 4 records written
 //!    one after the other, in one `pwrite`, and by 4 threads at once;
-//! 6. `OrderJournal::record` itself (the chosen method, with its encoding and bookkeeping).
+//! 6. `OrderJournal::record` itself (the chosen method, with its encoding and bookkeeping),
+//!    alone and by 4 threads at once (its group commit).
 //!
 //! `cargo bench --bench journal` runs the full counts; under `cargo test` a short smoke run
 //! checks that it works.
@@ -217,6 +218,30 @@ fn run(label: &str, dir: &Path, s: &Sizes) {
         slot += 4;
     }
     report("  5 burst of 4: 4 threads, one pwrite O_DSYNC each, at once", &h);
+    let j = Arc::new(
+        OrderJournal::open(&dir.join("journal-burst"), SystemClock.now()).expect("journal"),
+    );
+    let mut h = histogram();
+    for b in 0..s.bursts {
+        std::thread::sleep(s.idle);
+        let go = Arc::new(Barrier::new(5));
+        let threads: Vec<_> = (0..4)
+            .map(|k| {
+                let (j, go) = (j.clone(), go.clone());
+                std::thread::spawn(move || {
+                    go.wait();
+                    j.record(&intent(b * 4 + k), SystemClock.now()).expect("record");
+                })
+            })
+            .collect();
+        go.wait();
+        let t = Instant::now();
+        for t in threads {
+            t.join().expect("writer");
+        }
+        h.record((t.elapsed().as_micros() as u64).max(1)).expect("in range");
+    }
+    report("  6 burst of 4: OrderJournal::record by 4 threads (group commit)", &h);
 }
 
 fn main() {
