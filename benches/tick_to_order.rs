@@ -8,7 +8,7 @@
 //! 100.00 with a live entry order, wait until it is open and the engine is idle, then trade the
 //! instrument at 98.00 (the default stop loss is 1.5 %) and wait for the exit's request. Run
 //! twice: the order journal on tmpfs (`/dev/shm`, no disk flush) and on the data disk (the
-//! target directory; fsync included).
+//! target directory; the durable write included).
 //!
 //! The per-hop breakdown comes from the engine's own stamps (`runtime::hops`): socket read →
 //! decoded → core decision → router dequeue → journal durable → first byte written, each as
