@@ -4,10 +4,10 @@
 //! 1. decision → request on the wire: from an exit `OrderIntent` handed to
 //!    `LiveGateway::place` to the last byte of its HTTP request read by a local socket. On the
 //!    path: the order tracker's registration, circuit-breaker admission, the write-ahead record
-//!    in the order journal (append + fsync, on the disk under the system's temp directory),
-//!    the body, a rate-limiter slot, headers, the send. The reader answers a minimal
+//!    in the order journal (a record written under `O_DSYNC`, on the disk under the system's
+//!    temp directory), the body, a rate-limiter slot, headers, the send. The reader answers a minimal
 //!    acknowledgement so that the pooled connection is reused. The same without the gateway
-//!    (the bare REST client) and the journal's fsync alone are shown to split the figure.
+//!    (the bare REST client) and the journal's durable write alone are shown to split the figure.
 //! 2. exit round trip against the simulator: `place` → `Accepted`, and decision → the fill
 //!    reported to the exit engine (simulator transit 0; the fill comes back on the
 //!    order-update socket through the `order_updates` and `order_tracker` workers).
@@ -353,7 +353,7 @@ fn main() {
     let (gateway, bare) = decision_to_wire(&s);
     report("decision -> request on the wire (live gateway)", &gateway);
     report("  the same, bare REST client (no journal, tracker)", &bare);
-    report("  order journal write-ahead (append + fsync)", &journal_fsync(&s));
+    report("  order journal write-ahead (durable record)", &journal_fsync(&s));
     let (accepted, filled) = exit_round_trip(&s);
     report("exit round trip: place -> accepted (sim)", &accepted);
     report("exit round trip: decision -> fill reported (sim)", &filled);

@@ -324,3 +324,58 @@ fn a_connection_a_middlebox_dropped_while_idle_is_not_reused_for_the_exit() {
     // (4 s, below the peer's 4.5 s here) keeps the exit off it.
     exit_after_the_idle_connection_ended(OnIdle::Forget, 4_500);
 }
+
+/// Warm connections (`broker.keep_warm_ms`): the simulator closes connections idle for 2 s;
+/// the keep-warm worker calls whenever the client has been idle 100 ms. After a quiet spell of
+/// twice the server's timeout the exit goes out on the connection the entry opened: no new
+/// TCP connection, no handshake under the order.
+#[test]
+fn an_exit_after_a_quiet_spell_longer_than_the_keep_alive_goes_out_on_a_warm_connection() {
+    use scalper::broker::keep_warm::KeepWarm;
+    use scalper::broker::rest::RestMetrics;
+    use scalper::ops::metrics::Metrics;
+    use scalper::runtime::{Worker, WorkerCtx};
+
+    let server_idle = Duration::from_secs(2);
+    let keep_alive = KeepAlive { idle: server_idle, on_idle: OnIdle::Close };
+    let (sim, _p) = start_sim(SimBrokerConfig { keep_alive: Some(keep_alive), ..sim_config() });
+    let metrics = Metrics::new();
+    let limiter = scalper::broker::ratelimit::RateLimiter::new(
+        scalper::broker::ratelimit::LimiterConfig::dhan(),
+    );
+    let c = DhanClient::with_metrics(
+        rest_config(&sim),
+        credentials(),
+        Arc::new(limiter),
+        RestMetrics::new(&metrics),
+    );
+    let entry = c.place_order(&market("N1-warm", Txn::Buy, 75), Priority::Entry);
+    assert!(matches!(entry, WriteOutcome::Accepted(_)), "{entry}");
+    let entry_at = sim.received().last().expect("the entry arrived").at;
+
+    let (stop, ctx) = WorkerCtx::standalone("rest_keep_warm");
+    let warm = c.clone();
+    let worker = std::thread::spawn(move || {
+        KeepWarm::new(warm, Duration::from_millis(100)).run(&ctx).expect("keep-warm worker")
+    });
+    let keep_warm_after = |since: Duration| {
+        sim.received().iter().any(|r| r.path == "/v2/profile" && r.at >= entry_at + since)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || keep_warm_after(server_idle * 2)),
+        "the keep-warm calls went on past twice the server's idle timeout"
+    );
+    // Stopped before the exit only so that no keep-warm call is in flight as it goes out.
+    stop.stop();
+    worker.join().expect("the worker ends on stop");
+    assert_eq!(sim.rest_connections(), (1, 0), "one connection, never closed as idle");
+
+    let exit = c.place_order(&market("X1-warm", Txn::Sell, 75), Priority::Exit);
+    assert!(matches!(exit, WriteOutcome::Accepted(_)), "{exit}");
+    assert_eq!(sim.rest_connections().0, 1, "the exit went out on the warm connection");
+    let text = metrics.render();
+    assert!(text.contains("scalper_broker_connections_total 1\n"), "{text}");
+    assert!(!text.contains("scalper_broker_keep_warm_total{result=\"ok\"} 0\n"), "{text}");
+    assert!(text.contains("scalper_broker_keep_warm_total{result=\"failed\"} 0\n"), "{text}");
+    sim.shutdown();
+}

@@ -167,8 +167,7 @@ fn cross_stops(
 fn journaled(rig: &Rig) -> Vec<JournalLine> {
     let mut out = Vec::new();
     for f in std::fs::read_dir(rig.data.join("journal")).into_iter().flatten().flatten() {
-        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
-        out.extend(text.lines().filter_map(|l| serde_json::from_str::<JournalLine>(l).ok()));
+        out.extend(scalper::broker::journal::read_file(&f.path()).unwrap_or_default());
     }
     out
 }

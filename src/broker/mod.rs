@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod credentials;
 mod dns;
 pub mod journal;
+pub mod keep_warm;
 pub mod model;
 pub mod order_updates;
 pub mod outcome;

@@ -17,9 +17,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use prometheus::{HistogramVec, IntCounterVec};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -81,6 +82,8 @@ impl RestConfig {
 pub struct RestMetrics {
     latency: HistogramVec,
     results: IntCounterVec,
+    connections: IntCounter,
+    keep_warm: IntCounterVec,
 }
 
 /// The order endpoints and their results, whose series exist from startup (a read endpoint's
@@ -106,6 +109,16 @@ impl RestMetrics {
                  unknown)",
                 &["endpoint", "result"],
                 &[WRITE_ENDPOINTS, WRITE_RESULTS],
+            ),
+            connections: m.counter(
+                "broker_connections_total",
+                "New connections (TCP and TLS handshakes) the Dhan REST client opened",
+            ),
+            keep_warm: m.counter_vec_preset(
+                "broker_keep_warm_total",
+                "Requests that kept an idle Dhan REST connection open, by result (ok, failed)",
+                &["result"],
+                &[&["ok", "failed"]],
             ),
         }
     }
@@ -144,6 +157,9 @@ struct Inner {
     credentials: Arc<dyn CredentialSource>,
     limiter: Arc<RateLimiter>,
     metrics: Option<RestMetrics>,
+    /// When the last call started or ended, in ms of `Inner::origin`.
+    last_used_ms: AtomicU64,
+    origin: Instant,
 }
 
 /// The Dhan REST client. Cheap to clone; every clone shares the agent, pool and limiter.
@@ -216,7 +232,16 @@ impl DhanClient {
             }
         };
         let (pooled, fresh) = (agent(cfg.max_idle_connections, true), agent(0, false));
-        let inner = Inner { agent: pooled, fresh, cfg, credentials, limiter, metrics };
+        let inner = Inner {
+            agent: pooled,
+            fresh,
+            cfg,
+            credentials,
+            limiter,
+            metrics,
+            last_used_ms: AtomicU64::new(0),
+            origin: Instant::now(),
+        };
         DhanClient { inner: Arc::new(inner) }
     }
 
@@ -421,6 +446,59 @@ impl DhanClient {
         )
     }
 
+    // ---------------------------------------------------------------- warm connections
+
+    /// How long no call has been made (since the last one started or ended).
+    pub fn idle_for(&self) -> Duration {
+        let now = self.inner.origin.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.inner.last_used_ms.load(Ordering::Relaxed)))
+    }
+
+    fn note_used(&self) {
+        let now = self.inner.origin.elapsed().as_millis() as u64;
+        self.inner.last_used_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Keeps a pooled connection open for the next order: one `GET /profile` (a non-trading
+    /// call, the cheapest Dhan answers; never an order-class slot) on the pool, which reuses
+    /// an idle connection or, when the server closed it, opens one now rather than under the
+    /// next order. Takes a rate-limit slot only if one is free at once, below every other
+    /// call; `false` when none was free or the call failed.
+    pub fn keep_warm(&self) -> bool {
+        let inner = &*self.inner;
+        if inner.limiter.acquire(ApiClass::NonTrading, Priority::Entry, Instant::now()).is_err() {
+            return false;
+        }
+        self.note_used();
+        let call = Call {
+            endpoint: "keep_warm",
+            method: Method::Get,
+            path: "/profile".into(),
+            body: None,
+            class: ApiClass::NonTrading,
+            priority: Priority::Entry,
+        };
+        let reply = self.send(&inner.agent, &call);
+        self.note_used();
+        self.count_connection();
+        let ok = matches!(reply, Reply::Answer { status: 200..=299, .. });
+        if let Some(m) = &inner.metrics {
+            m.keep_warm.with_label_values(&[if ok { "ok" } else { "failed" }]).inc();
+        }
+        if !ok {
+            log::debug!(target: "broker", "keeping the REST connection warm failed");
+        }
+        ok
+    }
+
+    fn count_connection(&self) {
+        if let Some(m) = &self.inner.metrics
+            && super::send_watch::connected()
+        {
+            m.connections.inc();
+        }
+    }
+
     // ---------------------------------------------------------------- plumbing
 
     fn write(&self, call: Call) -> WriteOutcome {
@@ -487,11 +565,15 @@ impl DhanClient {
             return Reply::NotSent(NotSent::RateLimited(e));
         }
         let started = Instant::now();
+        self.note_used();
         let mut reply = self.send(&inner.agent, &call);
+        self.count_connection();
         if let Reply::NotSent(n @ (NotSent::ConnectFailed(_) | NotSent::SendFailed(_))) = &reply {
             log::warn!(target: "broker", "{} {} not sent ({n}); sending it again at once on a new connection", call.endpoint, call.path);
             reply = self.send(&inner.fresh, &call);
+            self.count_connection();
         }
+        self.note_used();
         let elapsed = started.elapsed();
         if let Some(m) = &inner.metrics {
             m.latency.with_label_values(&[call.endpoint]).observe(elapsed.as_secs_f64());

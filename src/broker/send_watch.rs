@@ -22,11 +22,18 @@ use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTi
 
 thread_local! {
     static SEND_FAILED: Cell<bool> = const { Cell::new(false) };
+    static CONNECTED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Marks the start of a call on this thread.
 pub(crate) fn begin_call() {
     SEND_FAILED.with(|f| f.set(false));
+    CONNECTED.with(|f| f.set(false));
+}
+
+/// Whether this thread's current call opened a new connection (a pooled one was not reused).
+pub(crate) fn connected() -> bool {
+    CONNECTED.with(Cell::get)
 }
 
 /// Whether writing the request of this thread's current call failed.
@@ -46,6 +53,9 @@ impl Connector<Box<dyn Transport>> for SendWatch {
         _: &ConnectionDetails,
         chained: Option<Box<dyn Transport>>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
+        if chained.is_some() {
+            CONNECTED.with(|f| f.set(true));
+        }
         Ok(chained.map(|t| Box::new(Watched(t)) as Box<dyn Transport>))
     }
 }

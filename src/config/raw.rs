@@ -178,6 +178,8 @@ pub struct RawBroker {
     pub breaker_open_secs: i64,
     /// Default 30.
     pub startup_reconcile_alert_secs: i64,
+    /// Default 2000; 0 = off.
+    pub keep_warm_ms: i64,
 }
 
 impl Default for RawBroker {
@@ -193,6 +195,7 @@ impl Default for RawBroker {
             breaker_failures: 5,
             breaker_open_secs: 10,
             startup_reconcile_alert_secs: 30,
+            keep_warm_ms: 2_000,
         }
     }
 }

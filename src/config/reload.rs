@@ -250,6 +250,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         breaker_failures => "broker.breaker_failures",
         breaker_open => "broker.breaker_open_secs",
         startup_reconcile_alert => "broker.startup_reconcile_alert_secs",
+        keep_warm => "broker.keep_warm_ms",
     });
     diff_fields!(out, &a.sim, &b.sim, SimConfig, push, {
         enabled => "sim.enabled",

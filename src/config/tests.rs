@@ -888,3 +888,25 @@ fn database_tls_options_are_accepted() {
     );
     assert!(matches!(c.store.backend, StoreBackend::Postgres { .. }));
 }
+
+#[test]
+fn keeping_rest_connections_warm_is_on_by_default_and_below_the_pools_idle_age() {
+    assert_eq!(ok("").broker.keep_warm, std::time::Duration::from_millis(2_000));
+    assert_eq!(ok("[broker]\nkeep_warm_ms = 0\n").broker.keep_warm, std::time::Duration::ZERO);
+    assert_eq!(
+        ok("[broker]\nkeep_warm_ms = 3900\n").broker.keep_warm,
+        std::time::Duration::from_millis(3_900)
+    );
+    refused(&[
+        (
+            "past the pool's idle age",
+            "[broker]\nkeep_warm_ms = 4000\n",
+            "broker.keep_warm_ms: 4000 is out of range: must be between 0 and 3900",
+        ),
+        (
+            "negative",
+            "[broker]\nkeep_warm_ms = -1\n",
+            "broker.keep_warm_ms: -1 is out of range: must be between 0 and 3900",
+        ),
+    ]);
+}

@@ -268,6 +268,9 @@ pub struct BrokerConfig {
     /// `broker.startup_reconcile_alert_secs`: how long after the start a startup
     /// reconciliation that has not succeeded raises a critical alert (repeated every minute).
     pub startup_reconcile_alert: Duration,
+    /// `broker.keep_warm_ms`: a REST connection idle this long gets a cheap request
+    /// (`GET /profile`) so that the next order finds it open; zero: off.
+    pub keep_warm: Duration,
 }
 
 /// `[sim]`: the built-in Dhan simulator.

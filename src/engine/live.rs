@@ -18,6 +18,7 @@ use crate::broker::credentials::{
     CredentialError, CredentialSource, Credentials, ReloadableCredentials,
 };
 use crate::broker::journal::{OrderJournal, Sent};
+use crate::broker::keep_warm::KeepWarm;
 use crate::broker::model::ProductType;
 use crate::broker::order_updates::{
     OrderUpdateConfig, OrderUpdateMetrics, OrderUpdateShared, OrderUpdateWorker, RecentUpdates,
@@ -62,6 +63,9 @@ pub struct LiveOptions {
     /// still go one at a time). Dhan allows 10 orders a second and answers in ≈ 300 ms, so 4
     /// keep a flatten at the rate limit's pace.
     pub placers: usize,
+    /// A call on the REST pool whenever the client has been idle this long, so the next order
+    /// finds a warm connection (`broker.keep_warm_ms`); zero: off.
+    pub keep_warm: Duration,
 }
 
 /// The router's placers in live mode (see [`LiveOptions::placers`]).
@@ -102,6 +106,7 @@ impl LiveOptions {
             journal_dir: None,
             gate: OrderGate::open(),
             placers: DEFAULT_PLACERS,
+            keep_warm: b.keep_warm,
         }
     }
 
@@ -249,6 +254,15 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         })
         .stop_deadline(stop_deadline),
     );
+    if !opts.keep_warm.is_zero() {
+        let (client, every) = (client.clone(), opts.keep_warm);
+        workers.push(
+            WorkerSpec::new("rest_keep_warm", rest_limit, move || {
+                Box::new(KeepWarm::new(client.clone(), every))
+            })
+            .stop_deadline(stop_deadline),
+        );
+    }
     log::info!(target: "broker", "live broker: REST {}, order updates {}, journal {}", opts.rest.base_url, opts.order_updates.url, journal.path_for(ctx.clock.now()).display());
     Ok(BrokerParts {
         gateway,

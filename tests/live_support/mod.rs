@@ -159,6 +159,8 @@ order_update_url = "{ou}"
 connect_timeout_ms = 300
 request_timeout_ms = 400
 resolve_window_ms = 600
+# Off: the fault tests count the simulator's requests (tests/broker_faults.rs tests it).
+keep_warm_ms = 0
 breaker_failures = 50
 breaker_open_secs = 1
 [sim]

@@ -42,6 +42,9 @@ const HUNDRED_PCT: Bp = Bp(10_000);
 const MAX_BODY_BYTES: i64 = 16 << 20;
 /// An hour: a startup reconciliation failing longer than that is long past alerting.
 const STARTUP_RECONCILE_ALERT_MAX_SECS: i64 = 3_600;
+/// `broker.keep_warm_ms` at most: below the REST pool's idle age (4 s), past which a pooled
+/// connection is not reused (so warming it later would only open a new one each time).
+const KEEP_WARM_MAX_MS: i64 = 3_900;
 
 /// Path of the in-process simulator's endpoints on its one listening socket.
 pub const SIM_FEED_PATH: &str = "/";
@@ -453,6 +456,11 @@ fn broker(c: &mut Collector, raw: &RawConfig, live: bool) -> BrokerConfig {
                 STARTUP_RECONCILE_ALERT_MAX_SECS,
             )
             .map(|v| std::time::Duration::from_secs(v as u64))
+            .unwrap_or_default(),
+        // Below the REST pool's idle age (4 s), past which a pooled connection is not reused.
+        keep_warm: c
+            .int("broker.keep_warm_ms", b.keep_warm_ms, 0, KEEP_WARM_MAX_MS)
+            .map(|v| std::time::Duration::from_millis(v as u64))
             .unwrap_or_default(),
     }
 }
