@@ -68,6 +68,7 @@ fn intent(i: usize) -> OrderIntent {
         reference_price: Paise(12345),
         price_is_stale: false,
         created_at: Timestamp(0),
+        limit_price: None,
     }
 }
 

@@ -401,3 +401,37 @@ fn stop_during_a_long_cool_off_returns_promptly_and_health_turns_down() {
     });
     reader.stop();
 }
+
+#[test]
+fn a_busy_polling_reader_on_a_non_blocking_socket_delivers_every_position_tick_and_reconnects() {
+    const N: i64 = 200;
+    let sim = SimFeed::start(sim_config(), PriceBoard::new()).expect("sim");
+    let ctl = sim.control();
+    let subs = SubscriptionSet::with_watchlist([BANK]);
+    subs.position_opened(FNO);
+    let e = engine(&[TOKEN], 1024, subs);
+    let mut cfg = reader_config(&sim);
+    cfg.waiting = scalper::runtime::spin::Waiting::Spin;
+    let reader = spawn_reader(cfg, e.shared.clone());
+    connected_and_subscribed(&e, &ctl, &[FNO, BANK]);
+    let snapshot = e.position_rx.recv_timeout(DEADLINE).expect("subscription snapshot tick");
+    assert_eq!((snapshot.instrument, snapshot.ltp), (FNO, Paise(10_000)));
+    for i in 1..=N {
+        ctl.set_price(FNO, Paise(10_000 + 5 * i));
+    }
+    let got: Vec<i64> = (0..N)
+        .map(|_| e.position_rx.recv_timeout(DEADLINE).expect("every position tick arrives").ltp.0)
+        .collect();
+    assert_eq!(got, (1..=N).map(|i| 10_000 + 5 * i).collect::<Vec<_>>());
+    // A subscription change is written on the non-blocking socket too.
+    e.subs.position_opened(NIFTY);
+    wait_until("the new position's instrument is subscribed", || ctl.subscribed().contains(&NIFTY));
+    // Pings keep it alive (no stall on a socket that never blocks), and a drop heals.
+    assert_eq!(e.stats.disconnects.with_label_values(&["stall"]).get(), 0);
+    ctl.drop_connections();
+    wait_until("the reader reconnected", || e.stats.reconnects.get() >= 1);
+    connected_and_subscribed(&e, &ctl, &[FNO, BANK, NIFTY]);
+    ctl.set_price(BANK, Paise(45_005));
+    wait_until("ticks flow again", || ltp_is(&e.cache, BANK, Paise(45_005)));
+    reader.stop();
+}

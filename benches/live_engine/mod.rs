@@ -59,7 +59,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(sim: &LiveSim, journal_dir: &Path) -> Engine {
-        let text = live_config_text(sim, "")
+        Engine::start_with(sim, journal_dir, "")
+    }
+
+    /// [`Engine::start`] with `extra` TOML tables (e.g. `[host]`).
+    pub fn start_with(sim: &LiveSim, journal_dir: &Path, extra: &str) -> Engine {
+        let text = live_config_text(sim, extra)
             .replace("max_trades_per_day = 1000", "max_trades_per_day = 1000000")
             .replace("request_timeout_ms = 400", "request_timeout_ms = 5000")
             .replace("resolve_window_ms = 600", "resolve_window_ms = 5000")

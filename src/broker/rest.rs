@@ -137,7 +137,8 @@ struct Call {
     endpoint: &'static str,
     method: Method,
     path: String,
-    body: Option<Value>,
+    /// The JSON body, encoded once (a resend sends the same bytes).
+    body: Option<Vec<u8>>,
     class: ApiClass,
     priority: Priority,
 }
@@ -258,7 +259,8 @@ impl DhanClient {
     /// `POST /orders`.
     pub fn place_order(&self, order: &PlaceOrder, priority: Priority) -> WriteOutcome {
         let client_id = self.inner.credentials.current().client_id;
-        let body = serde_json::to_value(order.body(&client_id)).expect(
+        // Encoded straight from the borrowed body: no JSON tree on the way to the wire.
+        let body = serde_json::to_vec(&order.body(&client_id)).expect(
             "an order body of strings, integers, booleans and finite floats always encodes",
         );
         let call = Call {
@@ -277,7 +279,7 @@ impl DhanClient {
     /// `PUT /orders/{id}`.
     pub fn modify_order(&self, change: &ModifyOrder, priority: Priority) -> WriteOutcome {
         let client_id = self.inner.credentials.current().client_id;
-        let body = serde_json::to_value(change.body(&client_id))
+        let body = serde_json::to_vec(&change.body(&client_id))
             .expect("a modify body of strings, integers and finite floats always encodes");
         let call = Call {
             endpoint: "modify_order",
@@ -523,6 +525,7 @@ impl DhanClient {
         body: Option<Value>,
         class: ApiClass,
     ) -> Result<T, CallError> {
+        let body = body.map(|b| serde_json::to_vec(&b).expect("a JSON value always encodes"));
         let call = Call { endpoint, method, path, body, class, priority: Priority::Exit };
         let result = match self.exchange(call) {
             Reply::Answer { status, body } => classify_read(endpoint, status, &body),
@@ -622,9 +625,9 @@ impl DhanClient {
                     .header("client-id", &creds.client_id)
                     .header("Accept", "application/json");
                 match &call.body {
-                    Some(body) => req
-                        .header("Content-Type", "application/json")
-                        .send(serde_json::to_vec(body).expect("a JSON value always encodes")),
+                    Some(body) => {
+                        req.header("Content-Type", "application/json").send(body.as_slice())
+                    }
                     None => req.send_empty(),
                 }
             }

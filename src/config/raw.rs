@@ -568,6 +568,8 @@ pub struct RawHost {
     /// Worker name → CPU core id.
     pub pin: BTreeMap<String, i64>,
     pub mlockall: bool,
+    /// The hot workers spin instead of sleeping (needs them pinned).
+    pub busy_poll: bool,
 }
 
 /// `[exit_retry]`: what a rejected exit leads to.

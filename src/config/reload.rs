@@ -339,6 +339,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
     diff_fields!(out, &a.host, &b.host, HostConfig, push, {
         pin => "host.pin",
         mlockall => "host.mlockall",
+        busy_poll => "host.busy_poll",
     });
     out
 }

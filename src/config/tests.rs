@@ -652,6 +652,11 @@ fn runtime_host_and_cadences_are_validated() {
             "host.pin.exit_engine: -1 is out of range: must be between 0 and 4095",
         ),
         (
+            "busy polling without pins",
+            "[host]\nbusy_poll = true\npin = { exit_engine = 1 }\n",
+            "host.busy_poll: spinning workers must be pinned to CPU cores: set host.pin.tick_reader, host.pin.order_router",
+        ),
+        (
             "no heartbeat",
             "[heartbeat]\ninterval_secs = 0\n",
             "heartbeat.interval_secs: 0 is out of range: must be at least 1",
@@ -668,6 +673,14 @@ fn runtime_host_and_cadences_are_validated() {
     assert_eq!(c.runtime.heartbeat_limit_for("store"), Duration::from_secs(30));
     assert_eq!(c.runtime.heartbeat_limit_for("feed"), Duration::from_secs(5));
     assert_eq!(c.host.pin.get("exit_engine"), Some(&2));
+    assert!(!c.host.busy_poll, "off by default");
+    let c = ok(
+        "[host]\nbusy_poll = true\npin = { tick_reader = 0, exit_engine = 1, order_router = 1 }\n",
+    );
+    assert!(c.host.spins("tick_reader") && c.host.spins("order_router"));
+    assert!(!c.host.spins("store_writer"), "only the hot workers spin");
+    assert!(c.host.shares_core("exit_engine") && c.host.shares_core("order_router"));
+    assert!(!c.host.shares_core("tick_reader"));
 }
 
 #[test]

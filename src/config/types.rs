@@ -430,6 +430,26 @@ pub struct HostConfig {
     pub pin: BTreeMap<String, usize>,
     /// `host.mlockall`: lock the process's memory (needs `LimitMEMLOCK`/`CAP_IPC_LOCK`).
     pub mlockall: bool,
+    /// `host.busy_poll`: the tick reader, the exit engine and the order router spin on their
+    /// inputs instead of sleeping (each must be pinned; see [`HostConfig::BUSY_POLL_WORKERS`]).
+    pub busy_poll: bool,
+}
+
+impl HostConfig {
+    /// The workers that spin under `host.busy_poll`, each of which must be pinned.
+    pub const BUSY_POLL_WORKERS: [&'static str; 3] = ["tick_reader", "exit_engine", "order_router"];
+
+    /// Whether `worker` spins (busy polling on and the worker one of the spinning ones).
+    pub fn spins(&self, worker: &str) -> bool {
+        self.busy_poll && Self::BUSY_POLL_WORKERS.contains(&worker)
+    }
+
+    /// Whether a spinning `worker` shares its core with another spinning worker: it then yields
+    /// the core on each empty poll instead of only pausing the CPU, so that the other one runs.
+    pub fn shares_core(&self, worker: &str) -> bool {
+        let Some(core) = self.pin.get(worker) else { return false };
+        Self::BUSY_POLL_WORKERS.iter().any(|w| *w != worker && self.pin.get(*w) == Some(core))
+    }
 }
 
 /// `[instruments]`: where the instrument master comes from.

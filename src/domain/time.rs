@@ -168,6 +168,14 @@ impl Mono {
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
     fn mono(&self) -> Mono;
+
+    /// The monotonic reading at `at`, an instant the caller has already read, so that one
+    /// clock read can stamp a whole frame. A clock that does not follow `Instant` (a manual
+    /// clock) gives its own reading.
+    fn mono_at(&self, at: Instant) -> Mono {
+        let _ = at;
+        self.mono()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -179,8 +187,12 @@ impl Clock for SystemClock {
     }
 
     fn mono(&self) -> Mono {
+        self.mono_at(Instant::now())
+    }
+
+    fn mono_at(&self, at: Instant) -> Mono {
         static ORIGIN: OnceLock<Instant> = OnceLock::new();
-        Mono(ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as i64)
+        Mono(at.saturating_duration_since(*ORIGIN.get_or_init(Instant::now)).as_millis() as i64)
     }
 }
 

@@ -34,6 +34,7 @@ pub fn reader_config(config: &Config, client_id: &Secret) -> anyhow::Result<Read
         .map_err(|e| anyhow::anyhow!("feed reconnect backoff: {e}"))?;
     rc.cool_off_429 = f.cooloff_429;
     rc.back_off_805 = f.backoff_805;
+    rc.waiting = crate::runtime::spin::Waiting::for_worker(&config.host, "tick_reader");
     let problems = rc.validate();
     if !problems.is_empty() {
         anyhow::bail!("feed settings: {}", problems.join("; "));

@@ -52,6 +52,7 @@ use crate::ops::health::HealthBoard;
 use crate::ops::http::OpsApi;
 use crate::ops::metrics::Metrics;
 use crate::risk::trading_state::TradingCell;
+use crate::runtime::spin::Waiting;
 use crate::runtime::{StatusTable, Worker, WorkerSpec};
 use crate::sim::feed::SimFeed;
 
@@ -287,18 +288,27 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         workers.push(n.worker_spec(&config));
     }
     workers.extend(broker.workers);
+    if config.host.busy_poll {
+        let cores: Vec<String> = crate::config::HostConfig::BUSY_POLL_WORKERS
+            .iter()
+            .map(|w| format!("{w} on core {}", config.host.pin.get(*w).copied().unwrap_or(0)))
+            .collect();
+        banner.push(format!("busy polling: {} spin instead of sleeping", cores.join(", ")));
+    }
+    let router_waits = Waiting::for_worker(&config.host, "order_router");
+    let exit_engine_waits = Waiting::for_worker(&config.host, "exit_engine");
     let s = shared.clone();
     let rest_floor = broker.rest_heartbeat_floor;
     workers.push(spec(
         "order_router",
         rest_floor,
-        Box::new(move || Box::new(OrderRouter::new(s.clone()))),
+        Box::new(move || Box::new(OrderRouter::new(s.clone()).waiting(router_waits))),
     ));
     let s = shared.clone();
     workers.push(spec(
         "exit_engine",
         Duration::ZERO,
-        Box::new(move || Box::new(ExitEngine::new(s.clone()))),
+        Box::new(move || Box::new(ExitEngine::new(s.clone()).waiting(exit_engine_waits))),
     ));
     let floor = feed::reader_heartbeat_floor(&reader_cfg);
     workers.push(spec(

@@ -36,11 +36,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::select;
+use crossbeam_channel::{RecvError, TryRecvError, select};
 
 use crate::domain::{InstrumentKey, Tick, Timestamp};
 use crate::exec::core::{CoreEvent, ExitCore};
 use crate::exec::shared::Shared;
+use crate::runtime::spin::Waiting;
 use crate::runtime::{Worker, WorkerCtx, failpoint};
 
 /// The timed rules run at least this often.
@@ -63,6 +64,8 @@ pub struct ExitEngine {
     /// The startup reconciliation, until it succeeds (live mode).
     startup: Option<broker_sync::StartupSync>,
     guard_report: guard_report::GuardReport,
+    /// Asleep on its channels (the default) or spinning on them (`[host] busy_poll`).
+    waiting: Waiting,
 }
 
 impl ExitEngine {
@@ -76,7 +79,14 @@ impl ExitEngine {
             last_clock_step: Instant::now().checked_sub(CLOCK_STEP).unwrap_or_else(Instant::now),
             startup: None,
             guard_report: guard_report::GuardReport::default(),
+            waiting: Waiting::Sleep,
         }
+    }
+
+    /// Spins on its inputs instead of sleeping (`[host] busy_poll`).
+    pub fn waiting(mut self, waiting: Waiting) -> ExitEngine {
+        self.waiting = waiting;
+        self
     }
 
     /// Picks up after a predecessor: its undone effects first, then the subscriptions of the
@@ -214,6 +224,7 @@ impl ExitEngine {
 
 impl Worker for ExitEngine {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        crate::runtime::hops::mark_thread(crate::runtime::hops::HotThread::ExitEngine);
         self.start();
         // Live mode: the broker's books are reconciled in the background; exits held until then.
         self.begin_startup_sync(ctx);
@@ -236,8 +247,35 @@ impl Worker for ExitEngine {
                 self.clock_step();
                 continue;
             }
-            let timeout = (CLOCK_STEP - since).min(ctx.beat_every());
             let startup = self.startup_answers();
+            if self.waiting.spins() {
+                // Busy polling: every input once, without blocking; ticks before commands.
+                let mut idle = true;
+                match startup.try_recv() {
+                    Ok(answer) => {
+                        idle = false;
+                        self.on_startup_answer(Ok(answer))?;
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        idle = false;
+                        self.on_startup_answer(Err(RecvError))?;
+                    }
+                    Err(TryRecvError::Empty) => {}
+                }
+                if let Ok(tick) = ticks.try_recv() {
+                    idle = false;
+                    self.on_tick(tick, true);
+                }
+                if let Ok(command) = commands.try_recv() {
+                    idle = false;
+                    self.on_command(command);
+                }
+                if idle {
+                    self.waiting.pause();
+                }
+                continue;
+            }
+            let timeout = (CLOCK_STEP - since).min(ctx.beat_every());
             select! {
                 recv(ctx.stopped()) -> _ => {}
                 recv(startup) -> answer => self.on_startup_answer(answer)?,

@@ -39,6 +39,7 @@ use crate::exec::messages::{OrderEvent, RouterOrder};
 use crate::exec::seams::EngineEvent;
 use crate::exec::shared::Shared;
 use crate::runtime::hops::{self, Hop};
+use crate::runtime::spin::Waiting;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// What placing an order gave.
@@ -86,6 +87,9 @@ pub trait Gateway: Send + Sync {
 pub struct OrderRouter {
     shared: Arc<Shared>,
     lanes: lanes::Lanes,
+    /// How the router thread waits: asleep (the default) or spinning (`[host] busy_poll`).
+    /// The helper placers always sleep: they serve bursts, not the first exit.
+    waiting: Waiting,
 }
 
 /// How often a helper placer waiting for a busy position's lane looks up.
@@ -93,7 +97,13 @@ const HELPER_POLL: Duration = Duration::from_millis(100);
 
 impl OrderRouter {
     pub fn new(shared: Arc<Shared>) -> OrderRouter {
-        OrderRouter { shared, lanes: lanes::Lanes::default() }
+        OrderRouter { shared, lanes: lanes::Lanes::default(), waiting: Waiting::Sleep }
+    }
+
+    /// The router thread spins on its queues instead of sleeping (`[host] busy_poll`).
+    pub fn waiting(mut self, waiting: Waiting) -> OrderRouter {
+        self.waiting = waiting;
+        self
     }
 
     fn drain_exits(&self, ctx: Option<&WorkerCtx>) {
@@ -129,6 +139,7 @@ impl OrderRouter {
     /// router stops (`stopped`) or its thread's loop ends (`quit` disconnects). It sleeps
     /// until one of them or an order wakes it: no polling while idle.
     fn helper(&self, stopped: &Receiver<()>, quit: &Receiver<()>) {
+        hops::mark_thread(hops::HotThread::Placer);
         let exits = &self.shared.channels.exits_to_router_rx;
         let entries = &self.shared.channels.entries_to_router_rx;
         loop {
@@ -238,6 +249,16 @@ impl OrderRouter {
             if ctx.should_stop() {
                 break;
             }
+            if self.waiting.spins() {
+                match entries.try_recv() {
+                    Ok(order) => {
+                        self.drain_exits(Some(ctx));
+                        self.route(order, Some(ctx));
+                    }
+                    Err(_) => self.waiting.pause(),
+                }
+                continue;
+            }
             select! {
                 recv(ctx.stopped()) -> _ => {}
                 recv(exits) -> order => {
@@ -280,6 +301,7 @@ impl Drop for PanicFlag<'_> {
 
 impl Worker for OrderRouter {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        hops::mark_thread(hops::HotThread::Placer);
         let helpers = self.shared.gateway.placers().max(1) - 1;
         let router: &OrderRouter = self;
         // Never carries a message: dropping the sender tells the helpers to end.

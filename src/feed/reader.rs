@@ -210,6 +210,12 @@ impl FeedReader {
         let Opened { mut ws, tcp } = opened;
         let poll = self.cfg.poll_interval.min(ctx.beat_every());
         let _ = tcp.set_read_timeout(Some(poll));
+        // Busy polling: reads return at once (WouldBlock) when no frame waits, and the loop
+        // goes round again instead of sleeping in the kernel.
+        let spinning = self.cfg.waiting.spins();
+        if spinning && let Err(e) = tcp.set_nonblocking(true) {
+            log::warn!(target: "feed", "cannot make the feed socket non-blocking ({e}); reading it blocking");
+        }
         let stats = self.shared.stats.clone();
         if stats.connections.get() > 0 {
             stats.reconnects.inc();
@@ -220,32 +226,46 @@ impl FeedReader {
         log::info!(target: "feed", "connected to {}", self.redacted_url());
         let started = Instant::now();
         let mut last_frame = started;
+        // The one clock read of each round of the loop (after the socket read returns): the
+        // frame's arrival, the heartbeat, the health refresh and the stall check all use it.
+        let mut now = started;
         let mut data_seen = false;
         let mut backoff_reset = false;
         let mut subscribed: BTreeSet<InstrumentKey> = BTreeSet::new();
         let mut synced_version = None;
         let ending = loop {
-            ctx.beat();
+            ctx.beat_at(now);
             if ctx.should_stop() {
                 break Ending::Stopped;
             }
             self.refresh_tracked();
             if synced_version != Some(self.tracked.version) {
-                if let Err(e) = self.sync(&mut ws, &mut subscribed) {
+                // Subscription messages are written blocking: a full socket buffer must not
+                // turn into a lost subscription.
+                if spinning {
+                    let _ = tcp.set_nonblocking(false);
+                }
+                let synced = self.sync(&mut ws, &mut subscribed);
+                if spinning {
+                    let _ = tcp.set_nonblocking(true);
+                }
+                if let Err(e) = synced {
                     log::warn!(target: "feed", "subscribing failed, reconnecting: {e}");
                     break self.lost("write_failed", e.to_string());
                 }
                 synced_version = Some(self.tracked.version);
             }
-            self.publish(false);
-            match ws.read() {
+            self.publish_at(false, now);
+            let read = ws.read();
+            now = Instant::now();
+            match read {
                 Ok(Message::Binary(data)) => {
-                    crate::runtime::hops::stamp(crate::runtime::hops::Hop::SocketRead);
-                    last_frame = Instant::now();
-                    stats.frame_seen();
+                    crate::runtime::hops::stamp_at(crate::runtime::hops::Hop::SocketRead, now);
+                    last_frame = now;
+                    stats.frame_seen_at(now);
                     data_seen = true;
                     crate::runtime::failpoint::hit("tick_reader.message");
-                    match self.on_message(ctx, &data) {
+                    match self.on_message(ctx, &data, now) {
                         Flow::Continue => {}
                         Flow::Stopped => break Ending::Stopped,
                         Flow::Disconnect(reason) => break self.server_disconnect(reason),
@@ -260,8 +280,8 @@ impl FeedReader {
                 Ok(_) => {
                     // Pings (tungstenite queues the pong and sends it on the next read),
                     // pongs, text: all prove the socket is alive.
-                    last_frame = Instant::now();
-                    stats.frame_seen();
+                    last_frame = now;
+                    stats.frame_seen_at(now);
                 }
                 Err(tungstenite::Error::Io(e))
                     if matches!(
@@ -269,18 +289,22 @@ impl FeedReader {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    let silent = last_frame.elapsed();
+                    let silent = now.saturating_duration_since(last_frame);
                     if silent >= self.cfg.stall_timeout {
                         log::warn!(target: "feed", "no frame or ping for {silent:?}, reconnecting");
                         break self.lost("stall", format!("no frame or ping for {silent:?}"));
                     }
+                    self.cfg.waiting.pause();
                 }
                 Err(e) => {
                     log::warn!(target: "feed", "feed socket failed ({e}), reconnecting");
                     break self.lost("transport", e.to_string());
                 }
             }
-            if !backoff_reset && data_seen && started.elapsed() >= self.cfg.healthy_after {
+            if !backoff_reset
+                && data_seen
+                && now.saturating_duration_since(started) >= self.cfg.healthy_after
+            {
                 self.backoff.reset();
                 backoff_reset = true;
             }
@@ -340,13 +364,15 @@ impl FeedReader {
         Ok(())
     }
 
-    fn on_message(&mut self, ctx: &WorkerCtx, data: &[u8]) -> Flow {
+    /// One frame, `arrived` when the socket read returned: every packet in it carries the
+    /// same arrival (the wall clock is read once, the monotonic reading is `arrived`).
+    fn on_message(&mut self, ctx: &WorkerCtx, data: &[u8], arrived: Instant) -> Flow {
         // A position opened while the reader slept in `read()` counts from this frame on (one
         // atomic load): its first tick goes to the exit engine at once, not through the exit
         // engine's catch-up from the cache on its next clock step.
         self.refresh_tracked();
         let received_at = self.shared.clock.now();
-        let received_mono = self.shared.clock.mono();
+        let received_mono = self.shared.clock.mono_at(arrived);
         for item in Packets::new(data) {
             let framed = match item {
                 Ok(f) => f,
@@ -430,8 +456,13 @@ impl FeedReader {
 
     /// Refreshes health and gauges (at most every `health_every` unless `force`).
     fn publish(&mut self, force: bool) {
+        self.publish_at(force, Instant::now());
+    }
+
+    /// [`FeedReader::publish`] with the caller's reading of the clock.
+    fn publish_at(&mut self, force: bool, now: Instant) {
         self.refresh_tracked();
-        self.health.publish(force, &self.shared, &self.tracked);
+        self.health.publish(force, now, &self.shared, &self.tracked);
     }
 
     fn go_fatal(&mut self, reason: DisconnectReason) {
@@ -448,6 +479,7 @@ impl FeedReader {
 
 impl Worker for FeedReader {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
+        crate::runtime::hops::mark_thread(crate::runtime::hops::HotThread::Reader);
         let mut next_attempt = Instant::now();
         loop {
             if ctx.should_stop() {

@@ -11,6 +11,7 @@ pub mod http_message;
 pub mod http_server;
 pub mod panic_hook;
 pub mod signals;
+pub mod spin;
 pub mod supervisor;
 pub mod systemd;
 pub mod worker;
@@ -22,5 +23,5 @@ pub use supervisor::{
 };
 pub use worker::{
     Heartbeat, StopHandle, StopSignal, Worker, WorkerCtx, beat_current_thread,
-    bind_heartbeat_to_thread, monotonic_millis,
+    bind_heartbeat_to_thread, monotonic_millis, monotonic_millis_at,
 };

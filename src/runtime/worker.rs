@@ -30,8 +30,13 @@ where
 /// Milliseconds since the first call in this process, from the monotonic clock. Heartbeats and
 /// ages use this, never the wall clock, so a clock step cannot make a worker look stuck.
 pub fn monotonic_millis() -> u64 {
+    monotonic_millis_at(Instant::now())
+}
+
+/// [`monotonic_millis`] of an instant the caller has already read (no clock read here).
+pub fn monotonic_millis_at(at: Instant) -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    at.saturating_duration_since(*ORIGIN.get_or_init(Instant::now)).as_millis() as u64 + 1
 }
 
 /// The receiving half of a stop request. Cheap to clone. `channel()` is disconnected once stop
@@ -98,6 +103,11 @@ impl Heartbeat {
 
     pub fn beat(&self) {
         self.0.store(monotonic_millis(), Ordering::Release);
+    }
+
+    /// A beat at an instant the caller has read.
+    pub fn beat_at(&self, at: Instant) {
+        self.0.store(monotonic_millis_at(at), Ordering::Release);
     }
 
     /// Time since the last beat, or `None` if it never beat.
@@ -176,6 +186,11 @@ impl WorkerCtx {
 
     pub fn beat(&self) {
         self.heartbeat.beat();
+    }
+
+    /// [`WorkerCtx::beat`] at an instant the caller has read (no clock read).
+    pub fn beat_at(&self, at: Instant) {
+        self.heartbeat.beat_at(at);
     }
 
     pub fn heartbeat(&self) -> &Heartbeat {

@@ -125,7 +125,21 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config, ConfigErrors> {
             pin.insert(name.clone(), id as usize);
         }
     }
-    let host = HostConfig { pin, mlockall: raw.host.mlockall };
+    if raw.host.busy_poll {
+        let missing: Vec<&str> = HostConfig::BUSY_POLL_WORKERS
+            .iter()
+            .copied()
+            .filter(|w| !raw.host.pin.contains_key(*w))
+            .collect();
+        if !missing.is_empty() {
+            let keys: Vec<String> = missing.iter().map(|w| format!("host.pin.{w}")).collect();
+            c.push(
+                "host.busy_poll",
+                format!("spinning workers must be pinned to CPU cores: set {}", keys.join(", ")),
+            );
+        }
+    }
+    let host = HostConfig { pin, mlockall: raw.host.mlockall, busy_poll: raw.host.busy_poll };
     let exit_retry = exit_retry(&mut c, &raw.exit_retry);
     let instruments = instruments(&mut c, raw, &broker, live);
     let alerts = alerts::alerts(&mut c, &raw.alerts, &runtime);

@@ -43,6 +43,17 @@ impl ExitEngine {
                     self.shared.outbox.push_events(events, decided);
                 }
             }
+            Effect::Event(CoreEvent::ExitIntent(intent)) => {
+                // The order goes to the router first and is recorded after: the recording
+                // (the store ignores an intent; the router records the order it sends) is off
+                // the path to the wire. A panic in between carries the effect out again, and
+                // the router's ledger drops the repeat.
+                crate::runtime::hops::stamp(crate::runtime::hops::Hop::Decided);
+                let order = RouterOrder { intent: intent.clone(), decided };
+                // The receiver lives in `Shared`: an unbounded send cannot fail.
+                let _ = self.shared.channels.exits_to_router_tx.send(order);
+                self.shared.sink.record(&EngineEvent::Core(CoreEvent::ExitIntent(intent)));
+            }
             Effect::Event(event) => {
                 self.shared.sink.record(&EngineEvent::Core(event.clone()));
                 self.on_core_event(event, decided);
@@ -54,8 +65,7 @@ impl ExitEngine {
         let s = self.shared.clone();
         match event {
             CoreEvent::ExitIntent(intent) => {
-                crate::runtime::hops::stamp(crate::runtime::hops::Hop::Decided);
-                // The receiver lives in `Shared`: an unbounded send cannot fail.
+                // Carried out by `carry_out` before this; kept for completeness.
                 let _ = s.channels.exits_to_router_tx.send(RouterOrder { intent, decided });
             }
             CoreEvent::Position(ev) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::domain::Secret;
 use crate::feed::subscribe::{FeedMode, MAX_INSTRUMENTS_PER_CONNECTION};
 use crate::runtime::backoff::BackoffPolicy;
+use crate::runtime::spin::Waiting;
 
 /// The reader's settings.
 #[derive(Clone, Debug)]
@@ -35,6 +36,9 @@ pub struct ReaderConfig {
     /// TLS settings for `wss://`; `None` trusts the Mozilla roots (webpki-roots) with rustls'
     /// ring provider.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Asleep in `read()` (the default) or spinning on a non-blocking socket
+    /// (`[host] busy_poll`).
+    pub waiting: Waiting,
 }
 
 impl ReaderConfig {
@@ -55,6 +59,7 @@ impl ReaderConfig {
             max_instruments: MAX_INSTRUMENTS_PER_CONNECTION,
             health_every: Duration::from_secs(1),
             tls: None,
+            waiting: Waiting::Sleep,
         }
     }
 }

@@ -34,8 +34,13 @@ impl HealthPublisher {
 
     /// Refreshes everything, unless the last refresh is younger than `health_every` and
     /// `force` is false.
-    pub(super) fn publish(&mut self, force: bool, shared: &ReaderShared, tracked: &Tracked) {
-        let now = Instant::now();
+    pub(super) fn publish(
+        &mut self,
+        force: bool,
+        now: Instant,
+        shared: &ReaderShared,
+        tracked: &Tracked,
+    ) {
         if !force && now < self.next {
             return;
         }

@@ -12,7 +12,7 @@ use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge};
 
 use crate::feed::codec::DisconnectReason;
 use crate::ops::metrics::{Metrics, StateGauge};
-use crate::runtime::monotonic_millis;
+use crate::runtime::{monotonic_millis, monotonic_millis_at};
 
 /// Where the reader's connection stands.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -233,6 +233,11 @@ impl FeedStats {
 
     pub(crate) fn frame_seen(&self) {
         self.last_frame.store(monotonic_millis(), Ordering::Release);
+    }
+
+    /// [`FeedStats::frame_seen`] at an instant the caller has read.
+    pub(crate) fn frame_seen_at(&self, at: std::time::Instant) {
+        self.last_frame.store(monotonic_millis_at(at), Ordering::Release);
     }
 
     /// The disconnect reason that stopped the reader, if any.
