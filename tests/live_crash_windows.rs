@@ -9,6 +9,8 @@
 //! - an exit killed right after its journal write, before the send;
 //! - an exit killed right after Dhan accepted it, before the store wrote `Exiting`; and the
 //!   same followed by a kill during the next start's settlement of that exit;
+//! - a kill after an exit's second attempt traded (the first was rejected), before the store
+//!   heard of the position;
 //! - a kill during the startup reconciliation and one during a later round.
 //!
 //! After each, once a final flatten has closed everything: the simulator's net quantity is 0
@@ -26,8 +28,9 @@ use std::time::Duration;
 use crash_support::*;
 use live_support::{A, B, LiveSim, sim_config};
 use process_support::{Process, get, open, post, wait_for};
+use scalper::broker::model::OrderStatus;
 use scalper::domain::PositionId;
-use scalper::sim::broker::FaultConfig;
+use scalper::sim::broker::{FaultConfig, Refusal, RefuseOrders};
 
 /// Trades once on A at 100.00 (the day's average moves), then places an entry at 90.00 and
 /// kills the process as Dhan accepts it, the store lagging: returns the entry's position id.
@@ -157,6 +160,46 @@ fn an_exit_killed_at_its_acceptance_before_the_store_heard_of_its_position_close
     rig.price(B, "111.00");
     wait_for("the short closes", || pnl(addr)["closed_today"].as_u64() == Some(2));
     rig.sim.assert_one_filled_exit(&PositionId::new(short.clone()));
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn killed_after_a_retried_exit_traded_before_the_store_heard_of_its_position_it_closes_with_that_exit()
+ {
+    // Found by the soak campaign. The store lags: when the position's second exit attempt has
+    // traded (the first was rejected), the store has not heard of the position at all. The
+    // restart opens it from its entry's fills, with no attempt of its own: it must resume the
+    // journaled X2, or the reconciliation finds the broker flat and closes it
+    // `closed_at_broker` at a price made of the broker's day averages (92.50), not its fill.
+    let rig = Rig::new();
+    rig.sim.broker.faults().refuse_orders(RefuseOrders {
+        instrument: Some(A),
+        correlation_prefix: Some("X".into()),
+        refusal: Refusal::exchange("RMS:Insufficient Funds"),
+        count: Some(1),
+    });
+    let mut engine = rig.start("store_writer.batch=sleep:5000");
+    let addr = wait_trading(&mut engine, &rig.data);
+    let id = open(addr, A, "LONG");
+    rig.price(A, "85.00");
+    wait_for("the first exit is rejected and the operator's retry taken", || {
+        post(addr, &format!("/v1/positions/{id}/retry-exit"), "{}").0 == 202
+    });
+    let pid = PositionId::new(id.clone());
+    wait_for("the second exit traded", || {
+        rig.sim.exits_of(&pid).iter().any(|o| o.status == OrderStatus::Traded)
+    });
+    engine.kill9();
+    assert_eq!(stored_state(&rig.data, &id), None, "the store never heard of {id}");
+
+    let mut engine = rig.start("");
+    wait_trading(&mut engine, &rig.data);
+    assert_eq!(wait_stored_close(&rig.data, &id), ("stop_loss".to_string(), 8_500));
+    assert!(!engine.log().contains("closed_at_broker"), "{}", engine.log());
+    let exits = rig.sim.exits_of(&pid);
+    assert_eq!(exits.len(), 2, "X1 rejected, X2 traded, nothing more: {exits:#?}");
     assert_books_agree(&rig, &mut engine);
     stop(engine);
     rig.sim.shutdown();

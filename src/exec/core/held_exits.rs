@@ -164,8 +164,11 @@ impl ExitCore {
     /// an `Active` position the broker reports flat (or netted by another position) and
     /// closes it `closed_at_broker`, or adopts the difference.
     ///
+    /// The journaled attempt may be beyond this run's next one (the previous run's earlier
+    /// attempts were rejected before the kill): the position resumes at the journaled attempt.
     /// A position already `Exiting` under that id with its order held is released the same
-    /// way; one under another id, or with more attempts, is left alone (`Ok(empty)`).
+    /// way; one under another id, or with as many attempts or more, is left alone
+    /// (`Ok(empty)`).
     pub fn resume_journaled_exit(
         &mut self,
         intent: &OrderIntent,
@@ -184,10 +187,16 @@ impl ExitCore {
             return Ok(vec![CoreEvent::ExitIntent(held)]);
         }
         let pos = self.slots[slot].as_mut().expect("an indexed slot is live");
-        let Lifecycle::Active { attempts, .. } = pos.lifecycle else { return Ok(Vec::new()) };
-        if correlation::exit_id(id, attempts + 1).ok().as_ref() != Some(cid) {
+        let Lifecycle::Active { attempts, .. } = &mut pos.lifecycle else { return Ok(Vec::new()) };
+        // The journaled attempt may be a later one than this run's next: the earlier attempts
+        // were the previous run's (rejected or proved absent before the kill), and a position
+        // opened from its entry's fills knows none of them. It resumes at the journaled one.
+        let journaled = correlation::parse(cid.as_str()).map_or(0, |p| p.attempt);
+        if journaled <= *attempts || correlation::exit_id(id, journaled).ok().as_ref() != Some(cid)
+        {
             return Ok(Vec::new());
         }
+        *attempts = journaled - 1;
         let trigger = LifecycleEvent::Trigger {
             reason,
             price: intent.reference_price,
@@ -364,8 +373,16 @@ mod tests {
         core.hold_new_exits(&mut events);
         assert_eq!(intents(&events), ["X1-p1"]);
         assert!(core.held_exits().is_empty());
-        // p2 is Active with no attempt: X2 is not its next id; p9 is not open.
-        assert!(core.resume_journaled_exit(&journaled("p2", 2), T0).unwrap().is_empty());
+        // p2 is Active with no attempt (opened from its entry's fills after the restart): its
+        // journaled X2 (the previous run's X1 was rejected before the kill) resumes it at
+        // attempt 2; an Exiting position is left alone; p9 is not open.
+        assert_eq!(
+            intents(&core.resume_journaled_exit(&journaled("p2", 2), T0).unwrap()),
+            ["X2-p2"]
+        );
+        let view = core.local_view();
+        assert!(view.positions.iter().any(|p| p.id.as_str() == "p2" && p.exiting));
+        assert!(core.resume_journaled_exit(&journaled("p2", 3), T0).unwrap().is_empty());
         assert!(core.resume_journaled_exit(&journaled("p9", 1), T0).is_err());
     }
 
