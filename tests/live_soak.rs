@@ -458,6 +458,13 @@ fn crossing(long: bool) -> &'static str {
     if long { "85.00" } else { "115.00" }
 }
 
+/// 15 % beyond the entry price, on a 5-paise tick: past the stop of a position entered there
+/// (a position recovered after a kill may have entered away from 100.00).
+fn beyond_stop(long: bool, entry: Paise) -> Paise {
+    let far = if long { entry.0 * 85 / 100 } else { (entry.0 * 115 + 99) / 100 };
+    Paise(if long { far - far % 5 } else { far + (5 - far % 5) % 5 })
+}
+
 /// The value of `scalper_price_guard_total{outcome="<outcome>"}`.
 fn guard_count(addr: SocketAddr, outcome: &str) -> Option<u64> {
     let (_, body) = get(addr, "/metrics");
@@ -560,7 +567,7 @@ fn play(rig: &Rig, life: &mut Life, s: &Scenario, tally: &mut Tally) -> Result<(
     // never reached the simulator) the resolve window has passed: `settle` sees to the rest.
     let id = answer.1["position_id"].as_str().unwrap_or_default().to_string();
     let cid_suffix = format!("-{id}");
-    let given_up = Instant::now() + PENDING_STALE_AFTER;
+    let given_up = Instant::now() + ENTRY_ENDS_WITHIN;
     let mut open = false;
     life.until("the entry opens or ends", || {
         open = pnl(addr)["positions"].as_array().into_iter().flatten().any(|p| p["id"] == id);
@@ -592,13 +599,9 @@ fn play(rig: &Rig, life: &mut Life, s: &Scenario, tally: &mut Tally) -> Result<(
     Ok(())
 }
 
-/// `/v1/pnl` is a snapshot the PnL refresher publishes when a position opens or closes, and
-/// every 30 s while none is open: a pending entry's start and end alone do not refresh it, so
-/// with no position open its `pending_entries` may be that old. Once the engine shows no
-/// position and the simulator has held nothing and had no order in flight for this long (the
-/// resolve window with room to spare: an entry of unknown outcome is settled within it), a
-/// pending count above 0 is taken for such a stale one.
-const PENDING_STALE_AFTER: Duration = Duration::from_secs(4);
+/// How long an entry may take to open or end after it was taken (the resolve window with room
+/// to spare: an entry of unknown outcome is settled within it).
+const ENTRY_ENDS_WITHIN: Duration = Duration::from_secs(4);
 
 /// How long a scenario may take to settle (an exit-blocked position waits for the operator's
 /// retry, a lost answer for the resolve window, a restart for its reconciliation).
@@ -618,7 +621,6 @@ fn settle(
 ) -> Result<(), ()> {
     let mut deadline = Instant::now() + SETTLE_WITHIN;
     let mut last_push = Instant::now() - Duration::from_secs(1);
-    let mut quiet_since: Option<Instant> = None;
     loop {
         if life.engine.child.try_wait().unwrap().is_some() {
             recover(rig, life, rng, tally, ctx);
@@ -633,7 +635,18 @@ fn settle(
                 let Some(k) = p["instrument"].as_str().and_then(|k| k.parse().ok()) else {
                     continue;
                 };
-                rig.price(k, crossing(p["side"] == "LONG"));
+                // Never while an order on the contract is in flight: its parts would trade at
+                // several prices (the known gap), and an entry would open away from 100.00.
+                let busy = rig
+                    .sim
+                    .broker
+                    .orders()
+                    .iter()
+                    .any(|o| o.instrument == k && !o.status.is_terminal());
+                let entry = p["entry_price"].as_str().and_then(|e| Paise::parse_rupees(e).ok());
+                if let (false, Some(entry)) = (busy, entry) {
+                    rig.sim.prices.set_price(k, beyond_stop(p["side"] == "LONG", entry));
+                }
                 if !p["exit_blocked"].is_null()
                     && let Some(id) = p["id"].as_str()
                 {
@@ -653,14 +666,8 @@ fn settle(
             .filter(|p| p.net() != 0)
             .map(|p| format!("{} holds {}", p.instrument, p.net()))
             .collect();
-        let quiet = no_position && orders_done && held.is_empty();
-        if !quiet {
-            quiet_since = None;
-        }
-        let quiet_for = quiet_since.get_or_insert_with(Instant::now).elapsed();
-        let engine_flat = no_position
-            && (p["pending_entries"].as_u64() == Some(0) || quiet_for >= PENDING_STALE_AFTER);
-        if quiet && engine_flat {
+        let engine_flat = no_position && p["pending_entries"].as_u64() == Some(0);
+        if engine_flat && orders_done && held.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -728,8 +735,8 @@ fn run_rig(seed: u64, rig_no: usize, scenarios: usize, tally: &mut Tally) {
         rig.data.display()
     );
     let draws: Vec<Scenario> = (0..scenarios).map(|_| draw_scenario(&mut rng)).collect();
-    let mut life = start_life(&rig, &mut rng, tally, &format!("seed {seed} rig {rig_no} start"));
     let findings = tally.findings();
+    let mut life = start_life(&rig, &mut rng, tally, &format!("seed {seed} rig {rig_no} start"));
     for (n, s) in draws.iter().enumerate() {
         let ctx = format!("seed {seed} rig {rig_no} scenario {n} {s:?}");
         let kills = tally.kills();
@@ -758,6 +765,7 @@ fn run_rig(seed: u64, rig_no: usize, scenarios: usize, tally: &mut Tally) {
             tally.failures.push(format!("{ctx}: {msg}"));
         }
         if tally.findings() > findings {
+            report_rig_failure(&rig, seed, rig_no, tally);
             eprintln!(
                 "soak: {ctx} failed; the rig ends here (SOAK_SEED={seed} SOAK_RIG={rig_no} replays it)"
             );
@@ -787,7 +795,25 @@ fn run_rig(seed: u64, rig_no: usize, scenarios: usize, tally: &mut Tally) {
         let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
         tally.failures.push(format!("{ctx}: {msg}"));
     }
+    if tally.findings() > findings {
+        report_rig_failure(&rig, seed, rig_no, tally);
+    }
     rig.sim.shutdown();
+}
+
+/// Prints the rig's findings at once and keeps its engine log (the rig's directory is
+/// removed with it).
+fn report_rig_failure(rig: &Rig, seed: u64, rig_no: usize, tally: &Tally) {
+    let tag = format!("seed {seed} rig {rig_no} ");
+    eprintln!("soak: the findings of rig {rig_no}:");
+    let all = tally.duplicates.iter().chain(&tally.orphans).chain(&tally.mismatches);
+    for f in all.chain(&tally.failures).filter(|f| f.starts_with(&tag)) {
+        eprintln!("  {f}");
+    }
+    let kept = std::env::temp_dir().join(format!("soak-{seed}-rig{rig_no}-engine.log"));
+    if std::fs::copy(rig.data.join("engine.log"), &kept).is_ok() {
+        eprintln!("soak: the engine's log of rig {rig_no} is kept in {}", kept.display());
+    }
 }
 
 fn rig_seed(seed: u64, rig_no: usize) -> u64 {
