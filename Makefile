@@ -13,15 +13,19 @@ run: build
 test:
 	scripts/with-test-services $(CARGO) test --all-targets
 
-# A long seeded campaign against the simulator: randomized faults, the real binary SIGKILLed at
-# the crash windows and from outside, restarts killed again while settling; prints scenarios
-# run, kills, exits, duplicates, orphans and account mismatches (tests/live_crash_windows.rs).
-# The same seed replays the same campaign; `make test` runs a short one (3 scenarios).
+# A long seeded soak campaign against the simulator (tests/live_soak.rs): SOAK_SCENARIOS
+# randomized fault scenarios (one position's life each: REST 500s, 429s, resets, lost answers,
+# rejections retried, order-update and feed drops, bad ticks, slow or failing REST), many per
+# engine lifetime, the real binary SIGKILLed at failpoints and from outside, restarts killed
+# again while settling; audited after every restart and every scenario. Prints scenarios run,
+# kills, exits, duplicates, orphans and account mismatches, with the counts per fault and per
+# kill point. The same seed draws the same campaign (SOAK_RIG=N replays one rig of it);
+# `make test` runs a short one (3 scenarios).
 SOAK_SEED ?= 1592640677
 SOAK_SCENARIOS ?= 1000
 soak:
 	SOAK_SEED=$(SOAK_SEED) SOAK_SCENARIOS=$(SOAK_SCENARIOS) scripts/with-test-services \
-		$(CARGO) test --test live_crash_windows a_seeded_campaign -- --nocapture
+		$(CARGO) test --test live_soak -- --nocapture
 
 # Benchmarks that write to PostgreSQL need it too.
 bench:

@@ -49,27 +49,33 @@ impl ExitCore {
         }
     }
 
-    /// The exit orders of `Exiting` positions (held ones excepted: never sent) and the pending
-    /// entry orders, as placed, with what of them was applied already.
+    /// The exit orders of `Exiting` positions (held ones excepted: never sent; and those this
+    /// run handed to the router, which places and settles them) and the pending entry orders,
+    /// as placed, with what of them was applied already.
     pub fn orders_in_flight(&self) -> Vec<InFlight> {
         let exits = self.positions().filter_map(|p| match &p.lifecycle {
-            Lifecycle::Exiting(x) if !self.held.contains(&x.correlation_id) => Some(InFlight {
-                filled: x.filled,
-                turnover: x.turnover,
-                intent: OrderIntent {
-                    correlation_id: x.correlation_id.clone(),
-                    position_id: p.id.clone(),
-                    instrument: p.instrument,
-                    txn: Txn::closing(p.side),
-                    // What was open when the exit started: this order's fills so far included.
-                    quantity: Qty(p.open_quantity().0 + x.filled.0),
-                    purpose: OrderPurpose::Exit(x.reason),
-                    reference_price: x.trigger_price,
-                    price_is_stale: x.price_was_stale,
-                    created_at: x.triggered_at,
-                    limit_price: None,
-                },
-            }),
+            Lifecycle::Exiting(x)
+                if !self.held.contains(&x.correlation_id)
+                    && !self.held.handed_over(&x.correlation_id) =>
+            {
+                Some(InFlight {
+                    filled: x.filled,
+                    turnover: x.turnover,
+                    intent: OrderIntent {
+                        correlation_id: x.correlation_id.clone(),
+                        position_id: p.id.clone(),
+                        instrument: p.instrument,
+                        txn: Txn::closing(p.side),
+                        // What was open when the exit started: this order's fills so far included.
+                        quantity: Qty(p.open_quantity().0 + x.filled.0),
+                        purpose: OrderPurpose::Exit(x.reason),
+                        reference_price: x.trigger_price,
+                        price_is_stale: x.price_was_stale,
+                        created_at: x.triggered_at,
+                        limit_price: None,
+                    },
+                })
+            }
             _ => None,
         });
         let entries = self.pending.values().map(|e| InFlight {

@@ -37,11 +37,20 @@ pub(super) struct HeldExits {
     intents: Vec<OrderIntent>,
     /// Exits a previous run journaled ([`ExitCore::resume_journaled_exit`]): never held.
     sent_before: HashSet<CorrelationId>,
+    /// Exits this run handed to the router (released from the hold, or decided once it
+    /// ended): the router places and settles them, so a later startup round (an exit engine
+    /// respawned before the first round was marked done) must not settle them too.
+    handed_over: HashSet<CorrelationId>,
 }
 
 impl HeldExits {
     pub(super) fn contains(&self, cid: &CorrelationId) -> bool {
         self.intents.iter().any(|i| &i.correlation_id == cid)
+    }
+
+    /// Whether this run handed the exit to the router (see `handed_over`).
+    pub(super) fn handed_over(&self, cid: &CorrelationId) -> bool {
+        self.handed_over.contains(cid)
     }
 }
 
@@ -64,7 +73,17 @@ impl ExitCore {
     /// While holding, moves every exit intent out of `events` into the held orders, each with
     /// a warning alert in its place.
     pub fn hold_new_exits(&mut self, events: &mut Vec<CoreEvent>) {
-        if !self.held.holding || !events.iter().any(|e| matches!(e, CoreEvent::ExitIntent(_))) {
+        if !self.held.holding {
+            for e in events.iter() {
+                if let CoreEvent::ExitIntent(i) = e
+                    && !self.held.sent_before.contains(&i.correlation_id)
+                {
+                    self.held.handed_over.insert(i.correlation_id.clone());
+                }
+            }
+            return;
+        }
+        if !events.iter().any(|e| matches!(e, CoreEvent::ExitIntent(_))) {
             return;
         }
         for event in std::mem::take(events) {
@@ -106,6 +125,7 @@ impl ExitCore {
                 continue;
             }
             if confirmed(intent.instrument) {
+                self.held.handed_over.insert(intent.correlation_id.clone());
                 events.push(CoreEvent::ExitIntent(intent));
             } else {
                 still.push(intent);
@@ -164,8 +184,11 @@ impl ExitCore {
     /// an `Active` position the broker reports flat (or netted by another position) and
     /// closes it `closed_at_broker`, or adopts the difference.
     ///
+    /// The journaled attempt may be beyond this run's next one (the previous run's earlier
+    /// attempts were rejected before the kill): the position resumes at the journaled attempt.
     /// A position already `Exiting` under that id with its order held is released the same
-    /// way; one under another id, or with more attempts, is left alone (`Ok(empty)`).
+    /// way; one under another id, or with as many attempts or more, is left alone
+    /// (`Ok(empty)`).
     pub fn resume_journaled_exit(
         &mut self,
         intent: &OrderIntent,
@@ -183,11 +206,27 @@ impl ExitCore {
             self.held.sent_before.insert(cid.clone());
             return Ok(vec![CoreEvent::ExitIntent(held)]);
         }
+        // The journaled attempt may be a later one than this run's next: the earlier attempts
+        // were the previous run's (rejected or proved absent before the kill), and a position
+        // opened from its entry's fills knows none of them. It resumes at the journaled one;
+        // an earlier attempt this run's rules decided meanwhile was held, never sent, and
+        // gives way.
+        let journaled = correlation::parse(cid.as_str()).map_or(0, |p| p.attempt);
+        let mut events = Vec::new();
+        if let Some(Lifecycle::Exiting(x)) = self.slots[slot].as_ref().map(|p| &p.lifecycle)
+            && self.held.contains(&x.correlation_id)
+            && x.attempt < journaled
+        {
+            events =
+                self.withdraw_held_exit(id, &format!("the previous run journaled {cid}"), at)?;
+        }
         let pos = self.slots[slot].as_mut().expect("an indexed slot is live");
-        let Lifecycle::Active { attempts, .. } = pos.lifecycle else { return Ok(Vec::new()) };
-        if correlation::exit_id(id, attempts + 1).ok().as_ref() != Some(cid) {
+        let Lifecycle::Active { attempts, .. } = &mut pos.lifecycle else { return Ok(Vec::new()) };
+        if journaled <= *attempts || correlation::exit_id(id, journaled).ok().as_ref() != Some(cid)
+        {
             return Ok(Vec::new());
         }
+        *attempts = journaled - 1;
         let trigger = LifecycleEvent::Trigger {
             reason,
             price: intent.reference_price,
@@ -206,7 +245,8 @@ impl ExitCore {
             ..intent.clone()
         };
         let change = PositionChange::ExitStarted { reason, attempt };
-        Ok(vec![CoreEvent::ExitIntent(resumed), position_event(change, at, pos)])
+        events.extend([CoreEvent::ExitIntent(resumed), position_event(change, at, pos)]);
+        Ok(events)
     }
 
     /// Whether the exit of an `Exiting` position is held (never sent).
@@ -365,9 +405,33 @@ mod tests {
         core.hold_new_exits(&mut events);
         assert_eq!(intents(&events), ["X1-p1"]);
         assert!(core.held_exits().is_empty());
-        // p2 is Active with no attempt: X2 is not its next id; p9 is not open.
-        assert!(core.resume_journaled_exit(&journaled("p2", 2), T0).unwrap().is_empty());
+        // p2 is Active with no attempt (opened from its entry's fills after the restart): its
+        // journaled X2 (the previous run's X1 was rejected before the kill) resumes it at
+        // attempt 2; an Exiting position is left alone; p9 is not open.
+        assert_eq!(
+            intents(&core.resume_journaled_exit(&journaled("p2", 2), T0).unwrap()),
+            ["X2-p2"]
+        );
+        let view = core.local_view();
+        assert!(view.positions.iter().any(|p| p.id.as_str() == "p2" && p.exiting));
+        assert!(core.resume_journaled_exit(&journaled("p2", 3), T0).unwrap().is_empty());
         assert!(core.resume_journaled_exit(&journaled("p9", 1), T0).is_err());
+    }
+
+    #[test]
+    fn an_exit_this_run_released_or_decided_is_not_settled_again_by_a_later_startup_round() {
+        // Found by the soak campaign: the exit engine panicked right after the first round
+        // released X1; its successor carried X1 out and ran the startup round again, whose
+        // lookup found X1 not yet at the broker, called it absent and sent X2: both traded.
+        let mut core = holding();
+        tick(&mut core, K, 8_900, 10);
+        assert_eq!(intents(&core.release_held_exits(|_| true, T0.plus_millis(20))), ["X1-p1"]);
+        assert!(core.orders_in_flight().is_empty(), "X1 is the router's to place and settle");
+        // Decided once the holding ended: the router's too.
+        assert_eq!(intents(&tick(&mut core, L, 8_900, 30)), ["X1-p2"]);
+        assert!(core.orders_in_flight().is_empty());
+        // Its position is still an exit in flight for the books.
+        assert!(core.local_view().positions.iter().all(|p| p.exiting));
     }
 
     #[test]

@@ -25,6 +25,9 @@ impl ExitEngine {
         let Pending { effect, decided } = pending;
         match effect {
             Effect::Entry(intent) => {
+                // The entry is pending now: `/v1/pnl` counts it at once, not at the next idle
+                // refresh (30 s while no position is open).
+                self.shared.wake_pnl();
                 let order = RouterOrder { intent, decided };
                 if let Err(TrySendError::Full(order)) =
                     self.shared.channels.entries_to_router_tx.try_send(order)
@@ -122,6 +125,10 @@ impl ExitEngine {
             }
             CoreEvent::Alert(a) => {
                 s.m.alert(&a.code, a.level);
+                if a.code == "entry_rejected" {
+                    // An entry rejected or proved absent no longer counts as pending.
+                    s.wake_pnl();
+                }
                 match a.level {
                     AlertLevel::Info => {
                         log::info!(target: "exit_engine", "[{}] {}", a.code, a.message)

@@ -417,11 +417,16 @@ impl LiveReconciler {
 /// replay at restore could not put it `Exiting` (`engine::persist::journal_replay`); once the
 /// entry's fills open it, it must exit under that order, not be compared as `Active`.
 fn journaled_exits_of_pending_entries(local: &LocalView, journal: &[Sent]) -> Vec<Adjustment> {
+    // Also the positions not exiting: an earlier round of this startup that failed later
+    // (a read refused) may have opened one from its entry's fills already. The core resumes
+    // only an attempt beyond the position's own, so a position the store recovered is left
+    // as the journal replay at restore made it.
     let pending: BTreeSet<&PositionId> = local
         .orders_in_flight
         .iter()
         .filter(|o| !o.intent.purpose.is_exit())
         .map(|o| &o.intent.position_id)
+        .chain(local.positions.iter().filter(|p| !p.exiting).map(|p| &p.id))
         .collect();
     let mut latest: BTreeMap<&PositionId, (u32, &Sent)> = BTreeMap::new();
     for s in journal.iter().filter(|s| s.previous_run && !s.presumed && s.intent.purpose.is_exit())
@@ -519,6 +524,7 @@ impl Worker for ReconcileWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::reconcile::LocalPosition;
     use crate::domain::{
         CorrelationId, ExitReason, InstrumentKey, OrderIntent, OrderPurpose, Qty, Segment,
         Timestamp, Txn,
@@ -552,8 +558,18 @@ mod tests {
 
     #[test]
     fn only_the_latest_previous_run_exit_of_a_position_whose_entry_is_in_flight_resumes() {
+        let position = |id: &str, exiting: bool| LocalPosition {
+            id: PositionId::new(id),
+            instrument: K,
+            side: crate::domain::Side::Long,
+            open: Qty(75),
+            exiting,
+            last_price: Paise(10_000),
+        };
         let local = LocalView {
-            positions: Vec::new(),
+            // p3 was opened from its entry's fills by an earlier round of this startup that
+            // failed afterwards; p4 is exiting already.
+            positions: vec![position("p3", false), position("p4", true)],
             pending_entries: BTreeSet::from([K]),
             orders_in_flight: vec![InFlight {
                 intent: intent("N1-p1", "p1"),
@@ -570,6 +586,8 @@ mod tests {
             sent("X4-p1", "p1", false, false),
             // Its entry is not in flight: the journal replay at restore handled it.
             sent("X1-p2", "p2", true, false),
+            sent("X1-p3", "p3", true, false),
+            sent("X1-p4", "p4", true, false),
         ];
         let resumed: Vec<String> = journaled_exits_of_pending_entries(&local, &journal)
             .into_iter()
@@ -578,6 +596,6 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(resumed, ["X2-p1"]);
+        assert_eq!(resumed, ["X2-p1", "X1-p3"]);
     }
 }
