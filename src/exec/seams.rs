@@ -12,7 +12,7 @@ use crate::domain::{
     CorrelationId, Fill, InstrumentKey, Mono, OrderIntent, OrderPurpose, Tick, Timestamp,
 };
 use crate::exec::core::CoreEvent;
-use crate::exec::ledger::OrderState;
+use crate::exec::order_book::OrderState;
 use crate::exec::pnl_refresher::PnlSnapshot;
 
 /// Something that happened in the engine, for persistence and audit.

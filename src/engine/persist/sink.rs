@@ -31,7 +31,7 @@ use super::mapping::*;
 use crate::domain::{CorrelationId, PositionId, Qty, Side, Timestamp};
 use crate::engine::seams::{EngineEvent, EventSink};
 use crate::exec::core::CoreEvent;
-use crate::exec::ledger::OrderState;
+use crate::exec::order_book::OrderState;
 use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::risk::position::{Lifecycle, Position};
 use crate::risk::{RiskState, SessionClock, ratchet};

@@ -29,11 +29,10 @@ use crate::broker::order_updates::RecentUpdates;
 use crate::broker::resolve::{
     Action, Lookup, Observation, Resolution, Resolver, ResolverConfig, find_in_book,
 };
-use crate::broker::tracker::Seen;
 use crate::domain::{Clock, CorrelationId, InstrumentKey, OrderIntent, Timestamp};
+use crate::exec::order_book::{Event, OrderBookHandle, Report, Seen};
 use crate::runtime::{Worker, WorkerCtx, monotonic_millis};
 
-use super::SharedTracker;
 use super::placer::{Attempt, Placer};
 use super::report::Reporter;
 
@@ -86,7 +85,7 @@ pub struct DeskShared {
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
     pub placer: Arc<Placer>,
-    pub tracker: SharedTracker,
+    pub orders: OrderBookHandle,
     pub reporter: Reporter,
     pub recent: RecentUpdates,
     pub clock: Arc<dyn Clock>,
@@ -100,7 +99,7 @@ pub struct DeskHandle(Arc<DeskShared>);
 impl DeskHandle {
     pub fn new(
         placer: Arc<Placer>,
-        tracker: SharedTracker,
+        orders: OrderBookHandle,
         reporter: Reporter,
         recent: RecentUpdates,
         clock: Arc<dyn Clock>,
@@ -112,7 +111,7 @@ impl DeskHandle {
             wake_tx,
             wake_rx,
             placer,
-            tracker,
+            orders,
             reporter,
             recent,
             clock,
@@ -280,7 +279,7 @@ impl OrderDesk {
         if let Some(u) = self.s().recent.by_correlation_id(cid.as_str()) {
             return Lookup::Found { order_id: u.order_id, status: u.status };
         }
-        match self.s().tracker.lock().order_id(cid) {
+        match self.s().orders.order_id(cid) {
             Some(order_id) => Lookup::Found { order_id, status: OrderStatus::Other("seen".into()) },
             None => Lookup::NotFound,
         }
@@ -295,21 +294,16 @@ impl OrderDesk {
                 m.resolutions.with_label_values(&["found"]).inc();
                 log::warn!(target: "broker", "{cid} resolved: the broker holds it as order {order_id} ({status}, seen by {evidence:?}); tracking it, never sending it again");
                 self.put(cid, None);
-                let bound = s.tracker.lock().bind(cid, &order_id, SharedTracker::now_ms());
-                if let Some(r) = bound {
+                let bind = Event::Bind { correlation_id: cid.clone(), order_id: order_id.clone() };
+                for r in s.orders.apply(bind).reports() {
                     s.reporter.report(r);
                 }
                 // Its fills may already have happened: read its state now.
                 match s.placer.client.order(&order_id) {
                     Ok(Some(o)) => {
-                        let at = s.clock.now();
-                        let reports = s.tracker.lock().observe(
-                            &Seen::from_order(&o),
-                            at,
-                            SharedTracker::now_ms(),
-                        );
+                        let reports = s.orders.apply(Event::Report(Seen::from_order(&o))).reports();
                         for r in reports {
-                            if matches!(r, crate::broker::tracker::Report::Fill { .. }) {
+                            if matches!(r, Report::Fill { .. }) {
                                 m.fills.with_label_values(&["resolve"]).inc();
                             }
                             s.reporter.report(r);
@@ -324,10 +318,16 @@ impl OrderDesk {
             Resolution::Absent => {
                 m.resolutions.with_label_values(&["absent"]).inc();
                 self.put(cid, None);
-                let (slice, reports) = {
-                    let mut t = s.tracker.lock();
-                    (t.is_slice(cid), t.finish(cid))
+                let window = s.cfg.resolver.window_ms;
+                let detail = format!(
+                    "no order with correlation id {cid} by lookup or in the order book after the {window} ms window"
+                );
+                let slice = s.orders.is_slice(cid);
+                let finish = Event::Finish {
+                    correlation_id: cid.clone(),
+                    reason: format!("never reached the broker: {detail}"),
                 };
+                let reports = s.orders.apply(finish).reports();
                 if slice {
                     // One child of a sliced exit: its parent ends once every child has.
                     log::warn!(target: "broker", "exit slice {cid} of {} never reached the broker", intent.position_id);
@@ -336,11 +336,7 @@ impl OrderDesk {
                     }
                     return;
                 }
-                let window = s.cfg.resolver.window_ms;
-                s.reporter.absent(
-                    intent,
-                    format!("no order with correlation id {cid} by lookup or in the order book after the {window} ms window"),
-                );
+                s.reporter.absent(intent, detail);
             }
             Resolution::Undetermined { reason } => {
                 m.resolutions.with_label_values(&["undetermined"]).inc();
@@ -369,18 +365,17 @@ impl OrderDesk {
             Attempt::Accepted(order_id) => {
                 self.put(cid, None);
                 log::info!(target: "broker", "exit {cid} of {} placed as order {order_id}", intent.position_id);
-                let bound = s.tracker.lock().bind(cid, &order_id, SharedTracker::now_ms());
-                if let Some(r) = bound {
+                let bind = Event::Bind { correlation_id: cid.clone(), order_id };
+                for r in s.orders.apply(bind).reports() {
                     s.reporter.report(r);
                 }
                 false
             }
             Attempt::Rejected(reason) => {
                 self.put(cid, None);
-                let (slice, reports) = {
-                    let mut t = s.tracker.lock();
-                    (t.is_slice(cid), t.finish(cid))
-                };
+                let slice = s.orders.is_slice(cid);
+                let finish = Event::Finish { correlation_id: cid.clone(), reason: reason.clone() };
+                let reports = s.orders.apply(finish).reports();
                 if slice {
                     log::warn!(target: "broker", "exit slice {cid} of {} refused: {reason}", intent.position_id);
                     for r in reports {
