@@ -15,7 +15,10 @@
 //!   so the first held exit becomes the half-open probe, and the rest follow once it closes.
 //!
 //! Jobs live in [`DeskShared`], outside the worker, so a respawned desk carries on with them.
-//! Several jobs progress together: each stores its next action and when it is due.
+//! Several jobs progress together: each stores only its scheduling — its next action and when
+//! it is due. The order itself (its intent, whether the broker holds it, whether it ended) is
+//! the order book's: an exit waiting to be resent or held whose order the book says has ended
+//! is dropped, never sent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -68,9 +71,9 @@ enum Step {
     HoldForBreaker,
 }
 
+/// One order's scheduling (keyed by its correlation id); the order is in the book.
 #[derive(Clone, Debug)]
 struct Job {
-    intent: OrderIntent,
     step: Step,
     /// Not before this instant (monotonic ms).
     due_ms: u64,
@@ -121,7 +124,7 @@ impl DeskHandle {
 
     fn add(&self, intent: &OrderIntent, step: Step, due_ms: u64) {
         let now = monotonic_millis();
-        let job = Job { intent: intent.clone(), step, due_ms, since_ms: now };
+        let job = Job { step, due_ms, since_ms: now };
         self.0.jobs.lock().insert(intent.correlation_id.clone(), job);
         let _ = self.0.wake_tx.try_send(());
     }
@@ -160,7 +163,8 @@ impl DeskHandle {
 
     /// Instruments with a job.
     pub fn instruments(&self) -> BTreeSet<InstrumentKey> {
-        self.0.jobs.lock().values().map(|j| j.intent.instrument).collect()
+        let cids: Vec<CorrelationId> = self.0.jobs.lock().keys().cloned().collect();
+        cids.iter().filter_map(|c| self.0.orders.intent(c)).map(|i| i.instrument).collect()
     }
 
     /// `(exits held or waiting to be resent, orders being settled)`.
@@ -226,13 +230,27 @@ impl OrderDesk {
     /// others then wait too).
     fn work(&self, cid: &CorrelationId, ctx: &WorkerCtx) -> bool {
         let Some(mut job) = self.job(cid) else { return false };
+        let orders = &self.s().orders;
+        let Some(intent) = orders.intent(cid) else {
+            log::error!(target: "broker", "{cid}: the order book does not know it; its job is dropped");
+            self.put(cid, None);
+            return false;
+        };
+        // An exit waiting to be resent whose order ended meanwhile goes nowhere. (An unknown
+        // placement is still settled: the resolver reads the book's order id among its
+        // evidence, and its resolution is counted.)
+        if !matches!(job.step, Step::Resolve { .. }) && orders.is_done(cid) {
+            log::info!(target: "broker", "{cid} of {} has ended meanwhile (order book): not sent again", intent.position_id);
+            self.put(cid, None);
+            return false;
+        }
         let now = monotonic_millis();
         match job.step.clone() {
             Step::Resolve { mut resolver, mut next } => loop {
                 ctx.beat();
                 let obs = match &next {
                     Action::Done(res) => {
-                        self.resolved(&job.intent, res.clone());
+                        self.resolved(&intent, res.clone());
                         return false;
                     }
                     Action::WaitUntil(at) if *at > monotonic_millis() => {
@@ -269,8 +287,8 @@ impl OrderDesk {
                     return false;
                 }
             },
-            Step::Retry { attempt } => self.place(job, attempt, now),
-            Step::HoldForBreaker => self.place(job, 0, now),
+            Step::Retry { attempt } => self.place(&intent, job, attempt, now),
+            Step::HoldForBreaker => self.place(&intent, job, 0, now),
         }
     }
 
@@ -346,7 +364,6 @@ impl OrderDesk {
                 let cfg = ResolverConfig { window_ms: 0, ..s.cfg.resolver };
                 let (resolver, next) = Resolver::start(cfg, now);
                 let job = Job {
-                    intent: intent.clone(),
                     step: Step::Resolve { resolver, next },
                     due_ms: now + pause.as_millis() as u64,
                     since_ms: now,
@@ -357,11 +374,10 @@ impl OrderDesk {
     }
 
     /// One placement attempt of a held or retried exit; returns whether the breaker refused.
-    fn place(&self, mut job: Job, attempt: u32, now: u64) -> bool {
+    fn place(&self, intent: &OrderIntent, mut job: Job, attempt: u32, now: u64) -> bool {
         let s = self.s();
-        let intent = job.intent.clone();
         let cid = &intent.correlation_id;
-        match s.placer.attempt(&intent) {
+        match s.placer.attempt(intent) {
             Attempt::Accepted(order_id) => {
                 self.put(cid, None);
                 log::info!(target: "broker", "exit {cid} of {} placed as order {order_id}", intent.position_id);
@@ -382,7 +398,7 @@ impl OrderDesk {
                         s.reporter.report(r);
                     }
                 } else {
-                    s.reporter.rejected(&intent, reason);
+                    s.reporter.rejected(intent, reason);
                 }
                 false
             }

@@ -61,6 +61,11 @@ impl OrderBookHandle {
         OrderBookView(self.book.clone())
     }
 
+    /// The order's intent, if the book holds it.
+    pub fn intent(&self, cid: &CorrelationId) -> Option<crate::domain::OrderIntent> {
+        self.book.lock().get(cid).map(|r| r.intent.clone())
+    }
+
     /// Whether the live broker tracks `cid`.
     pub fn is_tracked(&self, cid: &CorrelationId) -> bool {
         self.book.lock().is_tracked(cid)
