@@ -220,7 +220,12 @@ impl OrderRouter {
         if let Some(answer) = Answer::of(&state) {
             s.orders.apply(Event::Placed { correlation_id: cid.clone(), answer });
         }
-        s.sink.record(&EngineEvent::OrderState { correlation_id: cid.clone(), state, at });
+        s.sink.record(&EngineEvent::OrderState {
+            correlation_id: cid.clone(),
+            state,
+            ordered: intent.quantity,
+            at,
+        });
         // The receiver lives in `Shared` as long as the engine: this cannot fail.
         let _ = s.channels.router_to_exit_engine_tx.send(event);
     }

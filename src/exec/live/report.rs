@@ -32,7 +32,8 @@ impl Reporter {
     fn settle(&self, intent: &OrderIntent, state: OrderState) {
         let at = self.clock.now();
         let cid = intent.correlation_id.clone();
-        self.sink.record(&EngineEvent::OrderState { correlation_id: cid, state, at });
+        let ordered = intent.quantity;
+        self.sink.record(&EngineEvent::OrderState { correlation_id: cid, state, ordered, at });
     }
 
     fn send(&self, event: OrderEvent) {
