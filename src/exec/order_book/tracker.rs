@@ -153,7 +153,9 @@ impl OrderBook {
 
     /// After a restart: `traded` of the parent's quantity was applied already (its fills are
     /// in the recovered state), of which `child_traded` at `avg` by child `cid`: only what
-    /// trades beyond it is reported.
+    /// trades beyond it is reported. The figures only grow: a poll that told the child's
+    /// executions between its registration and this (and reported them) is not undone, so
+    /// they never count twice.
     pub(crate) fn applied(
         &mut self,
         cid: &CorrelationId,
@@ -163,12 +165,14 @@ impl OrderBook {
     ) {
         let mut parent = None;
         if let Some(t) = self.orders.get_mut(cid) {
-            t.traded = child_traded;
-            t.avg = avg;
+            if child_traded > t.traded {
+                t.traded = child_traded;
+                t.avg = avg;
+            }
             parent = t.parent.clone();
         }
         if let Some(p) = parent.and_then(|p| self.orders.get_mut(&p)) {
-            p.traded = parent_traded;
+            p.traded = p.traded.max(parent_traded);
         }
     }
 
@@ -744,6 +748,29 @@ mod tests {
         t.abandon_sliced(&p.correlation_id, n(0));
         assert_eq!(t.finish(&children[0].correlation_id, "refused", n(0)), []);
         assert_eq!(t.open_orders(), 0);
+    }
+
+    #[test]
+    fn a_child_fill_polled_before_the_startup_settlement_applied_it_counts_once() {
+        let mut t = OrderBook::new();
+        let (p, children) = sliced("X1-p1", &["X1s1-p1", "X1s2-p1", "X1s3-p1"]);
+        t.expect_sliced(&p, &children, n(0));
+        // The order tracker's first poll after a restart sees child 1 traded before the
+        // startup settlement applies what the recovered state held of it (nothing).
+        let r = t.observe(&seen("1", Some("X1s1-p1"), OrderStatus::Traded, 75, 9_000), n(1));
+        assert_eq!(fills(&r), [(75, 9_000)]);
+        t.applied(&children[0].correlation_id, Qty(0), Qty(0), Paise::ZERO);
+        let r = t.observe(&seen("2", Some("X1s2-p1"), OrderStatus::Traded, 75, 9_000), n(2));
+        assert!(
+            matches!(&r[..], [Report::Fill { cumulative, .. }] if cumulative.0 == 150),
+            "{r:?}"
+        );
+        let r = t.observe(&seen("3", Some("X1s3-p1"), OrderStatus::Traded, 75, 9_000), n(3));
+        assert!(
+            matches!(&r[..], [Report::Fill { cumulative, .. }] if cumulative.0 == 225),
+            "{r:?}"
+        );
+        assert_eq!(t.get(&p.correlation_id).map(|r| r.state.name()), Some("filled"));
     }
 
     #[test]
