@@ -36,8 +36,8 @@ use scalper::domain::{
 };
 use scalper::engine::live::{LiveOptions, dhan_broker};
 use scalper::engine::seams::{BrokerContext, BrokerParts, NoopSink};
-use scalper::exec::ledger::OrderLedger;
 use scalper::exec::messages::OrderEvent;
+use scalper::exec::order_book::OrderBookHandle;
 use scalper::exec::router::Placement;
 use scalper::ops::health::HealthBoard;
 use scalper::ops::metrics::Metrics;
@@ -184,7 +184,7 @@ max_daily_loss_rupees = 5000
         clock: Arc::new(SystemClock),
         order_events: events_tx,
         commands: commands_tx,
-        ledger: OrderLedger::new(),
+        orders: OrderBookHandle::default(),
         sink: Arc::new(NoopSink),
         data_dir: dir.path(),
         instruments: scalper::instruments::SharedInstruments::default(),

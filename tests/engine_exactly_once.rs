@@ -1,7 +1,7 @@
 //! Exactly-once exits across an exit-engine panic. The failpoint between the core's decision
 //! and the hand-off to the router makes the exit engine panic with the exit decided and not
 //! sent; the supervisor respawns it, the respawn carries out its outbox, and the exit reaches
-//! the paper broker exactly once. An order re-sent to the router is dropped by its ledger.
+//! the paper broker exactly once. An order re-sent to the router is dropped by the order book.
 //!
 //! One test in this file: the failpoint registry is process-wide.
 
@@ -48,8 +48,14 @@ fn an_exit_engine_panic_between_decision_and_order_places_each_exit_exactly_once
     let t = h.closed(&b);
     assert_eq!((t.reason, t.exit_price), (ExitReason::StopLoss, rupees("110.00")));
 
-    let exits: Vec<_> =
-        h.shared.ledger.entries().into_iter().filter(|e| e.intent.purpose.is_exit()).collect();
+    let exits: Vec<_> = h
+        .shared
+        .orders
+        .view()
+        .entries()
+        .into_iter()
+        .filter(|e| e.intent.purpose.is_exit())
+        .collect();
     assert_eq!(exits.len(), 2, "one exit order per position: {exits:?}");
     for e in &exits {
         assert_eq!(e.intent.purpose, OrderPurpose::Exit(ExitReason::StopLoss));
@@ -65,7 +71,7 @@ fn an_exit_engine_panic_between_decision_and_order_places_each_exit_exactly_once
     let engine = status.iter().find(|w| w.name == "exit_engine").expect("exit_engine row");
     assert_eq!(engine.restarts, 1);
 
-    // The ledger is the last guard: the same exit handed to the router again is dropped.
+    // The order book is the last guard: the same exit handed to the router again is dropped.
     let again = RouterOrder { intent: exits[0].intent.clone(), decided: std::time::Instant::now() };
     h.shared.channels.exits_to_router_tx.send(again).unwrap();
     wait_until("the router drops the duplicate", || {

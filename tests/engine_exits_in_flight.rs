@@ -169,7 +169,7 @@ fn triggers_while_an_exit_is_in_flight_place_no_second_order() {
     let t = h.closed(&a);
     assert_eq!((t.reason, t.exit_price), (ExitReason::StopLoss, rupees("89.95")));
     assert_eq!(broker.gateway.placements(&exit.correlation_id), Some(1));
-    assert_eq!(h.shared.ledger.count(true), 1);
+    assert_eq!(h.shared.orders.view().count(true), 1);
     h.stop();
 }
 

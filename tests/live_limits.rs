@@ -13,7 +13,7 @@ use live_support::*;
 use scalper::broker::ratelimit::ApiClass;
 use scalper::domain::{CorrelationId, PositionId, Side};
 use scalper::engine::live::LiveOptions;
-use scalper::exec::ledger::OrderState;
+use scalper::exec::order_book::OrderState;
 use scalper::ops::health::Status;
 use scalper::sim::broker::{Fault, FaultConfig, Scope};
 
@@ -105,7 +105,7 @@ fn the_breaker_opens_refuses_entries_holds_exits_and_recovers_through_a_probe() 
     let cid = CorrelationId::new(format!("N1-{entry}")).unwrap();
     wait_until(
         "the entry is refused",
-        || matches!(e.shared.ledger.get(&cid).map(|l| l.state), Some(OrderState::Rejected { reason }) if reason.contains("circuit breaker open")),
+        || matches!(e.shared.orders.view().get(&cid).map(|l| l.state), Some(OrderState::Rejected { reason }) if reason.contains("circuit breaker open")),
     );
     assert!(captured().iter().any(|l| l.contains("ALERT exit") && l.contains("held")));
     wait_until("the broker health counts held exits", || {

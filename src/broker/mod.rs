@@ -4,8 +4,8 @@
 //! write ended as (accepted, rejected, not sent, unknown) and `resolve` settles an unknown
 //! placement by correlation id; `ratelimit` and `breaker` guard the link; `order_updates` is the
 //! worker that reads the order-update socket. `journal` is the write-ahead record of every
-//! placement, `tracker` turns the broker's reports into our fills exactly once, and `reconcile`
-//! compares the broker's books with the engine's positions. The order router (in `exec`) decides when to call
+//! placement (the write-ahead log of the order book, `exec::order_book`, which turns the
+//! broker's reports into our fills exactly once), and `reconcile` compares the broker's books with the engine's positions. The order router (in `exec`) decides when to call
 //! any of this; the simulator (`sim::broker`) is the other end of every test.
 
 pub mod breaker;
@@ -21,7 +21,6 @@ pub mod reconcile;
 pub mod resolve;
 pub mod rest;
 mod send_watch;
-pub mod tracker;
 
 pub use credentials::{
     AccessToken, CredentialError, CredentialSource, Credentials, ReloadableCredentials,

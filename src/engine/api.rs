@@ -204,7 +204,7 @@ impl OpsApi for EngineApi {
             "positions": snap.core.positions.len(),
             "day_pnl": snap.core.account.day_pnl.to_string(),
             "pnl_at": snap.at().to_ist_iso(),
-            "orders_open": self.shared.ledger.open_orders(),
+            "orders_open": self.shared.orders.view().open_orders(),
             "uptime_secs": self.shared.built.elapsed().as_secs(),
         });
         (healthy, doc)

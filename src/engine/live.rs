@@ -30,6 +30,7 @@ use crate::config::{self, Config, Secrets};
 use crate::domain::{CorrelationId, OrderPurpose};
 use crate::engine::persist::{Reconcile, RestartState};
 use crate::engine::seams::{BrokerContext, BrokerParts};
+use crate::exec::live::LiveMetrics;
 use crate::exec::live::desk::{DeskConfig, DeskHandle, OrderDesk};
 use crate::exec::live::gateway::LiveGateway;
 use crate::exec::live::ltp::LtpSource;
@@ -37,7 +38,6 @@ use crate::exec::live::placer::Placer;
 use crate::exec::live::reconciler::{LiveReconciler, ReconcileWorker};
 use crate::exec::live::report::Reporter;
 use crate::exec::live::tracking::{OrderTracking, TrackingShared};
-use crate::exec::live::{LiveMetrics, SharedTracker};
 use crate::exec::messages::OrderEvent;
 use crate::instance::OrderGate;
 use crate::runtime::WorkerSpec;
@@ -160,13 +160,10 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         OrderJournal::open(&journal_dir, ctx.clock.now())
             .with_context(|| format!("opening the order journal in {}", journal_dir.display()))?,
     );
-    let tracker = SharedTracker::new();
-    let reporter = Reporter::new(
-        ctx.order_events.clone(),
-        ctx.ledger.clone(),
-        ctx.sink.clone(),
-        ctx.clock.clone(),
-    );
+    // The order book the router admits orders into: the live broker's workers apply what
+    // Dhan says to the same book.
+    let orders = ctx.orders.clone();
+    let reporter = Reporter::new(ctx.order_events.clone(), ctx.sink.clone(), ctx.clock.clone());
     let placer = Arc::new(Placer {
         client: client.clone(),
         journal: journal.clone(),
@@ -182,14 +179,14 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
     let recent = RecentUpdates::default();
     let desk = DeskHandle::new(
         placer.clone(),
-        tracker.clone(),
+        orders.clone(),
         reporter.clone(),
         recent.clone(),
         ctx.clock.clone(),
         opts.desk,
     );
     let gateway = Arc::new(
-        LiveGateway::new(placer.clone(), desk.clone(), tracker.clone(), journal.clone())
+        LiveGateway::new(placer.clone(), desk.clone(), orders.clone(), journal.clone())
             .with_placers(opts.placers)
             .with_instruments(ctx.instruments.clone()),
     );
@@ -205,10 +202,9 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
     .with_recent(recent.clone());
     let tracking = TrackingShared {
         updates: updates_rx,
-        tracker: tracker.clone(),
+        orders: orders.clone(),
         reporter: reporter.clone(),
         client: client.clone(),
-        clock: ctx.clock.clone(),
         poll_every: opts.poll_every,
         m: m.clone(),
     };
@@ -234,7 +230,7 @@ pub fn dhan_broker(ctx: &BrokerContext<'_>, opts: LiveOptions) -> anyhow::Result
         LiveReconciler::new(
             client.clone(),
             opts.product,
-            tracker,
+            orders,
             desk,
             reporter,
             recent,

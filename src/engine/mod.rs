@@ -39,9 +39,9 @@ use crate::exec::core::ExitCore;
 use crate::exec::entries_demo::DemoEntries;
 use crate::exec::exit_engine::ExitEngine;
 use crate::exec::heartbeat::Heartbeat;
-use crate::exec::ledger::OrderLedger;
 use crate::exec::messages::EngineCommand;
 use crate::exec::metrics::EngineMetrics;
+use crate::exec::order_book::OrderBookHandle;
 use crate::exec::outbox::Outbox;
 use crate::exec::pnl_refresher::{PnlBoard, PnlRefresher, PnlSnapshot};
 use crate::exec::router::OrderRouter;
@@ -83,7 +83,7 @@ pub struct Engine {
     pub reload: Box<dyn Fn(&Config) + Send>,
     /// Lines for the startup banner (where the simulator listens, which store is used...).
     pub banner: Vec<String>,
-    /// The state the workers share (positions, outbox, ledger, wallet, channels, caches).
+    /// The state the workers share (positions, outbox, order book, wallet, channels, caches).
     pub shared: Arc<Shared>,
     /// Keep until the supervisor has stopped every worker, then drop.
     pub keep_alive: KeepAlive,
@@ -204,7 +204,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     };
 
     let channels = Channels::new(config.feed.position_queue);
-    let ledger = OrderLedger::new();
+    let orders = OrderBookHandle::new(clock.clone());
     let broker = (seams.broker)(&BrokerContext {
         config: &config,
         secrets: &secrets,
@@ -213,7 +213,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         clock: clock.clone(),
         order_events: channels.router_to_exit_engine_tx.clone(),
         commands: channels.commands_to_exit_engine_tx.clone(),
-        ledger: ledger.clone(),
+        orders: orders.clone(),
         sink: sink.clone(),
         data_dir: &config.data_dir,
         instruments: master.clone(),
@@ -249,7 +249,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         subscriptions: SubscriptionSet::with_watchlist(watch),
         position_subscriptions: Mutex::new(BTreeMap::new()),
         pnl: PnlBoard::new(initial),
-        ledger,
+        orders,
         gateway: broker.gateway,
         paper_wallet: broker.paper_wallet,
         reconciler: broker.reconciler,

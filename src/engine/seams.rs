@@ -20,8 +20,8 @@ use parking_lot::Mutex;
 use crate::config::{BrokerKind, Config, Secrets};
 use crate::domain::Clock;
 use crate::exec::core::CoreState;
-use crate::exec::ledger::OrderLedger;
 use crate::exec::messages::{EngineCommand, OrderEvent};
+use crate::exec::order_book::OrderBookHandle;
 use crate::exec::paper::PaperBroker;
 use crate::exec::paper_gateway::PaperGateway;
 use crate::exec::router::Gateway;
@@ -46,8 +46,8 @@ pub struct BrokerContext<'a> {
     pub order_events: Sender<OrderEvent>,
     /// To the exit engine: what reconciliation read from the broker.
     pub commands: Sender<EngineCommand>,
-    /// The router's ledger, to settle orders that were accepted or unknown at placement.
-    pub ledger: OrderLedger,
+    /// The order book: the live broker's workers apply what Dhan says about our orders to it.
+    pub orders: OrderBookHandle,
     /// Fills and order states the broker reports after placement are recorded here too.
     pub sink: Arc<dyn EventSink>,
     /// Where the broker keeps files (the order journal): `data_dir`.

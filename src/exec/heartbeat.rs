@@ -10,7 +10,7 @@
 //!   prices go to the exit engine to be evaluated as ticks; without one (paper mode) each
 //!   position that turns stale gets an alert log line.
 //! - Pruning: the exit core forgets prices and cooldowns no decision needs (by command, as the
-//!   exit engine owns it); the order ledger drops orders settled long ago.
+//!   exit engine owns it); the order book forgets orders that ended long ago.
 //! - Reconciliation: the broker's [`crate::exec::seams::Reconciler`] compares positions
 //!   (a no-op in paper mode; in live mode it wakes the `reconciler` worker, whose reads the
 //!   exit engine applies); its findings are logged.
@@ -24,6 +24,7 @@ use serde_json::json;
 
 use crate::domain::{InstrumentKey, PositionId};
 use crate::exec::messages::EngineCommand;
+use crate::exec::order_book::{Event, Outcome};
 use crate::exec::shared::Shared;
 use crate::ops::health::{ComponentHealth, Status};
 use crate::runtime::{Worker, WorkerCtx};
@@ -31,7 +32,7 @@ use crate::runtime::{Worker, WorkerCtx};
 /// The health board component for price freshness.
 pub const HEALTH_COMPONENT: &str = "prices";
 
-/// Settled orders stay in the ledger this long: far beyond any re-send after a restart.
+/// Ended orders stay in the order book this long: far beyond any re-send after a restart.
 pub const LEDGER_RETENTION_MS: i64 = 60 * 60 * 1_000;
 
 /// The stale-price fallback asks at most this often (Dhan's quote limit: one call a second).
@@ -81,13 +82,14 @@ impl Heartbeat {
     /// One round of housekeeping.
     pub fn round(&mut self) {
         let s = self.shared.clone();
-        let now = s.clock.now();
         let ages = self.prices_round();
 
         let _ = s.channels.commands_to_exit_engine_tx.try_send(EngineCommand::Prune);
-        let pruned = s.ledger.prune(now, LEDGER_RETENTION_MS);
-        if pruned > 0 {
-            log::debug!(target: "heartbeat", "pruned {pruned} settled orders from the ledger");
+        if let Outcome::Pruned(n) =
+            s.orders.apply(Event::Prune { keep_ms: LEDGER_RETENTION_MS.unsigned_abs() })
+            && n > 0
+        {
+            log::debug!(target: "heartbeat", "forgot {n} orders that ended long ago");
         }
 
         let snapshot = s.pnl.get();
@@ -111,7 +113,7 @@ impl Heartbeat {
             s.feed_stats.ticks_per_sec(),
             s.feed_stats.subscribed.get(),
             s.trading.state(),
-            s.ledger.open_orders(),
+            s.orders.view().open_orders(),
         );
     }
 

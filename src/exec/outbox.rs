@@ -6,7 +6,7 @@
 //! them, then carries them out front to back, popping each one only once it is done. If the
 //! worker panics in between, its respawn finds the effects still here and carries them out
 //! first: nothing decided is lost, and an order sent just before the panic reaches the router
-//! twice at most, where the order ledger drops the second copy. Only the exit-engine worker
+//! twice at most, where the order book drops the second copy. Only the exit-engine worker
 //! pops; others may look at the length.
 
 use std::collections::VecDeque;

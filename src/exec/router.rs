@@ -2,10 +2,10 @@
 //!
 //! It takes orders from the exit engine on two channels, exits and entries, and always drains
 //! the exits first: an exit never waits behind an entry. Each order is recorded in the
-//! [`OrderLedger`] as `sending` *before* the [`Gateway`] is called, and an order whose
-//! correlation id the ledger already knows is dropped — the last guard of exactly-once, for an
-//! exit re-sent by a restarted exit engine. What the broker answered goes into the ledger and
-//! back to the exit engine as an [`OrderEvent`].
+//! order book (`exec::order_book`, [`Event::Admit`]) *before* the [`Gateway`] is called, and an
+//! order whose correlation id the book already knows is dropped — the last guard of
+//! exactly-once, for an exit re-sent by a restarted exit engine. What the broker answered goes
+//! into the book ([`Event::Placed`]) and back to the exit engine as an [`OrderEvent`].
 //!
 //! The gateway is synchronous: `place` returns the placement's outcome. The paper gateway
 //! fills at once; a live gateway answers accepted (fills follow on the broker's order-update
@@ -34,8 +34,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, select};
 
 use crate::domain::{CorrelationId, Fill, OrderId, OrderIntent, Timestamp};
-use crate::exec::ledger::{Admission, OrderState, purpose_kind};
 use crate::exec::messages::{OrderEvent, RouterOrder};
+use crate::exec::order_book::{Answer, Event, OrderState, Outcome, purpose_kind};
 use crate::exec::seams::EngineEvent;
 use crate::exec::shared::Shared;
 use crate::runtime::hops::{self, Hop};
@@ -168,7 +168,7 @@ impl OrderRouter {
         let kind = purpose_kind(intent.purpose);
         let cid = &intent.correlation_id;
         let now = s.clock.now();
-        if let Admission::Duplicate(state) = s.ledger.admit(intent, now) {
+        if let Outcome::Duplicate(state) = s.orders.apply(Event::Admit(intent.clone())) {
             s.m.orders.with_label_values(&[kind, "duplicate"]).inc();
             log::info!(target: "router", "dropping {kind} {cid} of {}: already {} (sent once only)", intent.position_id, state.name());
             return;
@@ -228,8 +228,15 @@ impl OrderRouter {
         };
         s.m.orders.with_label_values(&[kind, state.name()]).inc();
         let at = s.clock.now();
-        s.ledger.settle(cid, state.clone(), at);
-        s.sink.record(&EngineEvent::OrderState { correlation_id: cid.clone(), state, at });
+        if let Some(answer) = Answer::of(&state) {
+            s.orders.apply(Event::Placed { correlation_id: cid.clone(), answer });
+        }
+        s.sink.record(&EngineEvent::OrderState {
+            correlation_id: cid.clone(),
+            state,
+            ordered: intent.quantity,
+            at,
+        });
         // The receiver lives in `Shared` as long as the engine: this cannot fail.
         let _ = s.channels.router_to_exit_engine_tx.send(event);
     }

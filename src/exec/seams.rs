@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::broker::reconcile::{BrokerCheck, LocalView};
 use crate::domain::{
-    CorrelationId, Fill, InstrumentKey, Mono, OrderIntent, OrderPurpose, Tick, Timestamp,
+    CorrelationId, Fill, InstrumentKey, Mono, OrderIntent, OrderPurpose, Qty, Tick, Timestamp,
 };
 use crate::exec::core::CoreEvent;
-use crate::exec::ledger::OrderState;
+use crate::exec::order_book::OrderState;
 use crate::exec::pnl_refresher::PnlSnapshot;
 
 /// Something that happened in the engine, for persistence and audit.
@@ -23,8 +23,9 @@ pub enum EngineEvent {
     Core(CoreEvent),
     /// The router recorded an order and is handing it to the broker.
     OrderSent { intent: OrderIntent, at: Timestamp },
-    /// What became of an order.
-    OrderState { correlation_id: CorrelationId, state: OrderState, at: Timestamp },
+    /// What became of an order; `ordered`: its quantity (the order book's intent), so a part
+    /// fill tells itself from a full one without a copy of every order.
+    OrderState { correlation_id: CorrelationId, state: OrderState, ordered: Qty, at: Timestamp },
     /// An execution.
     Fill { purpose: OrderPurpose, fill: Fill },
     /// An operator action through the control API (`halt`, `resume`, `flatten`, `entry`).

@@ -1,7 +1,7 @@
 //! The engine's shared state: everything that must outlive a worker's panic, created once in
 //! `build` and captured by every worker factory. A respawned worker picks up exactly where its
 //! predecessor stopped: the exit core with every position's risk state, the outbox of effects
-//! decided and not yet carried out, the order ledger, the paper wallet, the channel ends (with
+//! decided and not yet carried out, the order book, the paper wallet, the channel ends (with
 //! the messages still in them), the tick cache, the subscriptions and the metric handles.
 //!
 //! Ownership: only the exit-engine worker mutates the exit core; the PnL refresher, the
@@ -19,9 +19,9 @@ use parking_lot::Mutex;
 use crate::config::Mode;
 use crate::domain::{Clock, InstrumentKey, PositionId, Tick, Timestamp};
 use crate::exec::core::ExitCore;
-use crate::exec::ledger::OrderLedger;
 use crate::exec::messages::{EngineCommand, OrderEvent, PnlWake, RouterOrder};
 use crate::exec::metrics::EngineMetrics;
+use crate::exec::order_book::OrderBookHandle;
 use crate::exec::outbox::Outbox;
 use crate::exec::paper::PaperBroker;
 use crate::exec::pnl_refresher::PnlBoard;
@@ -152,7 +152,8 @@ pub struct Shared {
     /// unsubscribing stay exactly-once per position across restarts.
     pub position_subscriptions: Mutex<BTreeMap<PositionId, InstrumentKey>>,
     pub pnl: PnlBoard,
-    pub ledger: OrderLedger,
+    /// The order book: the one owner of order state (`exec::order_book`).
+    pub orders: OrderBookHandle,
     pub gateway: Arc<dyn Gateway>,
     pub paper_wallet: Option<Arc<Mutex<PaperBroker>>>,
     pub reconciler: Arc<dyn Reconciler>,

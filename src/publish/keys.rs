@@ -225,7 +225,7 @@ pub fn event_message(e: &EngineEvent) -> Option<String> {
         EngineEvent::OrderSent { intent, at } => {
             json!({ "type": "order_sent", "order": intent, "at": at })
         }
-        EngineEvent::OrderState { correlation_id, state, at } => json!({
+        EngineEvent::OrderState { correlation_id, state, at, .. } => json!({
             "type": "order_state",
             "correlation_id": correlation_id,
             "state": state,

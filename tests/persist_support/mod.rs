@@ -72,7 +72,7 @@ pub fn expected_orders(
                 let r = mapping::order_placed(intent, *at);
                 out.insert(intent.correlation_id.to_string(), (r, vec![OrderStatus::Created]));
             }
-            EngineEvent::OrderState { correlation_id, state, at } => {
+            EngineEvent::OrderState { correlation_id, state, at, .. } => {
                 let o = out.get_mut(correlation_id.as_str()).expect("a state of a sent order");
                 let change = mapping::order_status(correlation_id, state, Some(o.0.quantity), *at);
                 o.0.status = change.status;

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use crate::domain::{Fill, OrderIntent, Qty, Timestamp};
 use crate::exec::core::{AccountView, Alert, AlertLevel, ClosedTrade, PositionView};
-use crate::exec::ledger::OrderState;
+use crate::exec::order_book::OrderState;
 use crate::risk::SessionClock;
 use crate::risk::correlation;
 use crate::risk::position::{Lifecycle, Origin, Position};

@@ -31,7 +31,7 @@ use super::mapping::*;
 use crate::domain::{CorrelationId, PositionId, Qty, Side, Timestamp};
 use crate::engine::seams::{EngineEvent, EventSink};
 use crate::exec::core::CoreEvent;
-use crate::exec::ledger::OrderState;
+use crate::exec::order_book::OrderState;
 use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::risk::position::{Lifecycle, Position};
 use crate::risk::{RiskState, SessionClock, ratchet};
@@ -66,20 +66,12 @@ pub struct StoreSink {
     handle: StoreHandle,
     session: SessionClock,
     written: Mutex<HashMap<PositionId, Written>>,
-    /// Quantities of orders not yet settled, to tell part fills from full ones.
-    ordered: Mutex<HashMap<CorrelationId, Qty>>,
     day: Mutex<Option<DayKey>>,
 }
 
 impl StoreSink {
     pub fn new(handle: StoreHandle, session: SessionClock) -> StoreSink {
-        StoreSink {
-            handle,
-            session,
-            written: Mutex::new(HashMap::new()),
-            ordered: Mutex::new(HashMap::new()),
-            day: Mutex::new(None),
-        }
+        StoreSink { handle, session, written: Mutex::new(HashMap::new()), day: Mutex::new(None) }
     }
 
     /// Starts from the state recovery restored: marks are then written only when these
@@ -169,21 +161,9 @@ impl StoreSink {
         }
     }
 
-    fn order_state(&self, cid: &CorrelationId, state: &OrderState, at: Timestamp) {
-        let ordered = {
-            let mut o = self.ordered.lock();
-            let q = o.get(cid).copied();
-            let done = match state {
-                OrderState::Filled { quantity, .. } => q.is_none_or(|q| *quantity >= q),
-                OrderState::Rejected { .. } => true,
-                _ => false,
-            };
-            if done {
-                o.remove(cid);
-            }
-            q
-        };
-        self.handle.record(EventKind::OrderStatus(order_status(cid, state, ordered, at)));
+    fn order_state(&self, cid: &CorrelationId, state: &OrderState, ordered: Qty, at: Timestamp) {
+        let change = order_status(cid, state, Some(ordered), at);
+        self.handle.record(EventKind::OrderStatus(change));
     }
 }
 
@@ -192,11 +172,10 @@ impl EventSink for StoreSink {
         match event {
             EngineEvent::Core(e) => self.core(e),
             EngineEvent::OrderSent { intent, at } => {
-                self.ordered.lock().insert(intent.correlation_id.clone(), intent.quantity);
                 self.handle.record(EventKind::OrderPlaced(order_placed(intent, *at)));
             }
-            EngineEvent::OrderState { correlation_id, state, at } => {
-                self.order_state(correlation_id, state, *at)
+            EngineEvent::OrderState { correlation_id, state, ordered, at } => {
+                self.order_state(correlation_id, state, *ordered, *at)
             }
             EngineEvent::Fill { fill, .. } => {
                 self.handle.record(EventKind::Fill(fill_record(fill)));
@@ -223,7 +202,39 @@ impl EventSink for FanoutSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Paise;
+    use crate::domain::{OrderId, Paise};
+    use crate::store::{OrderStatus, queue};
+
+    #[test]
+    fn a_part_fill_of_an_order_sent_before_a_restart_is_recorded_part_traded() {
+        // The sink keeps no copy of the orders: the quantity comes with the event, so an order
+        // this run never sent (settled after a restart) tells a part fill from a full one.
+        let (handle, inbox) = queue(16);
+        let sink = StoreSink::new(handle, SessionClock::default());
+        let cid = CorrelationId::new("X1-p1").unwrap();
+        let filled = |q: i64| EngineEvent::OrderState {
+            correlation_id: cid.clone(),
+            state: OrderState::Filled {
+                order_id: OrderId("9".into()),
+                price: Paise(100),
+                quantity: Qty(q),
+            },
+            ordered: Qty(75),
+            at: Timestamp(1),
+        };
+        sink.record(&filled(25));
+        sink.record(&filled(75));
+        let mut out = Vec::new();
+        inbox.take_ready(16, &mut out);
+        let statuses: Vec<OrderStatus> = out
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::OrderStatus(c) => Some(c.status),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(statuses, [OrderStatus::PartTraded, OrderStatus::Traded]);
+    }
 
     fn risk(best: i64, hwm: i64, stop: Option<i64>) -> RiskState {
         RiskState { best_price: Paise(best), hwm_pnl: Paise(hwm), ratchet_stop: stop.map(Paise) }

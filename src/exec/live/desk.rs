@@ -15,7 +15,10 @@
 //!   so the first held exit becomes the half-open probe, and the rest follow once it closes.
 //!
 //! Jobs live in [`DeskShared`], outside the worker, so a respawned desk carries on with them.
-//! Several jobs progress together: each stores its next action and when it is due.
+//! Several jobs progress together: each stores only its scheduling — its next action and when
+//! it is due. The order itself (its intent, whether the broker holds it, whether it ended) is
+//! the order book's: an exit waiting to be resent or held whose order the book says has ended
+//! is dropped, never sent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,11 +32,10 @@ use crate::broker::order_updates::RecentUpdates;
 use crate::broker::resolve::{
     Action, Lookup, Observation, Resolution, Resolver, ResolverConfig, find_in_book,
 };
-use crate::broker::tracker::Seen;
 use crate::domain::{Clock, CorrelationId, InstrumentKey, OrderIntent, Timestamp};
+use crate::exec::order_book::{Event, OrderBookHandle, Report, Seen};
 use crate::runtime::{Worker, WorkerCtx, monotonic_millis};
 
-use super::SharedTracker;
 use super::placer::{Attempt, Placer};
 use super::report::Reporter;
 
@@ -69,9 +71,9 @@ enum Step {
     HoldForBreaker,
 }
 
+/// One order's scheduling (keyed by its correlation id); the order is in the book.
 #[derive(Clone, Debug)]
 struct Job {
-    intent: OrderIntent,
     step: Step,
     /// Not before this instant (monotonic ms).
     due_ms: u64,
@@ -86,7 +88,7 @@ pub struct DeskShared {
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
     pub placer: Arc<Placer>,
-    pub tracker: SharedTracker,
+    pub orders: OrderBookHandle,
     pub reporter: Reporter,
     pub recent: RecentUpdates,
     pub clock: Arc<dyn Clock>,
@@ -100,7 +102,7 @@ pub struct DeskHandle(Arc<DeskShared>);
 impl DeskHandle {
     pub fn new(
         placer: Arc<Placer>,
-        tracker: SharedTracker,
+        orders: OrderBookHandle,
         reporter: Reporter,
         recent: RecentUpdates,
         clock: Arc<dyn Clock>,
@@ -112,7 +114,7 @@ impl DeskHandle {
             wake_tx,
             wake_rx,
             placer,
-            tracker,
+            orders,
             reporter,
             recent,
             clock,
@@ -122,7 +124,7 @@ impl DeskHandle {
 
     fn add(&self, intent: &OrderIntent, step: Step, due_ms: u64) {
         let now = monotonic_millis();
-        let job = Job { intent: intent.clone(), step, due_ms, since_ms: now };
+        let job = Job { step, due_ms, since_ms: now };
         self.0.jobs.lock().insert(intent.correlation_id.clone(), job);
         let _ = self.0.wake_tx.try_send(());
     }
@@ -161,7 +163,8 @@ impl DeskHandle {
 
     /// Instruments with a job.
     pub fn instruments(&self) -> BTreeSet<InstrumentKey> {
-        self.0.jobs.lock().values().map(|j| j.intent.instrument).collect()
+        let cids: Vec<CorrelationId> = self.0.jobs.lock().keys().cloned().collect();
+        cids.iter().filter_map(|c| self.0.orders.intent(c)).map(|i| i.instrument).collect()
     }
 
     /// `(exits held or waiting to be resent, orders being settled)`.
@@ -227,13 +230,27 @@ impl OrderDesk {
     /// others then wait too).
     fn work(&self, cid: &CorrelationId, ctx: &WorkerCtx) -> bool {
         let Some(mut job) = self.job(cid) else { return false };
+        let orders = &self.s().orders;
+        let Some(intent) = orders.intent(cid) else {
+            log::error!(target: "broker", "{cid}: the order book does not know it; its job is dropped");
+            self.put(cid, None);
+            return false;
+        };
+        // An exit waiting to be resent whose order ended meanwhile goes nowhere. (An unknown
+        // placement is still settled: the resolver reads the book's order id among its
+        // evidence, and its resolution is counted.)
+        if !matches!(job.step, Step::Resolve { .. }) && orders.is_done(cid) {
+            log::info!(target: "broker", "{cid} of {} has ended meanwhile (order book): not sent again", intent.position_id);
+            self.put(cid, None);
+            return false;
+        }
         let now = monotonic_millis();
         match job.step.clone() {
             Step::Resolve { mut resolver, mut next } => loop {
                 ctx.beat();
                 let obs = match &next {
                     Action::Done(res) => {
-                        self.resolved(&job.intent, res.clone());
+                        self.resolved(&intent, res.clone());
                         return false;
                     }
                     Action::WaitUntil(at) if *at > monotonic_millis() => {
@@ -270,8 +287,8 @@ impl OrderDesk {
                     return false;
                 }
             },
-            Step::Retry { attempt } => self.place(job, attempt, now),
-            Step::HoldForBreaker => self.place(job, 0, now),
+            Step::Retry { attempt } => self.place(&intent, job, attempt, now),
+            Step::HoldForBreaker => self.place(&intent, job, 0, now),
         }
     }
 
@@ -280,7 +297,7 @@ impl OrderDesk {
         if let Some(u) = self.s().recent.by_correlation_id(cid.as_str()) {
             return Lookup::Found { order_id: u.order_id, status: u.status };
         }
-        match self.s().tracker.lock().order_id(cid) {
+        match self.s().orders.order_id(cid) {
             Some(order_id) => Lookup::Found { order_id, status: OrderStatus::Other("seen".into()) },
             None => Lookup::NotFound,
         }
@@ -295,23 +312,17 @@ impl OrderDesk {
                 m.resolutions.with_label_values(&["found"]).inc();
                 log::warn!(target: "broker", "{cid} resolved: the broker holds it as order {order_id} ({status}, seen by {evidence:?}); tracking it, never sending it again");
                 self.put(cid, None);
-                let bound = s.tracker.lock().bind(cid, &order_id, SharedTracker::now_ms());
-                if let Some(r) = bound {
+                let bind = Event::Bind { correlation_id: cid.clone(), order_id: order_id.clone() };
+                for r in s.orders.apply(bind).reports() {
                     s.reporter.report(r);
                 }
                 // Its fills may already have happened: read its state now.
                 match s.placer.client.order(&order_id) {
                     Ok(Some(o)) => {
-                        let at = s.clock.now();
-                        let reports = super::valued::observe(
-                            &s.tracker,
-                            &s.placer.client,
-                            &Seen::from_order(&o),
-                            at,
-                            SharedTracker::now_ms(),
-                        );
+                        let seen = Seen::from_order(&o);
+                        let reports = super::valued::observe(&s.orders, &s.placer.client, &seen);
                         for r in reports {
-                            if matches!(r, crate::broker::tracker::Report::Fill { .. }) {
+                            if matches!(r, Report::Fill { .. }) {
                                 m.fills.with_label_values(&["resolve"]).inc();
                             }
                             s.reporter.report(r);
@@ -326,10 +337,16 @@ impl OrderDesk {
             Resolution::Absent => {
                 m.resolutions.with_label_values(&["absent"]).inc();
                 self.put(cid, None);
-                let (slice, reports) = {
-                    let mut t = s.tracker.lock();
-                    (t.is_slice(cid), t.finish(cid))
+                let window = s.cfg.resolver.window_ms;
+                let detail = format!(
+                    "no order with correlation id {cid} by lookup or in the order book after the {window} ms window"
+                );
+                let slice = s.orders.is_slice(cid);
+                let finish = Event::Finish {
+                    correlation_id: cid.clone(),
+                    reason: format!("never reached the broker: {detail}"),
                 };
+                let reports = s.orders.apply(finish).reports();
                 if slice {
                     // One child of a sliced exit: its parent ends once every child has.
                     log::warn!(target: "broker", "exit slice {cid} of {} never reached the broker", intent.position_id);
@@ -338,11 +355,7 @@ impl OrderDesk {
                     }
                     return;
                 }
-                let window = s.cfg.resolver.window_ms;
-                s.reporter.absent(
-                    intent,
-                    format!("no order with correlation id {cid} by lookup or in the order book after the {window} ms window"),
-                );
+                s.reporter.absent(intent, detail);
             }
             Resolution::Undetermined { reason } => {
                 m.resolutions.with_label_values(&["undetermined"]).inc();
@@ -352,7 +365,6 @@ impl OrderDesk {
                 let cfg = ResolverConfig { window_ms: 0, ..s.cfg.resolver };
                 let (resolver, next) = Resolver::start(cfg, now);
                 let job = Job {
-                    intent: intent.clone(),
                     step: Step::Resolve { resolver, next },
                     due_ms: now + pause.as_millis() as u64,
                     since_ms: now,
@@ -363,33 +375,31 @@ impl OrderDesk {
     }
 
     /// One placement attempt of a held or retried exit; returns whether the breaker refused.
-    fn place(&self, mut job: Job, attempt: u32, now: u64) -> bool {
+    fn place(&self, intent: &OrderIntent, mut job: Job, attempt: u32, now: u64) -> bool {
         let s = self.s();
-        let intent = job.intent.clone();
         let cid = &intent.correlation_id;
-        match s.placer.attempt(&intent) {
+        match s.placer.attempt(intent) {
             Attempt::Accepted(order_id) => {
                 self.put(cid, None);
                 log::info!(target: "broker", "exit {cid} of {} placed as order {order_id}", intent.position_id);
-                let bound = s.tracker.lock().bind(cid, &order_id, SharedTracker::now_ms());
-                if let Some(r) = bound {
+                let bind = Event::Bind { correlation_id: cid.clone(), order_id };
+                for r in s.orders.apply(bind).reports() {
                     s.reporter.report(r);
                 }
                 false
             }
             Attempt::Rejected(reason) => {
                 self.put(cid, None);
-                let (slice, reports) = {
-                    let mut t = s.tracker.lock();
-                    (t.is_slice(cid), t.finish(cid))
-                };
+                let slice = s.orders.is_slice(cid);
+                let finish = Event::Finish { correlation_id: cid.clone(), reason: reason.clone() };
+                let reports = s.orders.apply(finish).reports();
                 if slice {
                     log::warn!(target: "broker", "exit slice {cid} of {} refused: {reason}", intent.position_id);
                     for r in reports {
                         s.reporter.report(r);
                     }
                 } else {
-                    s.reporter.rejected(&intent, reason);
+                    s.reporter.rejected(intent, reason);
                 }
                 false
             }

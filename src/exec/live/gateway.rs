@@ -16,7 +16,7 @@
 //! orders (`exec::slicing`), back to back, each journaled and handled by the table above on
 //! its own (a child not sent is resent alone, an unknown one settled alone; a filled one is
 //! never sent again). The router hears of the parent: accepted when a child was accepted,
-//! rejected only when every child was refused at once. The tracker tells an exit's child fills
+//! rejected only when every child was refused at once. The order book tells an exit's child fills
 //! as the parent's part fills and ends the parent once the last child ended short (the exit
 //! engine then sends the rest as its next attempt); a sliced entry is reported once every
 //! child has ended, as its total at its average (a part-filled entry opens with that part).
@@ -24,19 +24,19 @@
 use std::sync::Arc;
 
 use crate::broker::journal::OrderJournal;
-use crate::domain::{OrderIntent, Timestamp};
+use crate::domain::{OrderIntent, Paise, Qty, Timestamp};
+use crate::exec::order_book::{Event, OrderBookHandle};
 use crate::exec::router::{Gateway, Placement};
 pub use crate::exec::slicing::slices_of;
 use crate::instruments::SharedInstruments;
 
-use super::SharedTracker;
 use super::desk::DeskHandle;
 use super::placer::{Attempt, Placer};
 
 pub struct LiveGateway {
     placer: Arc<Placer>,
     desk: DeskHandle,
-    tracker: SharedTracker,
+    orders: OrderBookHandle,
     journal: Arc<OrderJournal>,
     placers: usize,
     instruments: Option<SharedInstruments>,
@@ -46,10 +46,10 @@ impl LiveGateway {
     pub fn new(
         placer: Arc<Placer>,
         desk: DeskHandle,
-        tracker: SharedTracker,
+        orders: OrderBookHandle,
         journal: Arc<OrderJournal>,
     ) -> LiveGateway {
-        LiveGateway { placer, desk, tracker, journal, placers: 1, instruments: None }
+        LiveGateway { placer, desk, orders, journal, placers: 1, instruments: None }
     }
 
     /// Slices exits above each instrument's freeze quantity (without it, nothing is sliced).
@@ -65,7 +65,9 @@ impl LiveGateway {
 
     fn place_sliced(&self, parent: &OrderIntent, children: &[OrderIntent]) -> Placement {
         let cid = &parent.correlation_id;
-        if !self.tracker.lock().expect_sliced(parent, children, SharedTracker::now_ms()) {
+        let register =
+            Event::RegisterSliced { parent: parent.clone(), children: children.to_vec() };
+        if !self.orders.apply(register).is_applied() {
             log::error!(target: "broker", "{cid} was already placed by this run: not sent again");
             return Placement::Unknown { detail: "already placed by this run".into() };
         }
@@ -92,7 +94,10 @@ impl LiveGateway {
             }
             match self.placer.attempt(child) {
                 Attempt::Accepted(order_id) => {
-                    let _ = self.tracker.lock().bind(ccid, &order_id, SharedTracker::now_ms());
+                    // The parent's acceptance is the router's to report.
+                    let bind =
+                        Event::Bind { correlation_id: ccid.clone(), order_id: order_id.clone() };
+                    let _ = self.orders.apply(bind);
                     accepted.get_or_insert(order_id);
                 }
                 Attempt::Rejected(reason) => refused.push((child, reason)),
@@ -117,14 +122,15 @@ impl LiveGateway {
             }
         }
         if refused.len() == children.len() {
-            self.tracker.lock().abandon_sliced(cid);
+            let _ = self.orders.apply(Event::Abandon { parent: cid.clone() });
             let reason = refused.into_iter().next().map(|(_, r)| r).unwrap_or_default();
             return Placement::Rejected { reason };
         }
         let mut reports = Vec::new();
         for (child, reason) in refused {
             log::warn!(target: "broker", "{kind} slice {} of {} refused: {reason}", child.correlation_id, child.position_id);
-            reports.extend(self.tracker.lock().finish(&child.correlation_id));
+            let finish = Event::Finish { correlation_id: child.correlation_id.clone(), reason };
+            reports.extend(self.orders.apply(finish).reports());
         }
         for r in reports {
             self.desk.shared().reporter.report(r);
@@ -134,6 +140,13 @@ impl LiveGateway {
             (None, Some(detail)) => Placement::Unknown { detail },
             (None, None) => Placement::Unknown { detail: "sliced".into() },
         }
+    }
+
+    /// Nothing more will come of an unsliced order refused at its placement.
+    fn finish(&self, intent: &OrderIntent, reason: &str) {
+        let finish =
+            Event::Finish { correlation_id: intent.correlation_id.clone(), reason: reason.into() };
+        let _ = self.orders.apply(finish);
     }
 
     /// Lets the router have up to `n` orders in flight at once.
@@ -158,9 +171,10 @@ impl Gateway for LiveGateway {
         }
         let cid = &intent.correlation_id;
         let exit = intent.purpose.is_exit();
-        let fresh = self.tracker.lock().expect(intent, SharedTracker::now_ms());
-        if !fresh {
-            // The router's ledger drops repeats; this is the second line of that guard.
+        let register =
+            Event::Register { intent: intent.clone(), traded: Qty(0), value: Paise::ZERO };
+        if !self.orders.apply(register).is_applied() {
+            // The router's admission drops repeats; this is the second line of that guard.
             log::error!(target: "broker", "{cid} was already placed by this run: not sent again");
             return Placement::Unknown { detail: "already placed by this run".into() };
         }
@@ -177,11 +191,13 @@ impl Gateway for LiveGateway {
         match self.placer.attempt(intent) {
             Attempt::Accepted(order_id) => {
                 // The router reports it; a report from the socket may have beaten us to it.
-                let _ = self.tracker.lock().bind(cid, &order_id, SharedTracker::now_ms());
+                let _ = self
+                    .orders
+                    .apply(Event::Bind { correlation_id: cid.clone(), order_id: order_id.clone() });
                 Placement::Accepted { order_id }
             }
             Attempt::Rejected(reason) => {
-                self.tracker.lock().finish(cid);
+                self.finish(intent, &reason);
                 Placement::Rejected { reason }
             }
             Attempt::NotSent(why) if exit => {
@@ -189,8 +205,9 @@ impl Gateway for LiveGateway {
                 Placement::Queued { detail: format!("not sent ({why}); resent under the same id") }
             }
             Attempt::NotSent(why) => {
-                self.tracker.lock().finish(cid);
-                Placement::Rejected { reason: format!("not sent: {why}") }
+                let reason = format!("not sent: {why}");
+                self.finish(intent, &reason);
+                Placement::Rejected { reason }
             }
             Attempt::Unknown(why) => {
                 self.desk.resolve(intent, None, &why);
@@ -201,8 +218,9 @@ impl Gateway for LiveGateway {
                 Placement::Queued { detail: why }
             }
             Attempt::BreakerOpen(why) => {
-                self.tracker.lock().finish(cid);
-                Placement::Rejected { reason: format!("{why}: entries are refused") }
+                let reason = format!("{why}: entries are refused");
+                self.finish(intent, &reason);
+                Placement::Rejected { reason }
             }
         }
     }

@@ -11,14 +11,17 @@
 //!   half-opens;
 //! - `order_updates` (`broker::order_updates`): the order-update socket;
 //! - `order_tracker` ([`tracking`]): applies the socket's messages and polls the order book
-//!   for orders gone quiet (messages can be lost), turning both into fills, rejections and
-//!   ends exactly once (`broker::tracker`) for the exit engine;
+//!   for orders gone quiet (messages can be lost), applying both to the order book
+//!   (`exec::order_book`), which turns them into fills, rejections and ends exactly once for
+//!   the exit engine;
 //! - the heartbeat calls [`reconciler::LiveReconciler`] (broker books read twice, applied by
 //!   the exit engine) and [`ltp::LtpSource`] (the stale-price fallback); the exit engine calls
 //!   the reconciler's startup before its first order.
 //!
-//! Everything that must survive a worker's respawn (the tracker, the desk's jobs, the journal,
-//! metric handles) is created once by `engine::live` and shared through these handles.
+//! Everything that must survive a worker's respawn (the order book, the desk's jobs, the
+//! journal, metric handles) is created once by `engine::live` and shared through these
+//! handles. Every worker here changes order state only through
+//! [`OrderBookHandle::apply`](crate::exec::order_book::OrderBookHandle::apply).
 
 pub mod desk;
 pub mod gateway;
@@ -29,35 +32,10 @@ pub mod report;
 pub mod tracking;
 pub mod valued;
 
-use std::sync::Arc;
-
-use parking_lot::{Mutex, MutexGuard};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
 use crate::broker::breaker::BreakerState;
-
-use crate::broker::tracker::OrderTracker;
 use crate::ops::metrics::{Metrics, StateGauge};
-use crate::runtime::monotonic_millis;
-
-/// Our live orders (the pure tracker) behind a lock, on the process's monotonic milliseconds.
-#[derive(Clone, Debug, Default)]
-pub struct SharedTracker(Arc<Mutex<OrderTracker>>);
-
-impl SharedTracker {
-    pub fn new() -> SharedTracker {
-        SharedTracker::default()
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, OrderTracker> {
-        self.0.lock()
-    }
-
-    /// The time base of the tracker's `now_ms` arguments.
-    pub fn now_ms() -> u64 {
-        monotonic_millis()
-    }
-}
 
 /// The live broker's metric handles (created once per engine).
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@
 //!
 //! On the heartbeat's cadence (the heartbeat's call only wakes the `reconciler` worker, so the
 //! heartbeat never waits on Dhan) the instruments our own orders moved since the first read
-//! began (from the order tracker) and those the order desk is busy with are marked, so a read
+//! began (from the order book) and those the order desk is busy with are marked, so a read
 //! that raced one of our fills is never taken for a change made elsewhere.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,20 +30,21 @@ use crate::broker::order_updates::RecentUpdates;
 use crate::broker::reconcile::{Adjustment, BrokerBook, BrokerCheck, InFlight, LocalView};
 use crate::broker::resolve::{Resolution, ResolverConfig, resolve_placement_with};
 use crate::broker::rest::DhanClient;
-use crate::broker::tracker::{Report, Seen};
 use crate::domain::money::{div_round_half_away, sum_trades};
 use crate::domain::{Clock, CorrelationId, OrderId, OrderIntent, Paise, PositionId, Qty};
 use crate::exec::messages::EngineCommand;
+use crate::exec::order_book::{Event, OrderBookHandle, Report, Seen};
 use crate::exec::pnl_refresher::PnlSnapshot;
 use crate::exec::seams::Reconciler;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
 use crate::risk::correlation;
 use crate::runtime::{Worker, WorkerCtx};
 
+use super::LiveMetrics;
 use super::desk::DeskHandle;
 use super::gateway::slices_of;
 use super::report::Reporter;
-use super::{LiveMetrics, SharedTracker, valued};
+use super::valued;
 use crate::instruments::SharedInstruments;
 
 /// The health-board component.
@@ -59,7 +60,7 @@ pub struct LiveReconciler {
     instruments: Option<SharedInstruments>,
     pub client: DhanClient,
     pub product: ProductType,
-    pub tracker: SharedTracker,
+    pub orders: OrderBookHandle,
     pub desk: DeskHandle,
     pub reporter: Reporter,
     pub recent: RecentUpdates,
@@ -84,7 +85,7 @@ impl LiveReconciler {
     pub fn new(
         client: DhanClient,
         product: ProductType,
-        tracker: SharedTracker,
+        orders: OrderBookHandle,
         desk: DeskHandle,
         reporter: Reporter,
         recent: RecentUpdates,
@@ -109,7 +110,7 @@ impl LiveReconciler {
             wake_rx,
             client,
             product,
-            tracker,
+            orders,
             desk,
             reporter,
             recent,
@@ -147,7 +148,7 @@ impl LiveReconciler {
     fn value_entries(&self, book: &mut BrokerBook) {
         let mut values = self.entry_values.lock();
         let followed =
-            |cid: &str| CorrelationId::new(cid).is_ok_and(|c| self.tracker.lock().is_tracked(&c));
+            |cid: &str| CorrelationId::new(cid).is_ok_and(|c| self.orders.is_tracked(&c));
         let unvalued: Vec<(String, OrderId, Qty)> = book
             .own_executions
             .iter()
@@ -193,7 +194,7 @@ impl LiveReconciler {
 
     /// One reconciliation round: both reads, handed to the exit engine.
     pub fn round(&self, beat: &dyn Fn()) -> Result<(), String> {
-        let marker = self.tracker.lock().seq();
+        let marker = self.orders.seq();
         let (first, recheck, notes) = match self.read_twice(beat) {
             Ok(r) => r,
             Err(e) => {
@@ -209,7 +210,7 @@ impl LiveReconciler {
             }
         };
         crate::runtime::failpoint::hit(FP_RECONCILING);
-        let mut busy = self.tracker.lock().busy_since(marker);
+        let mut busy = self.orders.busy_since(marker);
         busy.extend(self.desk.instruments());
         let check = BrokerCheck { first, recheck, busy, settled: Vec::new(), notes };
         self.commands
@@ -240,8 +241,9 @@ impl LiveReconciler {
     ) -> Result<Option<Adjustment>, String> {
         let parent = &order.intent;
         let kind = if parent.purpose.is_exit() { "exit" } else { "entry" };
-        let now = SharedTracker::now_ms();
-        if !self.tracker.lock().expect_sliced(parent, children, now) {
+        let register =
+            Event::RegisterSliced { parent: parent.clone(), children: children.to_vec() };
+        if !self.orders.apply(register).is_applied() {
             return Ok(None);
         }
         let avg = if order.filled.0 > 0 {
@@ -270,27 +272,30 @@ impl LiveReconciler {
                     let traded = book.as_ref().map_or(Qty(0), |o| o.filled_qty);
                     let applied = Qty(applied_left.0.min(traded.0));
                     applied_left = Qty(applied_left.0 - applied.0);
-                    let mut reports = Vec::new();
-                    {
-                        let mut t = self.tracker.lock();
-                        // Nothing applied yet (a pending entry's children, an exit with no
-                        // recorded fill): nothing to tell, and resetting the counts to zero
-                        // would drop a fill the order-update stream may have reported since
-                        // the children were registered.
-                        if order.filled.0 > 0 {
-                            t.applied(cid, order.filled, applied, avg);
-                        }
-                        reports.extend(t.bind(cid, &order_id, now));
-                    }
+                    // What the recovered state applied of the child (the counts only grow:
+                    // a fill the order-update stream reported since the children were
+                    // registered is not dropped), its order id, then its state now, valued
+                    // at its trades.
+                    let events = [
+                        Event::Applied {
+                            child: cid.clone(),
+                            parent_traded: order.filled,
+                            child_traded: applied,
+                            avg,
+                        },
+                        Event::Bind { correlation_id: cid.clone(), order_id },
+                    ];
+                    let mut reports: Vec<Report> = self
+                        .orders
+                        .apply_all(events)
+                        .into_iter()
+                        .flat_map(|o| o.reports())
+                        .collect();
                     if let Some(o) = &book {
-                        let seen = Seen::from_order(o);
-                        let at = self.clock.now();
                         reports.extend(valued::observe(
-                            &self.tracker,
+                            &self.orders,
                             &self.client,
-                            &seen,
-                            at,
-                            now,
+                            &Seen::from_order(o),
                         ));
                     }
                     for r in reports {
@@ -299,8 +304,11 @@ impl LiveReconciler {
                 }
                 Resolution::Absent => {
                     log::warn!(target: "broker", "startup: {kind} slice {cid} of {} is not at the broker", parent.position_id);
-                    let reports = self.tracker.lock().finish(cid);
-                    for r in reports {
+                    let finish = Event::Finish {
+                        correlation_id: cid.clone(),
+                        reason: "never reached the broker (startup settlement)".into(),
+                    };
+                    for r in self.orders.apply(finish).reports() {
                         self.reporter.report(r);
                     }
                 }
@@ -342,20 +350,20 @@ impl LiveReconciler {
             Resolution::Found { order_id, status, .. } => {
                 crate::runtime::failpoint::hit(FP_SETTLING);
                 log::warn!(target: "broker", "startup: {cid} of {} is at the broker as order {order_id} ({status}): tracking it", intent.position_id);
-                let now = SharedTracker::now_ms();
                 // Only what trades beyond the executions already applied is reported.
-                let bound = {
-                    let mut t = self.tracker.lock();
-                    t.expect_filled(intent, order.filled, order.turnover, now);
-                    t.bind(cid, &order_id, now)
+                let register = Event::Register {
+                    intent: intent.clone(),
+                    traded: order.filled,
+                    value: order.turnover,
                 };
-                if let Some(r) = bound {
+                let bind = Event::Bind { correlation_id: cid.clone(), order_id: order_id.clone() };
+                let bound = self.orders.apply_all([register, bind]);
+                for r in bound.into_iter().flat_map(|o| o.reports()) {
                     self.reporter.report(r);
                 }
                 if let Ok(Some(o)) = self.client.order(&order_id) {
                     let seen = Seen::from_order(&o);
-                    let at = self.clock.now();
-                    let reports = valued::observe(&self.tracker, &self.client, &seen, at, now);
+                    let reports = valued::observe(&self.orders, &self.client, &seen);
                     for r in reports {
                         if matches!(r, Report::Fill { .. }) {
                             self.m.fills.with_label_values(&["resolve"]).inc();
@@ -392,7 +400,7 @@ impl LiveReconciler {
         let mut settled = Vec::new();
         for order in &local.orders_in_flight {
             let cid = &order.intent.correlation_id;
-            if self.tracker.lock().is_tracked(cid) || self.desk.knows(cid) {
+            if self.orders.is_tracked(cid) || self.desk.knows(cid) {
                 continue; // settled by an earlier attempt of this run
             }
             settled.extend(self.settle(order, pause)?);
@@ -406,7 +414,7 @@ impl LiveReconciler {
         };
         let (first, recheck, notes) = self.read_twice(&beat)?;
         crate::runtime::failpoint::hit(FP_RECONCILING);
-        let mut busy = self.tracker.lock().busy_since(u64::MAX);
+        let mut busy = self.orders.busy_since(u64::MAX);
         busy.extend(self.desk.instruments());
         Ok(BrokerCheck { first, recheck, busy, settled, notes })
     }

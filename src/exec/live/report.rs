@@ -1,22 +1,21 @@
-//! Telling the engine what became of an order after its placement: the order ledger is
-//! settled, the persistence sink gets the fill or the order's state, and the exit engine gets
-//! the [`OrderEvent`]. Used by every live worker that learns something (the order tracker, the
+//! Telling the engine what became of an order after its placement: the persistence sink gets
+//! the fill or the order's state, and the exit engine gets the [`OrderEvent`]. The order book
+//! already holds it: every report here comes out of [`OrderBook::apply`](crate::exec::order_book::OrderBook::apply). Used by every live worker that learns something (the order tracker, the
 //! order desk, startup reconciliation); the router reports what `place` itself returned.
 
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
-use crate::broker::tracker::Report;
 use crate::domain::{Clock, OrderId, OrderIntent};
-use crate::exec::ledger::{OrderLedger, OrderState, purpose_kind};
 use crate::exec::messages::OrderEvent;
+use crate::exec::order_book::Report;
+use crate::exec::order_book::{OrderState, purpose_kind};
 use crate::exec::seams::{EngineEvent, EventSink};
 
 #[derive(Clone)]
 pub struct Reporter {
     events: Sender<OrderEvent>,
-    ledger: OrderLedger,
     sink: Arc<dyn EventSink>,
     clock: Arc<dyn Clock>,
 }
@@ -24,18 +23,17 @@ pub struct Reporter {
 impl Reporter {
     pub fn new(
         events: Sender<OrderEvent>,
-        ledger: OrderLedger,
         sink: Arc<dyn EventSink>,
         clock: Arc<dyn Clock>,
     ) -> Reporter {
-        Reporter { events, ledger, sink, clock }
+        Reporter { events, sink, clock }
     }
 
     fn settle(&self, intent: &OrderIntent, state: OrderState) {
         let at = self.clock.now();
         let cid = intent.correlation_id.clone();
-        self.ledger.settle(&cid, state.clone(), at);
-        self.sink.record(&EngineEvent::OrderState { correlation_id: cid, state, at });
+        let ordered = intent.quantity;
+        self.sink.record(&EngineEvent::OrderState { correlation_id: cid, state, ordered, at });
     }
 
     fn send(&self, event: OrderEvent) {
@@ -43,7 +41,7 @@ impl Reporter {
         let _ = self.events.send(event);
     }
 
-    /// A tracker conclusion.
+    /// An order-book conclusion.
     pub fn report(&self, report: Report) {
         match report {
             Report::Bound { intent, order_id } => self.accepted(&intent, order_id),

@@ -1,37 +1,31 @@
-//! The `order_tracker` worker: what Dhan says about our orders, turned into the exit engine's
-//! events exactly once (`broker::tracker`).
+//! The `order_tracker` worker: what Dhan says about our orders, applied to the order book
+//! (`exec::order_book`), which turns it into the exit engine's events exactly once.
 //!
 //! Two sources, because order-update messages can be lost (a dropped frame, a reconnect: Dhan
 //! does not replay): the order-update socket's messages as they come, and a poll of the order
 //! book (`GET /orders`, one non-trading call whatever the number of orders) whenever an order
 //! the broker holds has had no report for `poll_every`, and at once after the socket
-//! (re)connects. The tracker's cumulative bookkeeping makes a fill seen by both count once.
+//! (re)connects. The book's cumulative bookkeeping makes a fill seen by both count once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, select};
 
 use crate::broker::order_updates::OrderUpdateEvent;
 use crate::broker::rest::DhanClient;
-use crate::broker::tracker::{Report, Seen};
-use crate::domain::Clock;
+use crate::exec::order_book::{OrderBookHandle, Report, Seen};
 use crate::runtime::{Worker, WorkerCtx, monotonic_millis};
 
+use super::LiveMetrics;
 use super::report::Reporter;
-use super::{LiveMetrics, SharedTracker};
-
-/// Ended orders are kept this long, to drop their late duplicate reports.
-const KEEP_ENDED_MS: u64 = 60 * 60 * 1_000;
 
 /// What the worker needs; created once, cloned into every spawn.
 #[derive(Clone)]
 pub struct TrackingShared {
     pub updates: Receiver<OrderUpdateEvent>,
-    pub tracker: SharedTracker,
+    pub orders: OrderBookHandle,
     pub reporter: Reporter,
     pub client: DhanClient,
-    pub clock: Arc<dyn Clock>,
     pub poll_every: Duration,
     pub m: LiveMetrics,
 }
@@ -49,9 +43,7 @@ impl OrderTracking {
     }
 
     fn apply(&self, seen: &Seen, source: &str) {
-        let at = self.s.clock.now();
-        let now = SharedTracker::now_ms();
-        let reports = super::valued::observe(&self.s.tracker, &self.s.client, seen, at, now);
+        let reports = super::valued::observe(&self.s.orders, &self.s.client, seen);
         for r in reports {
             if matches!(r, Report::Fill { .. }) {
                 self.s.m.fills.with_label_values(&[source]).inc();
@@ -62,8 +54,7 @@ impl OrderTracking {
 
     fn poll(&mut self) {
         let poll_ms = self.s.poll_every.as_millis() as u64;
-        let now = monotonic_millis();
-        let quiet = self.s.tracker.lock().quiet_working(poll_ms, now);
+        let quiet = self.s.orders.quiet_working(poll_ms);
         if quiet.is_empty() && !self.poll_now {
             return;
         }
@@ -72,15 +63,14 @@ impl OrderTracking {
         match self.s.client.orders() {
             Ok(book) => {
                 for o in &book {
-                    let ours = {
-                        let t = self.s.tracker.lock();
-                        let by_cid = o
-                            .correlation_id
-                            .as_deref()
-                            .and_then(|c| crate::domain::CorrelationId::new(c).ok())
-                            .is_some_and(|c| t.is_tracked(&c) && !t.is_done(&c));
-                        by_cid || quiet.iter().any(|(_, id)| *id == o.order_id)
-                    };
+                    let by_cid = o
+                        .correlation_id
+                        .as_deref()
+                        .and_then(|c| crate::domain::CorrelationId::new(c).ok())
+                        .is_some_and(|c| {
+                            self.s.orders.is_tracked(&c) && !self.s.orders.is_done(&c)
+                        });
+                    let ours = by_cid || quiet.iter().any(|(_, id)| *id == o.order_id);
                     if ours {
                         self.apply(&Seen::from_order(o), "poll");
                     }
@@ -89,10 +79,6 @@ impl OrderTracking {
             Err(e) => {
                 log::warn!(target: "broker", "polling the order book for {} quiet orders failed: {e}", quiet.len())
             }
-        }
-        let pruned = self.s.tracker.lock().prune(KEEP_ENDED_MS, now);
-        if pruned > 0 {
-            log::debug!(target: "broker", "forgot {pruned} orders that ended long ago");
         }
     }
 }
