@@ -137,8 +137,15 @@ fn postgres_outage_mid_run_spills_and_replays_every_event_once_in_order() {
     assert!(wait_until(LONG, || shared.stats().written >= resumed_at + 100));
     stop_producing.store(true, Ordering::Release);
     let (produced, worst) = producer.join().unwrap();
+    // A batch whose commit reached the database just as the link was cut has an unknown
+    // outcome for the writer: it is spilled and replayed, and the replay finds those events
+    // already applied (counted as duplicates, not applied twice). So every event is either
+    // written or a skipped duplicate, and the database holds each one once.
     assert!(
-        wait_until(LONG, || shared.stats().written == produced && handle.depth() == 0),
+        wait_until(LONG, || {
+            let s = shared.stats();
+            s.written + s.duplicates == produced && handle.depth() == 0
+        }),
         "all {produced} events written: {:?}",
         shared.stats()
     );
@@ -146,7 +153,7 @@ fn postgres_outage_mid_run_spills_and_replays_every_event_once_in_order() {
     let mut store = schema.open();
     assert_all_once_in_order(&store.audit().unwrap(), produced);
     let stats = shared.stats();
-    assert_eq!(stats.written, produced, "each event applied exactly once");
+    assert!(stats.written <= produced, "no event applied twice: {stats:?}");
     assert!(stats.replayed >= spilled_during_outage);
     assert!(!SpillFiles::new(shared.config().spill_path.clone()).pending(), "spill emptied");
     assert!(
