@@ -104,14 +104,18 @@ fn the_real_process_killed_while_an_exit_answer_is_outstanding_sends_it_once() {
     wait_until("trading starts", || {
         get(&addr, "/health").to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
     });
-    let mut r = agent()
-        .post(&format!("http://{addr}/v1/orders"))
-        .header("Authorization", &format!("Bearer {CONTROL_TOKEN}"))
-        .header("Content-Type", "application/json")
-        .send(r#"{"instrument":"NSE_FNO:52175","side":"LONG","quantity":75}"#)
-        .expect("entry");
-    let answer: serde_json::Value =
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    // Until the feed's first price of the instrument has arrived the entry is refused.
+    let mut answer = serde_json::Value::Null;
+    wait_until("an entry is accepted", || {
+        let mut r = agent()
+            .post(&format!("http://{addr}/v1/orders"))
+            .header("Authorization", &format!("Bearer {CONTROL_TOKEN}"))
+            .header("Content-Type", "application/json")
+            .send(r#"{"instrument":"NSE_FNO:52175","side":"LONG","quantity":75}"#)
+            .expect("entry");
+        answer = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        answer["code"] != "no_price"
+    });
     let id = PositionId::new(answer["position_id"].as_str().expect("position id"));
     wait_until("the position is open", || {
         get(&addr, "/v1/positions").to_string().contains(id.as_str())

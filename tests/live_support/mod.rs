@@ -373,7 +373,14 @@ impl LiveEngine {
     }
 
     /// Asks for an entry through the API; returns the position id it will have.
+    /// Waits first until the tick cache has a price for the instrument, since an entry without
+    /// one is refused (`no_price`): the feed's first tick of a second instrument may still be in
+    /// transit on a busy machine.
     pub fn enter(&self, instrument: InstrumentKey, side: Side, quantity: i64) -> PositionId {
+        let cache = self.shared.cache.clone();
+        wait_until(&format!("the engine has a price for {instrument}"), || {
+            cache.tick(instrument).is_some_and(|t| t.ltp.0 > 0)
+        });
         let body = serde_json::json!({ "instrument": instrument.to_string(), "side": side.name(), "quantity": quantity });
         let (status, body) = self.post("/v1/orders", &body.to_string());
         assert_eq!(status, 202, "entry on {instrument} accepted: {body}");
