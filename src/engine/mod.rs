@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod feed;
+mod handles;
 pub mod instruments;
 pub mod live;
 pub mod persist;
@@ -297,12 +298,12 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
     }
     let router_waits = Waiting::for_worker(&config.host, "order_router");
     let exit_engine_waits = Waiting::for_worker(&config.host, "exit_engine");
-    let s = shared.clone();
+    let h = shared.router_handles();
     let rest_floor = broker.rest_heartbeat_floor;
     workers.push(spec(
         "order_router",
         rest_floor,
-        Box::new(move || Box::new(OrderRouter::new(s.clone()).waiting(router_waits))),
+        Box::new(move || Box::new(OrderRouter::new(h.clone()).waiting(router_waits))),
     ));
     let s = shared.clone();
     workers.push(spec(

@@ -31,13 +31,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, select};
+use crossbeam_channel::{Receiver, Sender, select};
 
-use crate::domain::{CorrelationId, Fill, OrderId, OrderIntent, Timestamp};
+use crate::domain::{Clock, CorrelationId, Fill, OrderId, OrderIntent, Timestamp};
 use crate::exec::messages::{OrderEvent, RouterOrder};
-use crate::exec::order_book::{Answer, Event, OrderState, Outcome, purpose_kind};
-use crate::exec::seams::EngineEvent;
-use crate::exec::shared::Shared;
+use crate::exec::metrics::EngineMetrics;
+use crate::exec::order_book::{Answer, Event, OrderBookHandle, OrderState, Outcome, purpose_kind};
+use crate::exec::seams::{EngineEvent, EventSink};
 use crate::runtime::hops::{self, Hop};
 use crate::runtime::spin::Waiting;
 use crate::runtime::{Worker, WorkerCtx};
@@ -83,9 +83,25 @@ pub trait Gateway: Send + Sync {
     }
 }
 
-/// The router worker. Everything it needs lives in [`Shared`]; a fresh one per spawn.
+/// What the router works with, built once by the engine and cloned into each spawn: the
+/// channel ends of its queues live as long as the engine, so a respawned router takes the
+/// orders its predecessor left.
+#[derive(Clone)]
+pub struct RouterHandles {
+    pub clock: Arc<dyn Clock>,
+    /// The order book: the router records every order in it before the broker sees it.
+    pub orders: OrderBookHandle,
+    pub gateway: Arc<dyn Gateway>,
+    pub sink: Arc<dyn EventSink>,
+    pub m: EngineMetrics,
+    pub exits_to_router_rx: Receiver<RouterOrder>,
+    pub entries_to_router_rx: Receiver<RouterOrder>,
+    pub router_to_exit_engine_tx: Sender<OrderEvent>,
+}
+
+/// The router worker, on its [`RouterHandles`]; a fresh one per spawn.
 pub struct OrderRouter {
-    shared: Arc<Shared>,
+    h: RouterHandles,
     lanes: lanes::Lanes,
     /// How the router thread waits: asleep (the default) or spinning (`[host] busy_poll`).
     /// The helper placers always sleep: they serve bursts, not the first exit.
@@ -96,8 +112,8 @@ pub struct OrderRouter {
 const HELPER_POLL: Duration = Duration::from_millis(100);
 
 impl OrderRouter {
-    pub fn new(shared: Arc<Shared>) -> OrderRouter {
-        OrderRouter { shared, lanes: lanes::Lanes::default(), waiting: Waiting::Sleep }
+    pub fn new(h: RouterHandles) -> OrderRouter {
+        OrderRouter { h, lanes: lanes::Lanes::default(), waiting: Waiting::Sleep }
     }
 
     /// The router thread spins on its queues instead of sleeping (`[host] busy_poll`).
@@ -107,7 +123,7 @@ impl OrderRouter {
     }
 
     fn drain_exits(&self, ctx: Option<&WorkerCtx>) {
-        while let Ok(order) = self.shared.channels.exits_to_router_rx.try_recv() {
+        while let Ok(order) = self.h.exits_to_router_rx.try_recv() {
             self.route(order, ctx);
         }
     }
@@ -140,8 +156,8 @@ impl OrderRouter {
     /// until one of them or an order wakes it: no polling while idle.
     fn helper(&self, stopped: &Receiver<()>, quit: &Receiver<()>) {
         hops::mark_thread(hops::HotThread::Placer);
-        let exits = &self.shared.channels.exits_to_router_rx;
-        let entries = &self.shared.channels.entries_to_router_rx;
+        let exits = &self.h.exits_to_router_rx;
+        let entries = &self.h.entries_to_router_rx;
         loop {
             self.drain_exits(None);
             select! {
@@ -163,7 +179,7 @@ impl OrderRouter {
     }
 
     fn place(&self, order: RouterOrder) {
-        let s = &self.shared;
+        let s = &self.h;
         let intent = &order.intent;
         let kind = purpose_kind(intent.purpose);
         let cid = &intent.correlation_id;
@@ -237,16 +253,16 @@ impl OrderRouter {
             ordered: intent.quantity,
             at,
         });
-        // The receiver lives in `Shared` as long as the engine: this cannot fail.
-        let _ = s.channels.router_to_exit_engine_tx.send(event);
+        // The receiver lives as long as the engine: this cannot fail.
+        let _ = s.router_to_exit_engine_tx.send(event);
     }
 }
 
 impl OrderRouter {
     /// The router thread's loop; ends on stop, or when a helper placer has panicked.
     fn main_loop(&self, ctx: &WorkerCtx, helper_died: &AtomicBool) -> anyhow::Result<()> {
-        let exits = self.shared.channels.exits_to_router_rx.clone();
-        let entries = self.shared.channels.entries_to_router_rx.clone();
+        let exits = self.h.exits_to_router_rx.clone();
+        let entries = self.h.entries_to_router_rx.clone();
         loop {
             ctx.beat();
             if helper_died.load(Ordering::Acquire) {
@@ -309,7 +325,7 @@ impl Drop for PanicFlag<'_> {
 impl Worker for OrderRouter {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
         hops::mark_thread(hops::HotThread::Placer);
-        let helpers = self.shared.gateway.placers().max(1) - 1;
+        let helpers = self.h.gateway.placers().max(1) - 1;
         let router: &OrderRouter = self;
         // Never carries a message: dropping the sender tells the helpers to end.
         let (quit_tx, quit) = crossbeam_channel::bounded::<()>(0);
