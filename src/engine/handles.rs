@@ -3,6 +3,7 @@
 //! others read it through a [`CoreView`], and the order book through an `OrderBookView` where
 //! they only look.
 
+use crate::exec::exit_engine::ExitEngineHandles;
 use crate::exec::router::RouterHandles;
 
 use super::shared::Shared;
@@ -19,6 +20,32 @@ impl Shared {
             exits_to_router_rx: self.channels.exits_to_router_rx.clone(),
             entries_to_router_rx: self.channels.entries_to_router_rx.clone(),
             router_to_exit_engine_tx: self.channels.router_to_exit_engine_tx.clone(),
+        }
+    }
+
+    /// The exit engine's: the only ones with the exit core to change.
+    pub fn exit_engine_handles(&self) -> ExitEngineHandles {
+        let c = &self.channels;
+        ExitEngineHandles {
+            clock: self.clock.clone(),
+            trading: self.trading.clone(),
+            core: self.core.clone(),
+            outbox: self.outbox.clone(),
+            cache: self.cache.clone(),
+            subscriptions: self.position_subscriptions.clone(),
+            paper_wallet: self.paper_wallet.clone(),
+            reconciler: self.reconciler.clone(),
+            sink: self.sink.clone(),
+            ids: self.ids.clone(),
+            m: self.m.clone(),
+            instruments: self.instruments.clone(),
+            startup_reconcile_alert: self.settings.startup_reconcile_alert,
+            router_to_exit_engine_rx: c.router_to_exit_engine_rx.clone(),
+            commands_to_exit_engine_rx: c.commands_to_exit_engine_rx.clone(),
+            ticks_to_exit_engine_rx: c.ticks_to_exit_engine_rx.clone(),
+            exits_to_router_tx: c.exits_to_router_tx.clone(),
+            entries_to_router_tx: c.entries_to_router_tx.clone(),
+            exit_engine_to_pnl_tx: c.exit_engine_to_pnl_tx.clone(),
         }
     }
 }

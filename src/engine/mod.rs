@@ -28,7 +28,6 @@ pub mod persist;
 pub mod seams;
 pub mod shared;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,7 +57,7 @@ use crate::runtime::{StatusTable, Worker, WorkerSpec};
 use crate::sim::feed::SimFeed;
 
 use self::seams::{BrokerContext, Seams};
-use self::shared::{Channels, PositionIds, Settings, Shared};
+use self::shared::{Channels, PositionIds, PositionSubscriptions, Settings, Shared};
 
 /// What the process gives the engine to build itself with.
 pub struct EngineEnv {
@@ -235,6 +234,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         core: core.snapshot(now, clock.mono()),
         paper_cash: broker.paper_wallet.as_ref().map(|w| w.lock().cash()),
     };
+    let subscriptions = SubscriptionSet::with_watchlist(watch);
     let shared = Arc::new(Shared {
         settings: Settings {
             mode: config.mode,
@@ -247,8 +247,8 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         core: Arc::new(Mutex::new(core)),
         outbox: Outbox::new(),
         cache: TickCache::with_capacity(MAX_INSTRUMENTS_PER_CONNECTION),
-        subscriptions: SubscriptionSet::with_watchlist(watch),
-        position_subscriptions: Mutex::new(BTreeMap::new()),
+        subscriptions: subscriptions.clone(),
+        position_subscriptions: PositionSubscriptions::new(subscriptions.clone()),
         pnl: PnlBoard::new(initial),
         orders,
         gateway: broker.gateway,
@@ -256,7 +256,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         reconciler: broker.reconciler,
         stale_prices: broker.stale_prices,
         sink: sink.clone(),
-        ids: PositionIds::new(now),
+        ids: Arc::new(PositionIds::new(now)),
         health: health.clone(),
         m: EngineMetrics::new(&metrics),
         metrics: metrics.clone(),
@@ -305,11 +305,11 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         rest_floor,
         Box::new(move || Box::new(OrderRouter::new(h.clone()).waiting(router_waits))),
     ));
-    let s = shared.clone();
+    let h = shared.exit_engine_handles();
     workers.push(spec(
         "exit_engine",
         Duration::ZERO,
-        Box::new(move || Box::new(ExitEngine::new(s.clone()).waiting(exit_engine_waits))),
+        Box::new(move || Box::new(ExitEngine::new(h.clone()).waiting(exit_engine_waits))),
     ));
     let floor = feed::reader_heartbeat_floor(&reader_cfg);
     workers.push(spec(

@@ -1,5 +1,5 @@
 //! The exit-engine worker: the single owner of every position's risk state, a thin loop around
-//! the exit core held in [`Shared`].
+//! the exit core it gets in its [`ExitEngineHandles`].
 //!
 //! The loop `select!`s over the stop signal, order outcomes from the router (drained first
 //! when several messages are ready, so a fill frees a position before the next tick is
@@ -36,11 +36,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvError, TryRecvError, select};
+use crossbeam_channel::{Receiver, RecvError, Sender, TryRecvError, select};
+use parking_lot::Mutex;
 
-use crate::domain::{InstrumentKey, Tick, Timestamp};
+use crate::domain::{Clock, InstrumentKey, Tick, Timestamp};
 use crate::exec::core::{CoreEvent, ExitCore};
-use crate::exec::shared::Shared;
+use crate::exec::messages::{EngineCommand, OrderEvent, PnlWake, RouterOrder};
+use crate::exec::metrics::EngineMetrics;
+use crate::exec::outbox::Outbox;
+use crate::exec::paper::PaperBroker;
+use crate::exec::seams::{EventSink, Reconciler};
+use crate::exec::shared::{PositionIds, PositionSubscriptions};
+use crate::feed::TickCache;
+use crate::instruments::SharedInstruments;
+use crate::risk::trading_state::TradingCell;
 use crate::runtime::spin::Waiting;
 use crate::runtime::{Worker, WorkerCtx, failpoint};
 
@@ -50,8 +59,45 @@ pub const CLOCK_STEP: Duration = Duration::from_millis(100);
 /// The failpoint between a decision and its hand-off.
 pub const AFTER_DECISION: &str = "exit_engine.after_decision";
 
+/// What the exit engine works with, built once by the engine and cloned into each spawn. It
+/// alone gets the exit core to change; the outbox, the subscriptions and the channel ends
+/// outlive the worker, so a respawned one picks up where its predecessor stopped.
+#[derive(Clone)]
+pub struct ExitEngineHandles {
+    pub clock: Arc<dyn Clock>,
+    pub trading: TradingCell,
+    /// The exit core: this worker is its only writer.
+    pub core: Arc<Mutex<ExitCore>>,
+    pub outbox: Outbox,
+    /// Read for the catch-up of new positions and an entry's reference price.
+    pub cache: TickCache,
+    pub subscriptions: PositionSubscriptions,
+    /// The paper wallet, read for an entry's available cash (paper mode).
+    pub paper_wallet: Option<Arc<Mutex<PaperBroker>>>,
+    pub reconciler: Arc<dyn Reconciler>,
+    pub sink: Arc<dyn EventSink>,
+    pub ids: Arc<PositionIds>,
+    pub m: EngineMetrics,
+    pub instruments: SharedInstruments,
+    /// `broker.startup_reconcile_alert`.
+    pub startup_reconcile_alert: Duration,
+    pub router_to_exit_engine_rx: Receiver<OrderEvent>,
+    pub commands_to_exit_engine_rx: Receiver<EngineCommand>,
+    pub ticks_to_exit_engine_rx: Receiver<Tick>,
+    pub exits_to_router_tx: Sender<RouterOrder>,
+    pub entries_to_router_tx: Sender<RouterOrder>,
+    pub exit_engine_to_pnl_tx: Sender<PnlWake>,
+}
+
+impl ExitEngineHandles {
+    /// Asks the PnL refresher for a fresh snapshot (coalesced: one pending wake is enough).
+    pub fn wake_pnl(&self) {
+        let _ = self.exit_engine_to_pnl_tx.try_send(PnlWake);
+    }
+}
+
 pub struct ExitEngine {
-    shared: Arc<Shared>,
+    h: Arc<ExitEngineHandles>,
     /// Position instruments not yet seen on the tick channel since this worker started or
     /// the position opened: polled from the tick cache until they are.
     catching_up: BTreeSet<InstrumentKey>,
@@ -69,9 +115,9 @@ pub struct ExitEngine {
 }
 
 impl ExitEngine {
-    pub fn new(shared: Arc<Shared>) -> ExitEngine {
+    pub fn new(h: ExitEngineHandles) -> ExitEngine {
         ExitEngine {
-            shared,
+            h: Arc::new(h),
             catching_up: BTreeSet::new(),
             next_due: None,
             clock_at: Timestamp(i64::MIN),
@@ -92,32 +138,31 @@ impl ExitEngine {
     /// Picks up after a predecessor: its undone effects first, then the subscriptions of the
     /// open positions.
     fn start(&mut self) {
-        let pending = self.shared.outbox.len();
+        let pending = self.h.outbox.len();
         if pending > 0 {
-            let orders = self.shared.outbox.pending_orders();
+            let orders = self.h.outbox.pending_orders();
             log::warn!(target: "exit_engine", "resuming with {pending} effects decided before a restart, {} of them orders ({}): carrying them out first", orders.len(), orders.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
         }
         self.carry_out_pending();
         let open: Vec<_> = {
-            let core = self.shared.core.lock();
+            let core = self.h.core.lock();
             self.next_due = core.next_timed_event();
             self.guard_report = guard_report::GuardReport::from_counts(core.price_guard_counts());
             core.positions().map(|p| (p.id.clone(), p.instrument)).collect()
         };
         for (id, instrument) in &open {
-            self.shared.subscribe_position(id, *instrument);
+            self.h.subscriptions.subscribe(id, *instrument);
             self.catching_up.insert(*instrument);
         }
         let gone: Vec<_> = self
-            .shared
-            .position_subscriptions
-            .lock()
-            .keys()
-            .filter(|id| !open.iter().any(|(o, _)| o == *id))
-            .cloned()
+            .h
+            .subscriptions
+            .positions()
+            .into_iter()
+            .filter(|id| !open.iter().any(|(o, _)| o == id))
             .collect();
         for id in gone {
-            self.shared.unsubscribe_position(&id);
+            self.h.subscriptions.unsubscribe(&id);
         }
     }
 
@@ -134,16 +179,16 @@ impl ExitEngine {
     ) -> (usize, R) {
         let decided = Instant::now();
         let (exits, value) = {
-            let mut core = self.shared.core.lock();
+            let mut core = self.h.core.lock();
             let (mut events, value) = f(&mut core);
             // Exit orders decided before the broker's books are reconciled wait in the core.
             core.hold_new_exits(&mut events);
-            self.shared.m.exits_held.set(core.held_exits().len() as i64);
+            self.h.m.exits_held.set(core.held_exits().len() as i64);
             self.next_due = core.next_timed_event();
-            self.shared.m.exits_blocked.set(core.exits_blocked() as i64);
+            self.h.m.exits_blocked.set(core.exits_blocked() as i64);
             let exits = events.iter().filter(|e| matches!(e, CoreEvent::ExitIntent(_))).count();
             if !events.is_empty() {
-                self.shared.outbox.push_events(events, decided);
+                self.h.outbox.push_events(events, decided);
             }
             (exits, value)
         };
@@ -165,7 +210,7 @@ impl ExitEngine {
         if via_channel {
             self.catching_up.remove(&tick.instrument);
         }
-        self.shared.m.ticks_evaluated.inc();
+        self.h.m.ticks_evaluated.inc();
         let due = self.is_due(tick.received_at);
         if due {
             self.clock_at = self.clock_at.max(tick.received_at);
@@ -179,20 +224,20 @@ impl ExitEngine {
             events.extend(core.on_tick(&tick));
             (events, core.price_guard_counts())
         });
-        self.guard_report.observe(counts, &tick, &self.shared.m);
+        self.guard_report.observe(counts, &tick, &self.h.m);
     }
 
     /// The periodic step: ticks already received first, then the timed rules at `now`, then
     /// the catch-up of new positions.
     fn clock_step(&mut self) {
-        let waiting = self.shared.channels.ticks_to_exit_engine_rx.len();
+        let waiting = self.h.ticks_to_exit_engine_rx.len();
         for _ in 0..waiting {
-            match self.shared.channels.ticks_to_exit_engine_rx.try_recv() {
+            match self.h.ticks_to_exit_engine_rx.try_recv() {
                 Ok(tick) => self.on_tick(tick, true),
                 Err(_) => break,
             }
         }
-        let (now, mono) = (self.shared.clock.now(), self.shared.clock.mono());
+        let (now, mono) = (self.h.clock.now(), self.h.clock.mono());
         self.clock_at = self.clock_at.max(now);
         self.decide(|core| core.on_clock_at(now, mono));
         self.catch_up();
@@ -207,14 +252,14 @@ impl ExitEngine {
         }
         for instrument in self.catching_up.clone() {
             let (held, last) = {
-                let core = self.shared.core.lock();
+                let core = self.h.core.lock();
                 (core.positions().any(|p| p.instrument == instrument), core.last_tick(&instrument))
             };
             if !held {
                 self.catching_up.remove(&instrument);
                 continue;
             }
-            let Some(tick) = self.shared.cache.tick(instrument) else { continue };
+            let Some(tick) = self.h.cache.tick(instrument) else { continue };
             if last.is_none_or(|(_, at)| tick.received_at != at) {
                 self.on_tick(tick, false);
             }
@@ -228,9 +273,9 @@ impl Worker for ExitEngine {
         self.start();
         // Live mode: the broker's books are reconciled in the background; exits held until then.
         self.begin_startup_sync(ctx);
-        let events = self.shared.channels.router_to_exit_engine_rx.clone();
-        let commands = self.shared.channels.commands_to_exit_engine_rx.clone();
-        let ticks = self.shared.channels.ticks_to_exit_engine_rx.clone();
+        let events = self.h.router_to_exit_engine_rx.clone();
+        let commands = self.h.commands_to_exit_engine_rx.clone();
+        let ticks = self.h.ticks_to_exit_engine_rx.clone();
         loop {
             ctx.beat();
             if ctx.should_stop() {
@@ -242,7 +287,7 @@ impl Worker for ExitEngine {
             }
             self.startup_upkeep(ctx);
             let since = self.last_clock_step.elapsed();
-            let due = self.is_due(self.shared.clock.now());
+            let due = self.is_due(self.h.clock.now());
             if since >= CLOCK_STEP || due {
                 self.clock_step();
                 continue;

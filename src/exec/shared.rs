@@ -148,9 +148,8 @@ pub struct Shared {
     pub outbox: Outbox,
     pub cache: TickCache,
     pub subscriptions: SubscriptionSet,
-    /// Positions whose instrument the exit engine has subscribed, so that subscribing and
-    /// unsubscribing stay exactly-once per position across restarts.
-    pub position_subscriptions: Mutex<BTreeMap<PositionId, InstrumentKey>>,
+    /// Positions whose instrument the exit engine has subscribed (into `subscriptions`).
+    pub position_subscriptions: PositionSubscriptions,
     pub pnl: PnlBoard,
     /// The order book: the one owner of order state (`exec::order_book`).
     pub orders: OrderBookHandle,
@@ -159,7 +158,7 @@ pub struct Shared {
     pub reconciler: Arc<dyn Reconciler>,
     pub stale_prices: Option<Arc<dyn StalePriceSource>>,
     pub sink: Arc<dyn EventSink>,
-    pub ids: PositionIds,
+    pub ids: Arc<PositionIds>,
     pub health: HealthBoard,
     pub metrics: Metrics,
     pub m: EngineMetrics,
@@ -171,32 +170,49 @@ pub struct Shared {
     pub instruments: SharedInstruments,
 }
 
-impl Shared {
+/// Which positions have their instrument subscribed, so that subscribing and unsubscribing
+/// stay exactly-once per position across restarts of the exit engine. Cheap to clone.
+#[derive(Clone)]
+pub struct PositionSubscriptions {
+    set: SubscriptionSet,
+    held: Arc<Mutex<BTreeMap<PositionId, InstrumentKey>>>,
+}
+
+impl PositionSubscriptions {
+    pub fn new(set: SubscriptionSet) -> PositionSubscriptions {
+        PositionSubscriptions { set, held: Arc::new(Mutex::new(BTreeMap::new())) }
+    }
+
+    /// The feed's subscription set these go into.
+    pub fn set(&self) -> &SubscriptionSet {
+        &self.set
+    }
+
     /// Subscribes a position's instrument once, however often it is asked.
-    pub fn subscribe_position(&self, id: &PositionId, instrument: InstrumentKey) -> bool {
-        let mut subs = self.position_subscriptions.lock();
-        if subs.contains_key(id) {
+    pub fn subscribe(&self, id: &PositionId, instrument: InstrumentKey) -> bool {
+        let mut held = self.held.lock();
+        if held.contains_key(id) {
             return false;
         }
-        subs.insert(id.clone(), instrument);
-        self.subscriptions.position_opened(instrument);
+        held.insert(id.clone(), instrument);
+        self.set.position_opened(instrument);
         true
     }
 
     /// Releases a position's subscription once, however often it is asked.
-    pub fn unsubscribe_position(&self, id: &PositionId) -> bool {
-        match self.position_subscriptions.lock().remove(id) {
+    pub fn unsubscribe(&self, id: &PositionId) -> bool {
+        match self.held.lock().remove(id) {
             Some(instrument) => {
-                self.subscriptions.position_closed(instrument);
+                self.set.position_closed(instrument);
                 true
             }
             None => false,
         }
     }
 
-    /// Asks the PnL refresher for a fresh snapshot (coalesced: one pending wake is enough).
-    pub fn wake_pnl(&self) {
-        let _ = self.channels.exit_engine_to_pnl_tx.try_send(PnlWake);
+    /// The positions subscribed now.
+    pub fn positions(&self) -> Vec<PositionId> {
+        self.held.lock().keys().cloned().collect()
     }
 }
 

@@ -264,7 +264,7 @@ impl Persist {
             shared.pnl.publish(Arc::new(PnlSnapshot::take(shared, version)));
         }
         for p in &state.core.positions {
-            shared.subscribe_position(&p.id, p.instrument);
+            shared.position_subscriptions.subscribe(&p.id, p.instrument);
         }
         for r in state.records.iter().cloned() {
             handle.record(r);

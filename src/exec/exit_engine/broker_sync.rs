@@ -77,24 +77,24 @@ impl ExitEngine {
     /// of the startup reconciliation. Nothing to do when none is pending (paper trading, or an
     /// earlier run of this worker completed it).
     pub(super) fn begin_startup_sync(&mut self, ctx: &WorkerCtx) {
-        if !self.shared.reconciler.startup_pending() {
+        if !self.h.reconciler.startup_pending() {
             return;
         }
-        self.shared.core.lock().hold_exits();
+        self.h.core.lock().hold_exits();
         log::warn!(target: "exit_engine", "the broker's books are not reconciled yet: rules run, exits decided meanwhile are held until the reconciliation confirms their positions, entries are refused");
-        self.startup = Some(StartupSync::new(self.shared.settings.startup_reconcile_alert));
+        self.startup = Some(StartupSync::new(self.h.startup_reconcile_alert));
         self.start_startup_attempt(ctx);
     }
 
     /// Starts an attempt on a helper thread with the positions and orders in flight as they
     /// are now (after the order outcomes already queued: restart recovery's recorded fills).
     fn start_startup_attempt(&mut self, ctx: &WorkerCtx) {
-        while let Ok(event) = self.shared.channels.router_to_exit_engine_rx.try_recv() {
+        while let Ok(event) = self.h.router_to_exit_engine_rx.try_recv() {
             self.on_order_event(event);
         }
         let Some(sync) = self.startup.as_mut() else { return };
-        let local = self.shared.core.lock().local_view();
-        let reconciler: Arc<dyn Reconciler> = self.shared.reconciler.clone();
+        let local = self.h.core.lock().local_view();
+        let reconciler: Arc<dyn Reconciler> = self.h.reconciler.clone();
         let stop = ctx.stop_signal().clone();
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let spawned =
@@ -140,9 +140,9 @@ impl ExitEngine {
 
     /// The critical alert of a startup reconciliation that has not succeeded for `waited`.
     fn alert_startup_late(&mut self, waited: Duration, why: &str) {
-        let at = self.shared.clock.now();
+        let at = self.h.clock.now();
         let held: Vec<String> = {
-            let core = self.shared.core.lock();
+            let core = self.h.core.lock();
             core.held_exits()
                 .iter()
                 .map(|i| format!("{} of {}", i.correlation_id, i.position_id))
@@ -179,11 +179,11 @@ impl ExitEngine {
                     Some(check) => self.on_broker_check(check, "startup"),
                     // Nothing to compare: held exits wait for a round that confirms them.
                     None => {
-                        let now = self.shared.clock.now();
+                        let now = self.h.clock.now();
                         self.decide(|core| core.release_held_exits(|_| false, now));
                     }
                 }
-                self.shared.reconciler.started();
+                self.h.reconciler.started();
                 log::info!(target: "exit_engine", "broker reconciled: trading starts");
             }
             Err(why) => {
@@ -217,13 +217,13 @@ impl ExitEngine {
     /// After a reconciliation: the held exits of positions the books confirm go to the router.
     fn release_confirmed(&mut self, check: &BrokerCheck) {
         let (holding, held) = {
-            let core = self.shared.core.lock();
+            let core = self.h.core.lock();
             (core.is_holding_exits(), core.held_exits().len())
         };
         if !holding && held == 0 {
             return;
         }
-        let now = self.shared.clock.now();
+        let now = self.h.clock.now();
         let sent = self.decide(|core| {
             let confirmed = reconcile::confirmed(check, &core.local_view());
             core.release_held_exits(|k| confirmed.contains(&k), now)
@@ -236,7 +236,7 @@ impl ExitEngine {
     /// Compares what the broker holds with the positions and applies the adjustments.
     pub(super) fn on_broker_check(&mut self, check: BrokerCheck, origin: &str) {
         // Outcomes queued before this command describe changes the books already show.
-        while let Ok(event) = self.shared.channels.router_to_exit_engine_rx.try_recv() {
+        while let Ok(event) = self.h.router_to_exit_engine_rx.try_recv() {
             self.on_order_event(event);
         }
         // Journaled exits of positions opened from settled entries first: their positions are
@@ -251,7 +251,7 @@ impl ExitEngine {
             self.adjust(adjustment, origin);
         }
         let plan = {
-            let core = self.shared.core.lock();
+            let core = self.h.core.lock();
             reconcile::plan(&check, &core.local_view())
         };
         for note in &plan.notes {
@@ -264,7 +264,7 @@ impl ExitEngine {
     }
 
     fn adjust(&mut self, adjustment: Adjustment, origin: &str) {
-        let s = self.shared.clone();
+        let s = self.h.clone();
         let at = s.clock.now();
         let kind = adjustment.kind();
         let (detail, result) = match adjustment {

@@ -85,7 +85,7 @@ impl ExitEngine {
     }
 
     pub(super) fn on_command(&mut self, command: EngineCommand) {
-        let now = self.shared.clock.now();
+        let now = self.h.clock.now();
         log::debug!(target: "exit_engine", "command {}", command.name());
         match command {
             EngineCommand::PlaceEntry { order, reply } => {
@@ -97,7 +97,7 @@ impl ExitEngine {
             }
             EngineCommand::Flatten { reply } => {
                 let already = self
-                    .shared
+                    .h
                     .core
                     .lock()
                     .positions()
@@ -121,7 +121,7 @@ impl ExitEngine {
                 let report = FlattenReport {
                     exits,
                     already_exiting: already,
-                    trading: self.shared.trading.status(),
+                    trading: self.h.trading.status(),
                 };
                 if let Some(reply) = reply {
                     let _ = reply.send(report);
@@ -130,13 +130,12 @@ impl ExitEngine {
             EngineCommand::Halt { reply } => {
                 self.decide(|core| core.operator_halt(now));
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(self.shared.trading.status()));
+                    let _ = reply.send(Ok(self.h.trading.status()));
                 }
             }
             EngineCommand::Resume { reply } => {
                 let result = self.settle(|core| core.resume(now));
-                let answer =
-                    result.map(|_| self.shared.trading.status()).map_err(|e| e.to_string());
+                let answer = result.map(|_| self.h.trading.status()).map_err(|e| e.to_string());
                 if let Some(reply) = reply {
                     let _ = reply.send(answer);
                 }
@@ -145,7 +144,7 @@ impl ExitEngine {
                 self.decide(|core| core.check_account(now));
             }
             EngineCommand::Reload { risk, limits } => {
-                let changed = self.shared.core.lock().set_params(risk, limits);
+                let changed = self.h.core.lock().set_params(risk, limits);
                 if changed {
                     log::info!(target: "exit_engine", "risk and limits reloaded: they apply from the next tick");
                 } else {
@@ -181,7 +180,7 @@ impl ExitEngine {
                 let _ = reply.send(answer);
             }
             EngineCommand::Prune => {
-                let pruned = self.shared.core.lock().prune(now);
+                let pruned = self.h.core.lock().prune(now);
                 log::debug!(target: "exit_engine", "pruned {} prices and {} cooldowns", pruned.prices, pruned.cooldowns);
             }
         }
@@ -196,7 +195,7 @@ impl ExitEngine {
         order: &EntryOrder,
         now: Timestamp,
     ) -> Result<Option<Paise>, EntryRefused> {
-        let s = &self.shared;
+        let s = &self.h;
         let table = s.instruments.load();
         let Some(inst) = table.get(order.instrument) else {
             return match order.limit_price {
@@ -242,7 +241,7 @@ impl ExitEngine {
     /// Checks an entry against the core (with the tick cache's price and the paper wallet's
     /// cash) and, if accepted, queues its order for the router.
     fn place_entry(&mut self, order: &EntryOrder) -> Result<EntryAccepted, EntryRefused> {
-        let s = self.shared.clone();
+        let s = self.h.clone();
         let now = s.clock.now();
         let limit_price = match self.exchange_check(order, now) {
             Ok(limit) => limit,
@@ -288,7 +287,7 @@ impl ExitEngine {
                 s.m.entries.with_label_values(&[refusal_code(&refusal)]).inc();
                 let mut refused = EntryRefused::from_refusal(&refusal);
                 if let EntryRefusal::NoPrice { instrument } = refusal
-                    && s.subscriptions.watch(instrument)
+                    && s.subscriptions.set().watch(instrument)
                 {
                     // Subscribe it, so that a retry finds a price.
                     refused.message.push_str("; subscribed it now, retry once it has a price");

@@ -14,11 +14,11 @@ use crate::exec::seams::EngineEvent;
 impl ExitEngine {
     /// Carries out every effect in the outbox, popping each once done.
     pub(super) fn carry_out_pending(&mut self) {
-        while let Some(pending) = self.shared.outbox.front() {
+        while let Some(pending) = self.h.outbox.front() {
             self.carry_out(pending);
-            self.shared.outbox.pop_front();
+            self.h.outbox.pop_front();
         }
-        self.shared.m.outbox.set(0);
+        self.h.m.outbox.set(0);
     }
 
     fn carry_out(&mut self, pending: Pending) {
@@ -27,23 +27,22 @@ impl ExitEngine {
             Effect::Entry(intent) => {
                 // The entry is pending now: `/v1/pnl` counts it at once, not at the next idle
                 // refresh (30 s while no position is open).
-                self.shared.wake_pnl();
+                self.h.wake_pnl();
                 let order = RouterOrder { intent, decided };
-                if let Err(TrySendError::Full(order)) =
-                    self.shared.channels.entries_to_router_tx.try_send(order)
+                if let Err(TrySendError::Full(order)) = self.h.entries_to_router_tx.try_send(order)
                 {
                     // The router is far behind: give the entry up rather than block exits.
                     let cid = order.intent.correlation_id;
-                    let at = self.shared.clock.now();
+                    let at = self.h.clock.now();
                     log::warn!(target: "exit_engine", "entry {cid} dropped: the router's entry queue is full");
                     let events = self
-                        .shared
+                        .h
                         .core
                         .lock()
                         .on_entry_rejected(&cid, "the router's entry queue is full", at)
                         .unwrap_or_default();
                     // Carried out after the current effect, by the loop that called us.
-                    self.shared.outbox.push_events(events, decided);
+                    self.h.outbox.push_events(events, decided);
                 }
             }
             Effect::Event(CoreEvent::ExitIntent(intent)) => {
@@ -53,23 +52,23 @@ impl ExitEngine {
                 // the router's ledger drops the repeat.
                 crate::runtime::hops::stamp(crate::runtime::hops::Hop::Decided);
                 let order = RouterOrder { intent: intent.clone(), decided };
-                // The receiver lives in `Shared`: an unbounded send cannot fail.
-                let _ = self.shared.channels.exits_to_router_tx.send(order);
-                self.shared.sink.record(&EngineEvent::Core(CoreEvent::ExitIntent(intent)));
+                // The receiver lives as long as the engine: an unbounded send cannot fail.
+                let _ = self.h.exits_to_router_tx.send(order);
+                self.h.sink.record(&EngineEvent::Core(CoreEvent::ExitIntent(intent)));
             }
             Effect::Event(event) => {
-                self.shared.sink.record(&EngineEvent::Core(event.clone()));
+                self.h.sink.record(&EngineEvent::Core(event.clone()));
                 self.on_core_event(event, decided);
             }
         }
     }
 
     fn on_core_event(&mut self, event: CoreEvent, decided: std::time::Instant) {
-        let s = self.shared.clone();
+        let s = self.h.clone();
         match event {
             CoreEvent::ExitIntent(intent) => {
                 // Carried out by `carry_out` before this; kept for completeness.
-                let _ = s.channels.exits_to_router_tx.send(RouterOrder { intent, decided });
+                let _ = s.exits_to_router_tx.send(RouterOrder { intent, decided });
             }
             CoreEvent::Position(ev) => {
                 let p = &ev.position;
@@ -77,8 +76,8 @@ impl ExitEngine {
                     PositionChange::Opened => {
                         // A position on an instrument the reader already forwards needs no
                         // catch-up from the cache.
-                        let forwarded = s.subscriptions.is_position(p.instrument);
-                        s.subscribe_position(&p.id, p.instrument);
+                        let forwarded = s.subscriptions.set().is_position(p.instrument);
+                        s.subscriptions.subscribe(&p.id, p.instrument);
                         if !forwarded {
                             self.catching_up.insert(p.instrument);
                         }
@@ -105,7 +104,7 @@ impl ExitEngine {
                         log::error!(target: "exit_engine", "position {} exit blocked ({cause}: {why}); next try at {}", p.id, retry_at.to_ist_iso());
                     }
                     PositionChange::Exited => {
-                        s.unsubscribe_position(&p.id);
+                        s.subscriptions.unsubscribe(&p.id);
                         s.wake_pnl();
                     }
                 }
