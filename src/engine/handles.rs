@@ -3,7 +3,9 @@
 //! others read it through a [`CoreView`], and the order book through an `OrderBookView` where
 //! they only look.
 
+use crate::exec::core::CoreView;
 use crate::exec::exit_engine::ExitEngineHandles;
+use crate::exec::pnl_refresher::PnlHandles;
 use crate::exec::router::RouterHandles;
 
 use super::shared::Shared;
@@ -47,5 +49,25 @@ impl Shared {
             entries_to_router_tx: c.entries_to_router_tx.clone(),
             exit_engine_to_pnl_tx: c.exit_engine_to_pnl_tx.clone(),
         }
+    }
+
+    /// The PnL refresher's (also what a PnL snapshot is taken from).
+    pub fn pnl_handles(&self) -> PnlHandles {
+        PnlHandles {
+            clock: self.clock.clone(),
+            core: self.core_view(),
+            paper_wallet: self.paper_wallet.clone(),
+            pnl: self.pnl.clone(),
+            sink: self.sink.clone(),
+            m: self.m.clone(),
+            refresh: self.settings.pnl_refresh,
+            commands_to_exit_engine_tx: self.channels.commands_to_exit_engine_tx.clone(),
+            exit_engine_to_pnl_rx: self.channels.exit_engine_to_pnl_rx.clone(),
+        }
+    }
+
+    /// A read-only view of the exit core.
+    pub fn core_view(&self) -> CoreView {
+        CoreView::new(&self.core)
     }
 }

@@ -317,11 +317,11 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         floor,
         Box::new(move || Box::new(FeedReader::new(reader_cfg.clone(), reader_shared.clone()))),
     ));
-    let s = shared.clone();
+    let h = shared.pnl_handles();
     workers.push(spec(
         "pnl_refresher",
         Duration::ZERO,
-        Box::new(move || Box::new(PnlRefresher::new(s.clone()))),
+        Box::new(move || Box::new(PnlRefresher::new(h.clone()))),
     ));
     let s = shared.clone();
     workers.push(spec(

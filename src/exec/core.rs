@@ -32,9 +32,11 @@ mod held_exits;
 mod timed;
 mod types;
 mod upkeep;
+mod view;
 
 pub use types::*;
 pub use upkeep::Pruned;
+pub use view::{CoreRead, CoreView};
 
 #[derive(Debug, Clone, Copy)]
 struct LastTick {

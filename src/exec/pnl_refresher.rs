@@ -13,14 +13,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::select;
-use parking_lot::RwLock;
+use crossbeam_channel::{Receiver, Sender, select};
+use parking_lot::{Mutex, RwLock};
 
-use crate::domain::{Paise, Timestamp};
-use crate::exec::core::CoreSnapshot;
-use crate::exec::messages::EngineCommand;
-use crate::exec::seams::EngineEvent;
-use crate::exec::shared::Shared;
+use crate::domain::{Clock, Paise, Timestamp};
+use crate::exec::core::{CoreSnapshot, CoreView};
+use crate::exec::messages::{EngineCommand, PnlWake};
+use crate::exec::metrics::EngineMetrics;
+use crate::exec::paper::PaperBroker;
+use crate::exec::seams::{EngineEvent, EventSink};
 use crate::risk::{Lifecycle, TradingState};
 use crate::runtime::{Worker, WorkerCtx};
 
@@ -39,10 +40,10 @@ pub struct PnlSnapshot {
 
 impl PnlSnapshot {
     /// Takes a snapshot now: one short lock of the core, one of the wallet.
-    pub fn take(shared: &Shared, version: u64) -> PnlSnapshot {
-        let (now, mono) = (shared.clock.now(), shared.clock.mono());
-        let core = shared.core.lock().snapshot(now, mono);
-        let paper_cash = shared.paper_wallet.as_ref().map(|w| w.lock().cash());
+    pub fn take(h: &PnlHandles, version: u64) -> PnlSnapshot {
+        let (now, mono) = (h.clock.now(), h.clock.mono());
+        let core = h.core.read().snapshot(now, mono);
+        let paper_cash = h.paper_wallet.as_ref().map(|w| w.lock().cash());
         PnlSnapshot { version, core, paper_cash }
     }
 
@@ -81,19 +82,37 @@ impl PnlBoard {
     }
 }
 
+/// What the PnL refresher works with (and what a snapshot is taken from): the exit core to
+/// read, never to change; the board it publishes on; the command channel for the account
+/// check. Built once by the engine and cloned into each spawn.
+#[derive(Clone)]
+pub struct PnlHandles {
+    pub clock: Arc<dyn Clock>,
+    pub core: CoreView,
+    /// The paper wallet, read for its cash (paper mode).
+    pub paper_wallet: Option<Arc<Mutex<PaperBroker>>>,
+    pub pnl: PnlBoard,
+    pub sink: Arc<dyn EventSink>,
+    pub m: EngineMetrics,
+    /// `pnl.refresh`.
+    pub refresh: Duration,
+    pub commands_to_exit_engine_tx: Sender<EngineCommand>,
+    pub exit_engine_to_pnl_rx: Receiver<PnlWake>,
+}
+
 pub struct PnlRefresher {
-    shared: Arc<Shared>,
+    h: PnlHandles,
     next: Instant,
 }
 
 impl PnlRefresher {
-    pub fn new(shared: Arc<Shared>) -> PnlRefresher {
-        PnlRefresher { shared, next: Instant::now() }
+    pub fn new(h: PnlHandles) -> PnlRefresher {
+        PnlRefresher { h, next: Instant::now() }
     }
 
     /// Publishes a fresh snapshot, updates the gauges, applies the account rule.
     pub fn refresh(&mut self) {
-        let s = &self.shared;
+        let s = &self.h;
         let version = s.pnl.get().version + 1;
         let snap = Arc::new(PnlSnapshot::take(s, version));
         let a = &snap.core.account;
@@ -112,17 +131,16 @@ impl PnlRefresher {
         s.sink.record(&EngineEvent::PnlPublished(snap.clone()));
         if snap.daily_loss_needs_action() {
             log::info!(target: "pnl", "day PnL {} reached the daily loss limit of -{}: asking the exit engine for an account check", a.day_pnl, a.max_daily_loss);
-            let _ = s.channels.commands_to_exit_engine_tx.try_send(EngineCommand::CheckAccount);
+            let _ = s.commands_to_exit_engine_tx.try_send(EngineCommand::CheckAccount);
         }
-        let period =
-            if snap.core.positions.is_empty() { IDLE_REFRESH } else { s.settings.pnl_refresh };
+        let period = if snap.core.positions.is_empty() { IDLE_REFRESH } else { s.refresh };
         self.next = Instant::now() + period;
     }
 }
 
 impl Worker for PnlRefresher {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
-        let wake = self.shared.channels.exit_engine_to_pnl_rx.clone();
+        let wake = self.h.exit_engine_to_pnl_rx.clone();
         loop {
             ctx.beat();
             if ctx.should_stop() {

@@ -261,7 +261,7 @@ impl Persist {
             // The engine's first PnL snapshot was taken before the wallet was restored: the
             // API must not show the initial cash until the refresher's first round.
             let version = shared.pnl.get().version;
-            shared.pnl.publish(Arc::new(PnlSnapshot::take(shared, version)));
+            shared.pnl.publish(Arc::new(PnlSnapshot::take(&shared.pnl_handles(), version)));
         }
         for p in &state.core.positions {
             shared.position_subscriptions.subscribe(&p.id, p.instrument);
