@@ -5,6 +5,7 @@
 
 use crate::exec::core::CoreView;
 use crate::exec::exit_engine::ExitEngineHandles;
+use crate::exec::heartbeat::HeartbeatHandles;
 use crate::exec::pnl_refresher::PnlHandles;
 use crate::exec::router::RouterHandles;
 
@@ -63,6 +64,25 @@ impl Shared {
             refresh: self.settings.pnl_refresh,
             commands_to_exit_engine_tx: self.channels.commands_to_exit_engine_tx.clone(),
             exit_engine_to_pnl_rx: self.channels.exit_engine_to_pnl_rx.clone(),
+        }
+    }
+
+    /// The heartbeat's.
+    pub fn heartbeat_handles(&self) -> HeartbeatHandles {
+        HeartbeatHandles {
+            clock: self.clock.clone(),
+            core: self.core_view(),
+            orders: self.orders.clone(),
+            pnl: self.pnl.clone(),
+            reconciler: self.reconciler.clone(),
+            stale_prices: self.stale_prices.clone(),
+            cache: self.cache.clone(),
+            feed_stats: self.feed_stats.clone(),
+            trading: self.trading.clone(),
+            health: self.health.clone(),
+            m: self.m.clone(),
+            interval: self.settings.heartbeat_interval,
+            commands_to_exit_engine_tx: self.channels.commands_to_exit_engine_tx.clone(),
         }
     }
 

@@ -323,11 +323,11 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         Duration::ZERO,
         Box::new(move || Box::new(PnlRefresher::new(h.clone()))),
     ));
-    let s = shared.clone();
+    let h = shared.heartbeat_handles();
     workers.push(spec(
         "heartbeat",
         rest_floor,
-        Box::new(move || Box::new(Heartbeat::new(s.clone()))),
+        Box::new(move || Box::new(Heartbeat::new(h.clone()))),
     ));
     if config.entries.demo {
         let s = shared.clone();

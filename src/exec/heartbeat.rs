@@ -22,11 +22,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::domain::{InstrumentKey, PositionId};
+use crossbeam_channel::Sender;
+
+use crate::domain::{Clock, InstrumentKey, PositionId};
+use crate::exec::core::CoreView;
 use crate::exec::messages::EngineCommand;
-use crate::exec::order_book::{Event, Outcome};
-use crate::exec::shared::Shared;
-use crate::ops::health::{ComponentHealth, Status};
+use crate::exec::metrics::EngineMetrics;
+use crate::exec::order_book::{Event, OrderBookHandle, Outcome};
+use crate::exec::pnl_refresher::PnlBoard;
+use crate::exec::seams::{Reconciler, StalePriceSource};
+use crate::feed::{FeedStats, TickCache};
+use crate::ops::health::{ComponentHealth, HealthBoard, Status};
+use crate::risk::trading_state::TradingCell;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// The health board component for price freshness.
@@ -68,23 +75,45 @@ pub fn price_ages(positions: &[Silence], stale_after_ms: i64) -> Vec<PriceAge> {
         .collect()
 }
 
+/// What the heartbeat works with, built once by the engine and cloned into each spawn: the
+/// exit core to read (its pruning goes by command to the exit engine), the order book to prune.
+#[derive(Clone)]
+pub struct HeartbeatHandles {
+    pub clock: Arc<dyn Clock>,
+    pub core: CoreView,
+    pub orders: OrderBookHandle,
+    pub pnl: PnlBoard,
+    pub reconciler: Arc<dyn Reconciler>,
+    pub stale_prices: Option<Arc<dyn StalePriceSource>>,
+    /// A fetched fallback price goes in as the instrument's last.
+    pub cache: TickCache,
+    pub feed_stats: Arc<FeedStats>,
+    /// Read for the summary line.
+    pub trading: TradingCell,
+    pub health: HealthBoard,
+    pub m: EngineMetrics,
+    /// `heartbeat.interval`.
+    pub interval: Duration,
+    pub commands_to_exit_engine_tx: Sender<EngineCommand>,
+}
+
 pub struct Heartbeat {
-    shared: Arc<Shared>,
+    h: HeartbeatHandles,
     /// Positions found stale at the last round (to log transitions once).
     stale: BTreeSet<PositionId>,
 }
 
 impl Heartbeat {
-    pub fn new(shared: Arc<Shared>) -> Heartbeat {
-        Heartbeat { shared, stale: BTreeSet::new() }
+    pub fn new(h: HeartbeatHandles) -> Heartbeat {
+        Heartbeat { h, stale: BTreeSet::new() }
     }
 
     /// One round of housekeeping.
     pub fn round(&mut self) {
-        let s = self.shared.clone();
+        let s = self.h.clone();
         let ages = self.prices_round();
 
-        let _ = s.channels.commands_to_exit_engine_tx.try_send(EngineCommand::Prune);
+        let _ = s.commands_to_exit_engine_tx.try_send(EngineCommand::Prune);
         if let Outcome::Pruned(n) =
             s.orders.apply(Event::Prune { keep_ms: LEDGER_RETENTION_MS.unsigned_abs() })
             && n > 0
@@ -120,10 +149,10 @@ impl Heartbeat {
     /// Judges every open position's price freshness, reports it, and (live) fetches the stale
     /// instruments' prices for the exit engine. Returns the verdicts.
     pub fn prices_round(&mut self) -> Vec<PriceAge> {
-        let s = self.shared.clone();
+        let s = self.h.clone();
         let (now, mono) = (s.clock.now(), s.clock.mono());
         let (positions, stale_after_ms) = {
-            let core = s.core.lock();
+            let core = s.core.read();
             let positions: Vec<Silence> = core
                 .price_ages(now, mono)
                 .into_iter()
@@ -140,10 +169,10 @@ impl Heartbeat {
     /// source every `stale_after_ms` too (at least a second apart: Dhan allows one quote call
     /// per second), so that a fallback price comes while it still matters.
     fn prices_every(&self) -> Duration {
-        let interval = self.shared.settings.heartbeat_interval;
-        match &self.shared.stale_prices {
+        let interval = self.h.interval;
+        match &self.h.stale_prices {
             Some(_) => {
-                let stale_after = self.shared.core.lock().risk_params().stale_after_ms.max(0);
+                let stale_after = self.h.core.read().risk_params().stale_after_ms.max(0);
                 Duration::from_millis(stale_after as u64).max(MIN_FALLBACK_GAP).min(interval)
             }
             None => interval,
@@ -151,7 +180,7 @@ impl Heartbeat {
     }
 
     fn report_staleness(&mut self, ages: &[PriceAge], stale_after_ms: i64) {
-        let s = &self.shared;
+        let s = &self.h;
         s.m.position_price_age.reset();
         for a in ages {
             s.m.position_price_age
@@ -193,7 +222,6 @@ impl Heartbeat {
                             let _ = s.cache.set_last(t);
                         }
                         let _ = s
-                            .channels
                             .commands_to_exit_engine_tx
                             .try_send(EngineCommand::FallbackPrices(ticks));
                     }
@@ -226,7 +254,7 @@ impl Worker for Heartbeat {
     fn run(&mut self, ctx: &WorkerCtx) -> anyhow::Result<()> {
         let mut last_round = Instant::now();
         while ctx.sleep(self.prices_every()) {
-            if last_round.elapsed() + PRICES_SLACK >= self.shared.settings.heartbeat_interval {
+            if last_round.elapsed() + PRICES_SLACK >= self.h.interval {
                 last_round = Instant::now();
                 self.round();
             } else {
