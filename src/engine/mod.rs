@@ -330,7 +330,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
         Box::new(move || Box::new(Heartbeat::new(h.clone()))),
     ));
     if config.entries.demo {
-        let s = shared.clone();
+        let commands = shared.channels.commands_to_exit_engine_tx.clone();
         let e = config.entries.clone();
         banner.push(format!(
             "demo entries every {:?} on {} instruments",
@@ -342,7 +342,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
             Duration::ZERO,
             Box::new(move || {
                 Box::new(DemoEntries::new(
-                    s.clone(),
+                    commands.clone(),
                     e.demo_instruments.clone(),
                     e.demo_quantity,
                     e.demo_interval,

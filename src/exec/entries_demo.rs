@@ -4,19 +4,20 @@
 //! router). A local run with the simulator thus shows the whole cycle: entry, ticks, exit.
 //! Refusals (limits, cooldown, cut-off) are logged and the next interval tries again.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
 
 use crate::domain::{InstrumentKey, Qty, Side};
 use crate::exec::messages::{EngineCommand, EntryOrder, EntrySource};
-use crate::exec::shared::Shared;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// How long an entry may wait for the exit engine's answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 pub struct DemoEntries {
-    shared: Arc<Shared>,
+    /// Its one handle: the exit engine's command channel.
+    commands: Sender<EngineCommand>,
     instruments: Vec<InstrumentKey>,
     quantity: Qty,
     interval: Duration,
@@ -25,12 +26,12 @@ pub struct DemoEntries {
 
 impl DemoEntries {
     pub fn new(
-        shared: Arc<Shared>,
+        commands: Sender<EngineCommand>,
         instruments: Vec<InstrumentKey>,
         quantity: Qty,
         interval: Duration,
     ) -> DemoEntries {
-        DemoEntries { shared, instruments, quantity, interval, rng: fastrand::Rng::new() }
+        DemoEntries { commands, instruments, quantity, interval, rng: fastrand::Rng::new() }
     }
 
     fn one(&mut self, ctx: &WorkerCtx) {
@@ -48,7 +49,7 @@ impl DemoEntries {
         };
         let (reply, answer) = crossbeam_channel::bounded(1);
         let command = EngineCommand::PlaceEntry { order, reply };
-        if self.shared.channels.commands_to_exit_engine_tx.try_send(command).is_err() {
+        if self.commands.try_send(command).is_err() {
             log::warn!(target: "entries_demo", "the exit engine's command queue is full; skipping this entry");
             return;
         }
