@@ -8,6 +8,7 @@ use crate::exec::exit_engine::ExitEngineHandles;
 use crate::exec::heartbeat::HeartbeatHandles;
 use crate::exec::pnl_refresher::PnlHandles;
 use crate::exec::router::RouterHandles;
+use crate::publish::PublisherHandles;
 
 use super::shared::Shared;
 
@@ -83,6 +84,16 @@ impl Shared {
             m: self.m.clone(),
             interval: self.settings.heartbeat_interval,
             commands_to_exit_engine_tx: self.channels.commands_to_exit_engine_tx.clone(),
+        }
+    }
+
+    /// The Redis publisher's: what it reads, nothing it could change.
+    pub fn publisher_handles(&self) -> PublisherHandles {
+        PublisherHandles {
+            cache: self.cache.clone(),
+            pnl: self.pnl.clone(),
+            instruments: self.instruments.clone(),
+            clock: self.clock.clone(),
         }
     }
 

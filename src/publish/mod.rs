@@ -3,8 +3,8 @@
 //! connections with timeouts: `connection.rs` (also used by the instance lease).
 //!
 //! Wiring: [`Publisher::new`] before the engine is built (its [`Publisher::sink`] joins the
-//! engine's event sinks), [`Publisher::worker_spec`] after, with the engine's shared state
-//! (tick cache, PnL board, clock).
+//! engine's event sinks), [`Publisher::worker_spec`] after, with handles on the engine's state
+//! ([`PublisherHandles`]: tick cache, PnL board, instrument master, clock).
 
 pub mod connection;
 pub mod keys;
@@ -17,13 +17,13 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use crate::config::{Config, Secrets};
 use crate::exec::seams::{EngineEvent, EventSink};
-use crate::exec::shared::Shared;
 use crate::ops::health::HealthBoard;
 use crate::ops::metrics::Metrics;
 use crate::runtime::WorkerSpec;
 
 use self::connection::RedisTarget;
 use self::keys::Keys;
+pub use self::redis::PublisherHandles;
 use self::redis::{PublishMetrics, PublisherShared, RedisPublisher};
 
 /// Engine events waiting for the publisher at most; more are dropped (and counted).
@@ -118,8 +118,8 @@ impl Publisher {
         self.shared.clone()
     }
 
-    /// The worker, on the engine's shared state.
-    pub fn worker_spec(&self, engine: Arc<Shared>, config: &Config) -> WorkerSpec {
+    /// The worker, on its handles to the engine's state.
+    pub fn worker_spec(&self, engine: PublisherHandles, config: &Config) -> WorkerSpec {
         let shared = self.shared.clone();
         // Connect, write and read may each take up to the timeout within one round.
         let floor = TIMEOUT * 4 + Duration::from_secs(1);

@@ -23,9 +23,11 @@ use redis::Connection;
 
 use super::connection::{RedisTarget, describe_error};
 use super::keys::{self, Keys};
-use crate::domain::{InstrumentKey, PositionId};
+use crate::domain::{Clock, InstrumentKey, PositionId};
+use crate::exec::pnl_refresher::PnlBoard;
 use crate::exec::seams::EngineEvent;
-use crate::exec::shared::Shared;
+use crate::feed::TickCache;
+use crate::instruments::SharedInstruments;
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
 use crate::ops::metrics::Metrics;
 use crate::runtime::backoff::{Backoff, BackoffPolicy};
@@ -85,6 +87,16 @@ pub struct PublisherShared {
     pub heartbeat_ttl: Duration,
 }
 
+/// The engine state the publisher reads (never changes): the tick cache, the PnL board, the
+/// instrument master, the clock. Built once by the engine and cloned into each spawn.
+#[derive(Clone)]
+pub struct PublisherHandles {
+    pub cache: TickCache,
+    pub pnl: PnlBoard,
+    pub instruments: SharedInstruments,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// What was last published, to send only changes. A fresh worker (or a new connection)
 /// starts empty, so everything is published again.
 #[derive(Default)]
@@ -99,7 +111,7 @@ struct Published {
 
 pub struct RedisPublisher {
     shared: Arc<PublisherShared>,
-    engine: Arc<Shared>,
+    engine: PublisherHandles,
     con: Option<Connection>,
     backoff: Backoff,
     next_attempt: Instant,
@@ -109,7 +121,7 @@ pub struct RedisPublisher {
 }
 
 impl RedisPublisher {
-    pub fn new(shared: Arc<PublisherShared>, engine: Arc<Shared>) -> RedisPublisher {
+    pub fn new(shared: Arc<PublisherShared>, engine: PublisherHandles) -> RedisPublisher {
         let policy = BackoffPolicy::new(Duration::from_millis(100), Duration::from_secs(5), 0.2)
             .expect("a positive base, a larger cap and a small jitter are valid");
         RedisPublisher {

@@ -364,7 +364,7 @@ pub fn build_with_setup(
     persist.finish(&mut engine, &config)?;
     if let Some(p) = publisher {
         engine.banner.push(format!("redis: publishing to {}", p.target()));
-        engine.workers.push(p.worker_spec(engine.shared.clone(), &config));
+        engine.workers.push(p.worker_spec(engine.shared.publisher_handles(), &config));
     }
     Ok(engine)
 }
