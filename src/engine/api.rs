@@ -5,41 +5,63 @@
 //! its answer. Money is written as decimal rupee strings (`"1436.72"`), times as IST ISO-8601.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::domain::{InstrumentKey, Paise, PositionId, Qty, Side, Timestamp};
-use crate::engine::seams::EngineEvent;
-use crate::engine::shared::Shared;
+use crate::config::Mode;
+use crate::domain::{Clock, InstrumentKey, Paise, PositionId, Qty, Side, Timestamp};
+use crate::engine::seams::{EngineEvent, EventSink};
 use crate::exec::core::{PositionView, RetryExitError};
 use crate::exec::messages::{EngineCommand, EntryOrder, EntrySource};
-use crate::exec::pnl_refresher::PnlSnapshot;
-use crate::instruments::Instruments;
-use crate::ops::health::Status;
+use crate::exec::order_book::OrderBookView;
+use crate::exec::pnl_refresher::{PnlBoard, PnlSnapshot};
+use crate::instruments::{Instruments, SharedInstruments};
+use crate::ops::health::{HealthBoard, Status};
 use crate::ops::http::{ApiResponse, OpsApi, Route};
+use crate::ops::metrics::Metrics;
 use crate::risk::Lifecycle;
-use crate::risk::trading_state::TradingStatus;
+use crate::risk::trading_state::{TradingCell, TradingStatus};
 use crate::runtime::StatusTable;
 
 /// How long a control request waits for the exit engine to take and answer it.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
+/// What the API works with: published state to read (the PnL board, the health board, the
+/// order book's view, the trading state) and the exit engine's command channel for the rest.
+#[derive(Clone)]
+pub struct ApiHandles {
+    pub mode: Mode,
+    pub clock: Arc<dyn Clock>,
+    /// Read only: halts and resumes go to the exit engine as commands.
+    pub trading: TradingCell,
+    pub pnl: PnlBoard,
+    pub orders: OrderBookView,
+    pub health: HealthBoard,
+    pub metrics: Metrics,
+    pub uptime_seconds: prometheus::IntGauge,
+    pub sink: Arc<dyn EventSink>,
+    pub instruments: SharedInstruments,
+    /// When the engine was built.
+    pub built: Instant,
+    pub commands_to_exit_engine_tx: Sender<EngineCommand>,
+}
+
 pub struct EngineApi {
-    shared: Arc<Shared>,
+    h: ApiHandles,
     workers: StatusTable,
 }
 
 impl EngineApi {
-    pub fn new(shared: Arc<Shared>, workers: StatusTable) -> EngineApi {
-        EngineApi { shared, workers }
+    pub fn new(h: ApiHandles, workers: StatusTable) -> EngineApi {
+        EngineApi { h, workers }
     }
 
     /// Sends a command and waits for its answer on `rx`.
     fn ask<T>(&self, command: EngineCommand, rx: &Receiver<T>) -> Result<T, ApiResponse> {
-        let tx = &self.shared.channels.commands_to_exit_engine_tx;
+        let tx = &self.h.commands_to_exit_engine_tx;
         if tx.send_timeout(command, ANSWER_WITHIN).is_err() {
             return Err(ApiResponse::error(503, "the exit engine is not taking commands"));
         }
@@ -53,13 +75,13 @@ impl EngineApi {
     }
 
     fn audit(&self, action: &'static str, detail: String) {
-        let at = self.shared.clock.now();
+        let at = self.h.clock.now();
         log::info!(target: "control", "operator {action}: {detail}");
-        self.shared.sink.record(&EngineEvent::Operator { action, detail, at });
+        self.h.sink.record(&EngineEvent::Operator { action, detail, at });
     }
 
     fn place_order(&self, body: Option<Value>) -> ApiResponse {
-        let master = self.shared.instruments.load();
+        let master = self.h.instruments.load();
         let order = match parse_order_with(body, &master) {
             Ok(o) => o,
             Err(message) => return ApiResponse::error(400, message),
@@ -183,8 +205,8 @@ impl EngineApi {
 impl OpsApi for EngineApi {
     fn health(&self) -> (bool, Value) {
         let workers = self.workers.read().clone();
-        let components = self.shared.health.snapshot();
-        let overall = self.shared.health.overall();
+        let components = self.h.health.snapshot();
+        let overall = self.h.health.overall();
         let workers_ok = !workers.is_empty() && workers.iter().all(|w| w.healthy());
         let healthy = workers_ok && overall != Status::Down;
         let status = match (healthy, overall) {
@@ -192,42 +214,37 @@ impl OpsApi for EngineApi {
             (true, Status::Degraded) => "degraded",
             _ => "ok",
         };
-        let snap = self.shared.pnl.get();
+        let snap = self.h.pnl.get();
         let doc = json!({
             "status": status,
             "healthy": healthy,
-            "mode": self.shared.settings.mode.to_string(),
-            "trading_state": self.shared.trading.state().name(),
-            "trading": trading_json(&self.shared.trading.status()),
+            "mode": self.h.mode.to_string(),
+            "trading_state": self.h.trading.state().name(),
+            "trading": trading_json(&self.h.trading.status()),
             "workers": workers,
             "components": components,
             "positions": snap.core.positions.len(),
             "day_pnl": snap.core.account.day_pnl.to_string(),
             "pnl_at": snap.at().to_ist_iso(),
-            "orders_open": self.shared.orders.view().open_orders(),
-            "uptime_secs": self.shared.built.elapsed().as_secs(),
+            "orders_open": self.h.orders.open_orders(),
+            "uptime_secs": self.h.built.elapsed().as_secs(),
         });
         (healthy, doc)
     }
 
     fn metrics(&self) -> String {
-        self.shared.m.uptime_seconds.set(self.shared.built.elapsed().as_secs() as i64);
-        self.shared.metrics.render()
+        self.h.uptime_seconds.set(self.h.built.elapsed().as_secs() as i64);
+        self.h.metrics.render()
     }
 
     fn control(&self, route: Route, body: Option<Value>) -> ApiResponse {
         match route {
-            Route::Positions => ApiResponse::ok(positions_json(
-                &self.shared.pnl.get(),
-                &self.shared.instruments.load(),
-            )),
+            Route::Positions => {
+                ApiResponse::ok(positions_json(&self.h.pnl.get(), &self.h.instruments.load()))
+            }
             Route::Pnl => {
-                let master = self.shared.instruments.load();
-                ApiResponse::ok(pnl_json(
-                    &self.shared.pnl.get(),
-                    &self.shared.trading.status(),
-                    &master,
-                ))
+                let master = self.h.instruments.load();
+                ApiResponse::ok(pnl_json(&self.h.pnl.get(), &self.h.trading.status(), &master))
             }
             Route::PlaceOrder => self.place_order(body),
             Route::Halt => self.halt_or_resume(true),

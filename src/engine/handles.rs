@@ -10,6 +10,7 @@ use crate::exec::pnl_refresher::PnlHandles;
 use crate::exec::router::RouterHandles;
 use crate::publish::PublisherHandles;
 
+use super::api::ApiHandles;
 use super::shared::Shared;
 
 impl Shared {
@@ -94,6 +95,24 @@ impl Shared {
             pnl: self.pnl.clone(),
             instruments: self.instruments.clone(),
             clock: self.clock.clone(),
+        }
+    }
+
+    /// The control API's.
+    pub fn api_handles(&self) -> ApiHandles {
+        ApiHandles {
+            mode: self.settings.mode,
+            clock: self.clock.clone(),
+            trading: self.trading.clone(),
+            pnl: self.pnl.clone(),
+            orders: self.orders.view(),
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            uptime_seconds: self.m.uptime_seconds.clone(),
+            sink: self.sink.clone(),
+            instruments: self.instruments.clone(),
+            built: self.built,
+            commands_to_exit_engine_tx: self.channels.commands_to_exit_engine_tx.clone(),
         }
     }
 

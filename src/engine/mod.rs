@@ -372,7 +372,7 @@ pub fn build_with(env: EngineEnv, seams: Seams) -> anyhow::Result<Engine> {
 
     Ok(Engine {
         workers,
-        api: Arc::new(api::EngineApi::new(shared.clone(), status)),
+        api: Arc::new(api::EngineApi::new(shared.api_handles(), status)),
         trading,
         reload,
         banner,
