@@ -1,6 +1,9 @@
 //! The layers are honest: the lower modules (`exec`, `publish`, `store`, `broker`, `feed`)
 //! never import `engine`, which wires them together. Types they share live below (`exec::seams`,
 //! `exec::shared`); `engine` re-exports them.
+//!
+//! Workers get typed handles, not the whole of the engine's wiring: no worker module names
+//! `Shared` (the container the engine builds each worker's handles from).
 
 use std::path::{Path, PathBuf};
 
@@ -51,4 +54,61 @@ fn no_lower_module_imports_the_engine() {
 fn the_check_sees_an_import_and_ignores_a_comment() {
     let text = "use crate::engine::seams::EngineEvent;\n// see crate::engine::build\nlet x = 1;";
     assert_eq!(engine_references(text), [(1, "use crate::engine::seams::EngineEvent;".into())]);
+}
+
+/// The worker modules besides those under `src/exec` and `src/publish`.
+const ENGINE_WORKERS: [&str; 2] = ["engine/api.rs", "engine/instruments.rs"];
+
+/// Where `Shared` itself is defined: the only lower-module file that may name it.
+const SHARED_HOME: &str = "exec/shared.rs";
+
+/// Lines of `text` that name the type `Shared` as code (comments and longer names aside).
+fn shared_references(text: &str) -> Vec<(usize, String)> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = line.split("//").next().unwrap_or("");
+            code.match_indices("Shared").any(|(i, w)| {
+                let before = code[..i].chars().next_back();
+                let after = code[i + w.len()..].chars().next();
+                !before.is_some_and(ident) && !after.is_some_and(ident)
+            })
+        })
+        .map(|(n, line)| (n + 1, line.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn no_worker_holds_the_engines_shared_state() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for module in ["exec", "publish"] {
+        rust_files(&src.join(module), &mut files);
+    }
+    files.retain(|f| !f.ends_with(SHARED_HOME));
+    files.extend(ENGINE_WORKERS.iter().map(|f| src.join(f)));
+    assert!(files.len() > 30, "the worker modules were found: {}", files.len());
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (line, code) in shared_references(&text) {
+            found.push(format!("{}:{line}: {code}", file.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "workers take the engine's whole `Shared` instead of their handles:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_shared_check_sees_the_type_and_ignores_longer_names_and_comments() {
+    let text = "    shared: Arc<Shared>,\nuse crate::exec::shared::Shared;\n\
+                pub fn take(s: &Shared) {}\n\
+                let s: PublisherShared = x; // not Arc<Shared>\n\
+                instruments: SharedInstruments,\n/// Lives in [`Shared`].";
+    let lines: Vec<usize> = shared_references(text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(lines, [1, 2, 3]);
 }
