@@ -9,7 +9,8 @@
 //! `exit_engine`, `tick_reader`, `pnl_refresher`, `heartbeat`, `entries_demo` when
 //! `entries.demo` is on, `instruments` (the daily master reload) when the master comes from a
 //! file or a download, and `redis_publisher` when `[redis] enabled`. The app adds the HTTP
-//! worker last. State that must outlive a worker's panic lives in [`shared::Shared`]; the
+//! worker last. State that must outlive a worker's panic lives in [`shared::Shared`], from
+//! which each worker gets its own typed handles (`handles.rs`), never the whole of it; the
 //! plug-in points for the store and the live broker are in [`seams`]; the store, restart
 //! recovery and its ordering point for the live broker's reconciliation are in [`persist`];
 //! the live Dhan broker is built by [`live`].

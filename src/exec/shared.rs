@@ -1,12 +1,14 @@
 //! The engine's shared state: everything that must outlive a worker's panic, created once in
-//! `build` and captured by every worker factory. A respawned worker picks up exactly where its
-//! predecessor stopped: the exit core with every position's risk state, the outbox of effects
-//! decided and not yet carried out, the order book, the paper wallet, the channel ends (with
-//! the messages still in them), the tick cache, the subscriptions and the metric handles.
+//! `build`. A respawned worker picks up exactly where its predecessor stopped: the exit core
+//! with every position's risk state, the outbox of effects decided and not yet carried out,
+//! the order book, the paper wallet, the channel ends (with the messages still in them), the
+//! tick cache, the subscriptions and the metric handles.
 //!
-//! Ownership: only the exit-engine worker mutates the exit core; the PnL refresher, the
-//! heartbeat and the API take short locks to read it. Everyone else talks to the exit engine by
-//! message.
+//! [`Shared`] is the engine's wiring container, not a worker's: the engine builds from it each
+//! worker's typed handles (`engine::handles`), exactly the pieces that worker uses, and every
+//! worker factory captures those. Ownership: only the exit-engine worker gets the exit core to
+//! change; the PnL refresher and the heartbeat read it through a `CoreView`. Everyone else
+//! talks to the exit engine by message.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
