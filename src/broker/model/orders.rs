@@ -409,7 +409,7 @@ mod tests {
         ];
         let order_types =
             [OrderType::Market, OrderType::Limit, OrderType::StopLoss, OrderType::StopLossMarket];
-        let prices = [0, 1, 5, 10, 99, 100, 105, 995, 9800, 9805, 12345, 99_999_99, 1 << 40];
+        let prices = [0, 1, 5, 10, 99, 100, 105, 995, 9800, 9805, 12345, 9_999_999, 1 << 40];
         let quantities = [0, 1, 15, 75, 1800, 1801, 36_000, i64::from(u32::MAX), i64::MAX, -3];
         let position = PositionId::new("p17");
         let mut cids: Vec<Option<CorrelationId>> = vec![None];
