@@ -49,6 +49,13 @@ pub trait CredentialSource: Send + Sync {
     /// The credentials to use now (cheap; called on every request).
     fn current(&self) -> Credentials;
 
+    /// Calls `f` with the current credentials, borrowed: no copy of the pair (the REST
+    /// client's path to the wire reads them on every order). `f` must be quick: it may run
+    /// under the source's lock.
+    fn with_current(&self, f: &mut dyn FnMut(&Credentials)) {
+        f(&self.current());
+    }
+
     /// Reads the credentials again from their origin (a file, the environment, a secret
     /// store) and returns the fresh pair. Called after the broker answered as if the token had
     /// expired. On error the previous pair stays current.
@@ -68,6 +75,10 @@ impl StaticCredentials {
 impl CredentialSource for StaticCredentials {
     fn current(&self) -> Credentials {
         self.0.clone()
+    }
+
+    fn with_current(&self, f: &mut dyn FnMut(&Credentials)) {
+        f(&self.0);
     }
 
     fn reload(&self) -> Result<Credentials, CredentialError> {
@@ -112,6 +123,10 @@ impl fmt::Debug for ReloadableCredentials {
 impl CredentialSource for ReloadableCredentials {
     fn current(&self) -> Credentials {
         self.current.read().clone()
+    }
+
+    fn with_current(&self, f: &mut dyn FnMut(&Credentials)) {
+        f(&self.current.read());
     }
 
     fn reload(&self) -> Result<Credentials, CredentialError> {

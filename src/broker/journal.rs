@@ -50,7 +50,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write as _};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -81,6 +81,15 @@ pub struct JournalLine {
     /// taking-over process's best knowledge, not the sender's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub presumed: bool,
+}
+
+/// A [`JournalLine`] by reference: the same JSON, without copying the intent to write it.
+#[derive(Serialize)]
+struct LineRef<'a> {
+    at: Timestamp,
+    intent: &'a OrderIntent,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    presumed: bool,
 }
 
 /// What the journal knows about a correlation id.
@@ -242,12 +251,12 @@ impl OrderJournal {
                 return Ok(());
             }
         }
-        let line = JournalLine { at: now, intent: intent.clone(), presumed };
-        let json = serde_json::to_vec(&line).expect("an order intent always encodes");
         let file = st.file.as_mut().expect("opened above");
-        let record = encode(&json).map_err(io_err("encoding a record for", &file.path))?;
+        let record = encode_line(&LineRef { at: now, intent, presumed })
+            .map_err(io_err("encoding a record for", &file.path))?;
         let at = file.reserve(record.len(), self.prealloc)?;
-        let (handle, path) = (file.file.clone(), file.path.clone());
+        // The path is only for an error: made then, from the day the record was written for.
+        let (handle, day) = (file.file.clone(), st.day);
         // Group commit: join the batch still waiting when this record follows it in the same
         // file, else start one.
         let done = match st.queue.back_mut() {
@@ -282,7 +291,7 @@ impl OrderJournal {
         };
         result.map_err(|(kind, text)| JournalError::Io {
             what: "writing",
-            path,
+            path: day_file(&self.dir, day),
             source: io::Error::new(kind, text),
         })?;
         st.sent.insert(
@@ -383,7 +392,29 @@ impl DayFile {
     }
 }
 
-/// The record of one JSON text: header, text, spaces, a newline; whole slots.
+/// The record of one line, as [`encode`] makes it from the line's JSON, written into one
+/// buffer: the JSON after room for the header, then the header in place (one allocation for
+/// a record of one slot).
+fn encode_line(line: &LineRef<'_>) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(SLOT);
+    out.resize(HEADER, b' ');
+    serde_json::to_writer(&mut out, line).map_err(io::Error::other)?;
+    let json_len = out.len() - HEADER;
+    if json_len > 0xFFFF {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a record over 64 KiB"));
+    }
+    let len = (HEADER + json_len + 1).div_ceil(SLOT) * SLOT;
+    let crc = crc32(&out[HEADER..]);
+    let mut header = &mut out[..HEADER];
+    write!(header, "J1 {json_len:04x} {crc:08x} ")?;
+    out.resize(len - 1, b' ');
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// The record of one JSON text: header, text, spaces, a newline; whole slots. The reference
+/// form [`encode_line`] must give (and the tests' way to make records).
+#[cfg(test)]
 fn encode(json: &[u8]) -> io::Result<Vec<u8>> {
     if json.len() > 0xFFFF {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "a record over 64 KiB"));
@@ -546,6 +577,19 @@ mod tests {
         assert!(sent.previous_run);
         assert_eq!((sent.at, sent.intent), (MON, intent("X1-p1")));
         assert!(j.lookup(&intent("X2-p1").correlation_id).is_none());
+    }
+
+    #[test]
+    fn a_line_is_encoded_in_place_as_from_its_json() {
+        for (cid, presumed, position) in
+            [("X1-p1", false, "p1".to_string()), ("N2-p9", true, "q".repeat(700))]
+        {
+            let mut line = JournalLine { at: MON, intent: intent(cid), presumed };
+            line.intent.position_id = PositionId::new(position);
+            let want = encode(&serde_json::to_vec(&line).unwrap()).unwrap();
+            let got = encode_line(&LineRef { at: MON, intent: &line.intent, presumed }).unwrap();
+            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+        }
     }
 
     #[test]

@@ -14,19 +14,23 @@
 //! token is read from the [`CredentialSource`] on every call (it rolls daily) and is reloaded
 //! when Dhan answers as if it had expired; it is never logged or put into an error.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use prometheus::{HistogramVec, IntCounter, IntCounterVec};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use ureq::http::{HeaderName, HeaderValue, Uri, header};
 use ureq::unversioned::transport::Connector as _;
 
-use super::credentials::CredentialSource;
+use super::credentials::{CredentialSource, Credentials};
 use super::model::{
     self, DhanErrorCode, ErrorBody, FundLimit, KillSwitchStatus, LtpRequest, ModifyOrder, Order,
     PlaceOrder, Position, Trade,
@@ -133,14 +137,80 @@ enum Method {
 }
 
 /// One request to make.
-struct Call {
+struct Call<'a> {
     endpoint: &'static str,
     method: Method,
-    path: String,
+    path: Cow<'static, str>,
     /// The JSON body, encoded once (a resend sends the same bytes).
-    body: Option<Vec<u8>>,
+    body: Option<&'a [u8]>,
     class: ApiClass,
     priority: Priority,
+}
+
+/// The path of `POST /orders`, whose URL the client parses once.
+const ORDERS_PATH: &str = "/orders";
+
+thread_local! {
+    /// This thread's place-order body, reused from order to order: once it has grown to a
+    /// body's size, encoding an order allocates nothing.
+    static ORDER_BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The credential headers as header values, made once per pair: adding them to a request
+/// copies nothing (a header value shares its bytes).
+struct AuthHeaders {
+    access_token: HeaderValue,
+    client_id: HeaderValue,
+}
+
+impl AuthHeaders {
+    /// `None` when a credential is not a valid header value (the request then carries the
+    /// text as given and fails as it always did).
+    fn of(c: &Credentials) -> Option<AuthHeaders> {
+        let mut access_token = HeaderValue::from_str(c.access_token.expose()).ok()?;
+        access_token.set_sensitive(true);
+        let client_id = HeaderValue::from_str(&c.client_id).ok()?;
+        Some(AuthHeaders { access_token, client_id })
+    }
+
+    fn is_for(&self, c: &Credentials) -> bool {
+        self.access_token.as_bytes() == c.access_token.expose().as_bytes()
+            && self.client_id.as_bytes() == c.client_id.as_bytes()
+    }
+}
+
+/// The credentials one request carries.
+enum Auth {
+    Headers(HeaderValue, HeaderValue),
+    /// Not valid as header values: given to ureq as text.
+    Text(Credentials),
+}
+
+/// Header names and values of static text: made without copying or allocating.
+fn access_token_name() -> HeaderName {
+    HeaderName::from_static("access-token")
+}
+
+fn client_id_name() -> HeaderName {
+    HeaderName::from_static("client-id")
+}
+
+fn json() -> HeaderValue {
+    HeaderValue::from_static("application/json")
+}
+
+impl Auth {
+    fn add<B>(self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let req = match self {
+            Auth::Headers(token, client) => {
+                req.header(access_token_name(), token).header(client_id_name(), client)
+            }
+            Auth::Text(creds) => req
+                .header("access-token", creds.access_token.expose())
+                .header("client-id", &creds.client_id),
+        };
+        req.header(header::ACCEPT, json())
+    }
 }
 
 /// What came back, before interpretation.
@@ -156,6 +226,11 @@ struct Inner {
     fresh: ureq::Agent,
     cfg: RestConfig,
     credentials: Arc<dyn CredentialSource>,
+    /// The current credentials' headers (remade when the pair changes).
+    auth: Mutex<Option<AuthHeaders>>,
+    /// The URL of `POST /orders`, parsed once (`None` if the base URL does not parse: each
+    /// order then gives ureq the text, which fails as before).
+    orders_uri: Option<Uri>,
     limiter: Arc<RateLimiter>,
     metrics: Option<RestMetrics>,
     /// When the last call started or ended, in ms of `Inner::origin`.
@@ -233,11 +308,14 @@ impl DhanClient {
             }
         };
         let (pooled, fresh) = (agent(cfg.max_idle_connections, true), agent(0, false));
+        let orders_uri = Uri::try_from(url(&cfg.base_url, ORDERS_PATH)).ok();
         let inner = Inner {
             agent: pooled,
             fresh,
             cfg,
             credentials,
+            auth: Mutex::new(None),
+            orders_uri,
             limiter,
             metrics,
             last_used_ms: AtomicU64::new(0),
@@ -256,22 +334,21 @@ impl DhanClient {
 
     // ---------------------------------------------------------------- writes
 
-    /// `POST /orders`.
+    /// `POST /orders`. The body is written field by field into this thread's reused buffer
+    /// ([`PlaceOrder::write_body`]), with the client id read in place.
     pub fn place_order(&self, order: &PlaceOrder, priority: Priority) -> WriteOutcome {
-        let client_id = self.inner.credentials.current().client_id;
-        // Encoded straight from the borrowed body: no JSON tree on the way to the wire.
-        let body = serde_json::to_vec(&order.body(&client_id)).expect(
-            "an order body of strings, integers, booleans and finite floats always encodes",
-        );
+        let mut body = ORDER_BODY.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        self.inner.credentials.with_current(&mut |c| order.write_body(&c.client_id, &mut body));
         let call = Call {
             endpoint: "place_order",
             method: Method::Post,
-            path: "/orders".into(),
-            body: Some(body),
+            path: ORDERS_PATH.into(),
+            body: Some(&body),
             class: ApiClass::Orders,
             priority,
         };
         let outcome = self.write(call);
+        ORDER_BODY.with(|b| *b.borrow_mut() = body);
         log_write("place_order", order.correlation_id.as_ref().map(|c| c.as_str()), &outcome);
         outcome
     }
@@ -284,8 +361,8 @@ impl DhanClient {
         let call = Call {
             endpoint: "modify_order",
             method: Method::Put,
-            path: format!("/orders/{}", segment(&change.order_id.0)),
-            body: Some(body),
+            path: format!("/orders/{}", segment(&change.order_id.0)).into(),
+            body: Some(&body),
             class: ApiClass::Orders,
             priority,
         };
@@ -300,7 +377,7 @@ impl DhanClient {
         let call = Call {
             endpoint: "cancel_order",
             method: Method::Delete,
-            path: format!("/orders/{}", segment(&order_id.0)),
+            path: format!("/orders/{}", segment(&order_id.0)).into(),
             body: None,
             class: ApiClass::Orders,
             priority,
@@ -475,7 +552,7 @@ impl DhanClient {
         let call = Call {
             endpoint: "keep_warm",
             method: Method::Get,
-            path: "/profile".into(),
+            path: Cow::Borrowed("/profile"),
             body: None,
             class: ApiClass::NonTrading,
             priority: Priority::Entry,
@@ -526,7 +603,14 @@ impl DhanClient {
         class: ApiClass,
     ) -> Result<T, CallError> {
         let body = body.map(|b| serde_json::to_vec(&b).expect("a JSON value always encodes"));
-        let call = Call { endpoint, method, path, body, class, priority: Priority::Exit };
+        let call = Call {
+            endpoint,
+            method,
+            path: path.into(),
+            body: body.as_deref(),
+            class,
+            priority: Priority::Exit,
+        };
         let result = match self.exchange(call) {
             Reply::Answer { status, body } => classify_read(endpoint, status, &body),
             Reply::NotSent(reason) => Err(CallError::NotSent { endpoint, reason }),
@@ -602,32 +686,48 @@ impl DhanClient {
         reply
     }
 
+    /// The credential headers for a request: the cached values while the pair is unchanged
+    /// (nothing copied), remade when it changed.
+    fn auth(&self) -> Auth {
+        let inner = &*self.inner;
+        let mut cached = inner.auth.lock();
+        let mut auth = None;
+        inner.credentials.with_current(&mut |c| {
+            if !cached.as_ref().is_some_and(|h| h.is_for(c)) {
+                *cached = AuthHeaders::of(c);
+            }
+            auth = Some(match cached.as_ref() {
+                Some(h) => Auth::Headers(h.access_token.clone(), h.client_id.clone()),
+                None => Auth::Text(c.clone()),
+            });
+        });
+        auth.unwrap_or_else(|| Auth::Text(inner.credentials.current()))
+    }
+
     /// Sends once through `agent` and reads the whole answer.
     fn send(&self, agent: &ureq::Agent, call: &Call) -> Reply {
         let inner = &*self.inner;
-        let creds = inner.credentials.current();
-        let url = format!("{}{}", inner.cfg.base_url.trim_end_matches('/'), call.path);
+        let auth = self.auth();
+        // `POST /orders` on the URL parsed once; any other call on its text.
+        let parsed = inner.orders_uri.as_ref().filter(|_| call.path == ORDERS_PATH);
+        let text = || url(&inner.cfg.base_url, &call.path);
         super::send_watch::begin_call();
         let sent = match call.method {
             Method::Get | Method::Delete => {
+                let url = text();
                 let req =
                     if call.method == Method::Get { agent.get(&url) } else { agent.delete(&url) };
-                req.header("access-token", creds.access_token.expose())
-                    .header("client-id", &creds.client_id)
-                    .header("Accept", "application/json")
-                    .call()
+                auth.add(req).call()
             }
             Method::Post | Method::Put => {
-                let req =
-                    if call.method == Method::Post { agent.post(&url) } else { agent.put(&url) };
-                let req = req
-                    .header("access-token", creds.access_token.expose())
-                    .header("client-id", &creds.client_id)
-                    .header("Accept", "application/json");
-                match &call.body {
-                    Some(body) => {
-                        req.header("Content-Type", "application/json").send(body.as_slice())
-                    }
+                let req = match (call.method, parsed) {
+                    (Method::Post, Some(uri)) => agent.post(uri.clone()),
+                    (Method::Post, None) => agent.post(&text()),
+                    _ => agent.put(&text()),
+                };
+                let req = auth.add(req);
+                match call.body {
+                    Some(body) => req.header(header::CONTENT_TYPE, json()).send(body),
                     None => req.send_empty(),
                 }
             }
@@ -646,6 +746,11 @@ impl DhanClient {
             Err(e) => classify_transport(e),
         }
     }
+}
+
+/// The full URL of `path` under the base URL.
+fn url(base: &str, path: &str) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path)
 }
 
 fn log_write(endpoint: &str, key: Option<&str>, outcome: &WriteOutcome) {

@@ -2,6 +2,7 @@
 //! sent to what the broker reports.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,10 +39,10 @@ impl fmt::Display for OrderId {
 }
 
 /// A correlation id we generate: 1–25 characters of `[A-Za-z0-9_-]` (spec dhan-v2 §6: Dhan
-/// rejects 26 and more, and only this set is safe).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct CorrelationId(String);
+/// rejects 26 and more, and only this set is safe). The text is shared: a copy (an intent handed
+/// to the router, the order book, the journal) allocates nothing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CorrelationId(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CorrelationIdError {
@@ -62,7 +63,7 @@ impl CorrelationId {
         if !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(CorrelationIdError::Charset(text));
         }
-        Ok(CorrelationId(text))
+        Ok(CorrelationId(Arc::from(text)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -76,6 +77,12 @@ impl fmt::Display for CorrelationId {
     }
 }
 
+impl Serialize for CorrelationId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl<'de> Deserialize<'de> for CorrelationId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CorrelationId, D::Error> {
         CorrelationId::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
@@ -85,6 +92,17 @@ impl<'de> Deserialize<'de> for CorrelationId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_correlation_id_is_a_json_string_and_its_copies_share_the_text() {
+        let cid = CorrelationId::new("X1-p17").unwrap();
+        assert_eq!(serde_json::to_string(&cid).unwrap(), "\"X1-p17\"");
+        let back: CorrelationId = serde_json::from_str("\"X1-p17\"").unwrap();
+        assert_eq!(back, cid);
+        assert!(serde_json::from_str::<CorrelationId>("\"a b\"").is_err());
+        let copy = cid.clone();
+        assert!(std::ptr::eq(copy.as_str(), cid.as_str()));
+    }
 
     #[test]
     fn correlation_ids_are_at_most_25_safe_characters() {

@@ -599,7 +599,9 @@ impl ExitCore {
         self.silent_ms_at(p, now, self.mono) >= self.risk.stale_after_ms
     }
 
-    fn insert(&mut self, pos: Position) -> usize {
+    fn insert(&mut self, mut pos: Position) -> usize {
+        // A position read back (restart, adoption) makes its next exit id here, off the path.
+        pos.prepare_next_exit_id();
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {

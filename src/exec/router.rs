@@ -143,11 +143,11 @@ impl OrderRouter {
             }
         };
         beat();
-        let position = order.intent.position_id.clone();
+        let position = &order.intent.position_id;
         let every = ctx.map_or(HELPER_POLL, WorkerCtx::beat_every);
-        self.lanes.claim(&position, every, beat);
-        self.place(order);
-        self.lanes.release(&position);
+        self.lanes.claim(position, every, beat);
+        self.place(&order);
+        self.lanes.release(position);
         beat();
     }
 
@@ -178,7 +178,7 @@ impl OrderRouter {
         }
     }
 
-    fn place(&self, order: RouterOrder) {
+    fn place(&self, order: &RouterOrder) {
         let s = &self.h;
         let intent = &order.intent;
         let kind = purpose_kind(intent.purpose);

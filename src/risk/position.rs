@@ -133,6 +133,39 @@ impl ExitedPart {
     }
 }
 
+/// The correlation id of a position's next exit attempt, made ahead of the trigger: when the
+/// position opens ([`Position::open`], or when the exit core takes it in) and when a rejection
+/// returns it to `Active`. Starting an exit then takes the id instead of formatting it on the
+/// path from the tick to the order. A cache, not state: not persisted, and equal whatever it
+/// holds (a position read back is the same position and makes its id again when needed).
+#[derive(Debug, Clone, Default)]
+pub struct NextExitId(Option<(u32, CorrelationId)>);
+
+impl NextExitId {
+    /// Makes the id of exit attempt `attempt` of `position` unless it is already made.
+    fn prepare(&mut self, position: &PositionId, attempt: u32) {
+        if !matches!(&self.0, Some((a, _)) if *a == attempt) {
+            self.0 = correlation::exit_id(position, attempt).ok().map(|c| (attempt, c));
+        }
+    }
+
+    /// The id made for `attempt`, if that is the attempt it was made for (taken out).
+    fn take(&mut self, attempt: u32) -> Option<CorrelationId> {
+        match self.0.take() {
+            Some((a, c)) if a == attempt => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for NextExitId {
+    fn eq(&self, _: &NextExitId) -> bool {
+        true
+    }
+}
+
+impl Eq for NextExitId {}
+
 /// What can happen to a position's exit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LifecycleEvent {
@@ -211,6 +244,9 @@ pub struct Position {
     pub last_price_at: Option<Timestamp>,
     pub exited: ExitedPart,
     pub lifecycle: Lifecycle,
+    /// The next exit attempt's correlation id, made ahead (see [`NextExitId`]).
+    #[serde(skip)]
+    pub next_exit_id: NextExitId,
 }
 
 impl Position {
@@ -238,7 +274,22 @@ impl Position {
             last_price_at: None,
             exited: ExitedPart::default(),
             lifecycle: Lifecycle::new(),
+            next_exit_id: NextExitId::default(),
         }
+        .with_next_exit_id()
+    }
+
+    /// Makes the correlation id of the next exit attempt now, while the position is `Active`
+    /// and it is not made yet (the exit core calls it as it takes a position in).
+    pub fn prepare_next_exit_id(&mut self) {
+        if let Lifecycle::Active { attempts, .. } = &self.lifecycle {
+            self.next_exit_id.prepare(&self.id, attempts.saturating_add(1));
+        }
+    }
+
+    fn with_next_exit_id(mut self) -> Position {
+        self.prepare_next_exit_id();
+        self
     }
 
     /// The same position with the entry's exact value (Σ price × quantity of its fills)
@@ -306,7 +357,10 @@ impl Position {
                 LifecycleEvent::Trigger { reason, price, at, stale },
             ) => {
                 let attempt = attempts + 1;
-                let correlation_id = correlation::exit_id(&self.id, attempt)?;
+                let correlation_id = match self.next_exit_id.take(attempt) {
+                    Some(made) => made,
+                    None => correlation::exit_id(&self.id, attempt)?,
+                };
                 let next = Lifecycle::Exiting(Exiting {
                     reason,
                     trigger_price: price,
@@ -399,6 +453,10 @@ impl Position {
             }
         };
         self.lifecycle = next;
+        if matches!(outcome, Outcome::Returned { .. }) {
+            // Off the order's path: the next attempt's id is made now, not at its trigger.
+            self.prepare_next_exit_id();
+        }
         Ok(outcome)
     }
 
@@ -514,6 +572,28 @@ mod tests {
         let Lifecycle::Exited(e) = &p.lifecycle else { panic!() };
         assert_eq!(e.exit_price, Paise(8_997));
         assert_eq!(p.executed_exits(), (Qty(75), Paise(25 * 9_000 + 50 * 8_995)));
+    }
+
+    #[test]
+    fn the_next_exit_id_is_made_ahead_of_its_trigger() {
+        let mut p = pos();
+        assert_eq!(p.next_exit_id.0, Some((1, cid("X1-p1"))), "made when the position opens");
+        let out = p.apply(trigger(ExitReason::StopLoss, 9_800)).unwrap();
+        assert_eq!(out, Outcome::ExitStarted { correlation_id: cid("X1-p1"), attempt: 1 });
+        assert_eq!(p.next_exit_id.0, None, "taken by the trigger");
+        p.apply(reject("X1-p1")).unwrap();
+        assert_eq!(p.next_exit_id.0, Some((2, cid("X2-p1"))), "made at the rejection");
+        let out = p.apply(trigger(ExitReason::StopLoss, 9_800)).unwrap();
+        assert_eq!(out, Outcome::ExitStarted { correlation_id: cid("X2-p1"), attempt: 2 });
+        // An id made for another attempt is never used: the trigger makes the right one.
+        p.apply(reject("X2-p1")).unwrap();
+        p.next_exit_id = NextExitId(Some((7, cid("X7-p1"))));
+        let out = p.apply(trigger(ExitReason::StopLoss, 9_800)).unwrap();
+        assert_eq!(out, Outcome::ExitStarted { correlation_id: cid("X3-p1"), attempt: 3 });
+        // A cache: a position without it is the same position.
+        let mut q = p.clone();
+        q.next_exit_id = NextExitId::default();
+        assert_eq!(p, q);
     }
 
     #[test]

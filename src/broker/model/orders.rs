@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::wire::{self, de_date, de_opt_text, de_paise, de_qty, de_string, de_time};
-use super::{Lenient, OrderStatus, OrderType, ProductType, Validity};
+use super::{Lenient, OrderStatus, OrderType, ProductType, Validity, WireEnum};
 use crate::domain::{
     CorrelationId, InstrumentKey, OrderId, OrderIntent, Paise, Qty, Segment, Timestamp, Txn,
 };
@@ -60,6 +60,48 @@ impl PlaceOrder {
         }
     }
 
+    /// Writes the JSON body of `POST /orders` into `out` (cleared first): the very bytes
+    /// `serde_json::to_vec(&self.body(client_id))` gives, field by field in the same order,
+    /// without the serializer's intermediate strings. With `out` reused from call to call
+    /// (the REST client keeps one per thread), building the body allocates nothing once the
+    /// buffer has grown to a body's size.
+    pub fn write_body(&self, client_id: &str, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(b"{\"dhanClientId\":");
+        json_string(out, client_id);
+        if let Some(cid) = &self.correlation_id {
+            out.extend_from_slice(b",\"correlationId\":");
+            json_string(out, cid.as_str());
+        }
+        let fields: [(&[u8], &str); 5] = [
+            (b",\"transactionType\":\"", self.txn.name()),
+            (b"\",\"exchangeSegment\":\"", self.instrument.segment.name()),
+            (b"\",\"productType\":\"", self.product.wire_name()),
+            (b"\",\"orderType\":\"", self.order_type.wire_name()),
+            (b"\",\"validity\":\"", self.validity.wire_name()),
+        ];
+        // Wire names are upper-case letters and underscores: nothing to escape.
+        for (key, name) in fields {
+            out.extend_from_slice(key);
+            out.extend_from_slice(name.as_bytes());
+        }
+        out.extend_from_slice(b"\",\"securityId\":\"");
+        json_integer(out, i64::from(self.instrument.security_id.0));
+        out.extend_from_slice(b"\",\"quantity\":");
+        json_integer(out, self.quantity.0);
+        out.extend_from_slice(b",\"disclosedQuantity\":");
+        json_integer(out, self.disclosed_quantity.0);
+        out.extend_from_slice(b",\"price\":");
+        json_rupees(out, self.price);
+        out.extend_from_slice(b",\"triggerPrice\":");
+        json_rupees(out, self.trigger_price);
+        out.extend_from_slice(if self.after_market_order {
+            b",\"afterMarketOrder\":true}"
+        } else {
+            b",\"afterMarketOrder\":false}"
+        });
+    }
+
     pub fn body<'a>(&'a self, client_id: &'a str) -> PlaceOrderBody<'a> {
         PlaceOrderBody {
             dhan_client_id: client_id,
@@ -77,6 +119,23 @@ impl PlaceOrder {
             after_market_order: self.after_market_order,
         }
     }
+}
+
+/// A JSON string as serde_json writes it (its escaping), appended to `out` without
+/// allocating beyond `out`'s own growth.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("writing a string into a Vec cannot fail");
+}
+
+/// An integer in decimal, as serde_json writes it.
+fn json_integer(out: &mut Vec<u8>, n: i64) {
+    use std::io::Write as _;
+    write!(out, "{n}").expect("writing into a Vec cannot fail");
+}
+
+/// Rupees as the JSON number [`ser_rupees`] gives (serde_json's float formatting).
+fn json_rupees(out: &mut Vec<u8>, p: Paise) {
+    serde_json::to_writer(&mut *out, &p.as_rupees_f64()).expect("writing into a Vec cannot fail");
 }
 
 /// The JSON body of `POST /orders`.
@@ -332,6 +391,93 @@ mod tests {
             "orderType":"MARKET","validity":"DAY","securityId":"52175","quantity":75,
             "disclosedQuantity":0,"price":0.0,"triggerPrice":0.0,"afterMarketOrder":false});
         assert_eq!(body, sample);
+    }
+
+    /// The body writer gives exactly the serializer's bytes: every segment, side, product,
+    /// order type and validity, market and limit prices, stop-loss triggers, sliced children's
+    /// ids and quantities, with and without a correlation id, and client ids that need escaping.
+    #[test]
+    fn written_body_is_byte_for_byte_the_serialized_one() {
+        use crate::risk::correlation::{self, OrderRole};
+        let products = [
+            ProductType::Cnc,
+            ProductType::Intraday,
+            ProductType::Margin,
+            ProductType::Mtf,
+            ProductType::Co,
+            ProductType::Bo,
+        ];
+        let order_types =
+            [OrderType::Market, OrderType::Limit, OrderType::StopLoss, OrderType::StopLossMarket];
+        let prices = [0, 1, 5, 10, 99, 100, 105, 995, 9800, 9805, 12345, 9_999_999, 1 << 40];
+        let quantities = [0, 1, 15, 75, 1800, 1801, 36_000, i64::from(u32::MAX), i64::MAX, -3];
+        let position = PositionId::new("p17");
+        let mut cids: Vec<Option<CorrelationId>> = vec![None];
+        for attempt in [1, 2, 12, 999_999] {
+            cids.push(Some(correlation::exit_id(&position, attempt).unwrap()));
+            cids.push(Some(correlation::entry_id(&PositionId::new("a b"), attempt).unwrap()));
+        }
+        for slice in [1, 2, 30] {
+            cids.push(Some(correlation::slice_id(OrderRole::Exit, &position, 1, slice).unwrap()));
+        }
+        let clients = ["1000000001", "", "a\"b\\c", "tab\tnl\n\u{1}\u{7f}", "पद-é"];
+        let mut rng = fastrand::Rng::with_seed(13);
+        let mut out = Vec::new();
+        let mut n = 0;
+        for segment in Segment::ALL {
+            for txn in [Txn::Buy, Txn::Sell] {
+                for product in products {
+                    for order_type in order_types {
+                        for validity in [Validity::Day, Validity::Ioc] {
+                            for _ in 0..12 {
+                                let pick =
+                                    |rng: &mut fastrand::Rng, xs: &[i64]| xs[rng.usize(..xs.len())];
+                                let priced = order_type != OrderType::Market;
+                                let order = PlaceOrder {
+                                    correlation_id: cids[rng.usize(..cids.len())].clone(),
+                                    txn,
+                                    instrument: InstrumentKey::new(segment, rng.u32(..)),
+                                    product,
+                                    order_type,
+                                    validity,
+                                    quantity: Qty(pick(&mut rng, &quantities)),
+                                    disclosed_quantity: Qty(pick(&mut rng, &[0, 0, 25, 1000])),
+                                    price: Paise(if priced {
+                                        pick(&mut rng, &prices) * if rng.bool() { 1 } else { -1 }
+                                    } else {
+                                        0
+                                    }),
+                                    trigger_price: Paise(
+                                        if order_type == OrderType::StopLoss
+                                            || order_type == OrderType::StopLossMarket
+                                        {
+                                            pick(&mut rng, &prices)
+                                        } else {
+                                            0
+                                        },
+                                    ),
+                                    after_market_order: rng.u8(..8) == 0,
+                                };
+                                let client = clients[rng.usize(..clients.len())];
+                                let want = serde_json::to_vec(&order.body(client)).unwrap();
+                                order.write_body(client, &mut out);
+                                assert_eq!(
+                                    String::from_utf8_lossy(&out),
+                                    String::from_utf8_lossy(&want),
+                                    "{order:?}"
+                                );
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 8 * 2 * 6 * 4 * 2 * 12);
+        // The same buffer, reused for a shorter body, holds only that body.
+        let order = PlaceOrder::market(&intent(), ProductType::Intraday);
+        order.write_body("1000000001", &mut out);
+        assert_eq!(out, serde_json::to_vec(&order.body("1000000001")).unwrap());
     }
 
     #[test]

@@ -461,6 +461,7 @@ pub fn position_from_record(
         last_price_at: r.last_price_at,
         exited,
         lifecycle,
+        next_exit_id: Default::default(),
     };
     if p.open_quantity().0 <= 0 {
         return Err(bad(&format!(

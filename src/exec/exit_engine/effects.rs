@@ -87,9 +87,9 @@ impl ExitEngine {
                     PositionChange::ExitStarted { reason, attempt } => {
                         let (price, cid) = match &p.lifecycle {
                             crate::risk::Lifecycle::Exiting(x) => {
-                                (x.trigger_price, x.correlation_id.to_string())
+                                (x.trigger_price, x.correlation_id.as_str())
                             }
-                            _ => (p.last_price, String::new()),
+                            _ => (p.last_price, ""),
                         };
                         log::info!(target: "exit_engine", "position {} exiting: {reason} at {price} (attempt {attempt}, order {cid})", p.id);
                     }
