@@ -11,6 +11,8 @@
 //!   same followed by a kill during the next start's settlement of that exit;
 //! - a kill after an exit's second attempt traded (the first was rejected), before the store
 //!   heard of the position;
+//! - a kill as a rejected exit's retry is journaled, then an exit-engine panic as the restart
+//!   releases the next attempt;
 //! - a kill during the startup reconciliation and one during a later round.
 //!
 //! After each, once a final flatten has closed everything: the simulator's net quantity is 0
@@ -200,6 +202,49 @@ fn killed_after_a_retried_exit_traded_before_the_store_heard_of_its_position_it_
     assert!(!engine.log().contains("closed_at_broker"), "{}", engine.log());
     let exits = rig.sim.exits_of(&pid);
     assert_eq!(exits.len(), 2, "X1 rejected, X2 traded, nothing more: {exits:#?}");
+    assert_books_agree(&rig, &mut engine);
+    stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn a_retried_exit_killed_at_its_journal_write_then_a_panic_as_the_restart_releases_the_next_exits_once()
+ {
+    // Rig 32 scenario 0 of the first soak campaign, its draws replayed: a long's first exit is
+    // rejected as "exchange busy"; the process dies as its retry X2 is journaled, before the
+    // send. The restart proves X2 absent, decides X3 while the books are not reconciled yet
+    // (held), and its exit engine panics right after releasing X3 to the router. Its
+    // respawned successor carries X3 out and runs the startup round again: that round must
+    // not settle X3 (not journaled yet, not at Dhan yet: "absent") and send X4 as well. The
+    // campaign saw 150 sold against 75 bought, and the engine adopted the short.
+    let rig = Rig::new();
+    rig.sim.broker.faults().refuse_orders(RefuseOrders {
+        instrument: Some(A),
+        correlation_prefix: Some("X".into()),
+        refusal: Refusal::exchange("Exchange busy, try again"),
+        count: Some(1),
+    });
+    let point = "broker.exit_journaled";
+    let mut engine = rig.start(&format!("{point}=kill:2,{STORE_LAG}"));
+    let id = open_and_stop(&rig, &mut engine);
+    wait_killed(&mut engine, point);
+    let pid = PositionId::new(id.clone());
+    let statuses = |rig: &Rig| -> Vec<(String, OrderStatus)> {
+        rig.sim.exits_of(&pid).into_iter().map(|o| (o.correlation_id, o.status)).collect()
+    };
+    assert_eq!(statuses(&rig), [(format!("X1-{id}"), OrderStatus::Rejected)], "X2 never sent");
+
+    let panic = "exit_engine.after_decision";
+    let mut engine = rig.start(&format!("{panic}=1"));
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the position closes", || pnl(addr)["closed_today"].as_u64() == Some(1));
+    assert!(engine.log().contains(&format!("failpoint {panic} fired")), "{}", engine.log());
+    assert_eq!(
+        statuses(&rig),
+        [(format!("X1-{id}"), OrderStatus::Rejected), (format!("X3-{id}"), OrderStatus::Traded)],
+        "X1 rejected, X2 proved absent, X3 traded, nothing more"
+    );
+    assert_eq!(wait_stored_close(&rig.data, &id).0, "stop_loss");
     assert_books_agree(&rig, &mut engine);
     stop(engine);
     rig.sim.shutdown();
