@@ -33,7 +33,7 @@ impl Shared {
         let c = &self.channels;
         ExitEngineHandles {
             clock: self.clock.clone(),
-            trading: self.trading.clone(),
+            trading: self.trading.view(),
             core: self.core.clone(),
             outbox: self.outbox.clone(),
             cache: self.cache.clone(),
@@ -80,7 +80,7 @@ impl Shared {
             stale_prices: self.stale_prices.clone(),
             cache: self.cache.clone(),
             feed_stats: self.feed_stats.clone(),
-            trading: self.trading.clone(),
+            trading: self.trading.view(),
             health: self.health.clone(),
             m: self.m.clone(),
             interval: self.settings.heartbeat_interval,
@@ -103,7 +103,7 @@ impl Shared {
         ApiHandles {
             mode: self.settings.mode,
             clock: self.clock.clone(),
-            trading: self.trading.clone(),
+            trading: self.trading.view(),
             pnl: self.pnl.clone(),
             orders: self.orders.view(),
             health: self.health.clone(),

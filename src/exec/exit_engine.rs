@@ -49,7 +49,7 @@ use crate::exec::seams::{EventSink, Reconciler};
 use crate::exec::shared::{PositionIds, PositionSubscriptions};
 use crate::feed::TickCache;
 use crate::instruments::SharedInstruments;
-use crate::risk::trading_state::TradingCell;
+use crate::risk::trading_state::TradingView;
 use crate::runtime::spin::Waiting;
 use crate::runtime::{Worker, WorkerCtx, failpoint};
 
@@ -65,7 +65,8 @@ pub const AFTER_DECISION: &str = "exit_engine.after_decision";
 #[derive(Clone)]
 pub struct ExitEngineHandles {
     pub clock: Arc<dyn Clock>,
-    pub trading: TradingCell,
+    /// Read for the answers to commands; the exit core changes it through its own cell.
+    pub trading: TradingView,
     /// The exit core: this worker is its only writer.
     pub core: Arc<Mutex<ExitCore>>,
     pub outbox: Outbox,
