@@ -6,6 +6,7 @@
 use crate::exec::core::CoreView;
 use crate::exec::exit_engine::ExitEngineHandles;
 use crate::exec::heartbeat::HeartbeatHandles;
+use crate::exec::paper_gateway::PaperCash;
 use crate::exec::pnl_refresher::PnlHandles;
 use crate::exec::router::RouterHandles;
 use crate::publish::PublisherHandles;
@@ -38,7 +39,7 @@ impl Shared {
             outbox: self.outbox.clone(),
             cache: self.cache.clone(),
             subscriptions: self.position_subscriptions.clone(),
-            paper_wallet: self.paper_wallet.clone(),
+            paper_cash: self.paper_cash(),
             reconciler: self.reconciler.clone(),
             sink: self.sink.clone(),
             ids: self.ids.clone(),
@@ -59,7 +60,7 @@ impl Shared {
         PnlHandles {
             clock: self.clock.clone(),
             core: self.core_view(),
-            paper_wallet: self.paper_wallet.clone(),
+            paper_cash: self.paper_cash(),
             pnl: self.pnl.clone(),
             sink: self.sink.clone(),
             m: self.m.clone(),
@@ -114,6 +115,11 @@ impl Shared {
             built: self.built,
             commands_to_exit_engine_tx: self.channels.commands_to_exit_engine_tx.clone(),
         }
+    }
+
+    /// The paper wallet's cash to read (paper mode); the paper gateway alone trades on it.
+    pub fn paper_cash(&self) -> Option<PaperCash> {
+        self.paper_wallet.as_ref().map(PaperCash::new)
     }
 
     /// A read-only view of the exit core.

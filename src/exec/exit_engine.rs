@@ -44,7 +44,7 @@ use crate::exec::core::{CoreEvent, ExitCore};
 use crate::exec::messages::{EngineCommand, OrderEvent, PnlWake, RouterOrder};
 use crate::exec::metrics::EngineMetrics;
 use crate::exec::outbox::Outbox;
-use crate::exec::paper::PaperBroker;
+use crate::exec::paper_gateway::PaperCash;
 use crate::exec::seams::{EventSink, Reconciler};
 use crate::exec::shared::{PositionIds, PositionSubscriptions};
 use crate::feed::TickCache;
@@ -73,8 +73,8 @@ pub struct ExitEngineHandles {
     /// Read for the catch-up of new positions and an entry's reference price.
     pub cache: TickCache,
     pub subscriptions: PositionSubscriptions,
-    /// The paper wallet, read for an entry's available cash (paper mode).
-    pub paper_wallet: Option<Arc<Mutex<PaperBroker>>>,
+    /// The paper wallet's cash, read for an entry's available cash (paper mode).
+    pub paper_cash: Option<PaperCash>,
     pub reconciler: Arc<dyn Reconciler>,
     pub sink: Arc<dyn EventSink>,
     pub ids: Arc<PositionIds>,
