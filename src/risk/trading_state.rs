@@ -5,8 +5,8 @@
 //! supervisor's escalation and is left only by an operator's resume or a new IST trading day. Every change goes through
 //! [`TradingStatus::apply`], which refuses impossible transitions and returns an audit record
 //! ([`TradingStateChange`]). [`TradingCell`] shares one status between the exit core, the
-//! supervisor's escalation, the lease keeper and the feed's fatal hook; they all change it through
-//! the same function. Workers that only read it (the heartbeat, the control API, the exit
+//! supervisor's escalation, the halt on a lost instance lease and the feed's fatal hook; they all
+//! change it through the same function. Workers that only read it (the heartbeat, the control API, the exit
 //! engine's answers) get a [`TradingView`], which cannot change it.
 
 use std::fmt;
