@@ -1,7 +1,8 @@
 //! Each worker's handles, built from the engine's [`Shared`] wiring: a worker gets exactly the
 //! pieces it uses, never the whole of it. Only the exit engine gets the exit core mutably; the
 //! others read it through a [`CoreView`], and the order book through an `OrderBookView` where
-//! they only look.
+//! they only look; likewise the trading state through a `TradingView` and the paper wallet's
+//! cash through a [`PaperCash`].
 
 use crate::exec::core::CoreView;
 use crate::exec::exit_engine::ExitEngineHandles;
