@@ -23,7 +23,7 @@ use crate::ops::health::{HealthBoard, Status};
 use crate::ops::http::{ApiResponse, OpsApi, Route};
 use crate::ops::metrics::Metrics;
 use crate::risk::Lifecycle;
-use crate::risk::trading_state::{TradingCell, TradingStatus};
+use crate::risk::trading_state::{TradingStatus, TradingView};
 use crate::runtime::StatusTable;
 
 /// How long a control request waits for the exit engine to take and answer it.
@@ -36,7 +36,7 @@ pub struct ApiHandles {
     pub mode: Mode,
     pub clock: Arc<dyn Clock>,
     /// Read only: halts and resumes go to the exit engine as commands.
-    pub trading: TradingCell,
+    pub trading: TradingView,
     pub pnl: PnlBoard,
     pub orders: OrderBookView,
     pub health: HealthBoard,

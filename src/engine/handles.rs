@@ -1,11 +1,13 @@
 //! Each worker's handles, built from the engine's [`Shared`] wiring: a worker gets exactly the
 //! pieces it uses, never the whole of it. Only the exit engine gets the exit core mutably; the
 //! others read it through a [`CoreView`], and the order book through an `OrderBookView` where
-//! they only look.
+//! they only look; likewise the trading state through a `TradingView` and the paper wallet's
+//! cash through a [`PaperCash`].
 
 use crate::exec::core::CoreView;
 use crate::exec::exit_engine::ExitEngineHandles;
 use crate::exec::heartbeat::HeartbeatHandles;
+use crate::exec::paper_gateway::PaperCash;
 use crate::exec::pnl_refresher::PnlHandles;
 use crate::exec::router::RouterHandles;
 use crate::publish::PublisherHandles;
@@ -33,12 +35,12 @@ impl Shared {
         let c = &self.channels;
         ExitEngineHandles {
             clock: self.clock.clone(),
-            trading: self.trading.clone(),
+            trading: self.trading.view(),
             core: self.core.clone(),
             outbox: self.outbox.clone(),
             cache: self.cache.clone(),
             subscriptions: self.position_subscriptions.clone(),
-            paper_wallet: self.paper_wallet.clone(),
+            paper_cash: self.paper_cash(),
             reconciler: self.reconciler.clone(),
             sink: self.sink.clone(),
             ids: self.ids.clone(),
@@ -59,7 +61,7 @@ impl Shared {
         PnlHandles {
             clock: self.clock.clone(),
             core: self.core_view(),
-            paper_wallet: self.paper_wallet.clone(),
+            paper_cash: self.paper_cash(),
             pnl: self.pnl.clone(),
             sink: self.sink.clone(),
             m: self.m.clone(),
@@ -80,7 +82,7 @@ impl Shared {
             stale_prices: self.stale_prices.clone(),
             cache: self.cache.clone(),
             feed_stats: self.feed_stats.clone(),
-            trading: self.trading.clone(),
+            trading: self.trading.view(),
             health: self.health.clone(),
             m: self.m.clone(),
             interval: self.settings.heartbeat_interval,
@@ -103,7 +105,7 @@ impl Shared {
         ApiHandles {
             mode: self.settings.mode,
             clock: self.clock.clone(),
-            trading: self.trading.clone(),
+            trading: self.trading.view(),
             pnl: self.pnl.clone(),
             orders: self.orders.view(),
             health: self.health.clone(),
@@ -114,6 +116,11 @@ impl Shared {
             built: self.built,
             commands_to_exit_engine_tx: self.channels.commands_to_exit_engine_tx.clone(),
         }
+    }
+
+    /// The paper wallet's cash to read (paper mode); the paper gateway alone trades on it.
+    pub fn paper_cash(&self) -> Option<PaperCash> {
+        self.paper_wallet.as_ref().map(PaperCash::new)
     }
 
     /// A read-only view of the exit core.

@@ -58,7 +58,8 @@ use crate::runtime::{StatusTable, Worker, WorkerSpec};
 use crate::sim::feed::SimFeed;
 
 use self::seams::{BrokerContext, Seams};
-use self::shared::{Channels, PositionIds, PositionSubscriptions, Settings, Shared};
+use self::shared::{Channels, Settings, Shared};
+use crate::exec::positions::{PositionIds, PositionSubscriptions};
 
 /// What the process gives the engine to build itself with.
 pub struct EngineEnv {

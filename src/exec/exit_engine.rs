@@ -44,12 +44,12 @@ use crate::exec::core::{CoreEvent, ExitCore};
 use crate::exec::messages::{EngineCommand, OrderEvent, PnlWake, RouterOrder};
 use crate::exec::metrics::EngineMetrics;
 use crate::exec::outbox::Outbox;
-use crate::exec::paper::PaperBroker;
+use crate::exec::paper_gateway::PaperCash;
+use crate::exec::positions::{PositionIds, PositionSubscriptions};
 use crate::exec::seams::{EventSink, Reconciler};
-use crate::exec::shared::{PositionIds, PositionSubscriptions};
 use crate::feed::TickCache;
 use crate::instruments::SharedInstruments;
-use crate::risk::trading_state::TradingCell;
+use crate::risk::trading_state::TradingView;
 use crate::runtime::spin::Waiting;
 use crate::runtime::{Worker, WorkerCtx, failpoint};
 
@@ -65,15 +65,16 @@ pub const AFTER_DECISION: &str = "exit_engine.after_decision";
 #[derive(Clone)]
 pub struct ExitEngineHandles {
     pub clock: Arc<dyn Clock>,
-    pub trading: TradingCell,
+    /// Read for the answers to commands; the exit core changes it through its own cell.
+    pub trading: TradingView,
     /// The exit core: this worker is its only writer.
     pub core: Arc<Mutex<ExitCore>>,
     pub outbox: Outbox,
     /// Read for the catch-up of new positions and an entry's reference price.
     pub cache: TickCache,
     pub subscriptions: PositionSubscriptions,
-    /// The paper wallet, read for an entry's available cash (paper mode).
-    pub paper_wallet: Option<Arc<Mutex<PaperBroker>>>,
+    /// The paper wallet's cash, read for an entry's available cash (paper mode).
+    pub paper_cash: Option<PaperCash>,
     pub reconciler: Arc<dyn Reconciler>,
     pub sink: Arc<dyn EventSink>,
     pub ids: Arc<PositionIds>,

@@ -33,7 +33,7 @@ use crate::exec::pnl_refresher::PnlBoard;
 use crate::exec::seams::{Reconciler, StalePriceSource};
 use crate::feed::{FeedStats, TickCache};
 use crate::ops::health::{ComponentHealth, HealthBoard, Status};
-use crate::risk::trading_state::TradingCell;
+use crate::risk::trading_state::TradingView;
 use crate::runtime::{Worker, WorkerCtx};
 
 /// The health board component for price freshness.
@@ -89,7 +89,7 @@ pub struct HeartbeatHandles {
     pub cache: TickCache,
     pub feed_stats: Arc<FeedStats>,
     /// Read for the summary line.
-    pub trading: TradingCell,
+    pub trading: TradingView,
     pub health: HealthBoard,
     pub m: EngineMetrics,
     /// `heartbeat.interval`.

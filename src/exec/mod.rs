@@ -18,9 +18,9 @@ pub mod outbox;
 pub mod paper;
 pub mod paper_gateway;
 pub mod pnl_refresher;
+pub mod positions;
 pub mod router;
 pub mod seams;
-pub mod shared;
 pub mod slicing;
 
 pub use self::core::{

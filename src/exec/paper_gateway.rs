@@ -1,6 +1,8 @@
 //! The paper gateway: the order router's door to the pure [`PaperBroker`]. Every order fills
 //! at once (an entry may be refused: stale price, short cash); the wallet lives outside the
-//! router, in the engine's shared state, so it survives a router restart.
+//! router, in the engine's shared state, so it survives a router restart. This gateway is the
+//! wallet's one writer while the engine runs; the workers that only need its cash (the exit
+//! engine's entry check, the PnL snapshot) get a [`PaperCash`].
 //!
 //! Paper trading respects the instrument master as the live broker does: an order above the
 //! instrument's freeze quantity goes out as the same child orders (`exec::slicing`, the ids
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::domain::{CorrelationId, OrderIntent, Timestamp};
+use crate::domain::{CorrelationId, OrderIntent, Paise, Timestamp};
 use crate::exec::paper::PaperBroker;
 use crate::exec::router::{Gateway, Placement};
 use crate::exec::slicing::slices_of;
@@ -49,6 +51,21 @@ impl PaperGateway {
     /// Orders that reached the paper broker, all ids together.
     pub fn total_placements(&self) -> u32 {
         self.placed.lock().values().sum()
+    }
+}
+
+/// Reads the paper wallet's cash; cannot trade on it. Cheap to clone.
+#[derive(Clone)]
+pub struct PaperCash(Arc<Mutex<PaperBroker>>);
+
+impl PaperCash {
+    pub fn new(wallet: &Arc<Mutex<PaperBroker>>) -> PaperCash {
+        PaperCash(wallet.clone())
+    }
+
+    /// The wallet's cash now (one short lock).
+    pub fn cash(&self) -> Paise {
+        self.0.lock().cash()
     }
 }
 
@@ -117,6 +134,7 @@ mod tests {
             ChargeSchedule::default(),
         )));
         let g = PaperGateway::new(wallet.clone());
+        let cash = PaperCash::new(&wallet);
         let stale = intent(OrderPurpose::Entry, Txn::Buy, true);
         assert!(
             matches!(g.place(&stale, Timestamp(2)), Placement::Rejected { reason } if reason.contains("stale"))
@@ -124,7 +142,8 @@ mod tests {
         let entry = intent(OrderPurpose::Entry, Txn::Buy, false);
         let Placement::Filled(fill) = g.place(&entry, Timestamp(3)) else { panic!("entry fills") };
         assert_eq!((fill.price, fill.quantity, fill.at), (Paise(10_000), Qty(75), Timestamp(3)));
-        assert!(wallet.lock().cash() < PaperParams::default().initial_cash);
+        assert!(cash.cash() < PaperParams::default().initial_cash);
+        assert_eq!(cash.cash(), wallet.lock().cash());
         let exit = intent(OrderPurpose::Exit(ExitReason::StopLoss), Txn::Sell, true);
         assert!(
             matches!(g.place(&exit, Timestamp(4)), Placement::Filled(_)),

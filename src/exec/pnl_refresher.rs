@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 use crate::domain::{Clock, Paise, Timestamp};
 use crate::exec::core::{CoreSnapshot, CoreView};
 use crate::exec::messages::{EngineCommand, PnlWake};
 use crate::exec::metrics::EngineMetrics;
-use crate::exec::paper::PaperBroker;
+use crate::exec::paper_gateway::PaperCash;
 use crate::exec::seams::{EngineEvent, EventSink};
 use crate::risk::{Lifecycle, TradingState};
 use crate::runtime::{Worker, WorkerCtx};
@@ -43,7 +43,7 @@ impl PnlSnapshot {
     pub fn take(h: &PnlHandles, version: u64) -> PnlSnapshot {
         let (now, mono) = (h.clock.now(), h.clock.mono());
         let core = h.core.read().snapshot(now, mono);
-        let paper_cash = h.paper_wallet.as_ref().map(|w| w.lock().cash());
+        let paper_cash = h.paper_cash.as_ref().map(PaperCash::cash);
         PnlSnapshot { version, core, paper_cash }
     }
 
@@ -89,8 +89,8 @@ impl PnlBoard {
 pub struct PnlHandles {
     pub clock: Arc<dyn Clock>,
     pub core: CoreView,
-    /// The paper wallet, read for its cash (paper mode).
-    pub paper_wallet: Option<Arc<Mutex<PaperBroker>>>,
+    /// The paper wallet's cash (paper mode).
+    pub paper_cash: Option<PaperCash>,
     pub pnl: PnlBoard,
     pub sink: Arc<dyn EventSink>,
     pub m: EngineMetrics,

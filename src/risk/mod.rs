@@ -21,5 +21,5 @@ pub use rules::{RiskState, Terms};
 pub use session::SessionClock;
 pub use trading_state::{
     ChangeReason, HaltCause, TradingCell, TradingCommand, TradingState, TradingStateChange,
-    TradingStatus,
+    TradingStatus, TradingView,
 };

@@ -4,8 +4,10 @@
 //! `Halted` is entered by the daily loss limit, the kill switch, an operator's halt or the
 //! supervisor's escalation and is left only by an operator's resume or a new IST trading day. Every change goes through
 //! [`TradingStatus::apply`], which refuses impossible transitions and returns an audit record
-//! ([`TradingStateChange`]). [`TradingCell`] shares one status between the exit core, the order
-//! router, the supervisor and the control API; they all change it through the same function.
+//! ([`TradingStateChange`]). [`TradingCell`] shares one status between the exit core, the
+//! supervisor's escalation, the halt on a lost instance lease and the feed's fatal hook; they all
+//! change it through the same function. Workers that only read it (the heartbeat, the control API, the exit
+//! engine's answers) get a [`TradingView`], which cannot change it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -223,6 +225,25 @@ impl TradingCell {
     pub fn restore(&self, status: TradingStatus) {
         *self.0.lock() = status;
     }
+
+    /// A read-only view of this cell.
+    pub fn view(&self) -> TradingView {
+        TradingView(self.0.clone())
+    }
+}
+
+/// Reads the shared trading status; cannot change it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TradingView(Arc<Mutex<TradingStatus>>);
+
+impl TradingView {
+    pub fn state(&self) -> TradingState {
+        self.0.lock().state
+    }
+
+    pub fn status(&self) -> TradingStatus {
+        self.0.lock().clone()
+    }
 }
 
 #[cfg(test)]
@@ -309,5 +330,14 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(cell.state(), Halted);
+    }
+
+    #[test]
+    fn a_view_sees_every_change_of_its_cell() {
+        let cell = TradingCell::active(Timestamp(0));
+        let view = cell.view();
+        assert_eq!(view.state(), Active);
+        cell.apply(halt(HaltCause::Operator), Timestamp(4)).unwrap();
+        assert_eq!((view.state(), view.status()), (Halted, cell.status()));
     }
 }

@@ -13,6 +13,7 @@ use crate::exec::messages::{
     refusal_code,
 };
 use crate::exec::outbox::Effect;
+use crate::exec::paper_gateway::PaperCash;
 use crate::instruments::limits as exchange;
 use crate::risk::Lifecycle;
 use crate::risk::entry::{EntryRefusal, EntryRequest};
@@ -252,7 +253,7 @@ impl ExitEngine {
                 return Err(refused);
             }
         };
-        let cash = s.paper_wallet.as_ref().map(|w| w.lock().cash());
+        let cash = s.paper_cash.as_ref().map(PaperCash::cash);
         let request = EntryRequest {
             position_id: s.ids.next(),
             instrument: order.instrument,
