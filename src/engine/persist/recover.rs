@@ -295,6 +295,7 @@ pub fn restart_state(
             // Not stored: only the order's own fill price matters from here on.
             reference_price: Paise::ZERO,
             placed_at: o.created_at,
+            limit_price: o.limit_price,
         });
         entry_attempts.push((o.position_id.clone(), attempt));
     }

@@ -329,6 +329,7 @@ fn order(corr: &str, pos: &str, purpose: OrderPurpose) -> OrderRecord {
         status: OrderStatus::Created,
         created_at: ist("2025-11-24T10:00:00"),
         updated_at: ist("2025-11-24T10:00:00"),
+        limit_price: None,
     }
 }
 
