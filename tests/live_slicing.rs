@@ -8,7 +8,8 @@
 //!
 //! The same with the real binary SIGKILLed right after Dhan accepted the first exit child
 //! (failpoint `broker.exit_accepted`): after the restart the first child is settled by its
-//! correlation id, and only the two missing children are sent.
+//! correlation id, and only the two missing children are sent. For a sliced LIMIT entry killed
+//! between its children, the missing children go as LIMIT orders at the entry's price.
 
 mod crash_support;
 mod live_support;
