@@ -99,6 +99,7 @@ fn round_trip(n: u64) -> Vec<EventKind> {
         status: OrderStatus::Created,
         created_at: now,
         updated_at: now,
+        limit_price: None,
     };
     let status = |cid: &CorrelationId, status| OrderStatusChange {
         correlation_id: cid.clone(),

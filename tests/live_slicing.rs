@@ -8,7 +8,8 @@
 //!
 //! The same with the real binary SIGKILLed right after Dhan accepted the first exit child
 //! (failpoint `broker.exit_accepted`): after the restart the first child is settled by its
-//! correlation id, and only the two missing children are sent.
+//! correlation id, and only the two missing children are sent. For a sliced LIMIT entry killed
+//! between its children, the missing children go as LIMIT orders at the entry's price.
 
 mod crash_support;
 mod live_support;
@@ -321,4 +322,116 @@ fn a_limit_entry_rests_until_the_market_reaches_it_and_fills_at_the_limit_or_bet
     assert!(exits.iter().all(|o| o.order_type == OrderType::Market), "{exits:#?}");
     e.stop();
     sim.shutdown();
+}
+
+/// A sliced LIMIT entry (README "Limit entries"), the binary SIGKILLed right after Dhan
+/// accepted its first child: after the restart the two children still to send go as LIMIT
+/// orders at the entry's price, never as MARKET ones, each POSTed once. The market has moved
+/// above the limit meanwhile, so they rest until it comes back down; the position opens at
+/// the children's fills. `store_lag`: the store never heard of the entry before the kill (the
+/// journal alone has it); otherwise the store may hold it pending, with its limit price.
+fn a_sliced_limit_entry_killed_between_its_children(store_lag: bool) {
+    use crash_support::{Rig, STORE_LAG, assert_books_agree, vwap, wait_killed, wait_trading};
+    use process_support::{get, post, wait_for};
+    use scalper::broker::model::OrderType;
+    let sim_master = tempfile::tempdir().unwrap();
+    let (path, table) = master_with_freeze_150(sim_master.path());
+    let sim = LiveSim::start(SimBrokerConfig {
+        instruments: Some(table),
+        ..sim_config(FaultConfig::default())
+    });
+    let rig = Rig::on(sim, |text| {
+        format!("{text}\n[instruments]\nmaster_file = \"{}\"\n", path.display())
+    });
+    let point = "broker.entry_accepted";
+    let failpoints =
+        if store_lag { format!("{point}=kill,{STORE_LAG}") } else { format!("{point}=kill") };
+    let mut engine = rig.start(&failpoints);
+    let addr = wait_trading(&mut engine, &rig.data);
+    rig.price(A, "100.00");
+    // A buy limited at ₹100.50 with the market at ₹100.00: marketable, the first child fills.
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 450, "price": "100.50" });
+    let mut last = (0, serde_json::Value::Null);
+    wait_for("the entry is accepted", || {
+        last = post(addr, "/v1/orders", &body.to_string());
+        last.0 != 422 || last.1["code"] != "no_price"
+    });
+    assert_eq!(last.0, 202, "{}", last.1);
+    let id = PositionId::new(last.1["position_id"].as_str().unwrap());
+    wait_killed(&mut engine, point);
+    let slice = |n| correlation::slice_id(OrderRole::Entry, &id, 1, n).unwrap().to_string();
+    wait_for("the first child fills", || {
+        orders_of(&rig.sim, &id, OrderRole::Entry).iter().all(|o| o.filled_qty == 150)
+    });
+    let entries = orders_of(&rig.sim, &id, OrderRole::Entry);
+    assert_eq!(summary(&entries), [(slice(1), 150, 150)], "{}", engine.log());
+    assert_eq!((entries[0].order_type, entries[0].price), (OrderType::Limit, Paise(10_050)));
+    // The market moves above the limit while the engine is down.
+    rig.price(A, "101.50");
+
+    let mut engine = rig.start("");
+    let addr = wait_trading(&mut engine, &rig.data);
+    wait_for("the missing children reach the simulator", || {
+        orders_of(&rig.sim, &id, OrderRole::Entry).len() == 3
+    });
+    let entries = orders_of(&rig.sim, &id, OrderRole::Entry);
+    let kinds: Vec<(String, OrderType, Paise)> =
+        entries.iter().map(|o| (o.correlation_id.clone(), o.order_type, o.price)).collect();
+    let want: Vec<(String, OrderType, Paise)> =
+        (1..=3).map(|n| (slice(n), OrderType::Limit, Paise(10_050))).collect();
+    assert_eq!(kinds, want, "every child a LIMIT at ₹100.50\n{entries:#?}\n{}", engine.log());
+    // Above the limit: the two resend children rest, and the position is not open.
+    wait_for("the resent children rest at the simulator", || {
+        orders_of(&rig.sim, &id, OrderRole::Entry)[1..]
+            .iter()
+            .all(|o| o.status == OrderStatus::Pending)
+    });
+    let entries = orders_of(&rig.sim, &id, OrderRole::Entry);
+    assert_eq!(summary(&entries[1..]), [(slice(2), 150, 0), (slice(3), 150, 0)]);
+    assert!(!get(addr, "/v1/positions").1.to_string().contains(&format!("\"{id}\"")));
+    // The market comes back through the limit: they fill at the market, ₹100.25.
+    rig.price(A, "100.25");
+    let want: Vec<(String, i64, i64)> = (1..=3).map(|n| (slice(n), 150, 150)).collect();
+    wait_for("the position is open with every child", || {
+        get(addr, "/v1/positions").1.to_string().contains(&format!("\"{id}\""))
+            && summary(&orders_of(&rig.sim, &id, OrderRole::Entry)) == want
+    });
+    for (cid, _, _) in &want {
+        assert_eq!(rig.sim.posts_of(cid), 1, "{cid} POSTed once\n{}", engine.log());
+    }
+    assert_eq!(rig.sim.posts_of(correlation::entry_id(&id, 1).unwrap().as_str()), 0);
+    let legs = crash_support::sim_legs(&rig.sim);
+    let entry = &legs[id.as_str()].0;
+    assert_eq!((entry.quantity, entry.orders), (450, 3));
+    assert_eq!(entry.turnover, 150 * 10_000 + 300 * 10_025);
+    let positions = get(addr, "/v1/positions").1;
+    let p = positions
+        .as_array()
+        .or_else(|| positions["positions"].as_array())
+        .and_then(|a| a.iter().find(|p| p["id"] == id.as_str()).cloned())
+        .unwrap_or_else(|| panic!("{positions}"));
+    assert_eq!(p["quantity"].as_i64(), Some(450), "{p}");
+    assert_eq!(p["entry_price"], vwap(entry).to_string(), "{p}");
+    // The store keeps the entry's limit price.
+    let parent = correlation::entry_id(&id, 1).unwrap().to_string();
+    wait_for("the store holds the entry with its limit price", || {
+        crash_support::db(&rig.data)
+            .query_row("SELECT limit_price FROM orders WHERE correlation_id = ?1", [&parent], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .is_ok_and(|p| p == Some(10_050))
+    });
+    assert_books_agree(&rig, &mut engine);
+    crash_support::stop(engine);
+    rig.sim.shutdown();
+}
+
+#[test]
+fn a_sliced_limit_entry_killed_between_children_resends_the_rest_as_limit_orders() {
+    a_sliced_limit_entry_killed_between_its_children(false);
+}
+
+#[test]
+fn a_sliced_limit_entry_killed_before_the_store_heard_of_it_resends_the_rest_as_limit_orders() {
+    a_sliced_limit_entry_killed_between_its_children(true);
 }

@@ -108,3 +108,56 @@ fn positions_risk_state_and_a_latched_halt_survive_sigkill() {
     e.signal(libc::SIGTERM);
     assert_eq!(e.wait_exit(Duration::from_secs(30)), 0, "{}", e.log());
 }
+
+/// A paper position above the freeze quantity entered as three children and paid brokerage
+/// per child; after a restart the paper wallet still charges its entry per child (the
+/// instrument master is loaded after the wallet is derived from the store), so the cash is
+/// the same before and after.
+#[test]
+fn a_sliced_open_entry_keeps_its_per_child_charges_in_the_paper_cash_across_a_restart() {
+    use scalper::instruments::synthetic;
+    let (_sim, prices) = sim_feed();
+    prices.set_price(A, rupees("100.00"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("scalper.toml");
+    // The generated master of A (lot 75), its freeze quantity 150.
+    let csv = synthetic::to_csv(&synthetic::generate(&[(A, rupees("100.00"))]), None);
+    let csv = csv.replace(",1800\n", ",150\n");
+    assert!(csv.ends_with(",150\n"), "{csv}");
+    let master = dir.path().join("master-freeze-150.csv");
+    std::fs::write(&master, csv).unwrap();
+    let url = format!("ws://{}", _sim.addr());
+    let extra = format!("[instruments]\nmaster_file = \"{}\"\n", master.display());
+    std::fs::write(&config, config_text(&data, &url, &extra)).unwrap();
+
+    let mut e = spawn(dir.path(), &config, "engine", &[]);
+    let addr = e.wait_active(&data);
+    wait_for("the feed is subscribed", || prices.subscribed().contains(&A));
+    let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 450 });
+    let mut last = (0, serde_json::Value::Null);
+    wait_for("the entry is accepted", || {
+        last = post(addr, "/v1/orders", &body.to_string());
+        last.0 != 422 || last.1["code"] != "no_price"
+    });
+    assert_eq!(last.0, 202, "{}", last.1);
+    let id = last.1["position_id"].as_str().unwrap().to_string();
+    wait_for("the position is open", || position(addr, &id).is_some());
+    let (_, before) = get(addr, "/v1/pnl");
+    // ₹1,00,000 less ₹45,000 of turnover and its charges with three orders' brokerage
+    // (pnl::charges' table: ₹90.81).
+    assert_eq!(before["paper_cash"], "54909.19", "{before}");
+    let mut s = store(&data);
+    wait_for("the position is stored", || {
+        s.positions().unwrap().iter().any(|p| p.id.as_str() == id && p.quantity.0 == 450)
+    });
+    e.kill9();
+
+    let mut e = spawn(dir.path(), &config, "engine", &[]);
+    let addr = e.wait_active(&data);
+    assert!(position(addr, &id).is_some(), "the position is back");
+    let (_, after) = get(addr, "/v1/pnl");
+    assert_eq!(after["paper_cash"], before["paper_cash"], "{after}");
+    e.signal(libc::SIGTERM);
+    assert_eq!(e.wait_exit(Duration::from_secs(30)), 0, "{}", e.log());
+}

@@ -34,7 +34,8 @@ type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
 
 /// One of everything, with the follow-ups that change rows.
 fn every_kind() -> Vec<EventKind> {
-    let entry = order("E-p1-1", "p1", OrderPurpose::Entry, OrderStatus::Created);
+    let mut entry = order("E-p1-1", "p1", OrderPurpose::Entry, OrderStatus::Created);
+    entry.limit_price = Some(Paise(9_950));
     let exit =
         order("X-p2-2", "p2", OrderPurpose::Exit(ExitReason::RatchetStop), OrderStatus::Created);
     vec![
@@ -96,6 +97,7 @@ fn round_trip(open: Open<'_>) {
     );
     assert_eq!(entry.order.updated_at, Timestamp(T0 + 200));
     assert_eq!(entry.order.purpose, OrderPurpose::Entry);
+    assert_eq!(entry.order.limit_price, Some(Paise(9_950)), "a limit entry keeps its price");
     let statuses: Vec<_> = entry.history.iter().map(|h| (h.status, h.at)).collect();
     assert_eq!(
         statuses,
@@ -109,6 +111,7 @@ fn round_trip(open: Open<'_>) {
     let exit = &orders[1];
     assert_eq!(exit.order.purpose, OrderPurpose::Exit(ExitReason::RatchetStop));
     assert_eq!(exit.order.status, OrderStatus::Rejected);
+    assert_eq!(exit.order.limit_price, None, "a MARKET order has none");
     assert_eq!(exit.history.last().unwrap().detail.as_deref(), Some("DH-906 rejected"));
 
     assert_eq!(

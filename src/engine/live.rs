@@ -446,6 +446,7 @@ max_daily_loss_rupees = 5000
             status: StoreStatus::Created,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
+            limit_price: None,
         }
     }
 
@@ -473,6 +474,7 @@ max_daily_loss_rupees = 5000
             attempt: 1,
             reference_price: Paise(10_000),
             placed_at: t0,
+            limit_price: None,
         };
         cs.pending_entries = vec![pending("p2"), pending("p3")];
         let exit = OrderPurpose::Exit(ExitReason::StopLoss);

@@ -138,4 +138,5 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "entry_price_source", include_str!("migrations/0002_entry_price_source.sql")),
     (3, "exact_values", include_str!("migrations/0003_exact_values.sql")),
+    (4, "order_limit_price", include_str!("migrations/0004_order_limit_price.sql")),
 ];

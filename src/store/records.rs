@@ -345,6 +345,10 @@ pub struct OrderRecord {
     pub status: OrderStatus,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The LIMIT price the order was placed at; `None`: a MARKET order (or a row written
+    /// before the store kept it).
+    #[serde(default)]
+    pub limit_price: Option<Paise>,
 }
 
 /// A change of an order's status; also appended to the order's history.

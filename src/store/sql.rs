@@ -65,13 +65,14 @@ const MARK_POSITION: &str = "UPDATE positions SET best_price = $2, hwm_pnl = $3,
      WHERE id = $1";
 
 const UPSERT_ORDER: &str = "INSERT INTO orders (correlation_id, broker_order_id, position_id, \
-     instrument, txn, quantity, purpose, status, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     instrument, txn, quantity, purpose, status, created_at, updated_at, limit_price) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (correlation_id) DO UPDATE SET \
      broker_order_id = COALESCE(excluded.broker_order_id, orders.broker_order_id), \
      position_id = excluded.position_id, instrument = excluded.instrument, txn = excluded.txn, \
      quantity = excluded.quantity, purpose = excluded.purpose, status = excluded.status, \
-     created_at = excluded.created_at, updated_at = excluded.updated_at";
+     created_at = excluded.created_at, updated_at = excluded.updated_at, \
+     limit_price = COALESCE(excluded.limit_price, orders.limit_price)";
 
 const UPDATE_ORDER_STATUS: &str = "UPDATE orders SET status = $2, \
      broker_order_id = COALESCE($3, broker_order_id), updated_at = $4 WHERE correlation_id = $1";
@@ -203,6 +204,7 @@ pub(crate) fn event_ops(ev: &StoreEvent) -> Vec<Op> {
                     text(o.status.code()),
                     ts(o.created_at),
                     ts(o.updated_at),
+                    opt_paise(o.limit_price),
                 ],
             },
             Op {
@@ -315,7 +317,7 @@ pub(crate) fn select_positions(open_only: bool) -> String {
 }
 
 const ORDER_COLUMNS: &str = "correlation_id, broker_order_id, position_id, instrument, txn, \
-     quantity, purpose, status, created_at, updated_at";
+     quantity, purpose, status, created_at, updated_at, limit_price";
 
 pub(crate) fn select_orders(open_only: bool) -> String {
     let filter = if open_only {
@@ -505,6 +507,7 @@ impl Reader<'_> {
             status: self.parse(7)?,
             created_at: self.ts(8)?,
             updated_at: self.ts(9)?,
+            limit_price: self.opt_paise(10)?,
         })
     }
 

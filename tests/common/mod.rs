@@ -187,6 +187,7 @@ pub fn order(corr: &str, pos: &str, purpose: OrderPurpose, status: OrderStatus) 
         status,
         created_at: Timestamp(T0),
         updated_at: Timestamp(T0),
+        limit_price: None,
     }
 }
 

@@ -23,6 +23,9 @@
 //!   line (written before the first child) carries the whole quantity: the position exits, or
 //!   its entry is pending, under the parent's id, and the startup settlement re-derives the
 //!   children, settling the journaled ones and sending the others.
+//! - A pending entry keeps the journaled line's limit price (also when the store recovered it
+//!   from a row without one), so that the children still to send of a sliced LIMIT entry go
+//!   at that price, never as MARKET orders.
 //! - An order the store never recorded is recorded (`OrderPlaced`) so its fills and status have
 //!   a row; every change is audited (`order_from_journal`).
 //! - Ids of positions the store already closed, entries of known positions, and exits older
@@ -147,6 +150,13 @@ fn replay_entry(state: &mut RestartState, sent: &Sent, attempt: u32) -> Option<S
         return None;
     }
     let core = &mut state.core;
+    // The store does not hold an order's limit price: an entry it recovered pending takes it
+    // from the journal, so that its children still to send go at it, never as MARKET.
+    if let Some(e) = core.pending_entries.iter_mut().find(|e| e.correlation_id == i.correlation_id)
+        && e.limit_price.is_none()
+    {
+        e.limit_price = i.limit_price;
+    }
     if core.pending_entries.iter().any(|e| e.position_id == i.position_id && e.attempt >= attempt) {
         return None;
     }
@@ -161,6 +171,7 @@ fn replay_entry(state: &mut RestartState, sent: &Sent, attempt: u32) -> Option<S
         attempt,
         reference_price: i.reference_price,
         placed_at: sent.at,
+        limit_price: i.limit_price,
     });
     core.entry_attempts.push((i.position_id.clone(), attempt));
     Some(format!(
@@ -213,6 +224,7 @@ fn order_record(sent: &Sent) -> OrderRecord {
         status: OrderStatus::Unknown,
         created_at: sent.at,
         updated_at: sent.at,
+        limit_price: i.limit_price,
     }
 }
 

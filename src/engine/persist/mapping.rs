@@ -93,6 +93,7 @@ pub fn order_placed(intent: &OrderIntent, at: Timestamp) -> OrderRecord {
         status: OrderStatus::Created,
         created_at: at,
         updated_at: at,
+        limit_price: intent.limit_price,
     }
 }
 

@@ -251,6 +251,9 @@ impl Persist {
         let Persist { handle, sink, state, target, gate, overtaken, .. } = self;
         let shared = &engine.shared;
         if let (Some(w), Some(wallet)) = (&state.paper_wallet, &shared.paper_wallet) {
+            // The master is loaded now: a sliced open leg pays brokerage per child.
+            let mut w = w.clone();
+            w.charge_slices(&shared.instruments.load(), &config.charges);
             *wallet.lock() = PaperBroker::restore(
                 config.paper.clone(),
                 config.charges.clone(),

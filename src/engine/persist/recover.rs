@@ -80,6 +80,42 @@ pub struct PaperWallet {
     /// The highest execution number used so far (`PAPER-T<n>`), so that new fills get new
     /// trade ids.
     pub executions: u64,
+    /// The executed legs of the open positions (entries, and exit orders before the one in
+    /// flight), charged in `cash` as one order each: the instrument master is not loaded yet
+    /// when the wallet is derived. [`PaperWallet::charge_slices`] charges the legs the master
+    /// slices at the freeze quantity their other orders.
+    pub open_legs: Vec<OpenLeg>,
+}
+
+/// A leg of an open position as the paper wallet charged it: `quantity` executed for
+/// `turnover`, as one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenLeg {
+    pub instrument: InstrumentKey,
+    pub txn: Txn,
+    pub quantity: Qty,
+    pub turnover: Paise,
+}
+
+impl PaperWallet {
+    /// Charges each open leg as the orders it went to the exchange as, by the slicing rule on
+    /// what it executed (`exec::slicing::leg_orders`, as the paper broker and the exit core
+    /// count them): the brokerage (and its GST) of every child beyond the first. Once: the
+    /// legs are cleared.
+    pub fn charge_slices(
+        &mut self,
+        master: &crate::instruments::Instruments,
+        charges: &ChargeSchedule,
+    ) {
+        for leg in self.open_legs.drain(..) {
+            let orders = crate::exec::slicing::leg_orders(master, leg.instrument, leg.quantity);
+            if orders > 1 {
+                let sliced = charges.leg_on_turnover_orders(leg.txn, leg.turnover, orders);
+                let one = charges.leg_on_turnover(leg.txn, leg.turnover);
+                self.cash -= sliced.total() - one.total();
+            }
+        }
+    }
 }
 
 /// The state a restarting engine continues from, and what reconciliation decides about the
@@ -295,6 +331,7 @@ pub fn restart_state(
             // Not stored: only the order's own fill price matters from here on.
             reference_price: Paise::ZERO,
             placed_at: o.created_at,
+            limit_price: o.limit_price,
         });
         entry_attempts.push((o.position_id.clone(), attempt));
     }
@@ -520,10 +557,28 @@ fn paper_wallet(
         cash += t.net;
     }
     let mut holdings = Vec::new();
+    let mut open_legs = Vec::new();
     for p in core.positions.iter().filter(|p| p.origin == Origin::Entry) {
         let entry_turnover = p.entry_value;
         cash -=
             entry_turnover + charges.leg_on_turnover(Txn::opening(p.side), entry_turnover).total();
+        open_legs.push(OpenLeg {
+            instrument: p.instrument,
+            txn: Txn::opening(p.side),
+            quantity: p.quantity,
+            turnover: entry_turnover,
+        });
+        for (i, t) in p.exited.order_turnovers.iter().enumerate() {
+            // Without the executed quantity (a state written before it was kept): one order.
+            if let Some(q) = p.exited.order_quantities.get(i) {
+                open_legs.push(OpenLeg {
+                    instrument: p.instrument,
+                    txn: Txn::closing(p.side),
+                    quantity: *q,
+                    turnover: *t,
+                });
+            }
+        }
         // Exit orders that executed before the one in flight: what they returned.
         let q = p.exited.quantity;
         let released_and_gross: Paise = match p.side {
@@ -545,7 +600,7 @@ fn paper_wallet(
         .filter_map(|f| f.trade_id.strip_prefix("PAPER-T")?.parse::<u64>().ok())
         .max()
         .unwrap_or(0);
-    PaperWallet { cash, holdings, executions }
+    PaperWallet { cash, holdings, executions, open_legs }
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ impl ExitCore {
                 reference_price: e.reference_price,
                 price_is_stale: false,
                 created_at: e.placed_at,
-                limit_price: None,
+                limit_price: e.limit_price,
             },
         });
         exits.chain(entries).collect()

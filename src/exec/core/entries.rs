@@ -43,11 +43,23 @@ impl ExitCore {
     }
 
     /// Checks `request` and, if accepted, records it as pending (it counts towards the limits)
-    /// and returns the entry order to place.
+    /// and returns the entry order to place: a MARKET order.
     pub fn begin_entry(
         &mut self,
         request: &EntryRequest,
         now: Timestamp,
+    ) -> Result<OrderIntent, EntryRefusal> {
+        self.begin_entry_at(request, now, None)
+    }
+
+    /// [`Self::begin_entry`] for a LIMIT order at `limit_price` (already on the tick and in
+    /// the band; `None`: MARKET). The pending entry keeps the price, so that what of the
+    /// order is still to send after a restart (the children of a sliced entry) goes at it.
+    pub fn begin_entry_at(
+        &mut self,
+        request: &EntryRequest,
+        now: Timestamp,
+        limit_price: Option<Paise>,
     ) -> Result<OrderIntent, EntryRefusal> {
         let approval = self.check_entry(request, now)?;
         let attempt = self.entry_attempts.get(&request.position_id).copied().unwrap_or(0) + 1;
@@ -71,6 +83,7 @@ impl ExitCore {
                 attempt,
                 reference_price: approval.reference_price,
                 placed_at: now,
+                limit_price,
             },
         );
         Ok(OrderIntent {
@@ -83,7 +96,7 @@ impl ExitCore {
             reference_price: approval.reference_price,
             price_is_stale: false,
             created_at: now,
-            limit_price: None,
+            limit_price,
         })
     }
 

@@ -438,6 +438,35 @@ fn rejected_entry_frees_its_place_and_a_retry_gets_a_new_id() {
 }
 
 #[test]
+fn a_limit_entry_keeps_its_price_pending_in_flight_and_across_a_restore() {
+    let params = CoreParams::default();
+    let mut c = core_with(params.clone());
+    c.on_tick(&tick(A, 10_000, ist("10:00:00")));
+    let req = EntryRequest {
+        position_id: PositionId::new("e1"),
+        instrument: A,
+        side: Side::Long,
+        quantity: Qty(450),
+        available_cash: None,
+    };
+    let intent = c.begin_entry_at(&req, ist("10:00:01"), Some(Paise(9_950))).unwrap();
+    assert_eq!(intent.limit_price, Some(Paise(9_950)));
+    let in_flight = |c: &ExitCore| -> Vec<(String, Option<Paise>)> {
+        let v = c.orders_in_flight();
+        v.into_iter().map(|o| (o.intent.correlation_id.to_string(), o.intent.limit_price)).collect()
+    };
+    let want = [("N1-e1".to_string(), Some(Paise(9_950)))];
+    assert_eq!(in_flight(&c), want);
+    let json = serde_json::to_string(&c.export()).unwrap();
+    let back: CoreState = serde_json::from_str(&json).unwrap();
+    let r = ExitCore::restore(params, TradingCell::new(c.trading().status()), back).unwrap();
+    assert_eq!(in_flight(&r), want, "the price survives a restart");
+    // A market entry has none.
+    let req = EntryRequest { position_id: PositionId::new("e2"), ..req };
+    assert_eq!(c.begin_entry(&req, ist("10:00:02")).unwrap().limit_price, None);
+}
+
+#[test]
 fn reentry_cooldown_runs_from_the_exit_fill() {
     let mut c = core();
     adopt(&mut c, "p1", A, Side::Long, 75, 10_000, ist("09:30:00"));

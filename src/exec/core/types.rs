@@ -146,6 +146,10 @@ pub struct PendingEntry {
     pub attempt: u32,
     pub reference_price: Paise,
     pub placed_at: Timestamp,
+    /// The LIMIT price the entry was placed at; `None`: a MARKET order. Kept so that the
+    /// children of a sliced limit entry still to send after a restart go at the same price.
+    #[serde(default)]
+    pub limit_price: Option<Paise>,
 }
 
 /// A position to open: an entry fill or a position adopted from the broker.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::ExitEngine;
 use crate::domain::OrderPurpose;
-use crate::domain::{OrderIntent, Paise, Timestamp, Txn};
+use crate::domain::{Paise, Timestamp, Txn};
 use crate::exec::core::{CoreError, CoreEvent};
 use crate::exec::messages::{
     EngineCommand, EntryAccepted, EntryOrder, EntryRefused, ExitStarted, FlattenReport, OrderEvent,
@@ -267,8 +267,7 @@ impl ExitEngine {
             if let Some(tick) = s.cache.tick(order.instrument) {
                 core.note_price(&tick);
             }
-            let result =
-                core.begin_entry(&request, now).map(|intent| OrderIntent { limit_price, ..intent });
+            let result = core.begin_entry_at(&request, now, limit_price);
             if let Ok(intent) = &result {
                 s.outbox.push(Effect::Entry(intent.clone()), decided);
             }

@@ -63,6 +63,15 @@ fn stored_position(id: &str, state: PositionState, attempts: u32) -> PositionRec
 }
 
 fn state(open: Vec<PositionRecord>, closed: &[&str]) -> RestartState {
+    state_with_orders(open, closed, Vec::new())
+}
+
+/// [`state`] with these orders open in the store.
+fn state_with_orders(
+    open: Vec<PositionRecord>,
+    closed: &[&str],
+    open_orders: Vec<OrderRecord>,
+) -> RestartState {
     let day = ist("2025-11-24T11:00:00").ist_date();
     let mut all = open.clone();
     for id in closed {
@@ -74,7 +83,7 @@ fn state(open: Vec<PositionRecord>, closed: &[&str]) -> RestartState {
         recovery: Recovery {
             trading_day: day,
             open_positions: open,
-            open_orders: Vec::new(),
+            open_orders,
             trading_state: None,
             today: DailyPnlRecord::empty(day),
             last_event_id: None,
@@ -178,6 +187,68 @@ fn journaled_children_of_a_sliced_entry_leave_one_pending_entry_of_the_parent() 
     let mut st = state(vec![], &[]);
     assert_eq!(replay(&mut st, &[child]), 1);
     assert_eq!(st.core.pending_entries[0].correlation_id.as_str(), "N1-p9");
+}
+
+#[test]
+fn a_pending_limit_entry_keeps_its_limit_price_from_the_journal_or_the_store() {
+    let limited = |cid: &str, quantity: i64| {
+        let mut s = entry(cid, "p9");
+        s.intent.quantity = Qty(quantity);
+        s.intent.limit_price = Some(Paise(10_050));
+        s
+    };
+    let limit_of = |st: &RestartState| -> Vec<(String, Option<Paise>)> {
+        let e = st.core.pending_entries.iter();
+        e.map(|e| (e.correlation_id.to_string(), e.limit_price)).collect()
+    };
+    let want = [("N1-p9".to_string(), Some(Paise(10_050)))];
+    // The store never heard of it: the parent's line, or a child's standing for it.
+    for journal in
+        [vec![limited("N1-p9", 450), limited("N1s1-p9", 150)], vec![limited("N1s1-p9", 150)]]
+    {
+        let mut st = state(vec![], &[]);
+        assert_eq!(replay(&mut st, &journal), 1);
+        assert_eq!(limit_of(&st), want, "{journal:?}");
+        let stored: Vec<Option<Paise>> = st
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                EventKind::OrderPlaced(o) => Some(o.limit_price),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored, [Some(Paise(10_050))]);
+    }
+    // The store holds it pending with its limit price: kept, nothing to replay.
+    let mut order = OrderRecord {
+        correlation_id: CorrelationId::new("N1-p9").unwrap(),
+        broker_order_id: None,
+        position_id: PositionId::new("p9"),
+        instrument: A,
+        txn: Txn::Buy,
+        quantity: Qty(450),
+        purpose: OrderPurpose::Entry,
+        status: OrderStatus::Created,
+        created_at: ist("2025-11-24T10:30:00"),
+        updated_at: ist("2025-11-24T10:30:00"),
+        limit_price: Some(Paise(10_050)),
+    };
+    let mut st = state_with_orders(vec![], &[], vec![order.clone()]);
+    assert_eq!(limit_of(&st), want, "from the store alone");
+    assert_eq!(replay(&mut st, &[limited("N1-p9", 450), limited("N1s1-p9", 150)]), 0);
+    assert_eq!(limit_of(&st), want);
+    // A row written before the store kept the price: the journal's line supplies it.
+    order.limit_price = None;
+    let mut st = state_with_orders(vec![], &[], vec![order.clone()]);
+    assert_eq!(limit_of(&st), [("N1-p9".to_string(), None)]);
+    assert_eq!(replay(&mut st, &[limited("N1-p9", 450), limited("N1s1-p9", 150)]), 0);
+    assert_eq!(limit_of(&st), want);
+    // A MARKET entry stays MARKET.
+    let mut st = state_with_orders(vec![], &[], vec![order]);
+    let mut market = limited("N1-p9", 450);
+    market.intent.limit_price = None;
+    replay(&mut st, &[market]);
+    assert_eq!(limit_of(&st), [("N1-p9".to_string(), None)]);
 }
 
 #[test]

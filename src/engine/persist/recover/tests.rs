@@ -310,6 +310,41 @@ fn the_paper_wallet_is_the_initial_cash_plus_closed_nets_minus_open_entries() {
 }
 
 #[test]
+fn a_restarted_paper_wallet_charges_an_open_sliced_leg_per_child() {
+    use crate::instruments::{Instruments, LoadCounts, synthetic};
+    // P3 entered 450 at ₹100.00; freeze 150 (lot 75): three children, brokerage thrice.
+    let mut open = record("P3", "2025-11-24T10:30:00");
+    open.quantity = Qty(450);
+    let s = stored(vec![open.clone()], vec![open]);
+    let mut w = restart_state(&s, &params(), ist(NOW)).unwrap().paper_wallet.unwrap();
+    let turnover = Paise(4_500_000);
+    let one = ChargeSchedule::default().leg_on_turnover(Txn::Buy, turnover).total();
+    assert_eq!(w.cash, Paise(10_000_000) - turnover - one, "one order before the master");
+    let master = |freeze: i64| {
+        let mut rows: Vec<_> = synthetic::generate(&[(A, Paise(10_000))]).iter().cloned().collect();
+        rows[0].freeze = Some(Qty(freeze));
+        Instruments::build(rows, LoadCounts::default())
+    };
+    // Without slicing nothing changes.
+    let mut unsliced = w.clone();
+    unsliced.charge_slices(&master(1800), &ChargeSchedule::default());
+    assert_eq!(unsliced.cash, w.cash);
+    w.charge_slices(&master(150), &ChargeSchedule::default());
+    // ₹20 of brokerage per extra child and its 18% GST: 2 × (2 000 + 360) paise.
+    assert_eq!(w.cash, Paise(10_000_000) - turnover - one - Paise(2 * 2_360));
+    assert_eq!(
+        w.cash,
+        Paise(10_000_000)
+            - turnover
+            - ChargeSchedule::default().leg_on_turnover_orders(Txn::Buy, turnover, 3).total()
+    );
+    // Once only.
+    let cash = w.cash;
+    w.charge_slices(&master(150), &ChargeSchedule::default());
+    assert_eq!(w.cash, cash);
+}
+
+#[test]
 fn the_clock_resumes_from_the_last_write_so_timed_rules_missed_while_down_still_fire() {
     let mut s = stored(vec![], vec![]);
     s.recovery.last_event_id = Some(EventId(ist("2025-11-24T10:59:00").0 * 1_000 + 7));
@@ -329,6 +364,7 @@ fn order(corr: &str, pos: &str, purpose: OrderPurpose) -> OrderRecord {
         status: OrderStatus::Created,
         created_at: ist("2025-11-24T10:00:00"),
         updated_at: ist("2025-11-24T10:00:00"),
+        limit_price: None,
     }
 }
 
