@@ -155,7 +155,7 @@ fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_mis
     };
     let trading = |engine: &mut process_support::Process| {
         let addr = engine.wait_active(&data);
-        wait_for("trading starts", || {
+        engine.wait_for("trading starts", || {
             get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
         });
         addr
@@ -171,7 +171,7 @@ fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_mis
     });
     assert_eq!(last.0, 202, "{}", last.1);
     let id = PositionId::new(last.1["position_id"].as_str().unwrap());
-    wait_for("the position is open", || {
+    engine.wait_for("the position is open", || {
         get(addr, "/v1/positions").1.to_string().contains(&format!("\"{id}\""))
             && orders_of(&sim, &id, OrderRole::Entry).iter().all(|o| o.filled_qty == 150)
             && orders_of(&sim, &id, OrderRole::Entry).len() == 3
@@ -186,7 +186,9 @@ fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_mis
 
     let mut engine = start("");
     let addr = trading(&mut engine);
-    wait_for("the position closes", || get(addr, "/v1/pnl").1["closed_today"].as_u64() == Some(1));
+    engine.wait_for("the position closes", || {
+        get(addr, "/v1/pnl").1["closed_today"].as_u64() == Some(1)
+    });
     let exits = orders_of(&sim, &id, OrderRole::Exit);
     let want: Vec<(String, i64, i64)> = (1..=3).map(|n| (slice(n), 150, 150)).collect();
     assert_eq!(summary(&exits), want, "{exits:#?}\n{}", engine.log());
@@ -251,7 +253,7 @@ fn killed_between_the_first_and_second_entry_child_the_restart_sends_only_the_mi
     let mut engine = rig.start("");
     let addr = wait_trading(&mut engine, &rig.data);
     let want: Vec<(String, i64, i64)> = (1..=3).map(|n| (slice(n), 150, 150)).collect();
-    wait_for("the position is open with every child", || {
+    engine.wait_for("the position is open with every child", || {
         get(addr, "/v1/positions").1.to_string().contains(&format!("\"{id}\""))
             && summary(&orders_of(&rig.sim, &id, OrderRole::Entry)) == want
     });
