@@ -6,8 +6,8 @@ mod process_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use process_support::*;
@@ -35,12 +35,24 @@ fn raise_open_file_limit() {
 
 /// One `GET /health` on a fresh connection: its status and how long the answer took.
 fn health(addr: SocketAddr) -> (u16, Duration) {
+    health_sent_under(addr, &Mutex::new(()))
+}
+
+/// [`health`], its connection opened and its request written while holding `arrivals`, the
+/// lock every idle connection of the flood is opened under. At the connection cap each
+/// arrival evicts the longest-idle connection, and a connection whose request has not
+/// arrived yet is idle: a probe preempted between its connect and its write while the flood
+/// went on would be evicted as one of the idle (the server's policy, not a failure of it).
+/// Under the lock, every connection that arrives after the probe's finds its request there.
+fn health_sent_under(addr: SocketAddr, arrivals: &Mutex<()>) -> (u16, Duration) {
+    let sent = arrivals.lock().unwrap();
     let started = Instant::now();
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
         return (0, started.elapsed());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    drop(sent);
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out);
@@ -66,12 +78,14 @@ fn header_floods_idle_connections_and_slowloris_leave_the_engine_flat_and_tradin
 
     // /health, probed all along on fresh connections.
     let stop = Arc::new(AtomicBool::new(false));
+    let arrivals = Arc::new(Mutex::new(()));
     let prober = {
         let stop = stop.clone();
+        let arrivals = arrivals.clone();
         std::thread::spawn(move || {
             let mut seen = Vec::new();
             while !stop.load(Ordering::SeqCst) {
-                seen.push(health(addr));
+                seen.push(health_sent_under(addr, &arrivals));
                 std::thread::sleep(Duration::from_millis(20));
             }
             seen
@@ -120,9 +134,11 @@ fn header_floods_idle_connections_and_slowloris_leave_the_engine_flat_and_tradin
     // 500 concurrent idle connections, held open.
     let mut idle = Vec::new();
     for _ in 0..500 {
+        let arrival = arrivals.lock().unwrap();
         if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
             idle.push(s);
         }
+        drop(arrival);
         if idle.len() % 50 == 0 {
             peak(&mut top, e.pid());
         }

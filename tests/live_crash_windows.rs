@@ -363,7 +363,13 @@ fn an_entry_and_an_exit_trading_in_parts_at_several_prices_book_the_trade_books_
     let mut engine = rig.start("");
     let addr = wait_trading(&mut engine, &rig.data);
     let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 75 });
-    let (code, answer) = post(addr, "/v1/orders", &body.to_string());
+    // Until the feed's first price of the instrument has arrived the entry is refused.
+    let mut last = (0, serde_json::Value::Null);
+    wait_for("the entry is accepted", || {
+        last = post(addr, "/v1/orders", &body.to_string());
+        last.0 != 422 || last.1["code"] != "no_price"
+    });
+    let (code, answer) = last;
     assert_eq!(code, 202, "{answer}");
     // 25 at 100.00 and 50 at 100.01: 75 at 100.00667, not a whole paisa.
     trade_in_parts(&rig, A, 'N', &["100.00", "100.01", "100.01"]);
@@ -385,7 +391,12 @@ fn an_entry_and_an_exit_killed_at_acceptance_trading_in_parts_recover_the_trade_
     let mut engine = rig.start(&format!("{point}=kill"));
     let addr = wait_trading(&mut engine, &rig.data);
     let body = serde_json::json!({ "instrument": A.to_string(), "side": "LONG", "quantity": 75 });
-    let _ = post(addr, "/v1/orders", &body.to_string());
+    // Until the feed's first price of the instrument has arrived the entry is refused; the
+    // answer of the one taken may be cut off by the kill.
+    wait_for("the entry is taken", || {
+        let (code, answer) = post(addr, "/v1/orders", &body.to_string());
+        code != 422 || answer["code"] != "no_price"
+    });
     wait_killed(&mut engine, point);
     // While the engine is dead: 25 at 100.00 and 50 at 100.01.
     trade_in_parts(&rig, A, 'N', &["100.00", "100.01", "100.01"]);

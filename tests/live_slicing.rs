@@ -156,7 +156,7 @@ fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_mis
     };
     let trading = |engine: &mut process_support::Process| {
         let addr = engine.wait_active(&data);
-        wait_for("trading starts", || {
+        engine.wait_for("trading starts", || {
             get(addr, "/health").1.to_string().contains("\"reconciliation\":{\"status\":\"ok\"")
         });
         addr
@@ -172,7 +172,7 @@ fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_mis
     });
     assert_eq!(last.0, 202, "{}", last.1);
     let id = PositionId::new(last.1["position_id"].as_str().unwrap());
-    wait_for("the position is open", || {
+    engine.wait_for("the position is open", || {
         get(addr, "/v1/positions").1.to_string().contains(&format!("\"{id}\""))
             && orders_of(&sim, &id, OrderRole::Entry).iter().all(|o| o.filled_qty == 150)
             && orders_of(&sim, &id, OrderRole::Entry).len() == 3
@@ -187,7 +187,9 @@ fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_mis
 
     let mut engine = start("");
     let addr = trading(&mut engine);
-    wait_for("the position closes", || get(addr, "/v1/pnl").1["closed_today"].as_u64() == Some(1));
+    engine.wait_for("the position closes", || {
+        get(addr, "/v1/pnl").1["closed_today"].as_u64() == Some(1)
+    });
     let exits = orders_of(&sim, &id, OrderRole::Exit);
     let want: Vec<(String, i64, i64)> = (1..=3).map(|n| (slice(n), 150, 150)).collect();
     assert_eq!(summary(&exits), want, "{exits:#?}\n{}", engine.log());
@@ -225,9 +227,19 @@ fn killed_between_the_first_and_second_entry_child_the_restart_sends_only_the_mi
         last = post(addr, "/v1/orders", &body.to_string());
         last.0 != 422 || last.1["code"] != "no_price"
     });
-    assert_eq!(last.0, 202, "{}", last.1);
-    let id = PositionId::new(last.1["position_id"].as_str().unwrap());
+    // The kill may come before the answer is written (the first child is placed while the
+    // answer is on its way): the position's id is the one the simulator's entry carries.
+    assert!(last.0 == 202 || last.0 == 0, "{} {}", last.0, last.1);
     wait_killed(&mut engine, point);
+    let entries: Vec<SimOrder> = rig.sim.broker.orders();
+    assert_eq!(entries.len(), 1, "only the first child left: {entries:#?}");
+    let id = match correlation::parse(&entries[0].correlation_id).map(|p| p.position) {
+        Some(correlation::PositionRef::Id(id)) => id,
+        other => panic!("not an id of ours: {other:?} {entries:#?}"),
+    };
+    if last.0 == 202 {
+        assert_eq!(last.1["position_id"].as_str(), Some(id.as_str()), "{}", last.1);
+    }
     let slice = |n| correlation::slice_id(OrderRole::Entry, &id, 1, n).unwrap().to_string();
     // Only the first child left before the kill; it fills at ₹100.00, the rest will go at
     // ₹101.50 (a volume-weighted ₹101.00, exact: a rounded average is a known gap of its own,
@@ -242,7 +254,7 @@ fn killed_between_the_first_and_second_entry_child_the_restart_sends_only_the_mi
     let mut engine = rig.start("");
     let addr = wait_trading(&mut engine, &rig.data);
     let want: Vec<(String, i64, i64)> = (1..=3).map(|n| (slice(n), 150, 150)).collect();
-    wait_for("the position is open with every child", || {
+    engine.wait_for("the position is open with every child", || {
         get(addr, "/v1/positions").1.to_string().contains(&format!("\"{id}\""))
             && summary(&orders_of(&rig.sim, &id, OrderRole::Entry)) == want
     });

@@ -264,7 +264,11 @@ pub fn audit_books(rig: &Rig, engine: &mut Process, one_post_each: bool) -> Find
 /// The checks every window ends with (see the module doc). Flattens first.
 pub fn assert_books_agree(rig: &Rig, engine: &mut Process) {
     let f = audit(rig, engine);
-    assert!(f.duplicates.is_empty() && f.orphans.is_empty() && f.mismatches.is_empty(), "{f:#?}");
+    assert!(
+        f.duplicates.is_empty() && f.orphans.is_empty() && f.mismatches.is_empty(),
+        "{f:#?}\nlog:\n{}",
+        engine.log()
+    );
 }
 
 /// The closed trade of `id` as the store holds it: reason, exit price.

@@ -192,6 +192,24 @@ impl Process {
         }
     }
 
+    /// Waits until `cond` holds while the process runs; on a timeout, or when the process
+    /// has exited meanwhile, fails with its log (a bare timeout says nothing of why).
+    pub fn wait_for(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while !cond() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("{} exited ({status}) before {what}; log:\n{}", self.name, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}; log of {}:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn wait_log(&self, needle: &str) {
         let deadline = Instant::now() + DEADLINE;
         while !self.log().contains(needle) {
