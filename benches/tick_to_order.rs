@@ -33,10 +33,11 @@
 //! measured exits per journal location; under `cargo test` a smoke run of a few dozen checks
 //! that it works.
 
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 #[path = "live_engine/mod.rs"]
 mod live_engine;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,36 +55,6 @@ use scalper::sim::broker::{FaultConfig, SimBrokerConfig};
 /// Allocations of each hot thread (indexed by `HotThread as usize`) in the armed window.
 static ALLOCATIONS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
-/// The system allocator, counting the hot threads' allocations on the tick → wire path.
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the counting reads a
-// thread-local without a destructor and bumps an atomic, neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[inline]
 fn count() {
     if let Some(role) = hops::counting() {
@@ -92,7 +63,7 @@ fn count() {
 }
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting(count);
 
 /// Each hot thread's allocations since the last call.
 fn take_allocations() -> [u64; 3] {

@@ -7,7 +7,9 @@
 //!   rejection) and copies of the id share its text: a trigger allocates nothing;
 //! - the place-order body is written into a reused buffer: nothing once it has grown.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "../benches/support/counting_alloc.rs"]
+mod counting_alloc;
+
 use std::cell::Cell;
 
 use scalper::broker::model::{OrderType, PlaceOrder, ProductType, Validity};
@@ -23,35 +25,6 @@ thread_local! {
     static COUNT: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the counting touches a
-// thread-local without a destructor, which allocates nothing.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 fn count() {
     let _ = COUNT.try_with(|c| {
         if let Some(n) = c.get() {
@@ -61,7 +34,7 @@ fn count() {
 }
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting(count);
 
 /// What `f` returns and how many allocations it made on this thread.
 fn allocations<R>(f: impl FnOnce() -> R) -> (R, u64) {
