@@ -13,15 +13,19 @@ use scalper::sim::broker::{Fault, FaultConfig, Scope, SimBrokerConfig};
 
 #[test]
 fn a_throttled_read_of_an_orders_trades_is_retried_and_the_entry_is_valued_at_its_trades() {
-    // Three parts of 25, 500 ms apart, each at the price of the moment.
+    // Three parts of 25, 300 ms apart, each at the price of the moment.
     let sim = LiveSim::start(SimBrokerConfig {
         fill_parts: 3,
-        fill_interval: Duration::from_millis(500),
+        fill_interval: Duration::from_millis(300),
         ..sim_config(FaultConfig::default())
     });
-    // The first read of an order's trades is throttled.
-    sim.broker.faults().inject(Fault::Throttle, Scope::OrderTrades, 1);
-    let engine = LiveEngine::start(&sim, Start::default());
+    // The order book is polled only after 3 s without a report: the entry has traded in
+    // full by then.
+    let options = |o: &mut scalper::engine::live::LiveOptions| {
+        quick(o);
+        o.poll_every = Duration::from_secs(3);
+    };
+    let engine = LiveEngine::start(&sim, Start { options: &options, ..Start::default() });
     engine.price(&sim, A, "100.00");
     let id = engine.enter(A, Side::Long, 75);
     let entry = || {
@@ -29,6 +33,11 @@ fn a_throttled_read_of_an_orders_trades_is_retried_and_the_entry_is_valued_at_it
         sim.broker.orders().into_iter().find(|o| ours(&o.correlation_id))
     };
     wait_until("the entry's first part traded", || entry().is_some_and(|o| o.filled_qty >= 25));
+    // The rest trades without order updates (so without each trade's price): the engine
+    // learns of it from the order book, whose average price is not a whole paisa, and reads
+    // the order's trades; that first read is throttled.
+    sim.broker.faults().drop_order_updates(1_000);
+    sim.broker.faults().inject(Fault::Throttle, Scope::OrderTrades, 1);
     engine.price(&sim, A, "100.01");
     let core = engine.shared.core.clone();
     wait_until("the position is open", || core.lock().position(&id).is_some());
@@ -42,6 +51,12 @@ fn a_throttled_read_of_an_orders_trades_is_retried_and_the_entry_is_valued_at_it
     let value: i64 = trades.iter().map(|t| t.price.0 * t.quantity).sum();
     let qty: i64 = trades.iter().map(|t| t.quantity).sum();
     assert_eq!(qty, 75);
+    assert_eq!(
+        position.entry_value,
+        Paise(value),
+        "the entry is valued at its trades ({trades:#?}), not at the average {}",
+        position.entry_price
+    );
     // The throttled read was answered 429 and read again.
     let reads = sim
         .broker
@@ -50,12 +65,6 @@ fn a_throttled_read_of_an_orders_trades_is_retried_and_the_entry_is_valued_at_it
         .filter(|r| r.method == "GET" && r.path == format!("/v2/trades/{}", order.order_id))
         .count();
     assert!(reads >= 2, "the order's trades were read again after the 429 ({reads} reads)");
-    assert_eq!(
-        position.entry_value,
-        Paise(value),
-        "the entry is valued at its trades ({trades:#?}), not at the average {}",
-        position.entry_price
-    );
     engine.stop();
     sim.shutdown();
 }
