@@ -13,17 +13,18 @@ use scalper::sim::broker::{Fault, FaultConfig, Scope, SimBrokerConfig};
 
 #[test]
 fn a_throttled_read_of_an_orders_trades_is_retried_and_the_entry_is_valued_at_its_trades() {
-    // Three parts of 25, 300 ms apart, each at the price of the moment.
+    // Three parts of 25, a second apart (room for a busy machine to move the price between
+    // the first and the second), each at the price of the moment.
     let sim = LiveSim::start(SimBrokerConfig {
         fill_parts: 3,
-        fill_interval: Duration::from_millis(300),
+        fill_interval: Duration::from_secs(1),
         ..sim_config(FaultConfig::default())
     });
-    // The order book is polled only after 3 s without a report: the entry has traded in
+    // The order book is polled only after 4 s without a report: the entry has traded in
     // full by then.
     let options = |o: &mut scalper::engine::live::LiveOptions| {
         quick(o);
-        o.poll_every = Duration::from_secs(3);
+        o.poll_every = Duration::from_secs(4);
     };
     let engine = LiveEngine::start(&sim, Start { options: &options, ..Start::default() });
     engine.price(&sim, A, "100.00");
