@@ -105,6 +105,10 @@ pub enum Scope {
     OrderWrites,
     /// GET requests.
     Reads,
+    /// `GET /trades/{order-id}`: one order's trades.
+    OrderTrades,
+    /// `GET /trades`: the whole trade book.
+    TradeBook,
 }
 
 impl Scope {
@@ -115,6 +119,8 @@ impl Scope {
             Scope::Place => method == "POST" && p == "/orders",
             Scope::OrderWrites => method != "GET" && p.starts_with("/orders"),
             Scope::Reads => method == "GET",
+            Scope::OrderTrades => method == "GET" && p.starts_with("/trades/"),
+            Scope::TradeBook => method == "GET" && p == "/trades",
         }
     }
 }

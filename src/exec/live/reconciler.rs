@@ -144,21 +144,26 @@ impl LiveReconciler {
     /// from one (its record lost) enters at the exact value of its fills. The trade book is
     /// read (`GET /trades`, one call) only when an entry order the order tracker does not
     /// follow (those are the engine's already, valued as they fill) shows a filled quantity
-    /// not valued yet; a trade book that cannot be read leaves the order book's averages.
+    /// not valued yet; a trade book that cannot be read, even after the retries of
+    /// [`read_trades`], leaves the order book's averages.
     fn value_entries(&self, book: &mut BrokerBook) {
-        let mut values = self.entry_values.lock();
         let followed =
             |cid: &str| CorrelationId::new(cid).is_ok_and(|c| self.orders.is_tracked(&c));
-        let unvalued: Vec<(String, OrderId, Qty)> = book
-            .own_executions
-            .iter()
-            .filter(|e| e.parsed.role == correlation::OrderRole::Entry)
-            .filter(|e| !followed(&e.correlation_id))
-            .filter(|e| values.get(&e.correlation_id).is_none_or(|(q, _)| *q != e.filled))
-            .map(|e| (e.correlation_id.clone(), e.order_id.clone(), e.filled))
-            .collect();
-        if !unvalued.is_empty() {
-            match self.client.trades() {
+        let unvalued: Vec<(String, OrderId, Qty)> = {
+            let values = self.entry_values.lock();
+            book.own_executions
+                .iter()
+                .filter(|e| e.parsed.role == correlation::OrderRole::Entry)
+                .filter(|e| !followed(&e.correlation_id))
+                .filter(|e| values.get(&e.correlation_id).is_none_or(|(q, _)| *q != e.filled))
+                .map(|e| (e.correlation_id.clone(), e.order_id.clone(), e.filled))
+                .collect()
+        };
+        // Read (and retried, see `read_trades`) without holding the values.
+        let read = (!unvalued.is_empty()).then(|| valued::read_trades(|| self.client.trades()));
+        let mut values = self.entry_values.lock();
+        if let Some(read) = read {
+            match read {
                 Ok(trades) => {
                     for (cid, order_id, filled) in unvalued {
                         let mut by_id = BTreeMap::new();
