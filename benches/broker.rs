@@ -16,6 +16,9 @@
 //! limiter's bookkeeping is still on the path. `cargo bench --bench broker` runs the full
 //! counts; under `cargo test` a short smoke run checks that it works.
 
+#[path = "support/micros.rs"]
+mod micros;
+use micros::{histogram, report};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -77,23 +80,6 @@ fn intent(i: usize) -> OrderIntent {
         created_at: Timestamp(0),
         limit_price: None,
     }
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-fn report(name: &str, h: &Histogram<u64>) {
-    println!(
-        "{name:<52} n={:<5} p50={:>7} µs  p90={:>7} µs  p99={:>7} µs  p99.9={:>7} µs  max={:>7} µs  mean={:>9.1} µs",
-        h.len(),
-        h.value_at_quantile(0.50),
-        h.value_at_quantile(0.90),
-        h.value_at_quantile(0.99),
-        h.value_at_quantile(0.999),
-        h.max(),
-        h.mean()
-    );
 }
 
 /// A socket that reads HTTP requests, notes when each one's last byte arrived, and acknowledges.

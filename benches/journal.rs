@@ -17,6 +17,9 @@
 //! `cargo bench --bench journal` runs the full counts; under `cargo test` a short smoke run
 //! checks that it works.
 
+#[path = "support/micros.rs"]
+mod micros;
+use micros::{histogram, report};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -39,22 +42,6 @@ struct Sizes {
     after_idle: usize,
     idle: Duration,
     bursts: usize,
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-fn report(name: &str, h: &Histogram<u64>) {
-    println!(
-        "{name:<58} n={:<5} p50={:>6} µs  p90={:>6} µs  p99={:>6} µs  p99.9={:>6} µs  max={:>6} µs",
-        h.len(),
-        h.value_at_quantile(0.50),
-        h.value_at_quantile(0.90),
-        h.value_at_quantile(0.99),
-        h.value_at_quantile(0.999),
-        h.max(),
-    );
 }
 
 fn intent(i: usize) -> OrderIntent {

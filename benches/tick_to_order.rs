@@ -38,6 +38,9 @@ mod counting_alloc;
 #[path = "live_engine/mod.rs"]
 mod live_engine;
 
+#[path = "support/micros.rs"]
+mod micros;
+use micros::{histogram, report};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -73,23 +76,6 @@ fn take_allocations() -> [u64; 3] {
 struct Sizes {
     warmup: usize,
     exits: usize,
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-fn report(name: &str, h: &Histogram<u64>) {
-    println!(
-        "{name:<44} n={:<5} p50={:>6} µs  p90={:>6} µs  p99={:>6} µs  p99.9={:>6} µs  max={:>6} µs  mean={:>8.1} µs",
-        h.len(),
-        h.value_at_quantile(0.50),
-        h.value_at_quantile(0.90),
-        h.value_at_quantile(0.99),
-        h.value_at_quantile(0.999),
-        h.max(),
-        h.mean()
-    );
 }
 
 /// One measured exit: end to end and each hop, in µs after the feed's write.
