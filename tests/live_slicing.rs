@@ -46,6 +46,18 @@ fn master_with_freeze_150(dir: &Path) -> (PathBuf, Arc<Instruments>) {
     (path, Arc::new(table))
 }
 
+/// A simulator whose exchange has the freeze-150 master, and the master's file (kept in the
+/// returned directory, which must live as long as the engine reads it).
+fn sim_with_freeze_150() -> (tempfile::TempDir, PathBuf, LiveSim) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, table) = master_with_freeze_150(dir.path());
+    let sim = LiveSim::start(SimBrokerConfig {
+        instruments: Some(table),
+        ..sim_config(FaultConfig::default())
+    });
+    (dir, path, sim)
+}
+
 fn orders_of(sim: &LiveSim, id: &PositionId, role: OrderRole) -> Vec<SimOrder> {
     let mut v: Vec<SimOrder> = sim
         .broker
@@ -65,12 +77,7 @@ fn summary(orders: &[SimOrder]) -> Vec<(String, i64, i64)> {
 
 #[test]
 fn a_position_above_the_freeze_quantity_exits_as_three_children_each_sent_once() {
-    let master_dir = tempfile::tempdir().unwrap();
-    let (path, table) = master_with_freeze_150(master_dir.path());
-    let sim = LiveSim::start(SimBrokerConfig {
-        instruments: Some(table),
-        ..sim_config(FaultConfig::default())
-    });
+    let (_master_dir, path, sim) = sim_with_freeze_150();
     let extra = format!("[instruments]\nmaster_file = \"{}\"\n", path.display());
     let e = LiveEngine::start(&sim, Start { extra: &extra, ..Start::default() });
     e.price(&sim, A, "100.00");
@@ -127,12 +134,7 @@ fn a_position_above_the_freeze_quantity_exits_as_three_children_each_sent_once()
 #[test]
 fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_missing_two() {
     use process_support::{get, post, spawn, wait_for};
-    let sim_master = tempfile::tempdir().unwrap();
-    let (path, table) = master_with_freeze_150(sim_master.path());
-    let sim = LiveSim::start(SimBrokerConfig {
-        instruments: Some(table),
-        ..sim_config(FaultConfig::default())
-    });
+    let (_sim_master, path, sim) = sim_with_freeze_150();
     let data = sim.dir.path().to_path_buf();
     let config = data.join("engine.toml");
     let text = format!(
@@ -208,12 +210,7 @@ fn killed_between_the_first_and_second_exit_child_the_restart_sends_only_the_mis
 fn killed_between_the_first_and_second_entry_child_the_restart_sends_only_the_missing_two() {
     use crash_support::{Rig, assert_books_agree, vwap, wait_killed, wait_trading};
     use process_support::{get, post, wait_for};
-    let sim_master = tempfile::tempdir().unwrap();
-    let (path, table) = master_with_freeze_150(sim_master.path());
-    let sim = LiveSim::start(SimBrokerConfig {
-        instruments: Some(table),
-        ..sim_config(FaultConfig::default())
-    });
+    let (_sim_master, path, sim) = sim_with_freeze_150();
     let rig = Rig::on(sim, |text| {
         format!("{text}\n[instruments]\nmaster_file = \"{}\"\n", path.display())
     });
@@ -288,12 +285,7 @@ fn killed_between_the_first_and_second_entry_child_the_restart_sends_only_the_mi
 #[test]
 fn a_limit_entry_rests_until_the_market_reaches_it_and_fills_at_the_limit_or_better() {
     use scalper::broker::model::OrderType;
-    let master_dir = tempfile::tempdir().unwrap();
-    let (path, table) = master_with_freeze_150(master_dir.path());
-    let sim = LiveSim::start(SimBrokerConfig {
-        instruments: Some(table),
-        ..sim_config(FaultConfig::default())
-    });
+    let (_master_dir, path, sim) = sim_with_freeze_150();
     let extra = format!("[instruments]\nmaster_file = \"{}\"\n", path.display());
     let e = LiveEngine::start(&sim, Start { extra: &extra, ..Start::default() });
     e.price(&sim, A, "100.00");
@@ -346,12 +338,7 @@ fn a_sliced_limit_entry_killed_between_its_children(store_lag: bool) {
     use crash_support::{Rig, STORE_LAG, assert_books_agree, vwap, wait_killed, wait_trading};
     use process_support::{get, post, wait_for};
     use scalper::broker::model::OrderType;
-    let sim_master = tempfile::tempdir().unwrap();
-    let (path, table) = master_with_freeze_150(sim_master.path());
-    let sim = LiveSim::start(SimBrokerConfig {
-        instruments: Some(table),
-        ..sim_config(FaultConfig::default())
-    });
+    let (_sim_master, path, sim) = sim_with_freeze_150();
     let rig = Rig::on(sim, |text| {
         format!("{text}\n[instruments]\nmaster_file = \"{}\"\n", path.display())
     });
