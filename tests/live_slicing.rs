@@ -71,6 +71,24 @@ fn orders_of(sim: &LiveSim, id: &PositionId, role: OrderRole) -> Vec<SimOrder> {
     v
 }
 
+/// The position of an entry whose engine was killed at its first child's acceptance. The kill
+/// may come before the API's answer is written (the first child is placed while the answer is
+/// on its way), so the position's id is the one the simulator's only order carries; an answer
+/// that did arrive must name the same position.
+fn killed_entrys_position(sim: &LiveSim, answer: &(u16, serde_json::Value)) -> PositionId {
+    assert!(answer.0 == 202 || answer.0 == 0, "{} {}", answer.0, answer.1);
+    let entries: Vec<SimOrder> = sim.broker.orders();
+    assert_eq!(entries.len(), 1, "only the first child left: {entries:#?}");
+    let id = match correlation::parse(&entries[0].correlation_id).map(|p| p.position) {
+        Some(correlation::PositionRef::Id(id)) => id,
+        other => panic!("not an id of ours: {other:?} {entries:#?}"),
+    };
+    if answer.0 == 202 {
+        assert_eq!(answer.1["position_id"].as_str(), Some(id.as_str()), "{}", answer.1);
+    }
+    id
+}
+
 fn summary(orders: &[SimOrder]) -> Vec<(String, i64, i64)> {
     orders.iter().map(|o| (o.correlation_id.clone(), o.quantity, o.filled_qty)).collect()
 }
@@ -224,19 +242,8 @@ fn killed_between_the_first_and_second_entry_child_the_restart_sends_only_the_mi
         last = post(addr, "/v1/orders", &body.to_string());
         last.0 != 422 || last.1["code"] != "no_price"
     });
-    // The kill may come before the answer is written (the first child is placed while the
-    // answer is on its way): the position's id is the one the simulator's entry carries.
-    assert!(last.0 == 202 || last.0 == 0, "{} {}", last.0, last.1);
     wait_killed(&mut engine, point);
-    let entries: Vec<SimOrder> = rig.sim.broker.orders();
-    assert_eq!(entries.len(), 1, "only the first child left: {entries:#?}");
-    let id = match correlation::parse(&entries[0].correlation_id).map(|p| p.position) {
-        Some(correlation::PositionRef::Id(id)) => id,
-        other => panic!("not an id of ours: {other:?} {entries:#?}"),
-    };
-    if last.0 == 202 {
-        assert_eq!(last.1["position_id"].as_str(), Some(id.as_str()), "{}", last.1);
-    }
+    let id = killed_entrys_position(&rig.sim, &last);
     let slice = |n| correlation::slice_id(OrderRole::Entry, &id, 1, n).unwrap().to_string();
     // Only the first child left before the kill; it fills at ₹100.00, the rest will go at
     // ₹101.50 (a volume-weighted ₹101.00, exact: a rounded average is a known gap of its own,
@@ -355,9 +362,8 @@ fn a_sliced_limit_entry_killed_between_its_children(store_lag: bool) {
         last = post(addr, "/v1/orders", &body.to_string());
         last.0 != 422 || last.1["code"] != "no_price"
     });
-    assert_eq!(last.0, 202, "{}", last.1);
-    let id = PositionId::new(last.1["position_id"].as_str().unwrap());
     wait_killed(&mut engine, point);
+    let id = killed_entrys_position(&rig.sim, &last);
     let slice = |n| correlation::slice_id(OrderRole::Entry, &id, 1, n).unwrap().to_string();
     wait_for("the first child fills", || {
         orders_of(&rig.sim, &id, OrderRole::Entry).iter().all(|o| o.filled_qty == 150)
